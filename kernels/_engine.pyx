@@ -1,0 +1,381 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+"""The replay engine: all MMU, cache and scheduler state in C structs, the access loop without the GIL.
+
+Python (mshare_hw.engine.driver) builds it from SimParams and a Layout, feeds each process's trace in
+chunks when `run()` asks for input, and reads the counter tables at the end. The component files
+mirror the reference model's modules one to one.
+"""
+
+import numpy as np
+cimport numpy as cnp
+from libc.stdlib cimport calloc, free, malloc
+
+cnp.import_array()
+
+include "state.pxi"
+
+cdef extern from *:
+    """
+    #define INVALID_LINE UINT64_MAX
+    """
+    const uint64_t INVALID_LINE
+
+include "_counters.pxi"
+include "tlb.pxi"
+include "pwc.pxi"
+include "caches.pxi"
+include "pagetables.pxi"
+include "asid.pxi"
+include "oracle.pxi"
+include "walker.pxi"
+include "scheduler.pxi"
+
+DONE = ST_DONE
+NEED_INPUT = ST_NEED_INPUT
+CHECKPOINT = ST_CHECKPOINT
+ERROR = ST_ERROR
+NO_CHECKPOINT = 1 << 62
+_ERRORS = {
+    ERR_NOMEM: "out of memory while growing page tables",
+    ERR_WALK: "a page walk kept faulting (internal error)",
+    ERR_HUGE_CONFLICT: "a huge-page mapping overlaps a region with smaller pages",
+}
+
+
+cdef int _is_pow2(int n):
+    return n > 0 and (n & (n - 1)) == 0
+
+
+cdef void* _calloc(size_t n, size_t size) except NULL:
+    cdef void* p = calloc(n if n else 1, size)
+    if p == NULL:
+        raise MemoryError()
+    return p
+
+
+cdef class Engine:
+    cdef Sim s
+    cdef object _cpu_ctr
+    cdef object _proc_ctr
+    cdef object _chunks
+    cdef object _keep
+    cdef bint _started
+
+    def __cinit__(self):
+        memset(&self.s, 0, sizeof(Sim))
+
+    def __init__(self, params, layout):
+        cdef Sim* s = &self.s
+        cdef int c, i, k, n_cpus = params.n_cpus, n_procs = layout.n_procs
+        cdef int64_t lines
+        s.n_cpus = n_cpus
+        s.n_procs = n_procs
+        s.n_mms = n_procs + layout.n_hosts
+        s.levels = params.levels
+        s.pcid_enabled = params.pcid
+        s.data_caches = params.data_caches
+        s.oracle = params.oracle
+        s.l2_latency = params.l2_latency
+        s.access_cycles = params.access_cycles
+        s.ifetch_cycles = params.ifetch_cycles
+        s.fault_cycles = params.fault_cycles
+        s.fault_per_page_cycles = params.fault_per_page_cycles
+        s.link_fault_cycles = params.link_fault_cycles
+        s.context_switch_cycles = params.context_switch_cycles
+        s.cr3_noflush_cycles = params.cr3_noflush_cycles
+        s.cr3_flush_cycles = params.cr3_flush_cycles
+        s.fault_around_pages = params.fault_around_pages
+        s.link_level = params.link_level
+        s.pinned = params.scheduler == "pinned"
+        s.quantum = params.quantum_cycles
+        s.slice_len = params.slice_accesses
+        s.dram_latency = params.dram_latency
+        s.cur_cpu = -1
+        s.need_proc = -1
+        s.next_checkpoint = NO_CHECKPOINT
+
+        s.l1i = <TLBLevel*>_calloc(n_cpus, sizeof(TLBLevel))
+        s.l1d = <TLBLevel*>_calloc(n_cpus, sizeof(TLBLevel))
+        s.l2d = <TLBLevel*>_calloc(n_cpus, sizeof(TLBLevel))
+        s.split_l2 = params.l2i is not None
+        s.l2i = <TLBLevel*>_calloc(n_cpus, sizeof(TLBLevel)) if s.split_l2 else s.l2d
+        for c in range(n_cpus):
+            self._init_level(&s.l1i[c], params.l1i)
+            self._init_level(&s.l1d[c], params.l1d)
+            self._init_level(&s.l2d[c], params.l2d)
+            if s.split_l2:
+                self._init_level(&s.l2i[c], params.l2i)
+
+        s.n_pwc = len(params.pwc_structs)
+        for i in range(6):
+            s.pwc_of_level[i] = params.pwc_of_level[i]
+        s.pwc = <PWCArray*>_calloc(n_cpus * s.n_pwc, sizeof(PWCArray))
+        for c in range(n_cpus):
+            for k in range(s.n_pwc):
+                spec = params.pwc_structs[k]
+                s.pwc[c * s.n_pwc + k].sets = spec.sets
+                s.pwc[c * s.n_pwc + k].ways = spec.ways
+                s.pwc[c * s.n_pwc + k].set_mask = spec.sets - 1 if _is_pow2(spec.sets) else 0
+                s.pwc[c * s.n_pwc + k].e = <PWCEntry*>_calloc(spec.sets * spec.ways, sizeof(PWCEntry))
+
+        s.l1d_cache = <Cache*>_calloc(n_cpus, sizeof(Cache))
+        s.l2_cache = <Cache*>_calloc(n_cpus, sizeof(Cache))
+        for c in range(n_cpus):
+            self._init_cache(&s.l1d_cache[c], params.l1d_cache)
+            self._init_cache(&s.l2_cache[c], params.l2_cache)
+        self._init_cache(&s.llc, params.llc)
+
+        s.next_frame = layout.dyn_frame_start
+        s.mm_ctx_id = <int64_t*>_calloc(s.n_mms, sizeof(int64_t))
+        s.mm_tlb_gen = <uint64_t*>_calloc(s.n_mms, sizeof(uint64_t))
+        s.mm_cpumask = <uint8_t*>_calloc(s.n_mms * n_cpus, sizeof(uint8_t))
+        s.roots = <int64_t*>_calloc(s.n_mms, sizeof(int64_t))
+        for i in range(s.n_mms):
+            s.mm_ctx_id[i] = INIT_MM_CTX_ID + 1 + i
+            s.roots[i] = pt_new_table(s, s.levels, i)
+            if s.error:
+                raise MemoryError()
+        s.cpu_state = <CpuTlbState*>_calloc(n_cpus, sizeof(CpuTlbState))
+        for c in range(n_cpus):
+            cpu_tlb_init(&s.cpu_state[c])
+
+        self._init_regions(layout)
+
+        s.cpu_running = <int*>_calloc(n_cpus, sizeof(int))
+        s.cpu_current = <int*>_calloc(n_cpus, sizeof(int))
+        s.quantum_end = <uint64_t*>_calloc(n_cpus, sizeof(uint64_t))
+        s.clock = <uint64_t*>_calloc(n_cpus, sizeof(uint64_t))
+        for c in range(n_cpus):
+            s.cpu_current[c] = -1
+        n_queues = n_cpus if s.pinned else 1
+        s.queue_cap = n_procs + 1
+        s.queue_buf = <int*>_calloc(n_queues * s.queue_cap, sizeof(int))
+        s.queue_head = <int*>_calloc(n_queues, sizeof(int))
+        s.queue_count = <int*>_calloc(n_queues, sizeof(int))
+        for i in range(n_procs):
+            queue_push(s, layout.home_cpu[i] if s.pinned else 0, i)
+
+        s.trace_addrs = <uint64_t**>_calloc(n_procs, sizeof(uint64_t*))
+        s.trace_kinds = <uint8_t**>_calloc(n_procs, sizeof(uint8_t*))
+        s.trace_len = <int64_t*>_calloc(n_procs, sizeof(int64_t))
+        s.trace_pos = <int64_t*>_calloc(n_procs, sizeof(int64_t))
+        s.trace_final = <int*>_calloc(n_procs, sizeof(int))
+        self._chunks = [None] * n_procs
+
+        self._cpu_ctr = np.zeros((n_cpus, N_COUNTERS), dtype=np.int64)
+        self._proc_ctr = np.zeros((n_procs, N_COUNTERS), dtype=np.int64)
+        s.cpu_ctr = <int64_t*>cnp.PyArray_DATA(self._cpu_ctr)
+        s.proc_ctr = <int64_t*>cnp.PyArray_DATA(self._proc_ctr)
+        s.row = <int64_t*>_calloc(N_COUNTERS, sizeof(int64_t))
+        s.max_examples = params.max_stale_examples
+        s.examples = <int64_t*>_calloc(s.max_examples * 5, sizeof(int64_t))
+
+    cdef void _init_level(self, TLBLevel* lv, specs) except *:
+        cdef int i, j
+        lv.n = len(specs)
+        lv.arrays = <TLBArray*>_calloc(lv.n, sizeof(TLBArray))
+        for i, spec in enumerate(specs):
+            lv.arrays[i].sets = spec.sets
+            lv.arrays[i].ways = spec.ways
+            lv.arrays[i].set_bits = spec.sets.bit_length() - 1
+            lv.arrays[i].set_mask = spec.sets - 1 if _is_pow2(spec.sets) else 0
+            lv.arrays[i].xor_index = spec.xor_index
+            lv.arrays[i].n_shifts = len(spec.shifts)
+            for j, sh in enumerate(spec.shifts):
+                lv.arrays[i].shifts[j] = sh
+            lv.arrays[i].e = <TLBEntry*>_calloc(spec.sets * spec.ways, sizeof(TLBEntry))
+
+    cdef void _init_cache(self, Cache* c, spec) except *:
+        cdef int64_t i, n = <int64_t>spec.sets * spec.ways
+        c.sets = spec.sets
+        c.ways = spec.ways
+        c.latency = spec.latency
+        c.set_mask = spec.sets - 1 if _is_pow2(spec.sets) else 0
+        c.lines = <uint64_t*>_calloc(n, sizeof(uint64_t))
+        c.lru = <uint64_t*>_calloc(n, sizeof(uint64_t))
+        for i in range(n):
+            c.lines[i] = INVALID_LINE
+
+    cdef void _init_regions(self, layout) except *:
+        cdef Sim* s = &self.s
+        cdef int64_t k = 0, j = 0
+        n_rows = sum(len(r) for r in layout.regions)
+        n_slots = sum(len(x) for x in layout.slots)
+        s.reg_off = <int64_t*>_calloc(s.n_procs + 1, sizeof(int64_t))
+        s.reg_start = <uint64_t*>_calloc(n_rows, sizeof(uint64_t))
+        s.reg_end = <uint64_t*>_calloc(n_rows, sizeof(uint64_t))
+        s.reg_shift = <int32_t*>_calloc(n_rows, sizeof(int32_t))
+        s.reg_fa = <int32_t*>_calloc(n_rows, sizeof(int32_t))
+        s.reg_host = <int32_t*>_calloc(n_rows, sizeof(int32_t))
+        s.reg_frame = <int64_t*>_calloc(n_rows, sizeof(int64_t))
+        s.slot_off = <int64_t*>_calloc(s.n_procs + 1, sizeof(int64_t))
+        s.slot_start = <uint64_t*>_calloc(n_slots, sizeof(uint64_t))
+        s.slot_end = <uint64_t*>_calloc(n_slots, sizeof(uint64_t))
+        s.slot_host = <int32_t*>_calloc(n_slots, sizeof(int32_t))
+        for p in range(s.n_procs):
+            s.reg_off[p] = k
+            for r in layout.regions[p]:
+                s.reg_start[k] = r.start
+                s.reg_end[k] = r.end
+                s.reg_shift[k] = r.shift
+                s.reg_fa[k] = r.fault_around
+                s.reg_host[k] = r.host
+                s.reg_frame[k] = r.frame_base
+                k += 1
+            s.slot_off[p] = j
+            for x in layout.slots[p]:
+                s.slot_start[j] = x.start
+                s.slot_end[j] = x.end
+                s.slot_host[j] = x.host
+                j += 1
+        s.reg_off[s.n_procs] = k
+        s.slot_off[s.n_procs] = j
+
+    def __dealloc__(self):
+        cdef Sim* s = &self.s
+        cdef int c, i
+        cdef TLBLevel* levels[4]
+        if s.l1i != NULL:
+            levels[0] = s.l1i
+            levels[1] = s.l1d
+            levels[2] = s.l2d
+            levels[3] = s.l2i if s.split_l2 else NULL
+            for i in range(4):
+                if levels[i] == NULL:
+                    continue
+                for c in range(s.n_cpus):
+                    if levels[i][c].arrays != NULL:
+                        for k in range(levels[i][c].n):
+                            free(levels[i][c].arrays[k].e)
+                        free(levels[i][c].arrays)
+                free(levels[i])
+        if s.pwc != NULL:
+            for i in range(s.n_cpus * s.n_pwc):
+                free(s.pwc[i].e)
+            free(s.pwc)
+        if s.l1d_cache != NULL:
+            for c in range(s.n_cpus):
+                free(s.l1d_cache[c].lines)
+                free(s.l1d_cache[c].lru)
+                free(s.l2_cache[c].lines)
+                free(s.l2_cache[c].lru)
+            free(s.l1d_cache)
+            free(s.l2_cache)
+        free(s.llc.lines)
+        free(s.llc.lru)
+        for ptr in (<size_t>s.pt_entries, <size_t>s.pt_versions, <size_t>s.table_level, <size_t>s.table_frame,
+                    <size_t>s.table_mm, <size_t>s.roots, <size_t>s.mm_ctx_id, <size_t>s.mm_tlb_gen,
+                    <size_t>s.mm_cpumask, <size_t>s.cpu_state, <size_t>s.reg_off, <size_t>s.reg_start,
+                    <size_t>s.reg_end, <size_t>s.reg_shift, <size_t>s.reg_fa, <size_t>s.reg_host,
+                    <size_t>s.reg_frame, <size_t>s.slot_off, <size_t>s.slot_start, <size_t>s.slot_end,
+                    <size_t>s.slot_host, <size_t>s.cpu_running, <size_t>s.cpu_current, <size_t>s.quantum_end,
+                    <size_t>s.clock, <size_t>s.queue_buf, <size_t>s.queue_head, <size_t>s.queue_count,
+                    <size_t>s.trace_addrs, <size_t>s.trace_kinds, <size_t>s.trace_len, <size_t>s.trace_pos,
+                    <size_t>s.trace_final, <size_t>s.row, <size_t>s.examples):
+            free(<void*>ptr)
+
+    # -- driving ----------------------------------------------------------------------------------
+    def feed(self, int proc, addrs, kinds, bint final):
+        """Give process `proc` its next chunk (the engine must have asked for it, or not started)."""
+        a = np.ascontiguousarray(addrs, dtype=np.uint64)
+        k = np.ascontiguousarray(kinds, dtype=np.uint8)
+        if a.shape[0] != k.shape[0]:
+            raise ValueError("addrs and kinds differ in length")
+        if self.s.trace_pos[proc] != self.s.trace_len[proc]:
+            raise RuntimeError(f"process {proc} still has unread input")
+        self._chunks[proc] = (a, k)
+        self.s.trace_addrs[proc] = <uint64_t*>cnp.PyArray_DATA(a)
+        self.s.trace_kinds[proc] = <uint8_t*>cnp.PyArray_DATA(k)
+        self.s.trace_len[proc] = a.shape[0]
+        self.s.trace_pos[proc] = 0
+        self.s.trace_final[proc] = final
+
+    def run(self):
+        """Replay until done, until a process needs input (`need_proc`), or until a checkpoint."""
+        cdef int st
+        if not self._started:
+            self._started = True
+            sched_start(&self.s)
+        with nogil:
+            st = sim_run(&self.s)
+        if st == ST_ERROR:
+            raise RuntimeError(_ERRORS.get(self.s.error, f"engine error {self.s.error}"))
+        return st
+
+    @property
+    def need_proc(self):
+        return self.s.need_proc
+
+    @property
+    def global_accesses(self):
+        return self.s.global_accesses
+
+    def set_next_checkpoint(self, int64_t at):
+        self.s.next_checkpoint = at
+
+    # -- results ----------------------------------------------------------------------------------
+    @property
+    def cpu_counters(self):
+        return self._cpu_ctr
+
+    @property
+    def proc_counters(self):
+        return self._proc_ctr
+
+    @property
+    def clocks(self):
+        return np.array([self.s.clock[c] for c in range(self.s.n_cpus)], dtype=np.int64)
+
+    @property
+    def pt_pages(self):
+        return np.array([self.s.pages_per_level[i] for i in range(6)], dtype=np.int64)
+
+    @property
+    def stale_examples(self):
+        return [tuple(int(self.s.examples[i * 5 + j]) for j in range(5)) for i in range(self.s.n_examples)]
+
+    # -- direct access to single steps (hand-computed tests) ---------------------------------------
+    def access(self, int cpu, int proc, uint64_t va, int kind):
+        """One access outside the scheduler, counted to (cpu, proc)."""
+        cdef int k
+        sim_access(&self.s, cpu, proc, va, kind)
+        for k in range(N_COUNTERS):
+            self.s.cpu_ctr[cpu * N_COUNTERS + k] += self.s.row[k]
+            self.s.proc_ctr[proc * N_COUNTERS + k] += self.s.row[k]
+            self.s.row[k] = 0
+        if self.s.error:
+            raise RuntimeError(_ERRORS.get(self.s.error, f"engine error {self.s.error}"))
+
+    def switch_to(self, int cpu, int proc):
+        sim_switch_to(&self.s, cpu, proc)
+
+    def enter_lazy(self, int cpu):
+        self.s.cpu_state[cpu].is_lazy = 1
+
+    def bump_tlb_gen(self, int mm):
+        self.s.mm_tlb_gen[mm] += 1
+
+    def asid_slots(self, int cpu):
+        """(loaded ASID, [ctx_id per slot]) of a CPU."""
+        st = &self.s.cpu_state[cpu]
+        return st.asid, [st.ctx_ids[i] for i in range(N_DYN_ASIDS)]
+
+    def plant_pte_change(self, int proc, uint64_t va):
+        """Change va's leaf PTE in place without a flush (tests the oracle). False if not mapped."""
+        cdef Sim* s = &self.s
+        cdef int64_t t = s.roots[proc], loc, ent
+        cdef int level = s.levels
+        while True:
+            loc = t * PT_ENTRIES + pt_index(va, level)
+            ent = s.pt_entries[loc]
+            if not (ent & 1):
+                return False
+            if ent & 2:
+                pt_set_entry(s, loc, pt_encode(pt_alloc_frame(s), 1))
+                return True
+            t = ent >> 2
+            level -= 1
+
+
+def counter_names():
+    return COUNTER_NAMES

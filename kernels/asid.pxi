@@ -1,0 +1,66 @@
+# Linux's per-CPU dynamic ASIDs (choose_new_asid / switch_mm_irqs_off), six slots, PCID = ASID + 1.
+# Mirrors mshare_hw/reference/asid.py.
+
+cdef enum:
+    INIT_MM = -1
+    INIT_MM_CTX_ID = 1
+    SW_SWITCHED = 1
+    SW_FLUSH = 2
+    SW_SLOT_HIT = 4
+    SW_RECYCLED = 8
+    SW_LAZY_CATCHUP = 16
+
+
+cdef inline void cpu_tlb_init(CpuTlbState* st) noexcept nogil:
+    cdef int i
+    st.loaded_mm = INIT_MM
+    st.asid = 0
+    st.is_lazy = 0
+    st.next_asid = 1
+    for i in range(N_DYN_ASIDS):
+        st.ctx_ids[i] = 0
+        st.ctx_gens[i] = 0
+    st.ctx_ids[0] = INIT_MM_CTX_ID
+
+
+cdef int asid_switch_mm(Sim* s, int cpu, int mm) noexcept nogil:
+    """Returns SW_* flags describing what the switch did."""
+    cdef CpuTlbState* st = &s.cpu_state[cpu]
+    cdef int was_lazy = st.is_lazy
+    cdef int slot, asid, flush, hit, recycled
+    cdef uint64_t gen = s.mm_tlb_gen[mm]
+    st.is_lazy = 0
+    if st.loaded_mm == mm:
+        if was_lazy and st.ctx_gens[st.asid] < gen:
+            st.ctx_gens[st.asid] = gen
+            return SW_FLUSH | SW_SLOT_HIT | SW_LAZY_CATCHUP
+        return SW_SLOT_HIT
+    s.mm_cpumask[mm * s.n_cpus + cpu] = 1
+    recycled = 0
+    if not s.pcid_enabled:
+        asid = 0
+        flush = 1
+        hit = 0
+    else:
+        asid = -1
+        for slot in range(N_DYN_ASIDS):
+            if st.ctx_ids[slot] == s.mm_ctx_id[mm]:
+                asid = slot
+                break
+        if asid >= 0:
+            hit = 1
+            flush = st.ctx_gens[asid] < gen
+        else:
+            asid = st.next_asid
+            st.next_asid += 1
+            if st.next_asid >= N_DYN_ASIDS:
+                st.next_asid = 0
+            hit = 0
+            flush = 1
+            recycled = st.ctx_ids[asid] > INIT_MM_CTX_ID
+    if flush:
+        st.ctx_ids[asid] = s.mm_ctx_id[mm]
+        st.ctx_gens[asid] = gen
+    st.loaded_mm = mm
+    st.asid = asid
+    return SW_SWITCHED | (SW_FLUSH if flush else 0) | (SW_SLOT_HIT if hit else 0) | (SW_RECYCLED if recycled else 0)

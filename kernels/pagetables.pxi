@@ -1,0 +1,99 @@
+# Radix page tables of every mm in one store, in frames from a deterministic bump allocator.
+# An entry: 0 = not present, else target << 2 | leaf << 1 | 1. Every write bumps its version.
+# Mirrors mshare_hw/reference/pagetables.py.
+
+from libc.stdlib cimport realloc
+from libc.string cimport memset
+
+cdef enum:
+    PT_ENTRIES = 512
+    ERR_NOMEM = 1
+    ERR_WALK = 2
+    ERR_HUGE_CONFLICT = 3
+
+
+cdef inline int pt_index(uint64_t va, int level) noexcept nogil:
+    return <int>((va >> (12 + 9 * (level - 1))) & 511)
+
+
+cdef inline int64_t pt_encode(int64_t target, int leaf) noexcept nogil:
+    return (target << 2) | (2 if leaf else 0) | 1
+
+
+cdef inline int64_t pt_alloc_frame(Sim* s) noexcept nogil:
+    cdef int64_t f = s.next_frame
+    s.next_frame += 1
+    return f
+
+
+cdef int64_t pt_new_table(Sim* s, int level, int mm) noexcept nogil:
+    cdef int64_t t, cap
+    cdef void* p
+    if s.n_tables == s.cap_tables:
+        cap = s.cap_tables * 2 if s.cap_tables else 64
+        p = realloc(s.pt_entries, cap * PT_ENTRIES * sizeof(int64_t))
+        if p == NULL:
+            s.error = ERR_NOMEM
+            return -1
+        s.pt_entries = <int64_t*>p
+        p = realloc(s.pt_versions, cap * PT_ENTRIES * sizeof(uint32_t))
+        if p == NULL:
+            s.error = ERR_NOMEM
+            return -1
+        s.pt_versions = <uint32_t*>p
+        p = realloc(s.table_level, cap * sizeof(int32_t))
+        if p == NULL:
+            s.error = ERR_NOMEM
+            return -1
+        s.table_level = <int32_t*>p
+        p = realloc(s.table_frame, cap * sizeof(int64_t))
+        if p == NULL:
+            s.error = ERR_NOMEM
+            return -1
+        s.table_frame = <int64_t*>p
+        p = realloc(s.table_mm, cap * sizeof(int32_t))
+        if p == NULL:
+            s.error = ERR_NOMEM
+            return -1
+        s.table_mm = <int32_t*>p
+        s.cap_tables = cap
+    t = s.n_tables
+    s.n_tables += 1
+    memset(&s.pt_entries[t * PT_ENTRIES], 0, PT_ENTRIES * sizeof(int64_t))
+    memset(&s.pt_versions[t * PT_ENTRIES], 0, PT_ENTRIES * sizeof(uint32_t))
+    s.table_level[t] = level
+    s.table_frame[t] = pt_alloc_frame(s)
+    s.table_mm[t] = mm
+    s.pages_per_level[level] += 1
+    return t
+
+
+cdef inline uint64_t pt_entry_paddr(Sim* s, int64_t loc) noexcept nogil:
+    return <uint64_t>s.table_frame[loc // PT_ENTRIES] * 4096 + <uint64_t>(loc % PT_ENTRIES) * 8
+
+
+cdef inline void pt_set_entry(Sim* s, int64_t loc, int64_t value) noexcept nogil:
+    s.pt_entries[loc] = value
+    s.pt_versions[loc] += 1
+
+
+cdef int64_t pt_descend(Sim* s, int64_t root, uint64_t va, int level) noexcept nogil:
+    """The table at `level` on va's path from `root`, creating missing tables (owned by the parent's mm)."""
+    cdef int64_t t = root, loc, e, child
+    cdef int lv = s.levels
+    while lv > level:
+        loc = t * PT_ENTRIES + pt_index(va, lv)
+        e = s.pt_entries[loc]
+        if not (e & 1):
+            child = pt_new_table(s, lv - 1, s.table_mm[t])
+            if child < 0:
+                return -1
+            pt_set_entry(s, loc, pt_encode(child, 0))
+            t = child
+        else:
+            if e & 2:
+                s.error = ERR_HUGE_CONFLICT
+                return -1
+            t = e >> 2
+        lv -= 1
+    return t

@@ -1,0 +1,164 @@
+# Run queues (ring buffers) and the choice of the next CPU: always the running CPU with the lowest
+# clock, ties to the lowest number. Mirrors mshare_hw/reference/scheduler.py and the scheduling part
+# of ReferenceEngine.
+
+cdef enum:
+    ST_DONE = 0
+    ST_NEED_INPUT = 1
+    ST_CHECKPOINT = 2
+    ST_ERROR = 3
+
+
+cdef inline int queue_of(Sim* s, int cpu) noexcept nogil:
+    return cpu if s.pinned else 0
+
+
+cdef inline void queue_push(Sim* s, int q, int proc) noexcept nogil:
+    s.queue_buf[q * s.queue_cap + (s.queue_head[q] + s.queue_count[q]) % s.queue_cap] = proc
+    s.queue_count[q] += 1
+
+
+cdef inline int queue_pop(Sim* s, int q) noexcept nogil:
+    cdef int proc
+    if s.queue_count[q] == 0:
+        return -1
+    proc = s.queue_buf[q * s.queue_cap + s.queue_head[q]]
+    s.queue_head[q] = (s.queue_head[q] + 1) % s.queue_cap
+    s.queue_count[q] -= 1
+    return proc
+
+
+cdef inline void add2(Sim* s, int cpu, int proc, int k, int64_t v) noexcept nogil:
+    s.cpu_ctr[cpu * N_COUNTERS + k] += v
+    s.proc_ctr[proc * N_COUNTERS + k] += v
+
+
+cdef int64_t flush_pcid(Sim* s, int cpu, int pcid) noexcept nogil:
+    cdef int64_t n = tlb_flush_pcid(&s.l1i[cpu], pcid) + tlb_flush_pcid(&s.l1d[cpu], pcid)
+    n += tlb_flush_pcid(&s.l2d[cpu], pcid)
+    if s.split_l2:
+        n += tlb_flush_pcid(&s.l2i[cpu], pcid)
+    return n + pwc_flush_pcid(s, cpu, pcid)
+
+
+cdef void sim_switch_to(Sim* s, int cpu, int proc) noexcept nogil:
+    cdef int f = asid_switch_mm(s, cpu, proc)
+    cdef int64_t cost = s.context_switch_cycles
+    add2(s, cpu, proc, C_CONTEXT_SWITCHES, 1)
+    if f & SW_SWITCHED:
+        add2(s, cpu, proc, C_ASID_SLOT_HITS if f & SW_SLOT_HIT else C_ASID_SLOT_MISSES, 1)
+        if f & SW_RECYCLED:
+            add2(s, cpu, proc, C_ASID_RECYCLES, 1)
+    if f & SW_FLUSH:
+        flush_pcid(s, cpu, s.cpu_state[cpu].asid + 1)
+        add2(s, cpu, proc, C_CR3_FLUSHES, 1)
+        if f & SW_LAZY_CATCHUP:
+            add2(s, cpu, proc, C_LAZY_CATCHUP_FLUSHES, 1)
+        cost += s.cr3_flush_cycles
+    elif f & SW_SWITCHED:
+        add2(s, cpu, proc, C_CR3_WRITES_NOFLUSH, 1)
+        cost += s.cr3_noflush_cycles
+    s.clock[cpu] += cost
+    add2(s, cpu, proc, C_CYCLES, cost)
+
+
+cdef void sched_begin(Sim* s, int cpu, int proc) noexcept nogil:
+    s.cpu_running[cpu] = 1
+    s.cpu_current[cpu] = proc
+    sim_switch_to(s, cpu, proc)
+    s.quantum_end[cpu] = s.clock[cpu] + s.quantum
+
+
+cdef void sched_start(Sim* s) noexcept nogil:
+    cdef int cpu, proc
+    for cpu in range(s.n_cpus):
+        proc = queue_pop(s, queue_of(s, cpu))
+        if proc >= 0:
+            sched_begin(s, cpu, proc)
+
+
+cdef void sched_on_done(Sim* s, int cpu) noexcept nogil:
+    cdef int proc = queue_pop(s, queue_of(s, cpu))
+    if proc >= 0:
+        sched_begin(s, cpu, proc)
+    else:
+        s.cpu_running[cpu] = 0
+        s.cpu_current[cpu] = -1
+        s.cpu_state[cpu].is_lazy = 1
+
+
+cdef void sched_on_quantum(Sim* s, int cpu) noexcept nogil:
+    cdef int q = queue_of(s, cpu)
+    if s.queue_count[q] > 0:
+        queue_push(s, q, s.cpu_current[cpu])
+        sched_begin(s, cpu, queue_pop(s, q))
+    else:
+        s.quantum_end[cpu] = s.clock[cpu] + s.quantum
+
+
+cdef inline int sched_next_cpu(Sim* s) noexcept nogil:
+    cdef int c, best = -1
+    for c in range(s.n_cpus):
+        if s.cpu_running[c] and (best < 0 or s.clock[c] < s.clock[best]):
+            best = c
+    return best
+
+
+cdef int sim_run(Sim* s) noexcept nogil:
+    cdef int cpu, proc, k
+    cdef int64_t lim, n, i, pos
+    cdef uint64_t qend
+    cdef uint64_t* addrs
+    cdef uint8_t* kinds
+    cdef int64_t* row = s.row
+    while True:
+        if s.cur_cpu < 0:
+            s.cur_cpu = sched_next_cpu(s)
+            if s.cur_cpu < 0:
+                return ST_DONE
+            s.slice_done = 0
+        cpu = s.cur_cpu
+        proc = s.cpu_current[cpu]
+        if s.trace_pos[proc] == s.trace_len[proc]:
+            if not s.trace_final[proc]:
+                s.need_proc = proc
+                return ST_NEED_INPUT
+            sched_on_done(s, cpu)
+            s.cur_cpu = -1
+            continue
+        if s.clock[cpu] >= s.quantum_end[cpu]:
+            sched_on_quantum(s, cpu)
+            s.cur_cpu = -1
+            continue
+        if s.slice_done >= s.slice_len:
+            s.cur_cpu = -1
+            continue
+        pos = s.trace_pos[proc]
+        lim = s.slice_len - s.slice_done
+        if s.trace_len[proc] - pos < lim:
+            lim = s.trace_len[proc] - pos
+        if s.next_checkpoint - s.global_accesses < lim:
+            lim = s.next_checkpoint - s.global_accesses
+        addrs = s.trace_addrs[proc] + pos
+        kinds = s.trace_kinds[proc] + pos
+        qend = s.quantum_end[cpu]
+        n = 0
+        for i in range(lim):
+            sim_access(s, cpu, proc, addrs[i], kinds[i])
+            if s.error:
+                break
+            n += 1
+            if s.clock[cpu] >= qend:
+                break
+        s.trace_pos[proc] = pos + n
+        s.slice_done += n
+        s.global_accesses += n
+        for k in range(N_COUNTERS):
+            if row[k]:
+                s.cpu_ctr[cpu * N_COUNTERS + k] += row[k]
+                s.proc_ctr[proc * N_COUNTERS + k] += row[k]
+                row[k] = 0
+        if s.error:
+            return ST_ERROR
+        if s.global_accesses == s.next_checkpoint:
+            return ST_CHECKPOINT

@@ -1,0 +1,163 @@
+# The engine's whole state as C structs: one `Sim` holds every CPU's TLBs, PWCs and caches, the
+# page tables, the ASID slots, the run queues and the counters. No Python object is touched per access.
+
+from libc.stdint cimport int8_t, int32_t, int64_t, uint8_t, uint32_t, uint64_t
+
+cdef enum:
+    N_DYN_ASIDS = 6
+    MAX_SHIFTS = 3
+
+ctypedef struct TLBEntry:
+    uint64_t vpn
+    uint64_t pfn
+    int64_t pte_loc
+    uint64_t lru
+    uint32_t pte_version
+    int32_t owner
+    int32_t pcid
+    uint8_t shift          # 0 marks an invalid way
+    uint8_t is_global
+
+ctypedef struct TLBArray:
+    TLBEntry* e
+    int sets
+    int ways
+    int set_bits
+    uint64_t set_mask      # sets - 1 when sets is a power of two, else 0
+    int xor_index
+    int n_shifts
+    int shifts[MAX_SHIFTS]
+    uint64_t tick
+
+ctypedef struct TLBLevel:
+    TLBArray* arrays
+    int n
+
+ctypedef struct PWCEntry:
+    uint64_t tag
+    int64_t child
+    int64_t loc
+    uint64_t lru
+    uint32_t version
+    int32_t owner
+    int32_t pcid
+    int8_t level           # 0 marks an invalid way
+
+ctypedef struct PWCArray:
+    PWCEntry* e
+    int sets
+    int ways
+    uint64_t set_mask
+    uint64_t tick
+
+ctypedef struct Cache:
+    uint64_t* lines        # UINT64_MAX marks an invalid way
+    uint64_t* lru
+    int sets
+    int ways
+    int latency
+    uint64_t set_mask
+    uint64_t tick
+
+ctypedef struct CpuTlbState:
+    int loaded_mm          # -1: init_mm
+    int asid
+    int is_lazy
+    int next_asid
+    int64_t ctx_ids[N_DYN_ASIDS]
+    uint64_t ctx_gens[N_DYN_ASIDS]
+
+ctypedef struct Sim:
+    # machine
+    int n_cpus
+    int n_procs
+    int n_mms
+    int levels
+    int pcid_enabled
+    int data_caches
+    int oracle
+    int l2_latency
+    int64_t access_cycles
+    int64_t ifetch_cycles
+    int64_t fault_cycles
+    int64_t fault_per_page_cycles
+    int64_t link_fault_cycles
+    int64_t context_switch_cycles
+    int64_t cr3_noflush_cycles
+    int64_t cr3_flush_cycles
+    int fault_around_pages
+    int link_level
+    int pinned
+    uint64_t quantum
+    int64_t slice_len
+    # per-CPU translation structures (arrays of n_cpus)
+    TLBLevel* l1i
+    TLBLevel* l1d
+    TLBLevel* l2d
+    TLBLevel* l2i          # == l2d when the L2 TLB is unified
+    int split_l2
+    PWCArray* pwc          # n_cpus * n_pwc
+    int n_pwc
+    int pwc_of_level[6]
+    Cache* l1d_cache
+    Cache* l2_cache
+    Cache llc
+    int dram_latency
+    # page tables
+    int64_t* pt_entries
+    uint32_t* pt_versions
+    int32_t* table_level
+    int64_t* table_frame
+    int32_t* table_mm
+    int64_t n_tables
+    int64_t cap_tables
+    int64_t pages_per_level[6]
+    int64_t next_frame
+    int64_t* roots         # per mm
+    # mms and ASIDs
+    int64_t* mm_ctx_id
+    uint64_t* mm_tlb_gen
+    uint8_t* mm_cpumask    # n_mms * n_cpus
+    CpuTlbState* cpu_state
+    # regions (CSR by process)
+    int64_t* reg_off
+    uint64_t* reg_start
+    uint64_t* reg_end
+    int32_t* reg_shift
+    int32_t* reg_fa
+    int32_t* reg_host
+    int64_t* reg_frame
+    int64_t* slot_off
+    uint64_t* slot_start
+    uint64_t* slot_end
+    int32_t* slot_host
+    # scheduler
+    int* cpu_running
+    int* cpu_current
+    uint64_t* quantum_end
+    uint64_t* clock
+    int* queue_buf         # n_queues * (n_procs + 1) ring buffers
+    int* queue_head
+    int* queue_count
+    int queue_cap
+    # traces: the chunk each process is consuming
+    uint64_t** trace_addrs
+    uint8_t** trace_kinds
+    int64_t* trace_len
+    int64_t* trace_pos
+    int* trace_final
+    # counters
+    int64_t* cpu_ctr       # n_cpus * N_COUNTERS
+    int64_t* proc_ctr      # n_procs * N_COUNTERS
+    int64_t* row           # the current slice's counters (N_COUNTERS)
+    # oracle
+    int max_examples
+    int n_examples
+    int64_t* examples      # max_examples * 5: cycle, cpu, proc, va, where
+    # run state
+    int64_t global_accesses
+    int64_t next_checkpoint
+    int cur_cpu
+    int64_t slice_done
+    int need_proc
+    int error              # 0 ok; 1 out of memory; 2 walk did not converge; 3 huge-page conflict

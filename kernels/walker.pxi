@@ -1,0 +1,184 @@
+# One access: L1 TLB, L2 TLB, page walk (PWCs, then cached entry reads), faults, fills, data read.
+# Mirrors ReferenceEngine.access / walk / handle_fault in mshare_hw/reference/engine.py.
+
+cdef enum:
+    WALK_ATTEMPTS = 4
+
+
+cdef int64_t sim_walk(Sim* s, int cpu, int proc, uint64_t va, int pcid, int64_t* out) noexcept nogil:
+    """Returns the walk's read cycles. out = [fault, table, level, _] or [ok, leaf loc, pfn, shift]."""
+    cdef int64_t* row = s.row
+    cdef int64_t table = s.roots[proc], loc, ent, child, cycles = 0
+    cdef int level = s.levels, lv, served, lat = 0
+    cdef PWCEntry* pe
+    row[C_WALKS] += 1
+    for lv in range(2, s.levels + 1):
+        pe = pwc_lookup(s, cpu, lv, pcid, va)
+        if pe != NULL:
+            row[C_PWC_HITS_PD + lv - 2] += 1
+            if s.oracle and pe.version != s.pt_versions[pe.loc]:
+                oracle_record(s, cpu, proc, va, WHERE_PWC)
+            table = pe.child
+            level = lv - 1
+            break
+    while True:
+        loc = table * PT_ENTRIES + pt_index(va, level)
+        served = cache_read(s, cpu, pt_entry_paddr(s, loc), &lat)
+        row[C_WALK_READS] += 1
+        row[C_WALK_READS_L1D + served] += 1
+        row[C_WALK_CYCLES] += lat
+        cycles += lat
+        ent = s.pt_entries[loc]
+        if not (ent & 1):
+            out[0] = 1
+            out[1] = table
+            out[2] = level
+            return cycles
+        if ent & 2:
+            out[0] = 0
+            out[1] = loc
+            out[2] = ent >> 2
+            out[3] = 12 + 9 * (level - 1)
+            return cycles
+        child = ent >> 2
+        pwc_fill(s, cpu, level, pcid, va, child, loc, s.pt_versions[loc], proc)
+        table = child
+        level -= 1
+
+
+cdef inline void charge(Sim* s, int cpu, int64_t cycles) noexcept nogil:
+    s.clock[cpu] += cycles
+    s.row[C_CYCLES] += cycles
+
+
+cdef void sim_fault(Sim* s, int cpu, int proc, uint64_t va, int kind, int64_t table, int level) noexcept nogil:
+    cdef int64_t* row = s.row
+    cdef int64_t k, t, shared, loc, frame, mapped = 0, cost, root
+    cdef int host = -1, shift = 12, leaf_level, fa = 0
+    cdef int64_t region = -1
+    cdef uint64_t span, lo, hi, page, rstart = 0, rend = 0
+    if s.link_level:
+        for k in range(s.slot_off[proc], s.slot_off[proc + 1]):
+            if s.slot_start[k] <= va < s.slot_end[k]:
+                host = s.slot_host[k]
+                break
+    if host >= 0 and s.table_mm[table] == proc and level >= s.link_level:
+        t = pt_descend(s, s.roots[proc], va, s.link_level)
+        if t < 0:
+            return
+        shared = pt_descend(s, s.roots[s.n_procs + host], va, s.link_level - 1)
+        if shared < 0:
+            return
+        pt_set_entry(s, t * PT_ENTRIES + pt_index(va, s.link_level), pt_encode(shared, 0))
+        row[C_LINK_FAULTS] += 1
+        row[C_FAULT_CYCLES] += s.link_fault_cycles
+        charge(s, cpu, s.link_fault_cycles)
+        return
+    root = s.roots[s.table_mm[table]]
+    for k in range(s.reg_off[proc], s.reg_off[proc + 1]):
+        if s.reg_start[k] <= va < s.reg_end[k]:
+            region = k
+            shift = s.reg_shift[k]
+            fa = s.reg_fa[k]
+            rstart = s.reg_start[k]
+            rend = s.reg_end[k]
+            break
+    leaf_level = 1 if shift == 12 else (2 if shift == 21 else 3)
+    if region >= 0 and fa and kind != 2:
+        span = (<uint64_t>s.fault_around_pages) << 12
+        lo = va & ~(span - 1)
+        hi = lo + span
+        if lo < rstart:
+            lo = rstart
+        if hi > rend:
+            hi = rend
+    else:
+        lo = va & ~((<uint64_t>1 << shift) - 1)
+        hi = lo + 1
+    page = lo
+    while page < hi:
+        t = pt_descend(s, root, page, leaf_level)
+        if t < 0:
+            return
+        loc = t * PT_ENTRIES + pt_index(page, leaf_level)
+        if not (s.pt_entries[loc] & 1):
+            if region >= 0:
+                frame = s.reg_frame[region] + <int64_t>((page - rstart) >> 12)
+            else:
+                frame = pt_alloc_frame(s)
+            pt_set_entry(s, loc, pt_encode(frame, 1))
+            mapped += 1
+        page += 4096
+    cost = s.fault_cycles + s.fault_per_page_cycles * mapped
+    row[C_PAGE_FAULTS] += 1
+    row[C_PAGES_MAPPED] += mapped
+    row[C_FAULT_CYCLES] += cost
+    charge(s, cpu, cost)
+
+
+cdef inline void sim_access(Sim* s, int cpu, int proc, uint64_t va, int kind) noexcept nogil:
+    cdef int64_t* row = s.row
+    cdef int pcid = s.cpu_state[cpu].asid + 1
+    cdef int64_t cost, stall, w
+    cdef int attempt, served, lat = 0
+    cdef int64_t out[4]
+    cdef TLBLevel* l1
+    cdef TLBLevel* l2
+    cdef TLBEntry* e
+    cdef TLBEntry fresh
+    row[C_ACCESSES] += 1
+    if kind == 0:
+        row[C_IFETCHES] += 1
+        cost = s.ifetch_cycles
+        l1 = &s.l1i[cpu]
+    else:
+        row[C_IFETCHES + kind] += 1
+        cost = s.access_cycles
+        l1 = &s.l1d[cpu]
+    e = tlb_lookup(l1, pcid, va)
+    if e != NULL:
+        row[C_L1_ITLB_HITS if kind == 0 else C_L1_DTLB_HITS] += 1
+        if s.oracle and e.pte_version != s.pt_versions[e.pte_loc]:
+            oracle_record(s, cpu, proc, va, WHERE_L1)
+    else:
+        row[C_L1_ITLB_MISSES if kind == 0 else C_L1_DTLB_MISSES] += 1
+        l2 = &s.l2i[cpu] if kind == 0 else &s.l2d[cpu]
+        stall = s.l2_latency
+        e = tlb_lookup(l2, pcid, va)
+        if e != NULL:
+            row[C_STLB_HITS] += 1
+            if s.oracle and e.pte_version != s.pt_versions[e.pte_loc]:
+                oracle_record(s, cpu, proc, va, WHERE_L2)
+            tlb_fill(l1, e)
+        else:
+            row[C_STLB_MISSES] += 1
+            for attempt in range(WALK_ATTEMPTS + 1):
+                if attempt == WALK_ATTEMPTS:
+                    s.error = ERR_WALK
+                    return
+                w = sim_walk(s, cpu, proc, va, pcid, out)
+                stall += w
+                if not out[0]:
+                    break
+                sim_fault(s, cpu, proc, va, kind, out[1], <int>out[2])
+                if s.error:
+                    return
+            fresh.shift = <uint8_t>out[3]
+            fresh.vpn = va >> fresh.shift
+            fresh.pcid = pcid
+            fresh.pfn = <uint64_t>out[2]
+            fresh.pte_loc = out[1]
+            fresh.pte_version = s.pt_versions[out[1]]
+            fresh.owner = proc
+            fresh.is_global = 0
+            fresh.lru = 0
+            tlb_fill(l2, &fresh)
+            tlb_fill(l1, &fresh)
+            e = &fresh
+        row[C_TRANSLATION_CYCLES] += stall
+        cost += stall
+    if s.data_caches and kind != 0:
+        served = cache_read(s, cpu, e.pfn * 4096 + (va & ((<uint64_t>1 << e.shift) - 1)), &lat)
+        row[C_DATA_L1D_HITS + served] += 1
+    s.clock[cpu] += cost
+    row[C_CYCLES] += cost

@@ -1,0 +1,109 @@
+"""Drive the Cython engine over a workload: feed trace chunks on request, take checkpoints, collect
+results. The returned dict has the same keys as `ReferenceEngine.results()`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import numpy as np
+
+from mshare_hw import _engine
+from mshare_hw.engine.layout import Layout, build_layout
+from mshare_hw.engine.params import SimParams
+from mshare_hw.workload.model import DEFAULT_CHUNK, Workload
+
+ProgressFn = Callable[[int], None]
+
+
+def _next_checkpoint(params: SimParams, done: int) -> int:
+    nxt = _engine.NO_CHECKPOINT
+    if params.warmup_accesses > done:
+        nxt = params.warmup_accesses
+    if params.interval_accesses > 0:
+        nxt = min(nxt, (done // params.interval_accesses + 1) * params.interval_accesses)
+    return nxt
+
+
+def run_workload(
+    workload: Workload,
+    params: SimParams,
+    *,
+    layout: Layout | None = None,
+    chunk_size: int = DEFAULT_CHUNK,
+    progress: ProgressFn | None = None,
+    progress_every: int = 1 << 22,
+) -> dict:
+    """Replay `workload` on the machine `params` describes. `progress(n)` is told the running access
+    count at checkpoints of `progress_every` accesses."""
+    layout = layout or build_layout(workload, params)
+    eng = _engine.Engine(params, layout)
+    streams: list[Iterator] = [iter(p.trace.chunks(chunk_size)) for p in workload.processes]
+    pending: list = [None] * len(streams)
+
+    def feed(proc: int) -> None:
+        chunk = pending[proc] if pending[proc] is not None else next(streams[proc], None)
+        pending[proc] = None
+        if chunk is None:
+            eng.feed(proc, np.empty(0, np.uint64), np.empty(0, np.uint8), True)
+            return
+        nxt = next(streams[proc], None)  # look ahead so the engine knows the last chunk as such
+        pending[proc] = nxt
+        eng.feed(proc, chunk[0], chunk[1], nxt is None)
+
+    for proc in range(len(streams)):
+        feed(proc)
+
+    warmup_snapshot = None
+    intervals: list[tuple[int, np.ndarray]] = []
+    next_progress = progress_every if progress else _engine.NO_CHECKPOINT
+    ckpt = _next_checkpoint(params, 0)
+    eng.set_next_checkpoint(min(ckpt, next_progress))
+    while True:
+        status = eng.run()
+        if status == _engine.DONE:
+            break
+        if status == _engine.NEED_INPUT:
+            feed(eng.need_proc)
+            continue
+        g = eng.global_accesses
+        if g == ckpt:
+            if g == params.warmup_accesses:
+                warmup_snapshot = (eng.cpu_counters.copy(), eng.proc_counters.copy())
+            if params.interval_accesses and g % params.interval_accesses == 0:
+                intervals.append((g, eng.cpu_counters.sum(axis=0)))
+            ckpt = _next_checkpoint(params, g)
+        if g == next_progress:
+            progress(g)  # type: ignore[misc]
+            next_progress += progress_every
+        eng.set_next_checkpoint(min(ckpt, next_progress))
+    if progress:
+        progress(eng.global_accesses)
+
+    cpu, proc = eng.cpu_counters.copy(), eng.proc_counters.copy()
+    if warmup_snapshot is not None:
+        cpu -= warmup_snapshot[0]
+        proc -= warmup_snapshot[1]
+    return {
+        "cpu_counters": cpu,
+        "proc_counters": proc,
+        "clocks": eng.clocks,
+        "pt_pages": eng.pt_pages,
+        "stale_examples": eng.stale_examples,
+        "intervals": intervals,
+    }
+
+
+def run_reference(workload: Workload, params: SimParams, *, layout: Layout | None = None) -> dict:
+    """The same run through the pure-Python reference model (slow; small workloads only)."""
+    from mshare_hw.reference import ReferenceEngine
+
+    layout = layout or build_layout(workload, params)
+    traces = []
+    for p in workload.processes:
+        chunks = list(p.trace.chunks())
+        a = np.concatenate([c[0] for c in chunks]) if chunks else np.empty(0, np.uint64)
+        k = np.concatenate([c[1] for c in chunks]) if chunks else np.empty(0, np.uint8)
+        traces.append((a, k))
+    ref = ReferenceEngine(params, layout, traces)
+    ref.run()
+    return ref.results()

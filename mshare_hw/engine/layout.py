@@ -1,0 +1,138 @@
+"""Where a workload's regions live: per-process region tables, physical frame reservations, host mms.
+
+Both engines take a `Layout`, so physical addresses (and therefore cache sets of page-table and data
+lines) are the same in both and reproducible from run to run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mshare_hw.config.errors import ConfigError
+from mshare_hw.engine.params import SimParams
+from mshare_hw.workload.model import PAGE_SIZES, Workload
+
+FRAME_BASE = 256  # first usable 4 KiB frame (1 MiB), as on a PC
+LEAF_LEVEL = {12: 1, 21: 2, 30: 3}
+
+
+@dataclass(frozen=True)
+class RegionRow:
+    start: int
+    end: int
+    shift: int  # page shift: 12, 21, 30
+    fault_around: bool  # read faults map the aligned fault-around window (file/shmem, 4 KiB pages)
+    host: int  # host mm index when the region's page tables are shared, else -1
+    frame_base: int  # 4 KiB frame number of the region's first page for this process
+
+
+@dataclass(frozen=True)
+class SlotRow:
+    start: int  # VA span whose link entry points into a host's tables
+    end: int
+    host: int
+
+
+@dataclass(frozen=True)
+class Layout:
+    n_procs: int
+    n_hosts: int
+    home_cpu: tuple[int, ...]
+    regions: tuple[tuple[RegionRow, ...], ...]  # per process, sorted by start
+    slots: tuple[tuple[SlotRow, ...], ...]  # per process
+    dyn_frame_start: int
+    va_limit: int
+
+
+def _align_up(x: int, a: int) -> int:
+    return (x + a - 1) // a * a
+
+
+def build_layout(workload: Workload, params: SimParams) -> Layout:
+    n = len(workload.processes)
+    if n == 0:
+        raise ConfigError("workload: no processes")
+    va_limit = 1 << (47 if params.levels == 4 else 56)
+    home = []
+    for i, p in enumerate(workload.processes):
+        cpu = i % params.n_cpus if p.cpu is None else p.cpu
+        if not 0 <= cpu < params.n_cpus:
+            raise ConfigError(f"process '{p.name}': cpu {cpu} is outside 0..{params.n_cpus - 1}")
+        home.append(cpu)
+
+    next_frame = FRAME_BASE
+    rows: list[list[RegionRow]] = [[] for _ in range(n)]
+    slots: list[list[SlotRow]] = [[] for _ in range(n)]
+    n_hosts = 0
+    share = params.pt_config == "mshare"
+    slot = 1 << params.slot_shift if share else 0
+    for reg in workload.regions:
+        where = f"region '{reg.name}'"
+        if reg.page_size not in PAGE_SIZES:
+            raise ConfigError(f"{where}: page_size must be 4K, 2M or 1G, got {reg.page_size!r}")
+        psize = PAGE_SIZES[reg.page_size]
+        shift = psize.bit_length() - 1
+        if reg.size <= 0 or reg.size % psize or reg.start % psize:
+            raise ConfigError(f"{where}: start and size must be positive multiples of the {reg.page_size} page size")
+        if reg.start < 0 or reg.end > va_limit:
+            raise ConfigError(f"{where}: [{reg.start:#x}, {reg.end:#x}) is outside the user address space")
+        members = range(n) if reg.processes is None else reg.processes
+        for m in members:
+            if not 0 <= m < n:
+                raise ConfigError(f"{where}: process index {m} does not exist (there are {n})")
+        frames = reg.size >> 12
+        align = psize >> 12
+        host = -1
+        if reg.shared and reg.share_tables and share:
+            if LEAF_LEVEL[shift] > params.shared_table_level:
+                raise ConfigError(
+                    f"{where}: {reg.page_size} pages cannot share page tables at level '{params.share_level}'"
+                )
+            if reg.start % slot:
+                raise ConfigError(
+                    f"{where}: start {reg.start:#x} is not aligned to {slot:#x} as share level "
+                    f"'{params.share_level}' requires; relocate the region"
+                )
+            host = n_hosts
+            n_hosts += 1
+        if reg.shared:
+            next_frame = _align_up(next_frame, align)
+            base = next_frame
+            next_frame += frames
+            for m in members:
+                rows[m].append(RegionRow(reg.start, reg.end, shift, _fault_around(reg.kind, shift), host, base))
+                if host >= 0:
+                    slots[m].append(SlotRow(reg.start, _align_up(reg.end, slot), host))
+        else:
+            for m in members:
+                next_frame = _align_up(next_frame, align)
+                rows[m].append(RegionRow(reg.start, reg.end, shift, _fault_around(reg.kind, shift), -1, next_frame))
+                next_frame += frames
+    for p in range(n):
+        rows[p].sort(key=lambda r: r.start)
+        for a, b in zip(rows[p], rows[p][1:]):
+            if b.start < a.end:
+                raise ConfigError(
+                    f"process '{workload.processes[p].name}': regions at {a.start:#x} and {b.start:#x} overlap"
+                )
+        for s in slots[p]:
+            for r in rows[p]:
+                if r.host != s.host and r.start < s.end and s.start < r.end:
+                    raise ConfigError(
+                        f"process '{workload.processes[p].name}': region at {r.start:#x} lies inside the "
+                        f"shared-page-table slot [{s.start:#x}, {s.end:#x}); shared slots must hold only the "
+                        "shared region"
+                    )
+    return Layout(
+        n_procs=n,
+        n_hosts=n_hosts,
+        home_cpu=tuple(home),
+        regions=tuple(tuple(r) for r in rows),
+        slots=tuple(tuple(s) for s in slots),
+        dyn_frame_start=_align_up(next_frame, 512),
+        va_limit=va_limit,
+    )
+
+
+def _fault_around(kind: str, shift: int) -> bool:
+    return kind in ("shmem", "file") and shift == 12

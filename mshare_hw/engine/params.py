@@ -1,0 +1,178 @@
+"""Flat simulation parameters: one uarch plus the machine and run settings, as plain numbers.
+
+Both the Cython engine and the pure-Python reference model are built from a `SimParams`, so they
+cannot disagree about sizes, latencies or policies.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from mshare_hw.config.errors import ConfigError
+from mshare_hw.config.uarch import PAGE_SHIFT, TLBStructure, Uarch
+
+PT_CONFIGS = ("private", "mshare")
+SHARE_LEVELS = ("p4d", "pud", "pmd")
+# The table level that is shared (one copy for all sharers) for each share level.
+SHARED_TABLE_LEVEL = {"p4d": 3, "pud": 2, "pmd": 1}
+
+
+@dataclass(frozen=True)
+class TLBStruct:
+    shifts: tuple[int, ...]
+    sets: int
+    ways: int
+    xor_index: bool
+
+
+@dataclass(frozen=True)
+class SetAssoc:
+    sets: int
+    ways: int
+    latency: int = 0
+
+
+@dataclass(frozen=True)
+class SimParams:
+    n_cpus: int
+    levels: int
+    pcid: bool
+    l1i: tuple[TLBStruct, ...]
+    l1d: tuple[TLBStruct, ...]
+    l2d: tuple[TLBStruct, ...]
+    l2i: tuple[TLBStruct, ...] | None
+    l2_latency: int
+    # pwc_structs[k] is one structure; pwc_of_level[L] names the structure caching level-L entries
+    # (L = 2..5), -1 for none.
+    pwc_structs: tuple[SetAssoc, ...]
+    pwc_of_level: tuple[int, ...]
+    l1d_cache: SetAssoc
+    l2_cache: SetAssoc
+    llc: SetAssoc
+    dram_latency: int
+    data_caches: bool
+    oracle: bool
+    access_cycles: int
+    ifetch_cycles: int
+    fault_cycles: int
+    fault_per_page_cycles: int
+    link_fault_cycles: int
+    context_switch_cycles: int
+    cr3_noflush_cycles: int
+    cr3_flush_cycles: int
+    fault_around_pages: int
+    pt_config: Literal["private", "mshare"]
+    share_level: Literal["p4d", "pud", "pmd"]
+    scheduler: Literal["pinned", "global"]
+    quantum_cycles: int
+    slice_accesses: int
+    warmup_accesses: int = 0
+    interval_accesses: int = 0
+    max_stale_examples: int = 16
+    extra: dict = field(default_factory=dict, compare=False)
+
+    @property
+    def shared_table_level(self) -> int:
+        """Level of the first table shared by all sharers (0 in `private`)."""
+        return SHARED_TABLE_LEVEL[self.share_level] if self.pt_config == "mshare" else 0
+
+    @property
+    def link_level(self) -> int:
+        """Level of the per-process table whose entry links to the shared table."""
+        return self.shared_table_level + 1 if self.pt_config == "mshare" else 0
+
+    @property
+    def slot_shift(self) -> int:
+        """log2 of the VA span one link entry covers (512 GiB for p4d)."""
+        return 12 + 9 * self.shared_table_level if self.pt_config == "mshare" else 0
+
+
+def _tlb_structs(level: list[TLBStructure]) -> tuple[TLBStruct, ...]:
+    out = []
+    for s in level:
+        shifts = tuple(sorted(PAGE_SHIFT[x] for x in s.sizes))
+        out.append(TLBStruct(shifts=shifts, sets=s.sets, ways=s.ways, xor_index=s.index == "xor"))
+    return tuple(out)
+
+
+def build_params(
+    uarch: Uarch,
+    *,
+    n_cpus: int,
+    pt_config: str = "private",
+    share_level: str = "p4d",
+    five_level: bool = False,
+    data_caches: bool = True,
+    oracle: bool = True,
+    scheduler: str = "pinned",
+    quantum_cycles: int = 3_000_000,
+    slice_accesses: int = 512,
+    fault_around_pages: int = 16,
+    warmup_accesses: int = 0,
+    interval_accesses: int = 0,
+) -> SimParams:
+    if n_cpus < 1:
+        raise ConfigError(f"machine.n_cpus: must be >= 1, got {n_cpus}")
+    if pt_config not in PT_CONFIGS:
+        raise ConfigError(f"pt_config: expected one of {PT_CONFIGS}, got {pt_config!r}")
+    if share_level not in SHARE_LEVELS:
+        raise ConfigError(f"share_level: expected one of {SHARE_LEVELS}, got {share_level!r}")
+    if five_level and not uarch.features.la57:
+        raise ConfigError(f"machine.five_level: uarch '{uarch.name}' does not support LA57")
+    if scheduler not in ("pinned", "global"):
+        raise ConfigError(f"scheduler.kind: expected 'pinned' or 'global', got {scheduler!r}")
+    if quantum_cycles < 1 or slice_accesses < 1:
+        raise ConfigError("scheduler.quantum_cycles and scheduler.slice_accesses must be >= 1")
+    if fault_around_pages < 1 or fault_around_pages > 512 or fault_around_pages & (fault_around_pages - 1):
+        raise ConfigError(f"fault_around_pages: expected a power of two in 1..512, got {fault_around_pages}")
+    levels = 5 if five_level else 4
+    pwc = uarch.pwc
+    structs: list[SetAssoc] = []
+    of_level = [-1] * 6
+    if pwc.unified is not None:
+        structs.append(SetAssoc(pwc.unified.sets, pwc.unified.ways))
+        for lv in range(2, levels + 1):
+            of_level[lv] = 0
+    else:
+        for lv, s in ((2, pwc.pd), (3, pwc.pdpt), (4, pwc.pml4), (5, pwc.pml5)):
+            if s is not None and lv <= levels:
+                of_level[lv] = len(structs)
+                structs.append(SetAssoc(s.sets, s.ways))
+    c = uarch.caches
+    llc_lines = c.llc.size_kib_per_cpu * 1024 // 64 * n_cpus
+    co = uarch.costs
+    return SimParams(
+        n_cpus=n_cpus,
+        levels=levels,
+        pcid=uarch.features.pcid,
+        l1i=_tlb_structs(uarch.tlb.l1i),
+        l1d=_tlb_structs(uarch.tlb.l1d),
+        l2d=_tlb_structs(uarch.tlb.l2d),
+        l2i=_tlb_structs(uarch.tlb.l2i) if uarch.tlb.l2i is not None else None,
+        l2_latency=uarch.tlb.l2_hit_latency,
+        pwc_structs=tuple(structs),
+        pwc_of_level=tuple(of_level),
+        l1d_cache=SetAssoc(c.l1d.size_kib * 1024 // 64 // c.l1d.ways, c.l1d.ways, c.l1d.latency),
+        l2_cache=SetAssoc(c.l2.size_kib * 1024 // 64 // c.l2.ways, c.l2.ways, c.l2.latency),
+        llc=SetAssoc(llc_lines // c.llc.ways, c.llc.ways, c.llc.latency),
+        dram_latency=c.dram_latency,
+        data_caches=data_caches,
+        oracle=oracle,
+        access_cycles=co.access_cycles,
+        ifetch_cycles=co.ifetch_cycles,
+        fault_cycles=co.fault_cycles,
+        fault_per_page_cycles=co.fault_per_page_cycles,
+        link_fault_cycles=co.link_fault_cycles,
+        context_switch_cycles=co.context_switch_cycles,
+        cr3_noflush_cycles=co.cr3_noflush_cycles,
+        cr3_flush_cycles=co.cr3_flush_cycles,
+        fault_around_pages=fault_around_pages,
+        pt_config=pt_config,  # type: ignore[arg-type]
+        share_level=share_level,  # type: ignore[arg-type]
+        scheduler=scheduler,  # type: ignore[arg-type]
+        quantum_cycles=quantum_cycles,
+        slice_accesses=slice_accesses,
+        warmup_accesses=warmup_accesses,
+        interval_accesses=interval_accesses,
+    )

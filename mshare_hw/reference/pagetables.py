@@ -1,0 +1,84 @@
+"""Radix page tables in real physical frames, from a deterministic bump allocator.
+
+All tables of all mms live in one store; an entry's location is `table * 512 + index`. An entry is 0
+when not present, else `target << 2 | leaf << 1 | 1`, where target is a child table index (non-leaf)
+or a 4 KiB data frame number (leaf). Every write bumps the entry's version, which the coherence oracle
+compares against the version a TLB or PWC entry was filled from.
+"""
+
+from __future__ import annotations
+
+ENTRIES = 512
+
+
+def index(va: int, level: int) -> int:
+    return (va >> (12 + 9 * (level - 1))) & 511
+
+
+def encode(target: int, leaf: bool) -> int:
+    return (target << 2) | (2 if leaf else 0) | 1
+
+
+def present(entry: int) -> bool:
+    return entry & 1 == 1
+
+
+def is_leaf(entry: int) -> bool:
+    return entry & 2 == 2
+
+
+def target(entry: int) -> int:
+    return entry >> 2
+
+
+class PageTables:
+    def __init__(self, levels: int, dyn_frame_start: int):
+        self.levels = levels
+        self.entries: list[int] = []
+        self.versions: list[int] = []
+        self.table_level: list[int] = []
+        self.table_frame: list[int] = []
+        self.table_mm: list[int] = []
+        self.pages_per_level = [0] * 6
+        self.next_frame = dyn_frame_start
+
+    def alloc_frame(self) -> int:
+        f = self.next_frame
+        self.next_frame += 1
+        return f
+
+    def new_table(self, level: int, mm: int) -> int:
+        t = len(self.table_level)
+        self.entries.extend([0] * ENTRIES)
+        self.versions.extend([0] * ENTRIES)
+        self.table_level.append(level)
+        self.table_frame.append(self.alloc_frame())
+        self.table_mm.append(mm)
+        self.pages_per_level[level] += 1
+        return t
+
+    def entry_paddr(self, loc: int) -> int:
+        return self.table_frame[loc // ENTRIES] * 4096 + (loc % ENTRIES) * 8
+
+    def set_entry(self, loc: int, value: int) -> None:
+        self.entries[loc] = value
+        self.versions[loc] += 1
+
+    def descend(self, root: int, va: int, level: int) -> int:
+        """The table at `level` on va's path from `root`, creating missing tables (owned by the mm
+        that owns their parent)."""
+        t = root
+        lv = self.levels
+        while lv > level:
+            loc = t * ENTRIES + index(va, lv)
+            e = self.entries[loc]
+            if not present(e):
+                child = self.new_table(lv - 1, self.table_mm[t])
+                self.set_entry(loc, encode(child, False))
+                t = child
+            else:
+                if is_leaf(e):
+                    raise AssertionError("a huge-page leaf sits where a table was expected")
+                t = target(e)
+            lv -= 1
+        return t

@@ -1,0 +1,84 @@
+"""Page-walk caches: entries of level-L tables (L >= 2) that point to a lower table, tagged by PCID and
+the VA prefix that entry covers. Per-level structures (Intel) or one shared structure (AMD)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mshare_hw.engine.params import SimParams
+
+
+def entry_shift(level: int) -> int:
+    """log2 of the VA span one entry of a level-`level` table maps."""
+    return 12 + 9 * (level - 1)
+
+
+@dataclass
+class PWCEntry:
+    level: int
+    pcid: int
+    tag: int
+    child: int  # table index the entry points to
+    loc: int  # where the entry lives, for the oracle
+    version: int
+    owner: int
+    lru: int = 0
+
+
+class PWCArray:
+    def __init__(self, sets: int, ways: int):
+        self.sets = sets
+        self.ways = ways
+        self.entries: list[PWCEntry | None] = [None] * (sets * ways)
+        self.tick = 0
+
+    def lookup(self, level: int, pcid: int, tag: int) -> PWCEntry | None:
+        base = (tag % self.sets) * self.ways
+        for w in range(self.ways):
+            e = self.entries[base + w]
+            if e is not None and e.level == level and e.tag == tag and e.pcid == pcid:
+                self.tick += 1
+                e.lru = self.tick
+                return e
+        return None
+
+    def fill(self, e: PWCEntry) -> None:
+        base = (e.tag % self.sets) * self.ways
+        victim = -1
+        for w in range(self.ways):
+            if self.entries[base + w] is None:
+                victim = w
+                break
+        if victim < 0:
+            victim = min(range(self.ways), key=lambda w: self.entries[base + w].lru)  # type: ignore[union-attr]
+        self.tick += 1
+        e.lru = self.tick
+        self.entries[base + victim] = e
+
+    def flush_pcid(self, pcid: int) -> int:
+        n = 0
+        for i, e in enumerate(self.entries):
+            if e is not None and e.pcid == pcid:
+                self.entries[i] = None
+                n += 1
+        return n
+
+
+class PWC:
+    def __init__(self, params: SimParams):
+        self.arrays = [PWCArray(s.sets, s.ways) for s in params.pwc_structs]
+        self.of_level = params.pwc_of_level
+
+    def lookup(self, level: int, pcid: int, va: int) -> PWCEntry | None:
+        k = self.of_level[level]
+        if k < 0:
+            return None
+        return self.arrays[k].lookup(level, pcid, va >> entry_shift(level))
+
+    def fill(self, level: int, pcid: int, va: int, child: int, loc: int, version: int, owner: int) -> None:
+        k = self.of_level[level]
+        if k >= 0:
+            self.arrays[k].fill(PWCEntry(level, pcid, va >> entry_shift(level), child, loc, version, owner))
+
+    def flush_pcid(self, pcid: int) -> int:
+        return sum(a.flush_pcid(pcid) for a in self.arrays)

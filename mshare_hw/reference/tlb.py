@@ -1,0 +1,93 @@
+"""Set-associative TLBs tagged by (PCID, VPN, page size), with LRU replacement."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mshare_hw.engine.params import TLBStruct
+
+
+@dataclass
+class TLBEntry:
+    vpn: int
+    shift: int
+    pcid: int
+    pfn: int  # 4 KiB frame number of the page's first byte
+    pte_loc: int  # where the leaf PTE lives (table * 512 + index), for the oracle
+    pte_version: int
+    owner: int  # process that filled it
+    is_global: bool = False
+    lru: int = 0
+
+
+class TLBArray:
+    """One structure: sets x ways, holding the page sizes in `shifts`."""
+
+    def __init__(self, spec: TLBStruct):
+        self.spec = spec
+        self.sets = spec.sets
+        self.ways = spec.ways
+        self.set_bits = spec.sets.bit_length() - 1
+        self.entries: list[TLBEntry | None] = [None] * (spec.sets * spec.ways)
+        self.tick = 0
+
+    def set_index(self, vpn: int) -> int:
+        if self.spec.xor_index:
+            return (vpn ^ (vpn >> self.set_bits)) & (self.sets - 1)
+        return vpn % self.sets
+
+    def lookup(self, pcid: int, va: int) -> TLBEntry | None:
+        for shift in self.spec.shifts:
+            vpn = va >> shift
+            base = self.set_index(vpn) * self.ways
+            for w in range(self.ways):
+                e = self.entries[base + w]
+                if e is not None and e.shift == shift and e.vpn == vpn and (e.pcid == pcid or e.is_global):
+                    self.tick += 1
+                    e.lru = self.tick
+                    return e
+        return None
+
+    def fill(self, e: TLBEntry) -> None:
+        base = self.set_index(e.vpn) * self.ways
+        victim = -1
+        for w in range(self.ways):
+            if self.entries[base + w] is None:
+                victim = w
+                break
+        if victim < 0:
+            victim = min(range(self.ways), key=lambda w: self.entries[base + w].lru)  # type: ignore[union-attr]
+        self.tick += 1
+        e.lru = self.tick
+        self.entries[base + victim] = e
+
+    def flush_pcid(self, pcid: int) -> int:
+        n = 0
+        for i, e in enumerate(self.entries):
+            if e is not None and e.pcid == pcid and not e.is_global:
+                self.entries[i] = None
+                n += 1
+        return n
+
+
+class TLBLevel:
+    """The structures of one level (e.g. L1 DTLB 4K + 2M + 1G arrays), probed together."""
+
+    def __init__(self, specs: tuple[TLBStruct, ...]):
+        self.arrays = [TLBArray(s) for s in specs]
+
+    def lookup(self, pcid: int, va: int) -> TLBEntry | None:
+        for a in self.arrays:
+            e = a.lookup(pcid, va)
+            if e is not None:
+                return e
+        return None
+
+    def fill(self, e: TLBEntry) -> None:
+        for a in self.arrays:
+            if e.shift in a.spec.shifts:
+                a.fill(TLBEntry(e.vpn, e.shift, e.pcid, e.pfn, e.pte_loc, e.pte_version, e.owner, e.is_global))
+                return
+
+    def flush_pcid(self, pcid: int) -> int:
+        return sum(a.flush_pcid(pcid) for a in self.arrays)

@@ -1,0 +1,38 @@
+"""Builds the Cython engine in kernels/ into mshare_hw._engine and ships configs/ inside the package."""
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+from setuptools.command.build_py import build_py
+
+HERE = Path(__file__).parent
+
+
+class BuildPyWithConfigs(build_py):
+    """Copy the top-level configs/ into the built package so an installed mshare-hw finds them."""
+
+    def run(self):
+        super().run()
+        target = Path(self.build_lib) / "mshare_hw" / "configs"
+        if target.exists():
+            shutil.rmtree(target)
+        shutil.copytree(HERE / "configs", target)
+
+
+extensions = [
+    Extension(
+        "mshare_hw._engine",
+        ["kernels/_engine.pyx"],
+        include_dirs=[np.get_include(), "kernels"],
+        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+        extra_compile_args=["-O3"],
+    )
+]
+
+setup(
+    ext_modules=cythonize(extensions, language_level=3, compiler_directives={"embedsignature": True}),
+    cmdclass={"build_py": BuildPyWithConfigs},
+)

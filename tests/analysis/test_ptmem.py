@@ -1,0 +1,157 @@
+"""Analytic page-table memory: the mshare cover-letter case, hand-computed small cases, parse_size."""
+
+from __future__ import annotations
+
+import pytest
+
+from mshare_hw.analysis.ptmem import format_bytes, parse_size, ptmem
+
+GiB = 1 << 30
+MiB = 1 << 20
+PAGE = 4096
+
+
+def test_cover_letter_case_1500_clients_300_gib():
+    r = ptmem(1500, 300 * GiB)
+    # 300 GiB / 4 KiB PTEs x 8 B x 1500 processes = 878.9 GiB of last-level tables
+    assert r.private_bytes["pt"] == 1500 * 300 * 2**30 // 4096 * 8
+    assert format_bytes(r.private_bytes["pt"]) == "878.9 GiB"
+    # mshare: one copy of the PTE pages
+    assert r.shared_bytes["pt"] == 600 * MiB
+    assert format_bytes(r.shared_bytes["pt"]) == "600 MiB"
+    # upper levels: 300 PD pages, 1 PDPT page (shared); one PML4 per process + the host's
+    assert r.private_pages == {"pt": 1500 * 153600, "pd": 1500 * 300, "pdpt": 1500, "pml4": 1500}
+    assert r.shared_pages == {"pt": 153600, "pd": 300, "pdpt": 1, "pml4": 1501}
+    assert r.private_total_bytes == sum(r.private_bytes.values())
+    assert r.saved_bytes == r.private_total_bytes - r.shared_total_bytes
+    assert r.as_dict()["shared"]["bytes"]["pt"] == 600 * MiB
+    assert "pml4" in r.table()
+
+
+def test_string_region_size_is_parsed():
+    assert ptmem(1500, "300GB").private_bytes == ptmem(1500, 300 * GiB).private_bytes
+
+
+@pytest.mark.parametrize(
+    ("share_level", "shared"),
+    [
+        # 3 processes, 3 GiB + 4 KiB region, 4K pages: per copy pt=1537, pd=4, pdpt=1, pml4=1
+        ("p4d", {"pt": 1537, "pd": 4, "pdpt": 1, "pml4": 4}),
+        ("pud", {"pt": 1537, "pd": 4, "pdpt": 3, "pml4": 3}),
+        ("pmd", {"pt": 1537, "pd": 12, "pdpt": 3, "pml4": 3}),
+    ],
+)
+def test_4k_share_levels(share_level, shared):
+    r = ptmem(3, 3 * GiB + 4096, "4K", share_level)
+    assert r.private_pages == {"pt": 3 * 1537, "pd": 12, "pdpt": 3, "pml4": 3}
+    assert r.shared_pages == shared
+    assert r.shared_bytes == {k: v * PAGE for k, v in shared.items()}
+
+
+@pytest.mark.parametrize(
+    ("share_level", "shared"),
+    [
+        # 10 processes, 600 GiB (two 512 GiB slots), 2M pages: per copy pd=600, pdpt=2, pml4=1
+        ("p4d", {"pt": 0, "pd": 600, "pdpt": 2, "pml4": 11}),
+        ("pud", {"pt": 0, "pd": 600, "pdpt": 20, "pml4": 10}),
+        ("pmd", {"pt": 0, "pd": 6000, "pdpt": 20, "pml4": 10}),  # nothing below a PMD to share
+    ],
+)
+def test_2m_pages(share_level, shared):
+    r = ptmem(10, 600 * GiB, "2M", share_level)
+    assert r.private_pages == {"pt": 0, "pd": 6000, "pdpt": 20, "pml4": 10}
+    assert r.shared_pages == shared
+
+
+@pytest.mark.parametrize(
+    ("share_level", "shared"),
+    [
+        # 4 processes, 1 TiB + 1 GiB, 1G pages: per copy pdpt=3, pml4=1
+        ("p4d", {"pt": 0, "pd": 0, "pdpt": 3, "pml4": 5}),
+        ("pud", {"pt": 0, "pd": 0, "pdpt": 12, "pml4": 4}),
+        ("pmd", {"pt": 0, "pd": 0, "pdpt": 12, "pml4": 4}),
+    ],
+)
+def test_1g_pages(share_level, shared):
+    r = ptmem(4, (1 << 40) + GiB, "1G", share_level)
+    assert r.private_pages == {"pt": 0, "pd": 0, "pdpt": 12, "pml4": 4}
+    assert r.shared_pages == shared
+
+
+def test_five_level_paging_and_host_switch():
+    r = ptmem(2, 4 * MiB, "4K", "p4d", levels=5)
+    # per copy: 2 PT, 1 PD, 1 PDPT, 1 P4D ("pml4"), 1 PML5
+    assert r.private_pages == {"pt": 4, "pd": 2, "pdpt": 2, "pml4": 2, "pml5": 2}
+    assert r.shared_pages == {"pt": 2, "pd": 1, "pdpt": 1, "pml4": 3, "pml5": 3}
+    no_host = ptmem(2, 4 * MiB, "4K", "p4d", levels=5, host_mm=False)
+    assert no_host.shared_pages == {"pt": 2, "pd": 1, "pdpt": 1, "pml4": 2, "pml5": 2}
+    with_host = ptmem(2, 4 * MiB, "4K", "pmd", host_mm=True)
+    assert with_host.shared_pages == {"pt": 2, "pd": 3, "pdpt": 3, "pml4": 3}
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"n_processes": 0, "region_bytes": GiB},
+        {"n_processes": 2, "region_bytes": 0},
+        {"n_processes": 2, "region_bytes": GiB, "page_size": "8K"},
+        {"n_processes": 2, "region_bytes": GiB, "share_level": "pgd"},
+        {"n_processes": 2, "region_bytes": GiB, "levels": 3},
+        {"n_processes": 2, "region_bytes": 1 << 49},  # beyond 4-level paging
+    ],
+)
+def test_ptmem_rejects_bad_arguments(kwargs):
+    with pytest.raises(ValueError):
+        ptmem(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("300GiB", 300 * GiB),
+        ("300GB", 300 * GiB),
+        ("300 gib", 300 * GiB),
+        ("300G", 300 * GiB),
+        ("4K", 4096),
+        ("4KB", 4096),
+        ("4kib", 4096),
+        ("2M", 2 * MiB),
+        ("2MiB", 2 * MiB),
+        ("1T", 1 << 40),
+        ("1TiB", 1 << 40),
+        ("1.5K", 1536),
+        ("0.5 GiB", GiB // 2),
+        ("4096", 4096),
+        ("4096B", 4096),
+        (" 7 b ", 7),
+        (12345, 12345),
+    ],
+)
+def test_parse_size_good(text, expected):
+    assert parse_size(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text", ["", "GiB", "12 XB", "-4K", "1.1B", "0.3K", "4 K B", "1e3", "12.3.4G", "300 GiB/s", -1]
+)
+def test_parse_size_bad(text):
+    with pytest.raises(ValueError, match="invalid size"):
+        parse_size(text)
+
+
+@pytest.mark.parametrize("value", [None, 1.5, True, b"4K"])
+def test_parse_size_wrong_type(value):
+    with pytest.raises(TypeError, match="invalid size"):
+        parse_size(value)
+
+
+def test_format_bytes():
+    assert format_bytes(0) == "0 B"
+    assert format_bytes(1023) == "1023 B"
+    assert format_bytes(1024) == "1 KiB"
+    assert format_bytes(1536) == "1.5 KiB"
+    assert format_bytes(600 * MiB) == "600 MiB"
+    assert format_bytes(300 * GiB) == "300 GiB"
+    assert format_bytes(1500 * 600 * MiB) == "878.9 GiB"
+    assert format_bytes(1500 * 600 * MiB, precision=3) == "878.906 GiB"
+    assert format_bytes(-2048) == "-2 KiB"
