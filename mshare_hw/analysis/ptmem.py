@@ -20,8 +20,8 @@ Configurations:
     (hugetlb PMD sharing style).
   - ``"pmd"``: PT tables are shared; each process keeps PML4, PDPT and PD (the 2022-23 ptshare
     proposals). With 2 MiB or 1 GiB pages there is nothing below the PMD to share.
-  ``host_mm`` (default: True for "p4d" only) adds one more copy of the per-process levels for an
-  owner mm that holds the shared tables.
+  ``host_mm`` (default True, as in the engine, which gives every shared region an owner mm at every
+  share level) adds one more copy of the per-process levels for the mm that holds the shared tables.
 
 Only the region's own tables are counted: the rest of each address space (text, heap, stack, kernel
 half) is the same in both configurations.
@@ -217,7 +217,7 @@ def ptmem(
             f"that {levels}-level paging maps"
         )
     if host_mm is None:
-        host_mm = share_level == "p4d"
+        host_mm = True
 
     lowest = PAGE_LEAF_LEVEL[page_size]
     shared_top = SHARE_LEVELS[share_level]

@@ -100,6 +100,33 @@ class ReferenceEngine:
     def bump_tlb_gen(self, mm: int) -> None:
         self.mms[mm].tlb_gen += 1
 
+    # -- single-step API mirroring the Cython Engine (hand-computed tests drive both alike) -----
+    def enter_lazy(self, cpu: int) -> None:
+        asid_mod.enter_lazy(self.cpu_state[cpu])
+
+    def asid_slots(self, cpu: int) -> tuple[int, list[int]]:
+        """(loaded ASID, [ctx_id per slot]) of a CPU."""
+        st = self.cpu_state[cpu]
+        return st.asid, list(st.ctx_ids)
+
+    @property
+    def cpu_counters(self) -> np.ndarray:
+        """Raw counters per CPU (no warm-up subtraction)."""
+        return self.cpu_ctr
+
+    @property
+    def proc_counters(self) -> np.ndarray:
+        """Raw counters per process (no warm-up subtraction)."""
+        return self.proc_ctr
+
+    @property
+    def clocks(self) -> np.ndarray:
+        return np.array(self.clock, dtype=np.int64)
+
+    @property
+    def pt_pages(self) -> np.ndarray:
+        return np.array(self.pt.pages_per_level, dtype=np.int64)
+
     # -- regions -------------------------------------------------------------------------------
     def find_region(self, proc: int, va: int):
         for r in self.layout.regions[proc]:

@@ -1,0 +1,235 @@
+"""The `mshare-hw` command."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from mshare_hw.config.errors import ConfigError
+
+err_console = Console(stderr=True)
+
+
+def _fmt_bytes(n: float) -> str:
+    from mshare_hw.analysis.ptmem import format_bytes
+
+    return format_bytes(n)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from mshare_hw.config.experiment import load_experiment
+    from mshare_hw.runner import run_experiment
+
+    exp = load_experiment(args.experiment, args.set)
+    out = Path(args.output) if args.output else Path(f"{exp.name}.h5")
+    console = Console()
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>5.1f}%"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        disable=args.quiet or not err_console.is_terminal,
+    )
+    tasks: dict[str, int] = {}
+
+    def on_progress(label: str, done: int, total: int) -> None:
+        if label not in tasks:
+            tasks[label] = progress.add_task(label, total=total)
+        progress.update(tasks[label], completed=done)
+
+    with progress:
+        rows = run_experiment(exp, out, on_progress=on_progress)
+    if not args.quiet:
+        console.print(summary_table(exp.name, rows))
+        for line in comparison_lines(rows):
+            console.print(line, highlight=False)
+        console.print(f"results: {out}")
+    return 0
+
+
+SUMMARY_METRICS = (
+    ("accesses", "accesses"),
+    ("page_faults", "page faults"),
+    ("pt_bytes", "page-table memory"),
+    ("stlb_misses", "STLB misses"),
+    ("walks", "page walks"),
+    ("walk_cycles", "walk cycles"),
+    ("walk_reads_dram", "walk reads from DRAM"),
+    ("fault_cycles", "fault cycles"),
+    ("context_switches", "context switches"),
+    ("asid_recycles", "ASID recycles"),
+    ("cycles", "cycles (all CPUs)"),
+    ("stale_translations", "stale translations"),
+)
+HEADLINE = (("page_faults", "faults"), ("pt_bytes", "PT memory"), ("walk_reads_dram", "DRAM walk reads"),
+            ("walk_cycles", "walk cycles"), ("cycles", "cycles"))
+
+
+def _compact(v: int) -> str:
+    if abs(v) < 10_000:
+        return f"{v:,}"
+    for div, suffix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(v) >= div:
+            return f"{v / div:.1f}{suffix}"
+    return f"{v:,}"
+
+
+def summary_table(title: str, rows: list[dict]) -> Table:
+    """Metrics down, runs across: private and mshare side by side per uarch."""
+    table = Table(title=f"{title}: totals over all CPUs and processes")
+    table.add_column("metric")
+    for r in rows:
+        table.add_column(f"{r['uarch']}\n{r['pt_config']}", justify="right")
+    for key, label in SUMMARY_METRICS:
+        fmt = _fmt_bytes if key == "pt_bytes" else _compact
+        table.add_row(label, *(fmt(r[key]) for r in rows))
+    return table
+
+
+def comparison_lines(rows: list[dict]) -> list[str]:
+    """`mshare vs private` changes for every pair of runs that differ only in pt_config."""
+    out = []
+    for r in rows:
+        if r["pt_config"] != "mshare":
+            continue
+        for base in rows:
+            if base["pt_config"] == "private" and all(
+                base[k] == r[k] for k in ("uarch", "n_cpus", "n_processes", "accesses", "strategy", "seed")
+            ):
+                parts = []
+                for key, label in HEADLINE:
+                    if base[key]:
+                        parts.append(f"{label} {100.0 * (r[key] - base[key]) / base[key]:+.0f}%")
+                out.append(f"{r['uarch']}: mshare vs private: " + ", ".join(parts))
+                break
+    return out
+
+
+def cmd_uarch_list(args: argparse.Namespace) -> int:
+    from mshare_hw.config.uarch import list_uarchs, load_uarch
+
+    table = Table(title="microarchitectures (configs/uarch)")
+    for head in ("name", "vendor", "description", "PCID", "INVLPGB", "LA57"):
+        table.add_column(head)
+    for name in list_uarchs():
+        u = load_uarch(name)
+        f = u.features
+        table.add_row(name, u.vendor, u.description, _yn(f.pcid), _yn(f.invlpgb), _yn(f.la57))
+    Console().print(table)
+    return 0
+
+
+def _yn(b: bool) -> str:
+    return "yes" if b else "no"
+
+
+def cmd_uarch_show(args: argparse.Namespace) -> int:
+    from mshare_hw.config.uarch import load_uarch, uarch_dir
+
+    u = load_uarch(args.name)
+    console = Console()
+    console.print(f"[bold]{u.name}[/bold]: {u.description}")
+    table = Table(title="TLBs")
+    for head in ("level", "page sizes", "entries", "ways", "sets", "index"):
+        table.add_column(head)
+    for level in ("l1i", "l1d", "l2d", "l2i"):
+        for s in getattr(u.tlb, level) or []:
+            table.add_row(level, "+".join(s.sizes), str(s.entries), str(s.ways), str(s.sets), s.index)
+    console.print(table)
+    console.print(f"L2 TLB hit latency: {u.tlb.l2_hit_latency} cycles")
+    pwc = u.pwc.model_dump(exclude_none=True)
+    console.print("page-walk caches: " + ", ".join(f"{k} {v['entries']}x{v['ways']}-way" for k, v in pwc.items()))
+    c = u.caches
+    console.print(
+        f"caches: L1D {c.l1d.size_kib} KiB {c.l1d.ways}-way {c.l1d.latency} cyc; L2 {c.l2.size_kib} KiB "
+        f"{c.l2.ways}-way {c.l2.latency} cyc; LLC {c.llc.size_kib_per_cpu} KiB/CPU {c.llc.ways}-way "
+        f"{c.llc.latency} cyc; DRAM {c.dram_latency} cyc"
+    )
+    console.print("features: " + ", ".join(f"{k}={v}" for k, v in u.features.model_dump().items()))
+    console.print("costs (cycles): " + ", ".join(f"{k}={v}" for k, v in u.costs.model_dump().items()))
+    console.print(f"sources: comments in {uarch_dir() / (u.name + '.toml')}")
+    return 0
+
+
+def cmd_ptmem(args: argparse.Namespace) -> int:
+    from mshare_hw.analysis.ptmem import ptmem
+
+    try:
+        m = ptmem(args.processes, args.region, args.page_size, args.share_level, args.levels)
+    except (ValueError, TypeError) as e:
+        raise ConfigError(str(e)) from None
+    table = Table(
+        title=f"page-table memory: {args.processes} processes x {_fmt_bytes(m.region_bytes)} region, "
+        f"{args.page_size} pages, sharing at {args.share_level}"
+    )
+    for head in ("level", "private pages", "private", "shared pages", "shared"):
+        table.add_column(head, justify="right")
+    for name in m.private_pages:
+        p, s = m.private_pages[name], m.shared_pages[name]
+        table.add_row(name, f"{p:,}", _fmt_bytes(p * 4096), f"{s:,}", _fmt_bytes(s * 4096))
+    table.add_row(
+        "total",
+        f"{sum(m.private_pages.values()):,}",
+        _fmt_bytes(m.private_total_bytes),
+        f"{sum(m.shared_pages.values()):,}",
+        _fmt_bytes(m.shared_total_bytes),
+    )
+    Console().print(table)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="mshare-hw",
+        description="Cycle-approximate x86-64 MMU model: private vs shared (mshare) page tables.",
+    )
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run an experiment (the built-in default when no file is given)")
+    run.add_argument("experiment", nargs="?", help="experiment TOML file (default: the built-in default)")
+    run.add_argument("-o", "--output", help="HDF5 results file (default: <experiment name>.h5)")
+    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a setting, e.g. --set machine.n_cpus=8 (repeatable)")
+    run.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no table")
+    run.set_defaults(func=cmd_run)
+
+    ua = sub.add_parser("uarch", help="list or show microarchitecture files")
+    ua_sub = ua.add_subparsers(dest="uarch_command", required=True)
+    ua_list = ua_sub.add_parser("list", help="list the shipped microarchitectures")
+    ua_list.set_defaults(func=cmd_uarch_list)
+    ua_show = ua_sub.add_parser("show", help="show one microarchitecture's parameters")
+    ua_show.add_argument("name")
+    ua_show.set_defaults(func=cmd_uarch_show)
+
+    pm = sub.add_parser("ptmem", help="analytic page-table memory, private vs shared, per level")
+    pm.add_argument("--processes", type=int, required=True, help="number of processes mapping the region")
+    pm.add_argument("--region", required=True, help="region size, e.g. 300GiB (units are binary)")
+    pm.add_argument("--page-size", choices=["4K", "2M", "1G"], default="4K")
+    pm.add_argument("--share-level", choices=["p4d", "pud", "pmd"], default="p4d",
+                    help="p4d = mshare (default); pud, pmd = what-if sharing levels")
+    pm.add_argument("--levels", type=int, choices=[4, 5], default=4, help="paging levels (5 = LA57)")
+    pm.set_defaults(func=cmd_ptmem)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ConfigError as e:
+        err_console.print(f"[bold red]error:[/bold red] {e}", highlight=False, soft_wrap=True)
+        return 2
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,144 @@
+"""Experiment files (`configs/experiments/*.toml`): a workload, a machine, and sweep axes.
+
+A sweep is a grid over dotted keys (`uarch`, `pt_config`, `machine.n_cpus`,
+`workload.params.n_processes`, ...); every point is validated as a complete experiment of its own and
+stored, fully resolved, with its results.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, NonNegativeInt, PositiveInt, ValidationError, model_validator
+
+from mshare_hw.config.errors import ConfigError, from_validation_error
+from mshare_hw.config.paths import config_dir
+from mshare_hw.config.uarch import Strict, list_uarchs, load_toml
+
+GENERATORS = ("database", "uniform", "strided", "pointer_chase")
+
+
+class MachineCfg(Strict):
+    n_cpus: PositiveInt = 4
+    five_level: bool = False
+    data_caches: bool = True
+    oracle: bool = True
+
+
+class SchedulerCfg(Strict):
+    kind: Literal["pinned", "global"] = "pinned"
+    quantum_cycles: PositiveInt = 3_000_000
+    slice_accesses: PositiveInt = 512
+
+
+class RunCfg(Strict):
+    warmup_accesses: NonNegativeInt = 0
+    warmup_fraction: float = Field(default=0.0, ge=0.0, lt=1.0)
+    interval_accesses: NonNegativeInt = 0
+    fault_around_pages: PositiveInt = 16
+
+    @model_validator(mode="after")
+    def _check(self) -> RunCfg:
+        if self.warmup_accesses and self.warmup_fraction:
+            raise ValueError("give warmup_accesses or warmup_fraction, not both")
+        return self
+
+
+class WorkloadCfg(Strict):
+    generator: Literal["database", "uniform", "strided", "pointer_chase"] = "database"
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class Experiment(Strict):
+    name: str
+    description: str = ""
+    seed: int = 1
+    uarch: str = "skylake_sp"
+    pt_config: Literal["private", "mshare"] = "private"
+    share_level: Literal["p4d", "pud", "pmd"] = "p4d"
+    machine: MachineCfg = MachineCfg()
+    scheduler: SchedulerCfg = SchedulerCfg()
+    run: RunCfg = RunCfg()
+    workload: WorkloadCfg = WorkloadCfg()
+    sweep: dict[str, list[Any]] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check(self) -> Experiment:
+        known = list_uarchs()
+        if self.uarch not in known:
+            raise ValueError(f"unknown uarch '{self.uarch}' (known: {', '.join(known)})")
+        for key, values in self.sweep.items():
+            if not values:
+                raise ValueError(f"sweep axis '{key}' has no values")
+        return self
+
+
+def experiments_dir() -> Path:
+    return config_dir() / "experiments"
+
+
+def default_experiment_path() -> Path:
+    return experiments_dir() / "default.toml"
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """`machine.n_cpus=16` -> ("machine.n_cpus", 16); the value is read as TOML, else as a string."""
+    if "=" not in text:
+        raise ConfigError(f"--set {text!r}: expected KEY=VALUE, e.g. machine.n_cpus=16")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    if not key:
+        raise ConfigError(f"--set {text!r}: empty key")
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw.strip()
+    return key, value
+
+
+def set_dotted(data: dict, key: str, value: Any, source: str) -> None:
+    parts = key.split(".")
+    node = data
+    for p in parts[:-1]:
+        child = node.setdefault(p, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"{source}: key '{key}': '{p}' is not a table")
+        node = child
+    node[parts[-1]] = value
+
+
+def _validate(data: dict, source: str | Path) -> Experiment:
+    try:
+        return Experiment.model_validate(data)
+    except ValidationError as e:
+        raise from_validation_error(source, e) from None
+
+
+def load_experiment(path: str | Path | None = None, overrides: list[str] | None = None) -> Experiment:
+    """Load an experiment file (the built-in default when `path` is None) and apply `--set` overrides."""
+    p = Path(path) if path is not None else default_experiment_path()
+    data = load_toml(p)
+    for text in overrides or []:
+        key, value = parse_override(text)
+        set_dotted(data, key, value, f"--set {text}")
+    return _validate(data, p)
+
+
+def expand(exp: Experiment) -> list[Experiment]:
+    """The grid of a sweep, in axis order (the last axis varies fastest). Each point has no sweep."""
+    base = exp.model_dump()
+    base["sweep"] = {}
+    axes = list(exp.sweep.items())
+    if not axes:
+        return [_validate(base, f"experiment '{exp.name}'")]
+    out = []
+    for combo in itertools.product(*(values for _, values in axes)):
+        data = copy.deepcopy(base)
+        for (key, _), value in zip(axes, combo):
+            set_dotted(data, key, value, f"sweep axis '{key}'")
+        out.append(_validate(data, f"experiment '{exp.name}', sweep point {dict(zip([k for k, _ in axes], combo))}"))
+    return out

@@ -1,0 +1,120 @@
+"""The HDF5 results file (DESIGN.md §4), written to a temporary name and renamed into place.
+
+Layout (format "mshare-hw-results", version 1):
+  /            attrs: format, format_version, tool_version, created, experiment
+  /summary     compound table, one row per run (STABLE_COLUMNS then EXTRA_COLUMNS)
+  /runs/<id>/  attrs: config (resolved experiment, JSON), seed, trace_digests (JSON), counter_names
+               datasets: cpu_counters, proc_counters (rows x counters), clocks, pt_pages (by level),
+               stale_examples (cycle, cpu, proc, va, where), intervals_at + intervals (optional)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+
+from mshare_hw.counters import COUNTERS
+from mshare_hw.results.summary import EXTRA_COLUMNS, STABLE_COLUMNS, STRING_COLUMNS, summary_dtype
+
+FORMAT_NAME = "mshare-hw-results"
+FORMAT_VERSION = 1
+STALE_COLUMNS = ("cycle", "cpu", "proc", "va", "where")
+STALE_WHERE = ("l1_tlb", "l2_tlb", "pwc")
+
+
+def tool_version() -> str:
+    from mshare_hw import __version__
+
+    return __version__
+
+
+def write_results(path: str | Path, experiment_name: str, runs: list[dict]) -> Path:
+    """`runs`: dicts with keys run_id, row (summary dict), config (dict), seed, trace_digests,
+    proc_names, result (driver output). Nothing appears at `path` unless the whole file was written."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.{os.getpid()}")
+    try:
+        with h5py.File(tmp, "w") as f:
+            f.attrs["format"] = FORMAT_NAME
+            f.attrs["format_version"] = FORMAT_VERSION
+            f.attrs["tool_version"] = tool_version()
+            f.attrs["created"] = datetime.now(UTC).isoformat(timespec="seconds")
+            f.attrs["experiment"] = experiment_name
+            table = np.empty(len(runs), dtype=summary_dtype())
+            for i, r in enumerate(runs):
+                table[i] = tuple(r["row"][c] for c in STABLE_COLUMNS + EXTRA_COLUMNS)
+            f.create_dataset("summary", data=table)
+            grp = f.create_group("runs")
+            for r in runs:
+                g = grp.create_group(r["run_id"])
+                g.attrs["config"] = json.dumps(r["config"], sort_keys=True)
+                g.attrs["seed"] = r["seed"]
+                g.attrs["trace_digests"] = json.dumps(r["trace_digests"])
+                g.attrs["process_names"] = json.dumps(r["proc_names"])
+                g.attrs["counter_names"] = json.dumps(list(COUNTERS))
+                res = r["result"]
+                g.create_dataset("cpu_counters", data=res["cpu_counters"], compression="gzip")
+                g.create_dataset("proc_counters", data=res["proc_counters"], compression="gzip")
+                g.create_dataset("clocks", data=res["clocks"])
+                g.create_dataset("pt_pages", data=res["pt_pages"])
+                stale = np.array(res["stale_examples"], dtype=np.int64).reshape(-1, len(STALE_COLUMNS))
+                ds = g.create_dataset("stale_examples", data=stale)
+                ds.attrs["columns"] = json.dumps(STALE_COLUMNS)
+                ds.attrs["where"] = json.dumps(STALE_WHERE)
+                if res["intervals"]:
+                    g.create_dataset("intervals_at", data=np.array([a for a, _ in res["intervals"]], np.int64))
+                    g.create_dataset("intervals", data=np.stack([c for _, c in res["intervals"]]), compression="gzip")
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def _check_format(f: h5py.File, path: Path) -> None:
+    if f.attrs.get("format") != FORMAT_NAME:
+        raise ValueError(f"{path}: not an mshare-hw results file")
+
+
+def load_summary(path: str | Path) -> pd.DataFrame:
+    """The /summary table as a DataFrame, strings decoded."""
+    path = Path(path)
+    with h5py.File(path, "r") as f:
+        _check_format(f, path)
+        df = pd.DataFrame(f["summary"][()])
+    for col in df.columns:
+        if col in STRING_COLUMNS:
+            df[col] = df[col].map(lambda v: v.decode() if isinstance(v, bytes) else v)
+    return df
+
+
+def load_run(path: str | Path, run_id: str) -> dict:
+    """Everything stored for one run: config, per-CPU and per-process counter tables (DataFrames), ..."""
+    path = Path(path)
+    with h5py.File(path, "r") as f:
+        _check_format(f, path)
+        if run_id not in f["runs"]:
+            raise KeyError(f"{path}: no run '{run_id}'")
+        g = f["runs"][run_id]
+        names = json.loads(g.attrs["counter_names"])
+        procs = json.loads(g.attrs["process_names"])
+        out = {
+            "config": json.loads(g.attrs["config"]),
+            "seed": int(g.attrs["seed"]),
+            "trace_digests": json.loads(g.attrs["trace_digests"]),
+            "cpu_counters": pd.DataFrame(g["cpu_counters"][()], columns=names),
+            "proc_counters": pd.DataFrame(g["proc_counters"][()], columns=names, index=procs),
+            "clocks": g["clocks"][()],
+            "pt_pages": g["pt_pages"][()],
+            "stale_examples": pd.DataFrame(g["stale_examples"][()], columns=list(STALE_COLUMNS)),
+        }
+        if "intervals" in g:
+            out["intervals"] = pd.DataFrame(g["intervals"][()], columns=names, index=g["intervals_at"][()])
+        return out

@@ -1,0 +1,59 @@
+"""One summary row per run: the stable columns of DESIGN.md §4 first, then extra columns."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mshare_hw.counters import COUNTERS, INDEX, LEVEL_NAMES
+
+# Stable: analysis scripts depend on these names and their order. Add, never rename.
+STABLE_COLUMNS: tuple[str, ...] = (
+    "run_id", "experiment", "uarch", "pt_config", "strategy", "n_cpus", "n_processes", "accesses",
+    "cycles", "l1_itlb_misses", "l1_dtlb_misses", "stlb_misses", "walks", "walk_cycles", "walk_reads_l1d",
+    "walk_reads_l2", "walk_reads_llc", "walk_reads_dram", "page_faults", "fault_cycles", "pt_bytes",
+    "context_switches", "asid_recycles", "cr3_flushes", "ipis_sent", "invlpg", "invpcid", "invlpgb",
+    "tlbsync", "full_flushes", "shootdown_cycles_initiator", "shootdown_cycles_responder",
+    "collateral_entries_flushed", "stale_translations",
+)  # fmt: skip
+EXTRA_COLUMNS: tuple[str, ...] = (
+    "share_level", "seed", "makespan_cycles", "link_faults", "pages_mapped", "stlb_hits", "translation_cycles",
+    "pwc_hits_pd", "pwc_hits_pdpt", "pwc_hits_pml4", "pwc_hits_pml5", "walk_reads", "asid_slot_hits",
+    "asid_slot_misses", "lazy_catchup_flushes", "pt_bytes_pt", "pt_bytes_pd", "pt_bytes_pdpt", "pt_bytes_pml4",
+    "pt_bytes_pml5",
+)  # fmt: skip
+STRING_COLUMNS = {"run_id", "experiment", "uarch", "pt_config", "strategy", "share_level"}
+
+
+def summary_row(run_id: str, exp, result: dict, n_processes: int) -> dict:
+    """`exp` is the resolved (single-point) Experiment; `result` what a driver returned."""
+    totals = result["cpu_counters"].sum(axis=0)
+    row: dict = {
+        "run_id": run_id,
+        "experiment": exp.name,
+        "uarch": exp.uarch,
+        "pt_config": exp.pt_config,
+        "strategy": "none",
+        "share_level": exp.share_level if exp.pt_config == "mshare" else "none",
+        "n_cpus": exp.machine.n_cpus,
+        "n_processes": n_processes,
+        "seed": exp.seed,
+    }
+    for name in COUNTERS:
+        row[name] = int(totals[INDEX[name]])
+    # every fault a process takes, the mshare link faults included (also reported on their own)
+    row["page_faults"] = row["page_faults"] + row["link_faults"]
+    pages = result["pt_pages"]
+    for level, lname in LEVEL_NAMES.items():
+        row[f"pt_bytes_{lname}"] = int(pages[level]) * 4096
+    row["pt_bytes"] = int(pages.sum()) * 4096
+    row["makespan_cycles"] = int(np.max(result["clocks"])) if len(result["clocks"]) else 0
+    return {k: row[k] for k in STABLE_COLUMNS + EXTRA_COLUMNS}
+
+
+def summary_dtype() -> np.dtype:
+    import h5py
+
+    fields = []
+    for name in STABLE_COLUMNS + EXTRA_COLUMNS:
+        fields.append((name, h5py.string_dtype("utf-8") if name in STRING_COLUMNS else np.int64))
+    return np.dtype(fields)

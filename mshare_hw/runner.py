@@ -1,0 +1,98 @@
+"""Run an experiment: expand its grid, build each point's workload and machine, replay, write HDF5."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+from mshare_hw.config.experiment import Experiment, expand
+from mshare_hw.config.uarch import load_uarch
+from mshare_hw.engine.driver import run_workload
+from mshare_hw.engine.params import SimParams, build_params
+from mshare_hw.results.hdf5 import tool_version, write_results
+from mshare_hw.results.summary import summary_row
+from mshare_hw.workload.build import build_workload
+from mshare_hw.workload.model import Workload
+
+
+def run_id_for(point: Experiment, trace_digests: list[str]) -> str:
+    """Digest of the resolved config, the traces and the tool version: equal runs get equal ids."""
+    h = hashlib.blake2b(digest_size=8)
+    h.update(json.dumps(point.model_dump(), sort_keys=True).encode())
+    h.update(json.dumps(trace_digests).encode())
+    h.update(tool_version().encode())
+    return h.hexdigest()
+
+
+def params_for(point: Experiment, total_accesses: int) -> SimParams:
+    m, s, r = point.machine, point.scheduler, point.run
+    warmup = r.warmup_accesses or int(r.warmup_fraction * total_accesses)
+    return build_params(
+        load_uarch(point.uarch),
+        n_cpus=m.n_cpus,
+        pt_config=point.pt_config,
+        share_level=point.share_level,
+        five_level=m.five_level,
+        data_caches=m.data_caches,
+        oracle=m.oracle,
+        scheduler=s.kind,
+        quantum_cycles=s.quantum_cycles,
+        slice_accesses=s.slice_accesses,
+        fault_around_pages=r.fault_around_pages,
+        warmup_accesses=warmup,
+        interval_accesses=r.interval_accesses,
+    )
+
+
+class WorkloadCache:
+    """Points that differ only in machine or page-table configuration replay the same workload."""
+
+    def __init__(self) -> None:
+        self._cache: dict[str, tuple[Workload, list[str]]] = {}
+
+    def get(self, point: Experiment) -> tuple[Workload, list[str]]:
+        key = json.dumps([point.workload.model_dump(), point.seed], sort_keys=True)
+        if key not in self._cache:
+            w = build_workload(point.workload, point.seed)
+            self._cache[key] = (w, w.trace_digests())
+        return self._cache[key]
+
+
+ProgressHook = Callable[[str, int, int], None]  # (run label, accesses done in this run, run total)
+
+
+def run_experiment(exp: Experiment, out: str | Path, *, on_progress: ProgressHook | None = None) -> list[dict]:
+    """Replay every point of the experiment's grid and write one results file. Returns summary rows."""
+    points = expand(exp)
+    cache = WorkloadCache()
+    prepared = []
+    for point in points:
+        workload, digests = cache.get(point)
+        params = params_for(point, workload.total_accesses())
+        prepared.append((point, workload, digests, params))
+    runs = []
+    for point, workload, digests, params in prepared:
+        label = f"{point.uarch} {point.pt_config}"
+        total = workload.total_accesses()
+
+        def hook(n: int, label: str = label, total: int = total) -> None:
+            if on_progress:
+                on_progress(label, n, total)
+
+        result = run_workload(workload, params, progress=hook if on_progress else None)
+        run_id = run_id_for(point, digests)
+        runs.append(
+            {
+                "run_id": run_id,
+                "row": summary_row(run_id, point, result, len(workload.processes)),
+                "config": point.model_dump(),
+                "seed": point.seed,
+                "trace_digests": digests,
+                "proc_names": [p.name for p in workload.processes],
+                "result": result,
+            }
+        )
+    write_results(out, exp.name, runs)
+    return [r["row"] for r in runs]
