@@ -68,8 +68,13 @@ SUMMARY_METRICS = (
     ("cycles", "cycles (all CPUs)"),
     ("stale_translations", "stale translations"),
 )
-HEADLINE = (("page_faults", "faults"), ("pt_bytes", "PT memory"), ("walk_reads_dram", "DRAM walk reads"),
-            ("walk_cycles", "walk cycles"), ("cycles", "cycles"))
+HEADLINE = (
+    ("page_faults", "faults"),
+    ("pt_bytes", "PT memory"),
+    ("walk_reads_dram", "DRAM walk reads"),
+    ("walk_cycles", "walk cycles"),
+    ("cycles", "cycles"),
+)
 
 
 def _compact(v: int) -> str:
@@ -195,8 +200,13 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run an experiment (the built-in default when no file is given)")
     run.add_argument("experiment", nargs="?", help="experiment TOML file (default: the built-in default)")
     run.add_argument("-o", "--output", help="HDF5 results file (default: <experiment name>.h5)")
-    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                     help="override a setting, e.g. --set machine.n_cpus=8 (repeatable)")
+    run.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a setting, e.g. --set machine.n_cpus=8 (repeatable)",
+    )
     run.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no table")
     run.set_defaults(func=cmd_run)
 
@@ -212,8 +222,12 @@ def build_parser() -> argparse.ArgumentParser:
     pm.add_argument("--processes", type=int, required=True, help="number of processes mapping the region")
     pm.add_argument("--region", required=True, help="region size, e.g. 300GiB (units are binary)")
     pm.add_argument("--page-size", choices=["4K", "2M", "1G"], default="4K")
-    pm.add_argument("--share-level", choices=["p4d", "pud", "pmd"], default="p4d",
-                    help="p4d = mshare (default); pud, pmd = what-if sharing levels")
+    pm.add_argument(
+        "--share-level",
+        choices=["p4d", "pud", "pmd"],
+        default="p4d",
+        help="p4d = mshare (default); pud, pmd = what-if sharing levels",
+    )
     pm.add_argument("--levels", type=int, choices=[4, 5], default=4, help="paging levels (5 = LA57)")
     pm.set_defaults(func=cmd_ptmem)
     return ap

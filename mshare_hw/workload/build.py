@@ -26,8 +26,10 @@ def generator_kwargs(cfg: WorkloadCfg, seed: int) -> dict:
     for key, value in cfg.params.items():
         if key not in sig.parameters or key == "seed":
             allowed = ", ".join(k for k in sig.parameters if k != "seed")
-            raise ConfigError(f"workload.params.{key}: unknown parameter of generator '{cfg.generator}' "
-                              f"(allowed: {allowed}; the seed is the experiment's `seed`)")
+            raise ConfigError(
+                f"workload.params.{key}: unknown parameter of generator '{cfg.generator}' "
+                f"(allowed: {allowed}; the seed is the experiment's `seed`)"
+            )
         if key.endswith("_bytes") and isinstance(value, str):
             try:
                 value = parse_size(value)

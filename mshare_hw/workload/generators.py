@@ -289,9 +289,7 @@ def _database_kernel(
         if (z >> s11) < thr_pool:
             if rows_left == 0:
                 state, z = _next(state)
-                block_base = pool_start + np.uint64(block_order[_zipf_draw(block_cdf, z)]) * np.uint64(
-                    block_bytes
-                )
+                block_base = pool_start + np.uint64(block_order[_zipf_draw(block_cdf, z)]) * np.uint64(block_bytes)
                 rows_left = rows_per_visit
             state, z = _next(state)
             addrs[i] = block_base + eight * (z % block_words)
@@ -387,17 +385,13 @@ def database_workload(
     ):
         _check_fraction(name, v)
     if pool_fraction > 1.0 - ifetch_fraction + 1e-12:
-        raise ValueError(
-            f"pool_fraction ({pool_fraction}) + ifetch_fraction ({ifetch_fraction}) must not exceed 1"
-        )
+        raise ValueError(f"pool_fraction ({pool_fraction}) + ifetch_fraction ({ifetch_fraction}) must not exceed 1")
     if pool_base <= 0 or pool_base % SLOT_BYTES:
         raise ValueError(f"pool_base must be a positive multiple of 512 GiB, got {pool_base:#x}")
     if pool_bytes % pool_page:
         raise ValueError(f"pool_bytes ({pool_bytes}) must be a multiple of the {pool_page_size} page size")
     if block_bytes % 8 or pool_bytes % block_bytes:
-        raise ValueError(
-            f"block_bytes ({block_bytes}) must be a multiple of 8 that divides pool_bytes ({pool_bytes})"
-        )
+        raise ValueError(f"block_bytes ({block_bytes}) must be a multiple of 8 that divides pool_bytes ({pool_bytes})")
     if text_bytes % 4096:
         raise ValueError(f"text_bytes ({text_bytes}) must be a multiple of 4 KiB")
     if private_bytes % 4096:
@@ -432,7 +426,9 @@ def database_workload(
     pool_given_data = 0.0 if data_fraction <= 0 else min(1.0, pool_fraction / data_fraction)
 
     regions = [
-        Region(name="text", start=TEXT_BASE, size=text_bytes, page_size="4K", kind="file", shared=True, share_tables=False),
+        Region(
+            name="text", start=TEXT_BASE, size=text_bytes, page_size="4K", kind="file", shared=True, share_tables=False
+        ),
         Region(
             name="buffer_pool",
             start=pool_base,
@@ -476,9 +472,7 @@ def database_workload(
             _threshold(private_hot_access_fraction),
             _threshold(TEXT_BRANCH_PROB),
         )
-        processes.append(
-            Process(name=f"client{i}", trace=ArrayTrace(addrs, kinds), cpu=_cpu(cpu_of, i, n_processes))
-        )
+        processes.append(Process(name=f"client{i}", trace=ArrayTrace(addrs, kinds), cpu=_cpu(cpu_of, i, n_processes)))
 
     description = (
         f"database: {n_processes} clients x {accesses_per_process} accesses; buffer pool "
@@ -502,9 +496,7 @@ def _working_set_regions(
     (regions larger than 512 GiB get a 512 GiB-aligned slot run each)."""
     page = _check_page_size(page_size)
     if working_set_bytes % page:
-        raise ValueError(
-            f"working_set_bytes ({working_set_bytes}) must be a multiple of the {page_size} page"
-        )
+        raise ValueError(f"working_set_bytes ({working_set_bytes}) must be a multiple of the {page_size} page")
     align = page if shared else max(page, GIB)
     if base <= 0 or base % align:
         raise ValueError(f"base ({base:#x}) must be positive and a multiple of {align:#x}")
@@ -512,9 +504,7 @@ def _working_set_regions(
         if base + working_set_bytes > USER_TOP:
             raise ValueError("working set ends above the 128 TiB user address space")
         return [
-            Region(
-                name="ws", start=base, size=working_set_bytes, page_size=page_size, kind="shmem", shared=True
-            )  # type: ignore[arg-type]
+            Region(name="ws", start=base, size=working_set_bytes, page_size=page_size, kind="shmem", shared=True)  # type: ignore[arg-type]
         ]
     stride = -(-working_set_bytes // GIB) * GIB
     if stride > SLOT_BYTES:
@@ -528,9 +518,7 @@ def _working_set_regions(
         starts.append(addr)
         addr += stride
     if starts[-1] + working_set_bytes > USER_TOP:
-        raise ValueError(
-            f"{n_processes} private working sets of {working_set_bytes} bytes do not fit below 128 TiB"
-        )
+        raise ValueError(f"{n_processes} private working sets of {working_set_bytes} bytes do not fit below 128 TiB")
     return [
         Region(
             name=f"ws{i}",
@@ -664,9 +652,7 @@ def strided_workload(
         r = _region_of(regions, i)
         pseed = _derive_seed(seed, _TAG_PROC, i)
         offset = 8 * (_mix64(pseed ^ _TAG_MISC) % (r.size // 8))
-        a, k = _strided_kernel(
-            accesses_per_process, np.uint64(pseed), np.uint64(r.start), r.size, stride, offset, thr
-        )
+        a, k = _strided_kernel(accesses_per_process, np.uint64(pseed), np.uint64(r.start), r.size, stride, offset, thr)
         procs.append(Process(name=f"strided{i}", trace=ArrayTrace(a, k), cpu=_cpu(cpu_of, i, n_processes)))
     desc = (
         f"strided: {n_processes} processes x {accesses_per_process} accesses, stride {stride_bytes} B over "
@@ -698,9 +684,7 @@ def pointer_chase_workload(
     )
     element_bytes = _check_positive_int("element_bytes", element_bytes)
     if element_bytes % 8 or working_set_bytes % element_bytes:
-        raise ValueError(
-            f"element_bytes ({element_bytes}) must be a multiple of 8 that divides working_set_bytes"
-        )
+        raise ValueError(f"element_bytes ({element_bytes}) must be a multiple of 8 that divides working_set_bytes")
     regions = _working_set_regions(n_processes, working_set_bytes, base, shared, page_size)
     n_elem = working_set_bytes // element_bytes
     nxt = random_cycle(n_elem, seed)
