@@ -191,10 +191,9 @@ cdef class Engine:
         c.ways = spec.ways
         c.latency = spec.latency
         c.set_mask = spec.sets - 1 if _is_pow2(spec.sets) else 0
-        c.lines = <uint64_t*>_calloc(n, sizeof(uint64_t))
-        c.lru = <uint64_t*>_calloc(n, sizeof(uint64_t))
+        c.w = <CacheWay*>_calloc(n, sizeof(CacheWay))
         for i in range(n):
-            c.lines[i] = INVALID_LINE
+            c.w[i].line = INVALID_LINE
 
     cdef void _init_regions(self, layout) except *:
         cdef Sim* s = &self.s
@@ -255,15 +254,12 @@ cdef class Engine:
             free(s.pwc)
         if s.l1d_cache != NULL:
             for c in range(s.n_cpus):
-                free(s.l1d_cache[c].lines)
-                free(s.l1d_cache[c].lru)
-                free(s.l2_cache[c].lines)
-                free(s.l2_cache[c].lru)
+                free(s.l1d_cache[c].w)
+                free(s.l2_cache[c].w)
             free(s.l1d_cache)
             free(s.l2_cache)
-        free(s.llc.lines)
-        free(s.llc.lru)
-        for ptr in (<size_t>s.pt_entries, <size_t>s.pt_versions, <size_t>s.table_level, <size_t>s.table_frame,
+        free(s.llc.w)
+        for ptr in (<size_t>s.pt, <size_t>s.table_level, <size_t>s.table_frame,
                     <size_t>s.table_mm, <size_t>s.roots, <size_t>s.mm_ctx_id, <size_t>s.mm_tlb_gen,
                     <size_t>s.mm_cpumask, <size_t>s.cpu_state, <size_t>s.reg_off, <size_t>s.reg_start,
                     <size_t>s.reg_end, <size_t>s.reg_shift, <size_t>s.reg_fa, <size_t>s.reg_host,
@@ -367,7 +363,7 @@ cdef class Engine:
         cdef int level = s.levels
         while True:
             loc = t * PT_ENTRIES + pt_index(va, level)
-            ent = s.pt_entries[loc]
+            ent = s.pt[loc].entry
             if not (ent & 1):
                 return False
             if ent & 2:

@@ -1,5 +1,7 @@
 # Physically indexed L1D / L2 per CPU and a shared LLC, LRU, fill on the way back.
-# Mirrors mshare_hw/reference/caches.py.
+# Mirrors mshare_hw/reference/caches.py. A probe that misses remembers the way a fill of the same set
+# would take (first invalid way, else least recently used): the set cannot change between the probe
+# and the fill, so this is the reference's fill choice with one scan instead of two.
 
 cdef enum:
     LV_L1D = 0
@@ -8,42 +10,32 @@ cdef enum:
     LV_DRAM = 3
 
 
-cdef inline bint cache_access(Cache* c, uint64_t line) noexcept nogil:
-    cdef uint64_t base
+cdef inline CacheWay* cache_probe(Cache* c, uint64_t line) noexcept nogil:
+    """On a hit refresh the way's LRU stamp and return NULL; on a miss return the victim way."""
+    cdef CacheWay* ws
+    cdef CacheWay* victim = NULL
     cdef int w
     if c.set_mask:
-        base = (line & c.set_mask) * c.ways
+        ws = &c.w[(line & c.set_mask) * c.ways]
     else:
-        base = (line % <uint64_t>c.sets) * c.ways
+        ws = &c.w[(line % <uint64_t>c.sets) * c.ways]
     for w in range(c.ways):
-        if c.lines[base + w] == line:
+        if ws[w].line == line:
             c.tick += 1
-            c.lru[base + w] = c.tick
-            return True
-    return False
-
-
-cdef inline void cache_fill(Cache* c, uint64_t line) noexcept nogil:
-    cdef uint64_t base, best
-    cdef int w, victim = -1
-    if c.set_mask:
-        base = (line & c.set_mask) * c.ways
-    else:
-        base = (line % <uint64_t>c.sets) * c.ways
+            ws[w].lru = c.tick
+            return NULL
     for w in range(c.ways):
-        if c.lines[base + w] == INVALID_LINE:
-            victim = w
-            break
-    if victim < 0:
-        victim = 0
-        best = c.lru[base]
-        for w in range(1, c.ways):
-            if c.lru[base + w] < best:
-                best = c.lru[base + w]
-                victim = w
+        if ws[w].line == INVALID_LINE:
+            return &ws[w]
+        if victim == NULL or ws[w].lru < victim.lru:
+            victim = &ws[w]
+    return victim
+
+
+cdef inline void cache_fill_at(Cache* c, CacheWay* way, uint64_t line) noexcept nogil:
     c.tick += 1
-    c.lines[base + victim] = line
-    c.lru[base + victim] = c.tick
+    way.line = line
+    way.lru = c.tick
 
 
 cdef inline int cache_read(Sim* s, int cpu, uint64_t paddr, int* latency) noexcept nogil:
@@ -51,20 +43,26 @@ cdef inline int cache_read(Sim* s, int cpu, uint64_t paddr, int* latency) noexce
     cdef uint64_t line = paddr >> 6
     cdef Cache* l1 = &s.l1d_cache[cpu]
     cdef Cache* l2 = &s.l2_cache[cpu]
-    if cache_access(l1, line):
+    cdef CacheWay* v1
+    cdef CacheWay* v2
+    cdef CacheWay* v3
+    v1 = cache_probe(l1, line)
+    if v1 == NULL:
         latency[0] = l1.latency
         return LV_L1D
-    if cache_access(l2, line):
-        cache_fill(l1, line)
+    v2 = cache_probe(l2, line)
+    if v2 == NULL:
+        cache_fill_at(l1, v1, line)
         latency[0] = l2.latency
         return LV_L2
-    if cache_access(&s.llc, line):
-        cache_fill(l2, line)
-        cache_fill(l1, line)
+    v3 = cache_probe(&s.llc, line)
+    if v3 == NULL:
+        cache_fill_at(l2, v2, line)
+        cache_fill_at(l1, v1, line)
         latency[0] = s.llc.latency
         return LV_LLC
-    cache_fill(&s.llc, line)
-    cache_fill(l2, line)
-    cache_fill(l1, line)
+    cache_fill_at(&s.llc, v3, line)
+    cache_fill_at(l2, v2, line)
+    cache_fill_at(l1, v1, line)
     latency[0] = s.dram_latency
     return LV_DRAM

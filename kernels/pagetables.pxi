@@ -31,16 +31,11 @@ cdef int64_t pt_new_table(Sim* s, int level, int mm) noexcept nogil:
     cdef void* p
     if s.n_tables == s.cap_tables:
         cap = s.cap_tables * 2 if s.cap_tables else 64
-        p = realloc(s.pt_entries, cap * PT_ENTRIES * sizeof(int64_t))
+        p = realloc(s.pt, cap * PT_ENTRIES * sizeof(PTE))
         if p == NULL:
             s.error = ERR_NOMEM
             return -1
-        s.pt_entries = <int64_t*>p
-        p = realloc(s.pt_versions, cap * PT_ENTRIES * sizeof(uint32_t))
-        if p == NULL:
-            s.error = ERR_NOMEM
-            return -1
-        s.pt_versions = <uint32_t*>p
+        s.pt = <PTE*>p
         p = realloc(s.table_level, cap * sizeof(int32_t))
         if p == NULL:
             s.error = ERR_NOMEM
@@ -59,8 +54,7 @@ cdef int64_t pt_new_table(Sim* s, int level, int mm) noexcept nogil:
         s.cap_tables = cap
     t = s.n_tables
     s.n_tables += 1
-    memset(&s.pt_entries[t * PT_ENTRIES], 0, PT_ENTRIES * sizeof(int64_t))
-    memset(&s.pt_versions[t * PT_ENTRIES], 0, PT_ENTRIES * sizeof(uint32_t))
+    memset(&s.pt[t * PT_ENTRIES], 0, PT_ENTRIES * sizeof(PTE))
     s.table_level[t] = level
     s.table_frame[t] = pt_alloc_frame(s)
     s.table_mm[t] = mm
@@ -73,8 +67,8 @@ cdef inline uint64_t pt_entry_paddr(Sim* s, int64_t loc) noexcept nogil:
 
 
 cdef inline void pt_set_entry(Sim* s, int64_t loc, int64_t value) noexcept nogil:
-    s.pt_entries[loc] = value
-    s.pt_versions[loc] += 1
+    s.pt[loc].entry = value
+    s.pt[loc].version += 1
 
 
 cdef int64_t pt_descend(Sim* s, int64_t root, uint64_t va, int level) noexcept nogil:
@@ -83,7 +77,7 @@ cdef int64_t pt_descend(Sim* s, int64_t root, uint64_t va, int level) noexcept n
     cdef int lv = s.levels
     while lv > level:
         loc = t * PT_ENTRIES + pt_index(va, lv)
-        e = s.pt_entries[loc]
+        e = s.pt[loc].entry
         if not (e & 1):
             child = pt_new_table(s, lv - 1, s.table_mm[t])
             if child < 0:

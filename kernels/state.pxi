@@ -7,6 +7,11 @@ cdef enum:
     N_DYN_ASIDS = 6
     MAX_SHIFTS = 3
 
+ctypedef struct PTE:
+    int64_t entry          # 0: not present; else target << 2 | leaf << 1 | 1
+    uint32_t version       # bumped by every write; what the coherence oracle compares
+    uint32_t _pad
+
 ctypedef struct TLBEntry:
     uint64_t vpn
     uint64_t pfn
@@ -27,6 +32,7 @@ ctypedef struct TLBArray:
     int xor_index
     int n_shifts
     int shifts[MAX_SHIFTS]
+    int64_t n_valid[MAX_SHIFTS]  # valid entries per page size: a size with none is not probed
     uint64_t tick
 
 ctypedef struct TLBLevel:
@@ -50,9 +56,12 @@ ctypedef struct PWCArray:
     uint64_t set_mask
     uint64_t tick
 
+ctypedef struct CacheWay:
+    uint64_t line          # UINT64_MAX marks an invalid way
+    uint64_t lru
+
 ctypedef struct Cache:
-    uint64_t* lines        # UINT64_MAX marks an invalid way
-    uint64_t* lru
+    CacheWay* w
     int sets
     int ways
     int latency
@@ -104,8 +113,7 @@ ctypedef struct Sim:
     Cache llc
     int dram_latency
     # page tables
-    int64_t* pt_entries
-    uint32_t* pt_versions
+    PTE* pt                # n_tables * 512 entries
     int32_t* table_level
     int64_t* table_frame
     int32_t* table_mm

@@ -8,6 +8,14 @@ cdef inline uint64_t tlb_set_index(TLBArray* a, uint64_t vpn) noexcept nogil:
     return vpn % <uint64_t>a.sets
 
 
+cdef inline void tlb_count(TLBArray* a, int shift, int64_t delta) noexcept nogil:
+    cdef int s
+    for s in range(a.n_shifts):
+        if a.shifts[s] == shift:
+            a.n_valid[s] += delta
+            return
+
+
 cdef inline TLBEntry* tlb_lookup(TLBLevel* lv, int pcid, uint64_t va) noexcept nogil:
     cdef int i, s, w, shift
     cdef TLBArray* a
@@ -16,6 +24,8 @@ cdef inline TLBEntry* tlb_lookup(TLBLevel* lv, int pcid, uint64_t va) noexcept n
     for i in range(lv.n):
         a = &lv.arrays[i]
         for s in range(a.n_shifts):
+            if a.n_valid[s] == 0:
+                continue
             shift = a.shifts[s]
             vpn = va >> shift
             e = &a.e[tlb_set_index(a, vpn) * a.ways]
@@ -49,6 +59,8 @@ cdef inline void tlb_fill(TLBLevel* lv, TLBEntry* src) noexcept nogil:
                         if e[w].lru < best:
                             best = e[w].lru
                             victim = w
+                    tlb_count(a, e[victim].shift, -1)
+                a.n_valid[s] += 1
                 e[victim] = src[0]
                 a.tick += 1
                 e[victim].lru = a.tick
@@ -63,6 +75,7 @@ cdef inline int64_t tlb_flush_pcid(TLBLevel* lv, int pcid) noexcept nogil:
         a = &lv.arrays[i]
         for k in range(<int64_t>a.sets * a.ways):
             if a.e[k].shift != 0 and a.e[k].pcid == pcid and not a.e[k].is_global:
+                tlb_count(a, a.e[k].shift, -1)
                 a.e[k].shift = 0
                 n += 1
     return n
