@@ -11,7 +11,8 @@ from mshare_hw.config.experiment import Experiment, expand
 from mshare_hw.config.uarch import load_uarch
 from mshare_hw.engine.driver import run_workload
 from mshare_hw.engine.params import SimParams, build_params
-from mshare_hw.results.hdf5 import tool_version, write_results
+from mshare_hw.config.errors import ConfigError
+from mshare_hw.results.hdf5 import read_runs, tool_version, write_results
 from mshare_hw.results.summary import summary_row
 from mshare_hw.workload.build import build_workload
 from mshare_hw.workload.model import Workload
@@ -64,8 +65,11 @@ ProgressHook = Callable[[str, int, int], None]  # (run label, accesses done in t
 
 
 def run_experiment(exp: Experiment, out: str | Path, *, on_progress: ProgressHook | None = None) -> list[dict]:
-    """Replay every point of the experiment's grid and write one results file. Returns summary rows."""
+    """Replay every point of the experiment's grid and write one results file. Runs already in `out`
+    (same run id: same resolved config, traces and tool version) are kept and not replayed. Returns
+    the summary rows of the grid's points, in grid order."""
     points = expand(exp)
+    existing = {r["run_id"]: r for r in _existing_runs(Path(out))}
     cache = WorkloadCache()
     prepared = []
     for point in points:
@@ -74,6 +78,10 @@ def run_experiment(exp: Experiment, out: str | Path, *, on_progress: ProgressHoo
         prepared.append((point, workload, digests, params))
     runs = []
     for point, workload, digests, params in prepared:
+        run_id = run_id_for(point, digests)
+        if run_id in existing:
+            runs.append(existing.pop(run_id))
+            continue
         label = f"{point.uarch} {point.pt_config}"
         total = workload.total_accesses()
 
@@ -82,7 +90,6 @@ def run_experiment(exp: Experiment, out: str | Path, *, on_progress: ProgressHoo
                 on_progress(label, n, total)
 
         result = run_workload(workload, params, progress=hook if on_progress else None)
-        run_id = run_id_for(point, digests)
         runs.append(
             {
                 "run_id": run_id,
@@ -94,5 +101,16 @@ def run_experiment(exp: Experiment, out: str | Path, *, on_progress: ProgressHoo
                 "result": result,
             }
         )
-    write_results(out, exp.name, runs)
+    write_results(out, exp.name, runs + list(existing.values()))
     return [r["row"] for r in runs]
+
+
+def _existing_runs(out: Path) -> list[dict]:
+    if not out.exists():
+        return []
+    try:
+        return read_runs(out)
+    except (OSError, ValueError, KeyError) as e:
+        raise ConfigError(
+            f"{out}: exists and is not a readable mshare-hw results file ({e}); choose another output path"
+        ) from None

@@ -221,6 +221,8 @@ def ptmem(
 
     lowest = PAGE_LEAF_LEVEL[page_size]
     shared_top = SHARE_LEVELS[share_level]
+    if lowest > shared_top:
+        host_mm = False  # nothing below the sharing level: no shared tables, no owner mm
     private_pages: dict[str, int] = {}
     shared_pages: dict[str, int] = {}
     for level in range(1, levels + 1):

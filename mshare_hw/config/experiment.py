@@ -11,9 +11,9 @@ import copy
 import itertools
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, NonNegativeInt, PositiveInt, ValidationError, model_validator
+from pydantic import Field, NonNegativeInt, PositiveInt, ValidationError, field_validator, model_validator
 
 from mshare_hw.config.errors import ConfigError, from_validation_error
 from mshare_hw.config.paths import config_dir
@@ -64,17 +64,34 @@ class Experiment(Strict):
     scheduler: SchedulerCfg = SchedulerCfg()
     run: RunCfg = RunCfg()
     workload: WorkloadCfg = WorkloadCfg()
-    sweep: dict[str, list[Any]] = Field(default_factory=dict)
+    sweep: dict[str, Annotated[list[Any], Field(min_length=1)]] = Field(default_factory=dict)
 
-    @model_validator(mode="after")
-    def _check(self) -> Experiment:
+    @field_validator("uarch")
+    @classmethod
+    def _known_uarch(cls, v: str) -> str:
         known = list_uarchs()
-        if self.uarch not in known:
-            raise ValueError(f"unknown uarch '{self.uarch}' (known: {', '.join(known)})")
-        for key, values in self.sweep.items():
-            if not values:
-                raise ValueError(f"sweep axis '{key}' has no values")
-        return self
+        if v not in known:
+            raise ValueError(f"unknown uarch '{v}' (known: {', '.join(known)})")
+        return v
+
+    @field_validator("sweep", mode="before")
+    @classmethod
+    def _flatten_sweep(cls, v: Any) -> Any:
+        """`--set sweep.machine.n_cpus=[..]` nests tables; axes are dotted keys, so flatten them back."""
+        if not isinstance(v, dict):
+            return v
+        flat: dict[str, Any] = {}
+
+        def walk(prefix: str, node: dict) -> None:
+            for k, val in node.items():
+                key = f"{prefix}.{k}" if prefix else k
+                if isinstance(val, dict):
+                    walk(key, val)
+                else:
+                    flat[key] = val
+
+        walk("", v)
+        return flat
 
 
 def experiments_dir() -> Path:

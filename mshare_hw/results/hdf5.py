@@ -118,3 +118,38 @@ def load_run(path: str | Path, run_id: str) -> dict:
         if "intervals" in g:
             out["intervals"] = pd.DataFrame(g["intervals"][()], columns=names, index=g["intervals_at"][()])
         return out
+
+
+def read_runs(path: str | Path) -> list[dict]:
+    """Every run in a results file, in the shape `write_results` takes (so a rewrite keeps them)."""
+    path = Path(path)
+    with h5py.File(path, "r") as f:
+        _check_format(f, path)
+        summary = f["summary"][()]
+        runs = []
+        for rec in summary:
+            row = {}
+            for name in summary.dtype.names:
+                v = rec[name]
+                row[name] = v.decode() if isinstance(v, bytes) else (int(v) if name not in STRING_COLUMNS else v)
+            g = f["runs"][row["run_id"]]
+            result = {
+                "cpu_counters": g["cpu_counters"][()],
+                "proc_counters": g["proc_counters"][()],
+                "clocks": g["clocks"][()],
+                "pt_pages": g["pt_pages"][()],
+                "stale_examples": [tuple(int(x) for x in r) for r in g["stale_examples"][()]],
+                "intervals": list(zip(g["intervals_at"][()].tolist(), g["intervals"][()])) if "intervals" in g else [],
+            }
+            runs.append(
+                {
+                    "run_id": row["run_id"],
+                    "row": row,
+                    "config": json.loads(g.attrs["config"]),
+                    "seed": int(g.attrs["seed"]),
+                    "trace_digests": json.loads(g.attrs["trace_digests"]),
+                    "proc_names": json.loads(g.attrs["process_names"]),
+                    "result": result,
+                }
+            )
+    return runs

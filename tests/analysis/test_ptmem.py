@@ -37,8 +37,9 @@ def test_string_region_size_is_parsed():
     [
         # 3 processes, 3 GiB + 4 KiB region, 4K pages: per copy pt=1537, pd=4, pdpt=1, pml4=1
         ("p4d", {"pt": 1537, "pd": 4, "pdpt": 1, "pml4": 4}),
-        ("pud", {"pt": 1537, "pd": 4, "pdpt": 3, "pml4": 3}),
-        ("pmd", {"pt": 1537, "pd": 12, "pdpt": 3, "pml4": 3}),
+        # levels above the shared one: one copy per process plus one for the host (owner) mm
+        ("pud", {"pt": 1537, "pd": 4, "pdpt": 4, "pml4": 4}),
+        ("pmd", {"pt": 1537, "pd": 16, "pdpt": 4, "pml4": 4}),
     ],
 )
 def test_4k_share_levels(share_level, shared):
@@ -53,8 +54,8 @@ def test_4k_share_levels(share_level, shared):
     [
         # 10 processes, 600 GiB (two 512 GiB slots), 2M pages: per copy pd=600, pdpt=2, pml4=1
         ("p4d", {"pt": 0, "pd": 600, "pdpt": 2, "pml4": 11}),
-        ("pud", {"pt": 0, "pd": 600, "pdpt": 20, "pml4": 10}),
-        ("pmd", {"pt": 0, "pd": 6000, "pdpt": 20, "pml4": 10}),  # nothing below a PMD to share
+        ("pud", {"pt": 0, "pd": 600, "pdpt": 22, "pml4": 11}),
+        ("pmd", {"pt": 0, "pd": 6000, "pdpt": 20, "pml4": 10}),  # nothing below a PMD to share: no host
     ],
 )
 def test_2m_pages(share_level, shared):

@@ -1,0 +1,386 @@
+"""Experiment files (DESIGN §3.2): loading, `--set` overrides, sweep expansion, and error messages."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mshare_hw.config.errors import ConfigError
+from mshare_hw.config.experiment import (
+    Experiment,
+    default_experiment_path,
+    expand,
+    load_experiment,
+    parse_override,
+)
+
+TINY = """\
+name = "tiny"
+seed = 3
+uarch = "skylake_sp"
+
+[machine]
+n_cpus = 2
+
+[workload]
+generator = "database"
+
+[workload.params]
+n_processes = 2
+accesses_per_process = 1000
+pool_bytes = "16MiB"
+private_bytes = "1MiB"
+text_bytes = "256KiB"
+
+[sweep]
+pt_config = ["private", "mshare"]
+"""
+
+
+@pytest.fixture
+def tiny(tmp_path: Path) -> Path:
+    p = tmp_path / "tiny.toml"
+    p.write_text(TINY)
+    return p
+
+
+def write(tmp_path: Path, text: str, name: str = "exp.toml") -> Path:
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+# --------------------------------------------------------------------------------------------------
+# the shipped default
+
+
+def test_default_experiment_loads():
+    exp = load_experiment(None)
+    assert isinstance(exp, Experiment)
+    assert exp.name == "default"
+    assert exp == load_experiment(default_experiment_path())
+    assert exp.sweep == {"uarch": ["skylake_sp", "zen3"], "pt_config": ["private", "mshare"]}
+
+
+def test_default_expands_to_grid_last_axis_fastest():
+    exp = load_experiment(None)
+    points = expand(exp)
+    assert [(p.uarch, p.pt_config) for p in points] == [
+        ("skylake_sp", "private"),
+        ("skylake_sp", "mshare"),
+        ("zen3", "private"),
+        ("zen3", "mshare"),
+    ]
+    for p in points:
+        assert isinstance(p, Experiment)
+        assert p.sweep == {}
+        # everything that is not a sweep axis is carried over unchanged
+        assert p.model_dump(exclude={"uarch", "pt_config", "sweep"}) == exp.model_dump(
+            exclude={"uarch", "pt_config", "sweep"}
+        )
+
+
+def test_expand_without_sweep_is_one_point(tiny: Path):
+    exp = load_experiment(tiny, ["sweep={}"])
+    assert exp.sweep == {}
+    (point,) = expand(exp)
+    assert point == exp
+
+
+def test_dotted_sweep_axis_from_set(tiny: Path):
+    # `--set` splits its key on every '.', making a [sweep.machine] table; the experiment flattens the
+    # sweep back into dotted axes, so the override means the axis "machine.n_cpus".
+    exp = load_experiment(tiny, ["sweep.machine.n_cpus=[1, 2]"])
+    assert exp.sweep["machine.n_cpus"] == [1, 2]
+    assert sorted({p.machine.n_cpus for p in expand(exp)}) == [1, 2]
+
+
+def test_expand_dotted_axes(tmp_path: Path):
+    p = write(
+        tmp_path,
+        TINY.replace(
+            '[sweep]\npt_config = ["private", "mshare"]',
+            '[sweep]\n"machine.n_cpus" = [1, 2]\n"workload.params.n_processes" = [2, 3]\n'
+            'pt_config = ["private", "mshare"]',
+        ),
+    )
+    points = expand(load_experiment(p))
+    got = [(q.machine.n_cpus, q.workload.params["n_processes"], q.pt_config) for q in points]
+    assert got == [
+        (n, k, c) for n in (1, 2) for k in (2, 3) for c in ("private", "mshare")
+    ]  # first axis slowest, last fastest
+    for q in points:
+        # a nested sweep key replaces one value, not the whole table
+        assert q.workload.params["pool_bytes"] == "16MiB"
+        assert q.machine.data_caches is True
+
+
+# --------------------------------------------------------------------------------------------------
+# --set overrides
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "value"),
+    [
+        ("machine.n_cpus=16", "machine.n_cpus", 16),
+        ("machine.data_caches=false", "machine.data_caches", False),
+        ("machine.oracle=true", "machine.oracle", True),
+        ("uarch=zen4", "uarch", "zen4"),  # not TOML: read as a bare string
+        ('uarch="zen4"', "uarch", "zen4"),  # TOML string
+        ("workload.params.zipf_s=1.2", "workload.params.zipf_s", 1.2),
+        ("workload.params.pool_bytes=64MiB", "workload.params.pool_bytes", "64MiB"),
+        ("sweep.uarch=['zen3', 'zen4']", "sweep.uarch", ["zen3", "zen4"]),
+        ("name=a=b", "name", "a=b"),  # split at the first '='
+        (" machine.n_cpus = 8", "machine.n_cpus", 8),
+    ],
+)
+def test_parse_override(text, key, value):
+    k, v = parse_override(text)
+    assert k == key
+    assert v == value
+    assert type(v) is type(value)
+
+
+def test_overrides_apply(tiny: Path):
+    exp = load_experiment(
+        tiny,
+        [
+            "machine.n_cpus=1",
+            "machine.data_caches=false",
+            "uarch=zen3",
+            "description=from the command line",
+            "workload.params.n_processes=2",
+            "workload.params.accesses_per_process=5",
+            "run.warmup_accesses=10",
+        ],
+    )
+    assert exp.machine.n_cpus == 1
+    assert exp.machine.data_caches is False
+    assert exp.machine.oracle is True  # untouched siblings keep their values
+    assert exp.uarch == "zen3"
+    assert exp.description == "from the command line"
+    assert exp.workload.params == {
+        "n_processes": 2,
+        "accesses_per_process": 5,
+        "pool_bytes": "16MiB",
+        "private_bytes": "1MiB",
+        "text_bytes": "256KiB",
+    }
+    assert exp.run.warmup_accesses == 10
+    assert exp.seed == 3
+
+
+def test_later_override_wins(tiny: Path):
+    exp = load_experiment(tiny, ["machine.n_cpus=1", "machine.n_cpus=3"])
+    assert exp.machine.n_cpus == 3
+
+
+def test_override_replaces_sweep_axis(tiny: Path):
+    exp = load_experiment(tiny, ["sweep.pt_config=['mshare']", "sweep.uarch=['zen3', 'zen4']"])
+    assert [(p.uarch, p.pt_config) for p in expand(exp)] == [("zen3", "mshare"), ("zen4", "mshare")]
+
+
+def test_override_creates_missing_table(tmp_path: Path):
+    p = write(tmp_path, 'name = "bare"\n')
+    exp = load_experiment(p, ["workload.params.n_processes=2", "run.fault_around_pages=1"])
+    assert exp.workload.params == {"n_processes": 2}
+    assert exp.run.fault_around_pages == 1
+
+
+def test_overrides_do_not_touch_file(tiny: Path):
+    before = tiny.read_text()
+    load_experiment(tiny, ["machine.n_cpus=1"])
+    assert tiny.read_text() == before
+    assert load_experiment(tiny).machine.n_cpus == 2
+
+
+# --------------------------------------------------------------------------------------------------
+# bad inputs: a ConfigError that names the file and the key
+
+
+def test_unknown_top_level_key(tmp_path: Path):
+    p = write(tmp_path, "bogus = 1\n" + TINY)
+    with pytest.raises(ConfigError) as ei:
+        load_experiment(p)
+    msg = str(ei.value)
+    assert str(p) in msg
+    assert "'bogus'" in msg and "unknown key" in msg
+
+
+def test_unknown_nested_key(tmp_path: Path):
+    p = write(tmp_path, TINY.replace("n_cpus = 2", "n_cpus = 2\nn_cpu = 4"))
+    with pytest.raises(ConfigError) as ei:
+        load_experiment(p)
+    msg = str(ei.value)
+    assert str(p) in msg
+    assert "machine.n_cpu'" in msg and "unknown key" in msg
+
+
+def test_unknown_key_from_override(tiny: Path):
+    with pytest.raises(ConfigError) as ei:
+        load_experiment(tiny, ["machine.nosuch=1"])
+    assert "machine.nosuch" in str(ei.value)
+    assert "unknown key" in str(ei.value)
+
+
+def test_unknown_uarch(tmp_path: Path):
+    p = write(tmp_path, TINY.replace('uarch = "skylake_sp"', 'uarch = "pentium4"'))
+    with pytest.raises(ConfigError) as ei:
+        load_experiment(p)
+    msg = str(ei.value)
+    assert str(p) in msg
+    assert "unknown uarch 'pentium4'" in msg
+    assert "skylake_sp" in msg and "zen3" in msg  # lists the known ones
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [("uarch=pentium4", "uarch"), ("sweep.uarch=[]", "sweep.uarch")],
+)
+def test_experiment_level_errors_name_their_key(tiny: Path, override: str, key: str):
+    with pytest.raises(ConfigError) as ei:
+        load_experiment(tiny, [override])
+    assert f"key '{key}'" in str(ei.value)
+
+
+def test_bad_pt_config(tmp_path: Path):
+    p = write(tmp_path, TINY.replace("[machine]", 'pt_config = "shared"\n\n[machine]'))
+    with pytest.raises(ConfigError) as ei:
+        load_experiment(p)
+    msg = str(ei.value)
+    assert str(p) in msg
+    assert "'pt_config'" in msg
+    assert "private" in msg and "mshare" in msg
+
+
+def test_bad_pt_config_in_sweep_fails_at_expand(tiny: Path):
+    exp = load_experiment(tiny, ["sweep.pt_config=['private', 'shared']"])
+    with pytest.raises(ConfigError) as ei:
+        expand(exp)
+    assert "pt_config" in str(ei.value)
+    assert "tiny" in str(ei.value)
+
+
+def test_sweep_axis_unknown_key_fails_at_expand(tiny: Path):
+    exp = load_experiment(tiny, ["sweep.nosuch=[1, 2]"])  # the axis name is only checked per point
+    with pytest.raises(ConfigError) as ei:
+        expand(exp)
+    msg = str(ei.value)
+    assert "'nosuch'" in msg and "unknown key" in msg
+    assert "sweep point" in msg and "tiny" in msg
+
+
+def test_sweep_axis_unknown_nested_key_fails_at_expand(tiny: Path):
+    p = tiny
+    p.write_text(TINY.replace('pt_config = ["private", "mshare"]', '"machine.ncpus" = [1, 2]'))
+    exp = load_experiment(p)
+    with pytest.raises(ConfigError) as ei:
+        expand(exp)
+    assert "machine.ncpus" in str(ei.value)
+
+
+def test_sweep_axis_bad_value_fails_at_expand(tmp_path: Path):
+    p = write(tmp_path, TINY.replace('pt_config = ["private", "mshare"]', '"machine.n_cpus" = [2, 0]'))
+    exp = load_experiment(p)
+    with pytest.raises(ConfigError) as ei:
+        expand(exp)
+    msg = str(ei.value)
+    assert "key 'machine.n_cpus'" in msg
+    assert "'machine.n_cpus': 0" in msg  # names the failing point
+
+
+def test_empty_sweep_list(tmp_path: Path):
+    p = write(tmp_path, TINY.replace('pt_config = ["private", "mshare"]', "pt_config = []"))
+    with pytest.raises(ConfigError) as ei:
+        load_experiment(p)
+    msg = str(ei.value)
+    assert str(p) in msg
+    assert "key 'sweep.pt_config'" in msg and "at least 1 item" in msg
+
+
+def test_sweep_axis_not_a_list(tiny: Path):
+    with pytest.raises(ConfigError) as ei:
+        load_experiment(tiny, ["sweep.uarch=zen3"])
+    assert "sweep.uarch" in str(ei.value)
+
+
+@pytest.mark.parametrize("text", ["machine.n_cpus", "machine.n_cpus:4", ""])
+def test_set_without_equals(tiny: Path, text: str):
+    with pytest.raises(ConfigError) as ei:
+        parse_override(text)
+    assert "KEY=VALUE" in str(ei.value)
+    assert repr(text) in str(ei.value)
+    with pytest.raises(ConfigError):
+        load_experiment(tiny, [text])
+
+
+def test_set_empty_key(tiny: Path):
+    with pytest.raises(ConfigError, match="empty key"):
+        load_experiment(tiny, ["=4"])
+
+
+def test_set_into_a_scalar(tiny: Path):
+    with pytest.raises(ConfigError) as ei:
+        load_experiment(tiny, ["uarch.name=zen3"])
+    msg = str(ei.value)
+    assert "uarch.name" in msg and "not a table" in msg
+
+
+def test_both_warmups(tmp_path: Path):
+    p = write(tmp_path, TINY + "\n[run]\nwarmup_accesses = 100\nwarmup_fraction = 0.1\n")
+    with pytest.raises(ConfigError) as ei:
+        load_experiment(p)
+    msg = str(ei.value)
+    assert str(p) in msg
+    assert "'run'" in msg
+    assert "warmup_accesses or warmup_fraction" in msg
+
+
+def test_one_warmup_is_fine(tiny: Path):
+    assert load_experiment(tiny, ["run.warmup_accesses=100"]).run.warmup_accesses == 100
+    assert load_experiment(tiny, ["run.warmup_fraction=0.25"]).run.warmup_fraction == 0.25
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ("machine.n_cpus=0", "machine.n_cpus"),
+        ("run.warmup_fraction=1.0", "run.warmup_fraction"),
+        ("scheduler.kind=fifo", "scheduler.kind"),
+        ("share_level=pgd", "share_level"),
+        ("workload.generator=tpcc", "workload.generator"),
+        ("seed=abc", "seed"),
+    ],
+)
+def test_bad_values_name_their_key(tiny: Path, override: str, key: str):
+    with pytest.raises(ConfigError) as ei:
+        load_experiment(tiny, [override])
+    assert f"key '{key}'" in str(ei.value)
+    assert str(tiny) in str(ei.value)
+
+
+def test_missing_name(tmp_path: Path):
+    p = write(tmp_path, "seed = 1\n")
+    with pytest.raises(ConfigError) as ei:
+        load_experiment(p)
+    assert "'name'" in str(ei.value) and str(p) in str(ei.value)
+
+
+def test_missing_file(tmp_path: Path):
+    p = tmp_path / "nope.toml"
+    with pytest.raises(ConfigError) as ei:
+        load_experiment(p)
+    assert str(p) in str(ei.value)
+
+
+def test_invalid_toml(tmp_path: Path):
+    p = write(tmp_path, "name = \n")
+    with pytest.raises(ConfigError) as ei:
+        load_experiment(p)
+    assert str(p) in str(ei.value)
+    assert "TOML" in str(ei.value)
+
+
+def test_config_error_is_a_value_error():
+    assert issubclass(ConfigError, ValueError)
