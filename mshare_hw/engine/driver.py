@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 import numpy as np
 
 from mshare_hw import _engine
+from mshare_hw.config.errors import ConfigError
 from mshare_hw.engine.layout import Layout, build_layout
 from mshare_hw.engine.params import SimParams
 from mshare_hw.workload.model import DEFAULT_CHUNK, Workload
@@ -40,9 +41,19 @@ def run_workload(
     streams: list[Iterator] = [iter(p.trace.chunks(chunk_size)) for p in workload.processes]
     pending: list = [None] * len(streams)
 
+    fed = [0] * len(streams)
+
     def feed(proc: int) -> None:
         chunk = pending[proc] if pending[proc] is not None else next(streams[proc], None)
         pending[proc] = None
+        if chunk is not None and len(chunk[0]) and int(chunk[0].max()) >= layout.va_limit:
+            i = int(np.argmax(chunk[0] >= layout.va_limit))
+            raise ConfigError(
+                f"process '{workload.processes[proc].name}': access #{fed[proc] + i} at {int(chunk[0][i]):#x} "
+                f"is outside the {params.levels}-level user address space (< {layout.va_limit:#x})"
+            )
+        if chunk is not None:
+            fed[proc] += len(chunk[0])
         if chunk is None:
             eng.feed(proc, np.empty(0, np.uint64), np.empty(0, np.uint8), True)
             return

@@ -34,6 +34,18 @@ class SlotRow:
 
 
 @dataclass(frozen=True)
+class RegionSpan:
+    """A workload region as the kernel side sees it: who maps it, whose tables hold its PTEs."""
+
+    start: int
+    end: int
+    shift: int
+    shared: bool
+    host: int  # host mm index (shared page tables), else -1
+    mappers: tuple[int, ...]
+
+
+@dataclass(frozen=True)
 class Layout:
     n_procs: int
     n_hosts: int
@@ -42,6 +54,7 @@ class Layout:
     slots: tuple[tuple[SlotRow, ...], ...]  # per process
     dyn_frame_start: int
     va_limit: int
+    spans: dict[str, RegionSpan]
 
 
 def _align_up(x: int, a: int) -> int:
@@ -64,6 +77,7 @@ def build_layout(workload: Workload, params: SimParams) -> Layout:
     rows: list[list[RegionRow]] = [[] for _ in range(n)]
     slots: list[list[SlotRow]] = [[] for _ in range(n)]
     n_hosts = 0
+    spans: dict[str, RegionSpan] = {}
     share = params.pt_config == "mshare"
     slot = 1 << params.slot_shift if share else 0
     for reg in workload.regions:
@@ -95,6 +109,9 @@ def build_layout(workload: Workload, params: SimParams) -> Layout:
                 )
             host = n_hosts
             n_hosts += 1
+        if reg.name in spans:
+            raise ConfigError(f"{where}: two regions have this name")
+        spans[reg.name] = RegionSpan(reg.start, reg.end, shift, reg.shared, host, tuple(members))
         if reg.shared:
             next_frame = _align_up(next_frame, align)
             base = next_frame
@@ -131,6 +148,7 @@ def build_layout(workload: Workload, params: SimParams) -> Layout:
         slots=tuple(tuple(s) for s in slots),
         dyn_frame_start=_align_up(next_frame, 512),
         va_limit=va_limit,
+        spans=spans,
     )
 
 

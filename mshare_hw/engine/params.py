@@ -25,6 +25,12 @@ class TLBStruct:
     ways: int
     xor_index: bool
 
+    def __post_init__(self) -> None:
+        if self.sets < 1 or self.ways < 1 or not self.shifts:
+            raise ValueError("a TLB structure needs sets >= 1, ways >= 1 and at least one page size")
+        if self.xor_index and self.sets & (self.sets - 1):
+            raise ValueError(f"the xor set index needs a power-of-two number of sets, got {self.sets}")
+
 
 @dataclass(frozen=True)
 class SetAssoc:

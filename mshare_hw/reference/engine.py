@@ -247,7 +247,7 @@ class ReferenceEngine:
                         break
                     self.handle_fault(cpu, proc, va, kind, a, b)
                 else:
-                    raise AssertionError(f"walk of {va:#x} still faults after {WALK_ATTEMPTS} attempts")
+                    raise RuntimeError("a page walk kept faulting (internal error)")
                 e = TLBEntry(va >> c, c, pcid, b, a, self.pt.versions[a], proc)
                 l2.fill(e)
                 l1.fill(e)

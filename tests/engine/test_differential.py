@@ -1,0 +1,440 @@
+"""Differential tests: the Cython engine and the pure-Python reference model must agree exactly.
+
+Hypothesis draws tiny machines (1-3 CPUs, 1-2 TLB structures per level with odd set counts, xor or
+modulo index, split or unified L2 TLB, per-level / unified / no page-walk caches, tiny caches with
+non-power-of-two sets, random latencies and costs, PCID on/off, 4 or 5 levels, pinned or global
+scheduling with short quanta, warm-up and interval checkpoints) and tiny workloads (up to 8 processes,
+possibly all on one CPU so ASIDs recycle; private and shared regions with 4K/2M/1G pages, some spanning
+two 512 GiB slots; undeclared addresses), under private and mshare page tables at every share level.
+`run_workload` (fed in random chunk sizes) and `run_reference` must return identical counters, clocks,
+page-table pages, stale examples and interval samples.
+
+A second property drives both engines step by step (switch_to / access / enter_lazy / bump_tlb_gen /
+plant_pte_change) so that lazy catch-up, slot-generation flushes and the oracle's stale hits, which
+replaying a workload alone never produces, are compared too.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, assume, event, given, settings
+from hypothesis import strategies as st
+
+from mshare_hw import _engine
+from mshare_hw.config.errors import ConfigError
+from mshare_hw.counters import COUNTERS
+from mshare_hw.engine.driver import run_reference, run_workload
+from mshare_hw.engine.layout import build_layout
+from mshare_hw.engine.params import SetAssoc, SimParams, TLBStruct
+from mshare_hw.reference import ReferenceEngine
+from mshare_hw.workload.model import PAGE_SIZES, ArrayTrace, Process, Region, Workload
+
+KiB4 = 1 << 12
+MiB2 = 1 << 21
+GiB = 1 << 30
+SLOT = 1 << 39  # 512 GiB
+
+DIFF_SETTINGS = settings(
+    max_examples=250,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large],
+)
+STEP_SETTINGS = settings(
+    max_examples=120,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large],
+)
+
+
+def test_counter_names_match():
+    assert tuple(_engine.counter_names()) == COUNTERS
+
+
+# ---- machines --------------------------------------------------------------------------------------
+
+SETS = st.sampled_from([1, 2, 4, 3])
+
+
+@st.composite
+def tlb_level(draw) -> tuple[TLBStruct, ...]:
+    out = []
+    for _ in range(draw(st.integers(1, 2))):
+        shifts = tuple(sorted(draw(st.sets(st.sampled_from([12, 21, 30]), min_size=1))))
+        sets = draw(SETS)
+        xor = sets & (sets - 1) == 0 and draw(st.booleans())
+        out.append(TLBStruct(shifts=shifts, sets=sets, ways=draw(st.integers(1, 4)), xor_index=xor))
+    return tuple(out)
+
+
+@st.composite
+def small_cache(draw, lat_lo: int, lat_hi: int) -> SetAssoc:
+    return SetAssoc(draw(st.integers(1, 8)), draw(st.integers(1, 4)), draw(st.integers(lat_lo, lat_hi)))
+
+
+@st.composite
+def pwcs(draw, levels: int) -> tuple[tuple[SetAssoc, ...], tuple[int, ...]]:
+    mode = draw(st.sampled_from(["per_level", "per_level", "unified", "none"]))
+    of_level = [-1] * 6
+    structs: list[SetAssoc] = []
+    if mode == "unified":
+        structs.append(SetAssoc(draw(SETS), draw(st.integers(1, 4))))
+        for lv in range(2, levels + 1):
+            of_level[lv] = 0
+    elif mode == "per_level":
+        for lv in range(2, levels + 1):
+            if draw(st.integers(0, 4)) > 0:
+                of_level[lv] = len(structs)
+                structs.append(SetAssoc(draw(SETS), draw(st.integers(1, 4))))
+    return tuple(structs), tuple(of_level)
+
+
+@st.composite
+def machines(draw) -> SimParams:
+    levels = draw(st.sampled_from([4, 4, 5]))
+    pwc_structs, pwc_of_level = draw(pwcs(levels))
+    warmup = draw(st.one_of(st.just(0), st.integers(1, 600)))
+    interval = draw(st.one_of(st.just(0), st.just(0), st.integers(7, 300)))
+    return SimParams(
+        n_cpus=draw(st.integers(1, 3)),
+        levels=levels,
+        pcid=draw(st.booleans()),
+        l1i=draw(tlb_level()),
+        l1d=draw(tlb_level()),
+        l2d=draw(tlb_level()),
+        l2i=draw(st.one_of(st.none(), tlb_level())),
+        l2_latency=draw(st.integers(0, 20)),
+        pwc_structs=pwc_structs,
+        pwc_of_level=pwc_of_level,
+        l1d_cache=draw(small_cache(1, 6)),
+        l2_cache=draw(small_cache(8, 20)),
+        llc=draw(small_cache(20, 60)),
+        dram_latency=draw(st.integers(60, 300)),
+        data_caches=draw(st.booleans()),
+        oracle=draw(st.booleans()),
+        access_cycles=draw(st.integers(0, 5)),
+        ifetch_cycles=draw(st.integers(0, 5)),
+        fault_cycles=draw(st.integers(0, 3000)),
+        fault_per_page_cycles=draw(st.integers(0, 100)),
+        link_fault_cycles=draw(st.integers(0, 500)),
+        context_switch_cycles=draw(st.integers(0, 500)),
+        cr3_noflush_cycles=draw(st.integers(0, 50)),
+        cr3_flush_cycles=draw(st.integers(0, 300)),
+        fault_around_pages=draw(st.sampled_from([16, 16, 1, 2, 4, 64])),
+        pt_config=draw(st.sampled_from(["private", "mshare", "mshare"])),
+        share_level=draw(st.sampled_from(["p4d", "pud", "pmd"])),
+        scheduler=draw(st.sampled_from(["pinned", "global"])),
+        quantum_cycles=draw(st.integers(50, 5000)),
+        slice_accesses=draw(st.integers(1, 64)),
+        warmup_accesses=warmup,
+        interval_accesses=interval,
+        max_stale_examples=draw(st.integers(0, 4)),
+    )
+
+
+# ---- workloads -------------------------------------------------------------------------------------
+
+LEAF = {"4K": 1, "2M": 2, "1G": 3}
+SHARED_LEVEL = {"p4d": 3, "pud": 2, "pmd": 1}
+
+
+@st.composite
+def regions(draw, params: SimParams, n_procs: int) -> list[Region]:
+    n = draw(st.sampled_from([0, 1, 2, 2, 3, 3]))
+    slots = draw(st.permutations([2, 4, 6, 8, 10]))[:n]  # even slots: slot k + 1 is free for spill-over
+    out = []
+    for i, k in enumerate(slots):
+        shared = draw(st.integers(0, 3)) > (0 if params.pt_config == "mshare" else 1)
+        share_tables = draw(st.integers(0, 5)) > 0
+        tables_shared = params.pt_config == "mshare" and shared and share_tables
+        if tables_shared:
+            # mostly page sizes the share level accepts (others are rejected by build_layout)
+            ok = [s for s in ("4K", "2M", "1G") if LEAF[s] <= SHARED_LEVEL[params.share_level]]
+            page_size = draw(st.sampled_from(ok * 6 + ["4K", "2M", "1G"]))
+            offset = 0 if draw(st.integers(0, 9)) else draw(st.sampled_from([1, 3, 512])) * PAGE_SIZES[page_size]
+        else:
+            page_size = draw(st.sampled_from(["4K", "4K", "4K", "2M", "2M", "1G"]))
+            offset = draw(st.sampled_from([0, 0, 1, 7, 511, 1000])) * PAGE_SIZES[page_size]
+        psize = PAGE_SIZES[page_size]
+        if page_size == "4K":
+            pages = draw(st.integers(1, 48))
+            size = pages * psize
+            if draw(st.integers(0, 7)) == 0:
+                size += SLOT  # spans two 512 GiB slots (the tables are built only where touched)
+        else:
+            size = draw(st.integers(1, 3 if page_size == "2M" else 2)) * psize
+        members = None
+        if draw(st.booleans()):
+            members = tuple(sorted(draw(st.sets(st.integers(0, n_procs - 1), min_size=1))))
+        out.append(
+            Region(
+                name=f"r{i}",
+                start=k * SLOT + offset,
+                size=size,
+                page_size=page_size,  # type: ignore[arg-type]
+                kind=draw(st.sampled_from(["anon", "shmem", "file"])),
+                shared=shared,
+                processes=members,
+                share_tables=share_tables,
+            )
+        )
+    return out
+
+
+def address_pool(regs: list[Region], rng: np.random.Generator, va_bits: int) -> list[int]:
+    """Candidate addresses: pages at both ends of every region (and its tail, undeclared), plus a few
+    undeclared ones elsewhere."""
+    pool: list[int] = []
+    for r in regs:
+        psize = PAGE_SIZES[r.page_size]
+        n = r.size // psize
+        idx = set(range(min(n, 40))) | set(range(max(0, n - 20), n))
+        for i in sorted(idx):
+            pool.append(r.start + i * psize + int(rng.integers(0, psize)))
+        for j in range(3):  # beyond the end: undeclared (inside a shared slot's tail when there is one)
+            pool.append(r.end + j * KiB4 + int(rng.integers(0, KiB4)))
+    for j in range(6):
+        pool.append(0x400000 + j * KiB4 + int(rng.integers(0, KiB4)))
+    for _ in range(4):
+        pool.append(int(rng.integers(0, 1 << (va_bits - 12))) << 12 | int(rng.integers(0, KiB4)))
+    return pool
+
+
+@st.composite
+def workloads(draw, params: SimParams) -> Workload:
+    n_procs = draw(st.sampled_from([1, 2, 3, 4, 5, 6, 7, 8, 8]))
+    regs = draw(regions(params, n_procs))
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    pile = draw(st.integers(0, 2)) == 0  # all processes on CPU 0: more than 6 per CPU recycles ASIDs
+    procs = []
+    va_bits = 47 if params.levels == 4 else 56
+    for p in range(n_procs):
+        n = draw(st.one_of(st.integers(0, 40), st.integers(0, 400)))
+        pool = np.array(address_pool(regs, rng, va_bits), dtype=np.uint64)
+        rng.shuffle(pool)
+        hot = pool[: int(rng.integers(1, 9))]
+        pick_hot = rng.random(n) < 0.6
+        addrs = np.where(pick_hot, rng.choice(hot, n), rng.choice(pool, n)).astype(np.uint64)
+        kinds = rng.choice(3, n, p=[0.2, 0.5, 0.3]).astype(np.uint8)
+        if pile:
+            cpu = 0
+        else:
+            cpu = draw(st.one_of(st.none(), st.integers(0, params.n_cpus - 1)))
+        procs.append(Process(f"p{p}", ArrayTrace(addrs, kinds), cpu=cpu))
+    return Workload(procs, regs)
+
+
+# ---- coverage events ----------------------------------------------------------------------------------
+
+# Shown by `pytest --hypothesis-show-statistics`: how often each mechanism was exercised.
+COVERAGE_EVENTS = (
+    "context_switches",
+    "asid_slot_hits",
+    "asid_recycles",
+    "cr3_flushes",
+    "lazy_catchup_flushes",
+    "stlb_hits",
+    "pwc_hits_pd",
+    "pwc_hits_pdpt",
+    "pwc_hits_pml4",
+    "pwc_hits_pml5",
+    "walk_reads_l2",
+    "walk_reads_llc",
+    "link_faults",
+    "stale_translations",
+    "data_l1d_hits",
+)
+
+
+def record_coverage(cpu_counters: np.ndarray, params: SimParams) -> None:
+    tot = np.asarray(cpu_counters).sum(axis=0)
+    for name in COVERAGE_EVENTS:
+        if tot[COUNTERS.index(name)] > 0:
+            event(f"{name} > 0")
+    pf, pm = tot[COUNTERS.index("page_faults")], tot[COUNTERS.index("pages_mapped")]
+    if pm > pf:
+        event("fault-around mapped > 1 page")
+    event(f"pt_config={params.pt_config}/{params.share_level if params.pt_config == 'mshare' else '-'}")
+
+
+# ---- comparison ------------------------------------------------------------------------------------
+
+
+def assert_same_results(got: dict, want: dict) -> None:
+    for key in ("cpu_counters", "proc_counters"):
+        a, b = np.asarray(got[key]), np.asarray(want[key])
+        assert a.shape == b.shape, key
+        if not np.array_equal(a, b):
+            bad = sorted({COUNTERS[j] for j in np.argwhere(a != b)[:, 1]})
+            raise AssertionError(f"{key} differ in {bad}:\nengine\n{a}\nreference\n{b}")
+    np.testing.assert_array_equal(got["clocks"], want["clocks"], err_msg="clocks")
+    np.testing.assert_array_equal(got["pt_pages"], want["pt_pages"], err_msg="pt_pages")
+    assert [tuple(x) for x in got["stale_examples"]] == [tuple(x) for x in want["stale_examples"]]
+    assert len(got["intervals"]) == len(want["intervals"]), "number of interval samples"
+    for (ga, ca), (gb, cb) in zip(got["intervals"], want["intervals"]):
+        assert ga == gb
+        np.testing.assert_array_equal(ca, cb, err_msg=f"interval at {ga}")
+
+
+@DIFF_SETTINGS
+@given(data=st.data())
+def test_engine_matches_reference(data):
+    params = data.draw(machines(), label="params")
+    workload = data.draw(workloads(params), label="workload")
+    try:
+        layout = build_layout(workload, params)
+    except ConfigError:
+        assume(False)
+    chunk = data.draw(st.integers(1, 100), label="chunk_size")
+    got = run_workload(workload, params, layout=layout, chunk_size=chunk)
+    want = run_reference(workload, params, layout=layout)
+    assert_same_results(got, want)
+    record_coverage(got["cpu_counters"], params)
+    # Nothing in a plain replay changes a present PTE, so no TLB or PWC hit can be stale.
+    assert got["cpu_counters"][:, COUNTERS.index("stale_translations")].sum() == 0
+
+
+# ---- step-by-step differential ---------------------------------------------------------------------
+
+
+def _empty_traces(n: int):
+    return [(np.empty(0, np.uint64), np.empty(0, np.uint8)) for _ in range(n)]
+
+
+@STEP_SETTINGS
+@given(data=st.data())
+def test_single_steps_match(data):
+    params = data.draw(machines(), label="params")
+    workload = data.draw(workloads(params), label="workload")
+    try:
+        layout = build_layout(workload, params)
+    except ConfigError:
+        assume(False)
+    n_procs, n_cpus = layout.n_procs, params.n_cpus
+    eng = _engine.Engine(params, layout)
+    ref = ReferenceEngine(params, layout, _empty_traces(n_procs))
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1), label="seed"))
+    pool = address_pool(list(workload.regions), rng, 47 if params.levels == 4 else 56)
+    hot = pool[: int(rng.integers(1, 9))]
+    loaded = [-1] * n_cpus
+    lazy = [False] * n_cpus
+    touched: list[tuple[int, int]] = []
+    n_ops = data.draw(st.integers(1, 300), label="n_ops")
+    for _ in range(n_ops):
+        op = rng.choice(5, p=[0.12, 0.7, 0.05, 0.05, 0.08])
+        cpu = int(rng.integers(0, n_cpus))
+        if op == 0 or (op == 1 and (loaded[cpu] < 0 or lazy[cpu])):
+            proc = int(rng.integers(0, n_procs)) if rng.random() < 0.8 or loaded[cpu] < 0 else loaded[cpu]
+            eng.switch_to(cpu, proc)
+            ref.switch_to(cpu, proc)
+            loaded[cpu], lazy[cpu] = proc, False
+        elif op == 1:
+            va = int(rng.choice(hot)) if rng.random() < 0.6 else int(rng.choice(pool))
+            kind = int(rng.choice(3, p=[0.2, 0.5, 0.3]))
+            eng.access(cpu, loaded[cpu], va, kind)
+            ref.access(cpu, loaded[cpu], va, kind)
+            touched.append((loaded[cpu], va))
+        elif op == 2:
+            if loaded[cpu] >= 0:
+                eng.enter_lazy(cpu)
+                ref.enter_lazy(cpu)
+                lazy[cpu] = True
+        elif op == 3:
+            mm = int(rng.integers(0, n_procs + layout.n_hosts))
+            eng.bump_tlb_gen(mm)
+            ref.bump_tlb_gen(mm)
+        else:
+            if touched and rng.random() < 0.8:
+                proc, va = touched[int(rng.integers(0, len(touched)))]
+            else:
+                proc, va = int(rng.integers(0, n_procs)), int(rng.choice(pool))
+            assert eng.plant_pte_change(proc, va) == ref.plant_pte_change(proc, va)
+    for cpu in range(n_cpus):
+        assert eng.asid_slots(cpu) == ref.asid_slots(cpu)
+    want = ref.results()
+    assert_same_results(
+        {
+            "cpu_counters": eng.cpu_counters,
+            "proc_counters": eng.proc_counters,
+            "clocks": eng.clocks,
+            "pt_pages": eng.pt_pages,
+            "stale_examples": eng.stale_examples,
+            "intervals": [],
+        },
+        {**want, "cpu_counters": ref.cpu_counters, "proc_counters": ref.proc_counters},
+    )
+    record_coverage(eng.cpu_counters, params)
+    np.testing.assert_array_equal(ref.clocks, want["clocks"])
+    np.testing.assert_array_equal(ref.pt_pages, want["pt_pages"])
+
+
+def _fixed_params() -> SimParams:
+    return SimParams(
+        n_cpus=2,
+        levels=4,
+        pcid=True,
+        l1i=(TLBStruct((12,), 2, 2, False), TLBStruct((21, 30), 1, 2, False)),
+        l1d=(TLBStruct((12, 21, 30), 3, 2, False),),
+        l2d=(TLBStruct((12, 21), 4, 2, True), TLBStruct((30,), 1, 1, False)),
+        l2i=None,
+        l2_latency=7,
+        pwc_structs=(SetAssoc(2, 2), SetAssoc(1, 2), SetAssoc(1, 1)),
+        pwc_of_level=(-1, -1, 0, 1, 2, -1),
+        l1d_cache=SetAssoc(3, 2, 4),
+        l2_cache=SetAssoc(5, 2, 12),
+        llc=SetAssoc(7, 3, 40),
+        dram_latency=200,
+        data_caches=True,
+        oracle=True,
+        access_cycles=1,
+        ifetch_cycles=1,
+        fault_cycles=900,
+        fault_per_page_cycles=30,
+        link_fault_cycles=200,
+        context_switch_cycles=150,
+        cr3_noflush_cycles=10,
+        cr3_flush_cycles=100,
+        fault_around_pages=16,
+        pt_config="mshare",
+        share_level="p4d",
+        scheduler="global",
+        quantum_cycles=700,
+        slice_accesses=13,
+        warmup_accesses=50,
+        interval_accesses=97,
+    )
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 64, 1 << 20])
+def test_chunking_is_invisible(chunk):
+    """One fixed mixed workload: every chunk size gives the reference's numbers."""
+    params = _fixed_params()
+    rng = np.random.default_rng(7)
+    regs = [
+        Region("shm", 2 * SLOT, 40 * KiB4, kind="shmem", shared=True),
+        Region("heap", 4 * SLOT + 3 * MiB2, 2 * MiB2, page_size="2M"),
+    ]
+    pool = address_pool(regs, rng, 47)
+    procs = []
+    for p in range(9):
+        n = 150 + 10 * p
+        procs.append(
+            Process(f"p{p}", ArrayTrace(rng.choice(np.array(pool, np.uint64), n), rng.choice(3, n).astype(np.uint8)))
+        )
+    wl = Workload(procs, regs)
+    got = run_workload(wl, params, chunk_size=chunk)
+    assert_same_results(got, run_reference(wl, params))
+    assert len(got["intervals"]) == sum(len(p.trace) for p in procs) // 97
+
+
+def test_xor_index_needs_power_of_two_sets():
+    # the engine masks the xor index with sets - 1; a non-power-of-two set count is refused up front
+    with pytest.raises(ValueError, match="power-of-two"):
+        TLBStruct((12, 21, 30), 3, 1, True)
