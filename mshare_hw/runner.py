@@ -7,11 +7,11 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+from mshare_hw.config.errors import ConfigError
 from mshare_hw.config.experiment import Experiment, expand
 from mshare_hw.config.uarch import load_uarch
 from mshare_hw.engine.driver import run_workload
 from mshare_hw.engine.params import SimParams, build_params
-from mshare_hw.config.errors import ConfigError
 from mshare_hw.results.hdf5 import read_runs, tool_version, write_results
 from mshare_hw.results.summary import summary_row
 from mshare_hw.workload.build import build_workload

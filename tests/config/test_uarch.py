@@ -159,11 +159,7 @@ def test_every_number_has_a_comment(name):
 @pytest.mark.parametrize("name", SHIPPED)
 def test_every_comment_cites_a_source_or_says_estimate(name):
     path = _path(name)
-    bad = [
-        f"{path.name}:{n}: {code}"
-        for n, code, comment in _numeric_lines(path)
-        if not SOURCE_MARK.search(comment)
-    ]
+    bad = [f"{path.name}:{n}: {code}" for n, code, comment in _numeric_lines(path) if not SOURCE_MARK.search(comment)]
     assert not bad, "numbers whose comment names no source and no ESTIMATE:\n" + "\n".join(bad)
 
 
@@ -173,9 +169,7 @@ def test_header_comment(name):
     header = text[: text.index("name =")]
     assert all(line.startswith("#") for line in header.strip().splitlines())
     assert "GHz" in header
-    assert (
-        "Sources:" in header and "microarch_tlb_params.md" in header and "mshare_and_linux_tlb.md" in header
-    )
+    assert "Sources:" in header and "microarch_tlb_params.md" in header and "mshare_and_linux_tlb.md" in header
 
 
 def test_line_parser_on_tricky_lines(tmp_path):
@@ -350,9 +344,7 @@ BAD_CASES = [
 ]
 
 
-@pytest.mark.parametrize(
-    ("base", "mutate", "key", "reason"), [c[1:] for c in BAD_CASES], ids=[c[0] for c in BAD_CASES]
-)
+@pytest.mark.parametrize(("base", "mutate", "key", "reason"), [c[1:] for c in BAD_CASES], ids=[c[0] for c in BAD_CASES])
 def test_bad_file_names_file_key_and_reason(tmp_path, base, mutate, key, reason):
     data = copy.deepcopy(_base(base))
     mutate(data)

@@ -16,8 +16,6 @@ replaying a workload alone never produces, are compared too.
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, assume, event, given, settings

@@ -115,9 +115,7 @@ def test_database_zipf_ranking_same_for_every_process():
     order = pool_block_order(pool.size // 4096, 3)
     for p in w.processes:
         a = p.trace.addrs
-        blocks = ((a[(a >= pool.start) & (a < pool.end)] - np.uint64(pool.start)) // np.uint64(4096)).astype(
-            np.int64
-        )
+        blocks = ((a[(a >= pool.start) & (a < pool.end)] - np.uint64(pool.start)) // np.uint64(4096)).astype(np.int64)
         counts = np.bincount(blocks, minlength=pool.size // 4096)
         top = np.argsort(-counts, kind="stable")[:2]
         assert top[0] == order[0]  # the most popular block gets the most visits ...
