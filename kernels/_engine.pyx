@@ -34,7 +34,9 @@ DONE = ST_DONE
 NEED_INPUT = ST_NEED_INPUT
 CHECKPOINT = ST_CHECKPOINT
 ERROR = ST_ERROR
+EVENT = ST_EVENT
 NO_CHECKPOINT = 1 << 62
+NO_EVENT = 1 << 62
 _ERRORS = {
     ERR_NOMEM: "out of memory while growing page tables",
     ERR_WALK: "a page walk kept faulting (internal error)",
@@ -93,6 +95,7 @@ cdef class Engine:
         s.cur_cpu = -1
         s.need_proc = -1
         s.next_checkpoint = NO_CHECKPOINT
+        s.next_event_time = NO_EVENT
 
         s.l1i = <TLBLevel*>_calloc(n_cpus, sizeof(TLBLevel))
         s.l1d = <TLBLevel*>_calloc(n_cpus, sizeof(TLBLevel))
@@ -350,6 +353,7 @@ cdef class Engine:
 
     def bump_tlb_gen(self, int mm):
         self.s.mm_tlb_gen[mm] += 1
+        return self.s.mm_tlb_gen[mm]
 
     def asid_slots(self, int cpu):
         """(loaded ASID, [ctx_id per slot]) of a CPU."""
@@ -371,6 +375,106 @@ cdef class Engine:
                 return True
             t = ent >> 2
             level -= 1
+
+
+    # -- primitives for the kernel side (mshare_hw.engine.shootdown.MachineOps) -------------------
+    def set_next_event(self, uint64_t at):
+        self.s.next_event_time = at
+
+    def loaded_mm(self, int cpu):
+        return self.s.cpu_state[cpu].loaded_mm
+
+    def is_lazy(self, int cpu):
+        return bool(self.s.cpu_state[cpu].is_lazy)
+
+    def current_proc(self, int cpu):
+        return self.s.cpu_current[cpu] if self.s.cpu_running[cpu] else -1
+
+    def clock(self, int cpu):
+        return self.s.clock[cpu]
+
+    def cpu_pcid(self, int cpu):
+        return self.s.cpu_state[cpu].asid + 1
+
+    def local_gen(self, int cpu):
+        st = &self.s.cpu_state[cpu]
+        return st.ctx_gens[st.asid]
+
+    def set_local_gen(self, int cpu, uint64_t gen):
+        st = &self.s.cpu_state[cpu]
+        st.ctx_gens[st.asid] = gen
+
+    def mm_gen(self, int mm):
+        return self.s.mm_tlb_gen[mm]
+
+    def cpumask(self, int mm):
+        return [c for c in range(self.s.n_cpus) if self.s.mm_cpumask[mm * self.s.n_cpus + c]]
+
+    def cpumask_clear(self, int mm, int cpu):
+        self.s.mm_cpumask[mm * self.s.n_cpus + cpu] = 0
+
+    def pt_change(self, int mm, uint64_t va, int64_t n_pages, int shift, int op):
+        return pt_change_range(&self.s, mm, va, n_pages, shift, op)
+
+    def pt_unlink(self, int mm, uint64_t va, int level):
+        """Clear the entry at `level` on va's path in mm's tree (a detach's p4d_clear)."""
+        cdef Sim* s = &self.s
+        cdef int64_t t = s.roots[mm], loc, e
+        cdef int lv = s.levels
+        while lv > level:
+            e = s.pt[t * PT_ENTRIES + pt_index(va, lv)].entry
+            if not (e & 1) or (e & 2):
+                return False
+            t = e >> 2
+            lv -= 1
+        loc = t * PT_ENTRIES + pt_index(va, level)
+        if not (s.pt[loc].entry & 1):
+            return False
+        pt_set_entry(s, loc, 0)
+        return True
+
+    def invlpg(self, int cpu, uint64_t va, cnp.int64_t[::1] removed):
+        """INVLPG: va's entries in the loaded PCID (and global ones), and every PWC entry of that PCID."""
+        cdef Sim* s = &self.s
+        cdef int pcid = s.cpu_state[cpu].asid + 1
+        cdef int64_t* r = &removed[0]
+        tlb_invlpg(&s.l1i[cpu], pcid, va, r)
+        tlb_invlpg(&s.l1d[cpu], pcid, va, r)
+        tlb_invlpg(&s.l2d[cpu], pcid, va, r)
+        if s.split_l2:
+            tlb_invlpg(&s.l2i[cpu], pcid, va, r)
+        pwc_flush(s, cpu, pcid, r)
+
+    def flush_pcid(self, int cpu, int pcid, cnp.int64_t[::1] removed):
+        flush_pcid(&self.s, cpu, pcid, &removed[0])
+
+    def flush_all_pcids(self, int cpu, cnp.int64_t[::1] removed):
+        cdef Sim* s = &self.s
+        cdef int64_t* r = &removed[0]
+        tlb_flush_all(&s.l1i[cpu], r)
+        tlb_flush_all(&s.l1d[cpu], r)
+        tlb_flush_all(&s.l2d[cpu], r)
+        if s.split_l2:
+            tlb_flush_all(&s.l2i[cpu], r)
+        pwc_flush(s, cpu, -1, r)
+
+    def switch_to_init(self, int cpu):
+        """A lazy CPU hit by a flush IPI leaves the user mm for init_mm (switch_mm_irqs_off(init_mm))."""
+        cdef int f = asid_switch_mm(&self.s, cpu, INIT_MM)
+        if f & SW_FLUSH:
+            flush_pcid(&self.s, cpu, self.s.cpu_state[cpu].asid + 1, NULL)
+
+    def charge(self, int cpu, int proc, str counter, int64_t value):
+        """Add `value` to a counter of a CPU (and of a process, if proc >= 0); cycles also move its clock."""
+        cdef int k = _COUNTER_INDEX[counter]
+        self.s.cpu_ctr[cpu * N_COUNTERS + k] += value
+        if proc >= 0:
+            self.s.proc_ctr[proc * N_COUNTERS + k] += value
+        if k == C_CYCLES:
+            self.s.clock[cpu] += value
+
+
+_COUNTER_INDEX = {name: i for i, name in enumerate(COUNTER_NAMES)}
 
 
 def counter_names():

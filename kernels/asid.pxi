@@ -28,14 +28,16 @@ cdef int asid_switch_mm(Sim* s, int cpu, int mm) noexcept nogil:
     cdef CpuTlbState* st = &s.cpu_state[cpu]
     cdef int was_lazy = st.is_lazy
     cdef int slot, asid, flush, hit, recycled
-    cdef uint64_t gen = s.mm_tlb_gen[mm]
+    cdef uint64_t gen = s.mm_tlb_gen[mm] if mm >= 0 else 0
+    cdef int64_t ctx_id = s.mm_ctx_id[mm] if mm >= 0 else INIT_MM_CTX_ID
     st.is_lazy = 0
     if st.loaded_mm == mm:
         if was_lazy and st.ctx_gens[st.asid] < gen:
             st.ctx_gens[st.asid] = gen
             return SW_FLUSH | SW_SLOT_HIT | SW_LAZY_CATCHUP
         return SW_SLOT_HIT
-    s.mm_cpumask[mm * s.n_cpus + cpu] = 1
+    if mm >= 0:
+        s.mm_cpumask[mm * s.n_cpus + cpu] = 1
     recycled = 0
     if not s.pcid_enabled:
         asid = 0
@@ -44,7 +46,7 @@ cdef int asid_switch_mm(Sim* s, int cpu, int mm) noexcept nogil:
     else:
         asid = -1
         for slot in range(N_DYN_ASIDS):
-            if st.ctx_ids[slot] == s.mm_ctx_id[mm]:
+            if st.ctx_ids[slot] == ctx_id:
                 asid = slot
                 break
         if asid >= 0:
@@ -59,7 +61,7 @@ cdef int asid_switch_mm(Sim* s, int cpu, int mm) noexcept nogil:
             flush = 1
             recycled = st.ctx_ids[asid] > INIT_MM_CTX_ID
     if flush:
-        st.ctx_ids[asid] = s.mm_ctx_id[mm]
+        st.ctx_ids[asid] = ctx_id
         st.ctx_gens[asid] = gen
     st.loaded_mm = mm
     st.asid = asid

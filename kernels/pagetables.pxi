@@ -91,3 +91,40 @@ cdef int64_t pt_descend(Sim* s, int64_t root, uint64_t va, int level) noexcept n
             t = e >> 2
         lv -= 1
     return t
+
+
+cdef int64_t pt_alloc_frames(Sim* s, int shift) noexcept nogil:
+    """A naturally aligned block of frames for one page of size 1 << shift."""
+    cdef int64_t n = (<int64_t>1) << (shift - 12)
+    cdef int64_t f = (s.next_frame + n - 1) // n * n
+    s.next_frame = f + n
+    return f
+
+
+cdef int64_t pt_change_range(Sim* s, int mm, uint64_t va, int64_t n_pages, int shift, int op) noexcept nogil:
+    """Change the present leaf PTEs of n_pages pages from va in mm's tree: 0 clear (zap), 1 rewrite in
+    place (protect), 2 point at a new frame (migrate). Returns how many were present."""
+    cdef int64_t i, t, loc, e, count = 0
+    cdef int level
+    cdef uint64_t page
+    for i in range(n_pages):
+        page = va + (<uint64_t>i << shift)
+        t = s.roots[mm]
+        level = s.levels
+        while True:
+            loc = t * PT_ENTRIES + pt_index(page, level)
+            e = s.pt[loc].entry
+            if not (e & 1):
+                break
+            if e & 2:
+                if op == 0:
+                    pt_set_entry(s, loc, 0)
+                elif op == 1:
+                    pt_set_entry(s, loc, e)
+                else:
+                    pt_set_entry(s, loc, pt_encode(pt_alloc_frames(s, 12 + 9 * (level - 1)), 1))
+                count += 1
+                break
+            t = e >> 2
+            level -= 1
+    return count

@@ -65,14 +65,17 @@ cdef inline void pwc_fill(Sim* s, int cpu, int level, int pcid, uint64_t va, int
     e[victim].lru = a.tick
 
 
-cdef inline int64_t pwc_flush_pcid(Sim* s, int cpu, int pcid) noexcept nogil:
+cdef int64_t pwc_flush(Sim* s, int cpu, int pcid, int64_t* removed) noexcept nogil:
+    """Every entry of `pcid`, or of every PCID when pcid < 0."""
     cdef int k
     cdef int64_t i, n = 0
     cdef PWCArray* a
     for k in range(s.n_pwc):
         a = &s.pwc[cpu * s.n_pwc + k]
         for i in range(<int64_t>a.sets * a.ways):
-            if a.e[i].level != 0 and a.e[i].pcid == pcid:
+            if a.e[i].level != 0 and (pcid < 0 or a.e[i].pcid == pcid):
                 a.e[i].level = 0
+                if removed != NULL:
+                    removed[a.e[i].owner] += 1
                 n += 1
     return n

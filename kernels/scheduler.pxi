@@ -7,6 +7,7 @@ cdef enum:
     ST_NEED_INPUT = 1
     ST_CHECKPOINT = 2
     ST_ERROR = 3
+    ST_EVENT = 4
 
 
 cdef inline int queue_of(Sim* s, int cpu) noexcept nogil:
@@ -33,12 +34,12 @@ cdef inline void add2(Sim* s, int cpu, int proc, int k, int64_t v) noexcept nogi
     s.proc_ctr[proc * N_COUNTERS + k] += v
 
 
-cdef int64_t flush_pcid(Sim* s, int cpu, int pcid) noexcept nogil:
-    cdef int64_t n = tlb_flush_pcid(&s.l1i[cpu], pcid) + tlb_flush_pcid(&s.l1d[cpu], pcid)
-    n += tlb_flush_pcid(&s.l2d[cpu], pcid)
+cdef int64_t flush_pcid(Sim* s, int cpu, int pcid, int64_t* removed) noexcept nogil:
+    cdef int64_t n = tlb_flush_pcid(&s.l1i[cpu], pcid, removed) + tlb_flush_pcid(&s.l1d[cpu], pcid, removed)
+    n += tlb_flush_pcid(&s.l2d[cpu], pcid, removed)
     if s.split_l2:
-        n += tlb_flush_pcid(&s.l2i[cpu], pcid)
-    return n + pwc_flush_pcid(s, cpu, pcid)
+        n += tlb_flush_pcid(&s.l2i[cpu], pcid, removed)
+    return n + pwc_flush(s, cpu, pcid, removed)
 
 
 cdef void sim_switch_to(Sim* s, int cpu, int proc) noexcept nogil:
@@ -50,7 +51,7 @@ cdef void sim_switch_to(Sim* s, int cpu, int proc) noexcept nogil:
         if f & SW_RECYCLED:
             add2(s, cpu, proc, C_ASID_RECYCLES, 1)
     if f & SW_FLUSH:
-        flush_pcid(s, cpu, s.cpu_state[cpu].asid + 1)
+        flush_pcid(s, cpu, s.cpu_state[cpu].asid + 1, NULL)
         add2(s, cpu, proc, C_CR3_FLUSHES, 1)
         if f & SW_LAZY_CATCHUP:
             add2(s, cpu, proc, C_LAZY_CATCHUP_FLUSHES, 1)
@@ -107,15 +108,18 @@ cdef inline int sched_next_cpu(Sim* s) noexcept nogil:
 cdef int sim_run(Sim* s) noexcept nogil:
     cdef int cpu, proc, k
     cdef int64_t lim, n, i, pos
-    cdef uint64_t qend
+    cdef uint64_t qend, stop
     cdef uint64_t* addrs
     cdef uint8_t* kinds
     cdef int64_t* row = s.row
     while True:
         if s.cur_cpu < 0:
-            s.cur_cpu = sched_next_cpu(s)
-            if s.cur_cpu < 0:
+            cpu = sched_next_cpu(s)
+            if cpu < 0:
                 return ST_DONE
+            if s.clock[cpu] >= s.next_event_time:
+                return ST_EVENT
+            s.cur_cpu = cpu
             s.slice_done = 0
         cpu = s.cur_cpu
         proc = s.cpu_current[cpu]
@@ -130,6 +134,9 @@ cdef int sim_run(Sim* s) noexcept nogil:
             sched_on_quantum(s, cpu)
             s.cur_cpu = -1
             continue
+        if s.clock[cpu] >= s.next_event_time:
+            s.cur_cpu = -1
+            continue
         if s.slice_done >= s.slice_len:
             s.cur_cpu = -1
             continue
@@ -141,14 +148,16 @@ cdef int sim_run(Sim* s) noexcept nogil:
             lim = s.next_checkpoint - s.global_accesses
         addrs = s.trace_addrs[proc] + pos
         kinds = s.trace_kinds[proc] + pos
-        qend = s.quantum_end[cpu]
+        stop = s.quantum_end[cpu]
+        if s.next_event_time < stop:
+            stop = s.next_event_time
         n = 0
         for i in range(lim):
             sim_access(s, cpu, proc, addrs[i], kinds[i])
             if s.error:
                 break
             n += 1
-            if s.clock[cpu] >= qend:
+            if s.clock[cpu] >= stop:
                 break
         s.trace_pos[proc] = pos + n
         s.slice_done += n

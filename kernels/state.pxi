@@ -165,6 +165,7 @@ ctypedef struct Sim:
     # run state
     int64_t global_accesses
     int64_t next_checkpoint
+    uint64_t next_event_time   # the run loop stops once every running CPU's clock has reached it
     int cur_cpu
     int64_t slice_done
     int need_proc

@@ -11,6 +11,7 @@ from mshare_hw import _engine
 from mshare_hw.config.errors import ConfigError
 from mshare_hw.engine.layout import Layout, build_layout
 from mshare_hw.engine.params import SimParams
+from mshare_hw.engine.shootdown import EventLoop
 from mshare_hw.workload.model import DEFAULT_CHUNK, Workload
 
 ProgressFn = Callable[[int], None]
@@ -33,6 +34,7 @@ def run_workload(
     chunk_size: int = DEFAULT_CHUNK,
     progress: ProgressFn | None = None,
     progress_every: int = 1 << 22,
+    events=None,
 ) -> dict:
     """Replay `workload` on the machine `params` describes. `progress(n)` is told the running access
     count at checkpoints of `progress_every` accesses."""
@@ -64,6 +66,9 @@ def run_workload(
     for proc in range(len(streams)):
         feed(proc)
 
+    loop = EventLoop(events, eng, params, layout) if events is not None else None
+    if loop is not None:
+        eng.set_next_event(loop.next_time())
     warmup_snapshot = None
     intervals: list[tuple[int, np.ndarray]] = []
     next_progress = progress_every if progress else _engine.NO_CHECKPOINT
@@ -75,6 +80,10 @@ def run_workload(
             break
         if status == _engine.NEED_INPUT:
             feed(eng.need_proc)
+            continue
+        if status == _engine.EVENT:
+            loop.fire(eng)  # type: ignore[union-attr]
+            eng.set_next_event(loop.next_time())  # type: ignore[union-attr]
             continue
         g = eng.global_accesses
         if g == ckpt:
@@ -104,7 +113,7 @@ def run_workload(
     }
 
 
-def run_reference(workload: Workload, params: SimParams, *, layout: Layout | None = None) -> dict:
+def run_reference(workload: Workload, params: SimParams, *, layout: Layout | None = None, events=None) -> dict:
     """The same run through the pure-Python reference model (slow; small workloads only)."""
     from mshare_hw.reference import ReferenceEngine
 
@@ -116,5 +125,5 @@ def run_reference(workload: Workload, params: SimParams, *, layout: Layout | Non
         k = np.concatenate([c[1] for c in chunks]) if chunks else np.empty(0, np.uint8)
         traces.append((a, k))
     ref = ReferenceEngine(params, layout, traces)
-    ref.run()
+    ref.run(EventLoop(events, ref, params, layout) if events is not None else None)
     return ref.results()

@@ -13,6 +13,7 @@ from mshare_hw.config.errors import ConfigError
 from mshare_hw.config.uarch import PAGE_SHIFT, TLBStructure, Uarch
 
 PT_CONFIGS = ("private", "mshare")
+STRATEGIES = ("host_mm_only", "flush_all", "host_cpumask", "per_sharer", "union_batch", "broadcast")
 SHARE_LEVELS = ("p4d", "pud", "pmd")
 # The table level that is shared (one copy for all sharers) for each share level.
 SHARED_TABLE_LEVEL = {"p4d": 3, "pud": 2, "pmd": 1}
@@ -76,7 +77,10 @@ class SimParams:
     warmup_accesses: int = 0
     interval_accesses: int = 0
     max_stale_examples: int = 16
-    extra: dict = field(default_factory=dict, compare=False)
+    # the kernel side (invalidation events): flush strategy for shared page tables and its costs
+    strategy: str = "flush_all"
+    invlpgb: bool = False
+    kernel_costs: dict = field(default_factory=dict, compare=False)
 
     @property
     def shared_table_level(self) -> int:
@@ -117,6 +121,7 @@ def build_params(
     fault_around_pages: int = 16,
     warmup_accesses: int = 0,
     interval_accesses: int = 0,
+    strategy: str = "flush_all",
 ) -> SimParams:
     if n_cpus < 1:
         raise ConfigError(f"machine.n_cpus: must be >= 1, got {n_cpus}")
@@ -132,6 +137,10 @@ def build_params(
         raise ConfigError("scheduler.quantum_cycles and scheduler.slice_accesses must be >= 1")
     if fault_around_pages < 1 or fault_around_pages > 512 or fault_around_pages & (fault_around_pages - 1):
         raise ConfigError(f"fault_around_pages: expected a power of two in 1..512, got {fault_around_pages}")
+    if strategy not in STRATEGIES:
+        raise ConfigError(f"strategy: expected one of {', '.join(STRATEGIES)}, got {strategy!r}")
+    if strategy == "broadcast" and not uarch.features.invlpgb:
+        raise ConfigError(f"strategy 'broadcast' needs INVLPGB, which uarch '{uarch.name}' does not have")
     levels = 5 if five_level else 4
     pwc = uarch.pwc
     structs: list[SetAssoc] = []
@@ -181,4 +190,19 @@ def build_params(
         slice_accesses=slice_accesses,
         warmup_accesses=warmup_accesses,
         interval_accesses=interval_accesses,
+        strategy=strategy,
+        invlpgb=uarch.features.invlpgb,
+        kernel_costs={
+            k: getattr(co, k)
+            for k in (
+                "cr3_flush_cycles",
+                "invlpg_cycles",
+                "invpcid_cycles",
+                "ipi_initiator_base_cycles",
+                "ipi_per_target_cycles",
+                "ipi_responder_cycles",
+                "invlpgb_cycles",
+                "tlbsync_cycles",
+            )
+        },  # fmt: skip
     )

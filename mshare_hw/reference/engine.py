@@ -24,6 +24,7 @@ from mshare_hw.reference.tlb import TLBEntry, TLBLevel
 IFETCH, LOAD, STORE = 0, 1, 2
 C = INDEX
 NO_CHECKPOINT = 1 << 62
+NO_EVENT = 1 << 62
 WALK_ATTEMPTS = 4  # link fault, page fault, then a present walk
 
 
@@ -56,6 +57,8 @@ class ReferenceEngine:
         self.intervals: list[tuple[int, np.ndarray]] = []
         self._cpu = 0
         self._proc = 0
+        self.next_event_time = NO_EVENT
+        self._init_mm = asid_mod.MmState(ctx_id=asid_mod.INIT_MM_CTX_ID)
 
     # -- counters ------------------------------------------------------------------------------
     def add(self, name: str, v: int = 1) -> None:
@@ -63,7 +66,7 @@ class ReferenceEngine:
         self.cpu_ctr[self._cpu, k] += v
         self.proc_ctr[self._proc, k] += v
 
-    def charge(self, cycles: int) -> None:
+    def spend(self, cycles: int) -> None:
         self.clock[self._cpu] += cycles
         self.add("cycles", cycles)
 
@@ -71,11 +74,13 @@ class ReferenceEngine:
     def pcid(self, cpu: int) -> int:
         return self.cpu_state[cpu].asid + 1
 
-    def flush_pcid(self, cpu: int, pcid: int) -> int:
-        n = self.l1i[cpu].flush_pcid(pcid) + self.l1d[cpu].flush_pcid(pcid) + self.l2d[cpu].flush_pcid(pcid)
+    def flush_pcid(self, cpu: int, pcid: int, removed=None) -> int:
+        """Every non-global TLB and PWC entry of `pcid` on `cpu`; `removed[owner]` counts them."""
+        n = self.l1i[cpu].flush_pcid(pcid, removed) + self.l1d[cpu].flush_pcid(pcid, removed)
+        n += self.l2d[cpu].flush_pcid(pcid, removed)
         if self.l2i is not self.l2d:
-            n += self.l2i[cpu].flush_pcid(pcid)
-        return n + self.pwc[cpu].flush_pcid(pcid)
+            n += self.l2i[cpu].flush_pcid(pcid, removed)
+        return n + self.pwc[cpu].flush(pcid, removed)
 
     def switch_to(self, cpu: int, proc: int) -> None:
         self._cpu, self._proc = cpu, proc
@@ -95,10 +100,11 @@ class ReferenceEngine:
         elif out.switched:
             self.add("cr3_writes_noflush")
             cost += self.p.cr3_noflush_cycles
-        self.charge(cost)
+        self.spend(cost)
 
-    def bump_tlb_gen(self, mm: int) -> None:
+    def bump_tlb_gen(self, mm: int) -> int:
         self.mms[mm].tlb_gen += 1
+        return self.mms[mm].tlb_gen
 
     # -- single-step API mirroring the Cython Engine (hand-computed tests drive both alike) -----
     def enter_lazy(self, cpu: int) -> None:
@@ -186,7 +192,7 @@ class ReferenceEngine:
             pt.set_entry(t * ENTRIES + index(va, link_level), encode(shared, False))
             self.add("link_faults")
             self.add("fault_cycles", self.p.link_fault_cycles)
-            self.charge(self.p.link_fault_cycles)
+            self.spend(self.p.link_fault_cycles)
             return
         root = self.roots[pt.table_mm[table]]
         region = self.find_region(proc, va)
@@ -214,7 +220,7 @@ class ReferenceEngine:
         self.add("page_faults")
         self.add("pages_mapped", mapped)
         self.add("fault_cycles", cost)
-        self.charge(cost)
+        self.spend(cost)
 
     # -- one access ----------------------------------------------------------------------------
     def access(self, cpu: int, proc: int, va: int, kind: int) -> None:
@@ -257,7 +263,7 @@ class ReferenceEngine:
             pa = e.pfn * 4096 + (va & ((1 << e.shift) - 1))
             level, _ = self.caches.read(cpu, pa)
             self.add(("data_l1d_hits", "data_l2_hits", "data_llc_hits", "data_dram_reads")[level])
-        self.charge(cost)
+        self.spend(cost)
 
     def check(self, e: TLBEntry, cpu: int, proc: int, va: int, where: int) -> None:
         if self.oracle.is_stale(e.pte_version, self.pt.versions[e.pte_loc]):
@@ -329,17 +335,25 @@ class ReferenceEngine:
         if self.p.interval_accesses and g % self.p.interval_accesses == 0:
             self.intervals.append((g, self.cpu_ctr.sum(axis=0)))
 
-    def run(self) -> None:
+    def run(self, events=None) -> None:
+        """Replay everything. `events` (an EventLoop) is fired whenever every running CPU's clock has
+        reached its next event's time."""
         self.start()
         s = self.sched
         slice_len = self.p.slice_accesses
         nxt = self.next_checkpoint()
+        self.next_event_time = events.next_time() if events else NO_EVENT
         cur, done = -1, 0
         while True:
             if cur < 0:
-                cur = s.next_cpu(self.clock)
-                if cur < 0:
+                c = s.next_cpu(self.clock)
+                if c < 0:
                     break
+                if self.clock[c] >= self.next_event_time:
+                    events.fire(self)
+                    self.next_event_time = events.next_time()
+                    continue
+                cur = c
                 done = 0
             cpu = cur
             proc = s.current[cpu]
@@ -352,22 +366,92 @@ class ReferenceEngine:
                 self.on_quantum(cpu)
                 cur = -1
                 continue
+            if self.clock[cpu] >= self.next_event_time:
+                cur = -1
+                continue
             if done >= slice_len:
                 cur = -1
                 continue
             lim = min(slice_len - done, n - self.pos[proc], nxt - self.global_accesses)
             addrs, kinds = self.addrs[proc], self.kinds[proc]
+            stop = min(s.quantum_end[cpu], self.next_event_time)
             for _ in range(lim):
                 i = self.pos[proc]
                 self.access(cpu, proc, int(addrs[i]), int(kinds[i]))
                 self.pos[proc] = i + 1
                 done += 1
                 self.global_accesses += 1
-                if self.clock[cpu] >= s.quantum_end[cpu]:
+                if self.clock[cpu] >= stop:
                     break
             if self.global_accesses == nxt:
                 self.checkpoint()
                 nxt = self.next_checkpoint()
+
+    # -- primitives for the kernel side (mshare_hw.engine.shootdown.MachineOps) ------------------
+    def loaded_mm(self, cpu: int) -> int:
+        return self.cpu_state[cpu].loaded_mm
+
+    def is_lazy(self, cpu: int) -> bool:
+        return self.cpu_state[cpu].is_lazy
+
+    def current_proc(self, cpu: int) -> int:
+        return self.sched.current[cpu] if self.sched.state[cpu] == RUNNING else -1
+
+    def cpu_pcid(self, cpu: int) -> int:
+        return self.pcid(cpu)
+
+    def local_gen(self, cpu: int) -> int:
+        st = self.cpu_state[cpu]
+        return st.ctx_gens[st.asid]
+
+    def set_local_gen(self, cpu: int, gen: int) -> None:
+        st = self.cpu_state[cpu]
+        st.ctx_gens[st.asid] = gen
+
+    def mm_gen(self, mm: int) -> int:
+        return self.mms[mm].tlb_gen
+
+    def cpumask(self, mm: int) -> list[int]:
+        return sorted(self.mms[mm].cpumask)
+
+    def cpumask_clear(self, mm: int, cpu: int) -> None:
+        self.mms[mm].cpumask.discard(cpu)
+
+    def pt_change(self, mm: int, va: int, n_pages: int, shift: int, op: int) -> int:
+        return self.pt.change_range(self.roots[mm], va, n_pages, shift, op)
+
+    def pt_unlink(self, mm: int, va: int, level: int) -> bool:
+        return self.pt.unlink(self.roots[mm], va, level)
+
+    def invlpg(self, cpu: int, va: int, removed) -> None:
+        """INVLPG: va's entries in the loaded PCID (and global ones), and every PWC entry of that PCID."""
+        pcid = self.pcid(cpu)
+        self.l1i[cpu].invlpg(pcid, va, removed)
+        self.l1d[cpu].invlpg(pcid, va, removed)
+        self.l2d[cpu].invlpg(pcid, va, removed)
+        if self.l2i is not self.l2d:
+            self.l2i[cpu].invlpg(pcid, va, removed)
+        self.pwc[cpu].flush(pcid, removed)
+
+    def flush_all_pcids(self, cpu: int, removed) -> None:
+        for level in (self.l1i, self.l1d, self.l2d):
+            level[cpu].flush_all(removed)
+        if self.l2i is not self.l2d:
+            self.l2i[cpu].flush_all(removed)
+        self.pwc[cpu].flush(-1, removed)
+
+    def switch_to_init(self, cpu: int) -> None:
+        out = asid_mod.switch_mm(self.cpu_state[cpu], cpu, asid_mod.INIT_MM, self._init_mm, self.p.pcid)
+        if out.flush:
+            self.flush_pcid(cpu, self.pcid(cpu))
+
+    def charge(self, cpu: int, proc: int, counter: str, value: int) -> None:
+        k = C[counter]
+        self.cpu_ctr[cpu, k] += value
+        if proc >= 0:
+            self.proc_ctr[proc, k] += value
+        if counter == "cycles":
+            self.clock[cpu] += value
 
     # -- results -------------------------------------------------------------------------------
     def results(self) -> dict:

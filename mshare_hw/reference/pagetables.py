@@ -47,6 +47,13 @@ class PageTables:
         self.next_frame += 1
         return f
 
+    def alloc_frames(self, shift: int) -> int:
+        """A naturally aligned block of frames for one page of size 1 << shift."""
+        n = 1 << (shift - 12)
+        f = (self.next_frame + n - 1) // n * n
+        self.next_frame = f + n
+        return f
+
     def new_table(self, level: int, mm: int) -> int:
         t = len(self.table_level)
         self.entries.extend([0] * ENTRIES)
@@ -82,3 +89,41 @@ class PageTables:
                 t = target(e)
             lv -= 1
         return t
+
+    def change_range(self, root: int, va: int, n_pages: int, shift: int, op: int) -> int:
+        """Change the present leaf PTEs of n_pages pages from va: 0 clear (zap), 1 rewrite in place
+        (protect), 2 point at a new frame (migrate). Returns how many were present."""
+        count = 0
+        for i in range(n_pages):
+            page = va + (i << shift)
+            t, level = root, self.levels
+            while True:
+                loc = t * ENTRIES + index(page, level)
+                e = self.entries[loc]
+                if not present(e):
+                    break
+                if is_leaf(e):
+                    if op == 0:
+                        self.set_entry(loc, 0)
+                    elif op == 1:
+                        self.set_entry(loc, e)
+                    else:
+                        self.set_entry(loc, encode(self.alloc_frames(12 + 9 * (level - 1)), True))
+                    count += 1
+                    break
+                t, level = target(e), level - 1
+        return count
+
+    def unlink(self, root: int, va: int, level: int) -> bool:
+        """Clear the entry at `level` on va's path (a detach's p4d_clear)."""
+        t, lv = root, self.levels
+        while lv > level:
+            e = self.entries[t * ENTRIES + index(va, lv)]
+            if not present(e) or is_leaf(e):
+                return False
+            t, lv = target(e), lv - 1
+        loc = t * ENTRIES + index(va, level)
+        if not present(self.entries[loc]):
+            return False
+        self.set_entry(loc, 0)
+        return True

@@ -55,10 +55,13 @@ class PWCArray:
         e.lru = self.tick
         self.entries[base + victim] = e
 
-    def flush_pcid(self, pcid: int) -> int:
+    def flush(self, pcid: int, removed=None) -> int:
+        """Every entry of `pcid`, or of every PCID when pcid < 0."""
         n = 0
         for i, e in enumerate(self.entries):
-            if e is not None and e.pcid == pcid:
+            if e is not None and (pcid < 0 or e.pcid == pcid):
+                if removed is not None:
+                    removed[e.owner] += 1
                 self.entries[i] = None
                 n += 1
         return n
@@ -80,5 +83,5 @@ class PWC:
         if k >= 0:
             self.arrays[k].fill(PWCEntry(level, pcid, va >> entry_shift(level), child, loc, version, owner))
 
-    def flush_pcid(self, pcid: int) -> int:
-        return sum(a.flush_pcid(pcid) for a in self.arrays)
+    def flush(self, pcid: int, removed=None) -> int:
+        return sum(a.flush(pcid, removed) for a in self.arrays)

@@ -61,13 +61,34 @@ class TLBArray:
         e.lru = self.tick
         self.entries[base + victim] = e
 
-    def flush_pcid(self, pcid: int) -> int:
+    def flush_pcid(self, pcid: int, removed=None) -> int:
+        """Every non-global entry of `pcid` (CR3 write without NOFLUSH, INVPCID type 1)."""
         n = 0
         for i, e in enumerate(self.entries):
             if e is not None and e.pcid == pcid and not e.is_global:
-                self.entries[i] = None
+                self.drop(i, removed)
                 n += 1
         return n
+
+    def flush_all(self, removed) -> None:
+        for i, e in enumerate(self.entries):
+            if e is not None:
+                self.drop(i, removed)
+
+    def invlpg(self, pcid: int, va: int, removed) -> None:
+        """The entries mapping `va` at any page size, in `pcid` or global."""
+        for shift in self.spec.shifts:
+            vpn = va >> shift
+            base = self.set_index(vpn) * self.ways
+            for w in range(self.ways):
+                e = self.entries[base + w]
+                if e is not None and e.shift == shift and e.vpn == vpn and (e.pcid == pcid or e.is_global):
+                    self.drop(base + w, removed)
+
+    def drop(self, i: int, removed) -> None:
+        if removed is not None:
+            removed[self.entries[i].owner] += 1  # type: ignore[union-attr]
+        self.entries[i] = None
 
 
 class TLBLevel:
@@ -89,5 +110,13 @@ class TLBLevel:
                 a.fill(TLBEntry(e.vpn, e.shift, e.pcid, e.pfn, e.pte_loc, e.pte_version, e.owner, e.is_global))
                 return
 
-    def flush_pcid(self, pcid: int) -> int:
-        return sum(a.flush_pcid(pcid) for a in self.arrays)
+    def flush_pcid(self, pcid: int, removed=None) -> int:
+        return sum(a.flush_pcid(pcid, removed) for a in self.arrays)
+
+    def flush_all(self, removed) -> None:
+        for a in self.arrays:
+            a.flush_all(removed)
+
+    def invlpg(self, pcid: int, va: int, removed) -> None:
+        for a in self.arrays:
+            a.invlpg(pcid, va, removed)
