@@ -219,7 +219,7 @@ def test_readable_without_mshare_hw(tiny: Tiny, tmp_path: Path):
         "dec = lambda v: v.decode() if isinstance(v, bytes) else v\n"
         "print(json.dumps({'columns': list(df.columns), 'pt_config': [dec(v) for v in df['pt_config']],\n"
         "                  'page_faults': [int(v) for v in df['page_faults']], 'format': dec(fmt),\n"
-        "                  'mods': sorted(m for m in sys.modules if m.startswith('mshare'))}))\n"
+        "                  'mods': sorted(m for m, v in sys.modules.items() if m.startswith('mshare') and v)}))\n"
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
     proc = subprocess.run(
