@@ -11,10 +11,12 @@ from mshare_hw.config.errors import ConfigError
 from mshare_hw.config.experiment import Experiment, expand
 from mshare_hw.config.uarch import load_uarch
 from mshare_hw.engine.driver import run_workload
+from mshare_hw.engine.layout import Layout, build_layout
 from mshare_hw.engine.params import SimParams, build_params
 from mshare_hw.results.hdf5 import read_runs, tool_version, write_results
 from mshare_hw.results.summary import summary_row
 from mshare_hw.workload.build import build_workload
+from mshare_hw.workload.events import file_schedule, rate_schedule
 from mshare_hw.workload.model import Workload
 
 
@@ -44,6 +46,37 @@ def params_for(point: Experiment, total_accesses: int) -> SimParams:
         fault_around_pages=r.fault_around_pages,
         warmup_accesses=warmup,
         interval_accesses=r.interval_accesses,
+        strategy=point.strategy,
+    )
+
+
+def events_for(point: Experiment, workload: Workload, layout: Layout):
+    """A fresh event iterator for one run (None when events are off)."""
+    ev = point.events
+    if not ev.enabled:
+        return None
+    span = layout.spans.get(ev.region)
+    if span is None:
+        raise ConfigError(
+            f"events.region: the workload has no region '{ev.region}' (it has: {', '.join(layout.spans)})"
+        )
+    if ev.file is not None:
+        return file_schedule(ev.file, layout.n_procs, set(layout.spans))
+    if ev.initiator == "random":
+        initiators = list(span.mappers)
+    else:
+        if ev.initiator >= layout.n_procs:
+            raise ConfigError(f"events.initiator: process {ev.initiator} does not exist")
+        initiators = [ev.initiator]
+    return rate_schedule(
+        rate_per_second=ev.rate_per_second,
+        clock_ghz=ev.clock_ghz,
+        kinds=dict(ev.kinds),
+        region=ev.region,
+        region_pages=(span.end - span.start) >> span.shift,
+        pages=list(ev.pages),
+        initiators=initiators,
+        seed=point.seed,
     )
 
 
@@ -89,7 +122,14 @@ def run_experiment(exp: Experiment, out: str | Path, *, on_progress: ProgressHoo
             if on_progress:
                 on_progress(label, n, total)
 
-        result = run_workload(workload, params, progress=hook if on_progress else None)
+        layout = build_layout(workload, params)
+        result = run_workload(
+            workload,
+            params,
+            layout=layout,
+            events=events_for(point, workload, layout),
+            progress=hook if on_progress else None,
+        )
         runs.append(
             {
                 "run_id": run_id,

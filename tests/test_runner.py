@@ -115,6 +115,11 @@ ALTERNATIVES = {
     "share_level": "pud",
     "scheduler.kind": "global",
     "workload.generator": "uniform",
+    "strategy": "union_batch",
+    "events.initiator": 0,
+    "events.file": "events.csv",
+    "events.pages": [2],
+    "exclude": [{"uarch": "zen3"}],
 }
 
 

@@ -48,6 +48,29 @@ class RunCfg(Strict):
         return self
 
 
+class EventsCfg(Strict):
+    """Invalidation events: a Poisson schedule at `rate_per_second` of simulated time, or a CSV file."""
+
+    enabled: bool = False
+    region: str = "buffer_pool"
+    rate_per_second: float = Field(default=1000.0, gt=0)
+    clock_ghz: float = Field(default=3.0, gt=0)
+    kinds: dict[Literal["zap", "protect", "migrate", "reclaim", "detach"], float] = Field(
+        default_factory=lambda: {"zap": 1.0}
+    )
+    pages: list[PositiveInt] = Field(default_factory=lambda: [1])
+    initiator: Literal["random"] | NonNegativeInt = "random"
+    file: str | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> EventsCfg:
+        if not self.kinds or any(w < 0 for w in self.kinds.values()) or sum(self.kinds.values()) <= 0:
+            raise ValueError("kinds needs at least one kind with a positive weight")
+        if not self.pages:
+            raise ValueError("pages needs at least one size")
+        return self
+
+
 class WorkloadCfg(Strict):
     generator: Literal["database", "uniform", "strided", "pointer_chase"] = "database"
     params: dict[str, Any] = Field(default_factory=dict)
@@ -60,11 +83,17 @@ class Experiment(Strict):
     uarch: str = "skylake_sp"
     pt_config: Literal["private", "mshare"] = "private"
     share_level: Literal["p4d", "pud", "pmd"] = "p4d"
+    strategy: Literal["host_mm_only", "flush_all", "host_cpumask", "per_sharer", "union_batch", "broadcast"] = (
+        "flush_all"
+    )
     machine: MachineCfg = MachineCfg()
     scheduler: SchedulerCfg = SchedulerCfg()
     run: RunCfg = RunCfg()
     workload: WorkloadCfg = WorkloadCfg()
+    events: EventsCfg = EventsCfg()
     sweep: dict[str, Annotated[list[Any], Field(min_length=1)]] = Field(default_factory=dict)
+    # grid points matching every key of any entry are left out (e.g. broadcast on a part without INVLPGB)
+    exclude: list[dict[str, Any]] = Field(default_factory=list)
 
     @field_validator("uarch")
     @classmethod
@@ -145,10 +174,24 @@ def load_experiment(path: str | Path | None = None, overrides: list[str] | None 
     return _validate(data, p)
 
 
+def get_dotted(data: dict, key: str) -> Any:
+    node: Any = data
+    for p in key.split("."):
+        if not isinstance(node, dict) or p not in node:
+            return _MISSING
+        node = node[p]
+    return node
+
+
+_MISSING = object()
+
+
 def expand(exp: Experiment) -> list[Experiment]:
-    """The grid of a sweep, in axis order (the last axis varies fastest). Each point has no sweep."""
+    """The grid of a sweep, in axis order (the last axis varies fastest), less the `exclude`d points.
+    Each point has no sweep and no exclusions of its own."""
     base = exp.model_dump()
     base["sweep"] = {}
+    base["exclude"] = []
     axes = list(exp.sweep.items())
     if not axes:
         return [_validate(base, f"experiment '{exp.name}'")]
@@ -157,5 +200,7 @@ def expand(exp: Experiment) -> list[Experiment]:
         data = copy.deepcopy(base)
         for (key, _), value in zip(axes, combo):
             set_dotted(data, key, value, f"sweep axis '{key}'")
+        if any(all(get_dotted(data, k) == v for k, v in rule.items()) for rule in exp.exclude):
+            continue
         out.append(_validate(data, f"experiment '{exp.name}', sweep point {dict(zip([k for k, _ in axes], combo))}"))
     return out

@@ -110,6 +110,7 @@ def run_workload(
         "pt_pages": eng.pt_pages,
         "stale_examples": eng.stale_examples,
         "intervals": intervals,
+        "events_fired": loop.fired if loop is not None else 0,
     }
 
 
@@ -125,5 +126,6 @@ def run_reference(workload: Workload, params: SimParams, *, layout: Layout | Non
         k = np.concatenate([c[1] for c in chunks]) if chunks else np.empty(0, np.uint8)
         traces.append((a, k))
     ref = ReferenceEngine(params, layout, traces)
-    ref.run(EventLoop(events, ref, params, layout) if events is not None else None)
-    return ref.results()
+    loop = EventLoop(events, ref, params, layout) if events is not None else None
+    ref.run(loop)
+    return {**ref.results(), "events_fired": loop.fired if loop is not None else 0}

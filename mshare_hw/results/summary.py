@@ -16,7 +16,8 @@ STABLE_COLUMNS: tuple[str, ...] = (
     "collateral_entries_flushed", "stale_translations",
 )  # fmt: skip
 EXTRA_COLUMNS: tuple[str, ...] = (
-    "share_level", "seed", "makespan_cycles", "link_faults", "pages_mapped", "stlb_hits", "translation_cycles",
+    "share_level", "seed", "events_fired", "ipis_received", "makespan_cycles", "link_faults", "pages_mapped",
+    "stlb_hits", "translation_cycles",
     "pwc_hits_pd", "pwc_hits_pdpt", "pwc_hits_pml4", "pwc_hits_pml5", "walk_reads", "asid_slot_hits",
     "asid_slot_misses", "lazy_catchup_flushes", "pt_bytes_pt", "pt_bytes_pd", "pt_bytes_pdpt", "pt_bytes_pml4",
     "pt_bytes_pml5",
@@ -32,7 +33,7 @@ def summary_row(run_id: str, exp, result: dict, n_processes: int) -> dict:
         "experiment": exp.name,
         "uarch": exp.uarch,
         "pt_config": exp.pt_config,
-        "strategy": "none",
+        "strategy": (exp.strategy if exp.pt_config == "mshare" else "linux") if exp.events.enabled else "none",
         "share_level": exp.share_level if exp.pt_config == "mshare" else "none",
         "n_cpus": exp.machine.n_cpus,
         "n_processes": n_processes,
@@ -46,6 +47,7 @@ def summary_row(run_id: str, exp, result: dict, n_processes: int) -> dict:
     for level, lname in LEVEL_NAMES.items():
         row[f"pt_bytes_{lname}"] = int(pages[level]) * 4096
     row["pt_bytes"] = int(pages.sum()) * 4096
+    row["events_fired"] = int(result.get("events_fired", 0))
     row["makespan_cycles"] = int(np.max(result["clocks"])) if len(result["clocks"]) else 0
     return {k: row[k] for k in STABLE_COLUMNS + EXTRA_COLUMNS}
 

@@ -359,6 +359,7 @@ def database_workload(
     pool_base: int = 1 << 39,
     pool_page_size: str = "4K",
     cpu_of: Sequence[int] | None = None,
+    n_unrelated: int = 0,
     block_bytes: int = 4096,
     private_hot_bytes_fraction: float = 0.125,
     private_hot_access_fraction: float = 0.9,
@@ -367,6 +368,10 @@ def database_workload(
     See the module docstring for the model; regions are named ``buffer_pool``, ``text`` and
     ``heap<i>``."""
     n_processes = _check_positive_int("n_processes", n_processes)
+    if isinstance(n_unrelated, bool) or not isinstance(n_unrelated, int) or n_unrelated < 0:
+        raise ValueError(f"n_unrelated must be a non-negative integer, got {n_unrelated!r}")
+    n_clients = n_processes
+    n_processes = n_clients + n_unrelated
     accesses_per_process = int(accesses_per_process)
     if accesses_per_process < 0:
         raise ValueError(f"accesses_per_process must be >= 0, got {accesses_per_process}")
@@ -436,10 +441,12 @@ def database_workload(
             page_size=pool_page_size,  # type: ignore[arg-type]
             kind="shmem",
             shared=True,
+            processes=tuple(range(n_clients)) if n_unrelated else None,
         ),
     ]
     processes = []
     for i in range(n_processes):
+        unrelated = i >= n_clients
         heap_start = heap_starts[i]
         regions.append(
             Region(
@@ -467,12 +474,13 @@ def database_workload(
             private_bytes,
             hot_bytes,
             _threshold(ifetch_fraction),
-            _threshold(pool_given_data),
+            _threshold(0.0 if unrelated else pool_given_data),
             _threshold(store_fraction),
             _threshold(private_hot_access_fraction),
             _threshold(TEXT_BRANCH_PROB),
         )
-        processes.append(Process(name=f"client{i}", trace=ArrayTrace(addrs, kinds), cpu=_cpu(cpu_of, i, n_processes)))
+        name = f"unrelated{i - n_clients}" if unrelated else f"client{i}"
+        processes.append(Process(name=name, trace=ArrayTrace(addrs, kinds), cpu=_cpu(cpu_of, i, n_processes)))
 
     description = (
         f"database: {n_processes} clients x {accesses_per_process} accesses; buffer pool "

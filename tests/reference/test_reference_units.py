@@ -100,7 +100,7 @@ def test_pwc_entries_are_tagged_by_level():
     a.fill(PWCEntry(level=3, pcid=1, tag=7, child=11, loc=0, version=0, owner=0))
     a.fill(PWCEntry(level=4, pcid=1, tag=7, child=12, loc=0, version=0, owner=0))  # evicts level 2 (LRU)
     assert a.lookup(2, 1, 7) is None and a.lookup(3, 1, 7).child == 11
-    assert a.flush_pcid(1) == 2
+    assert a.flush(1) == 2
 
 
 # ---- caches ----------------------------------------------------------------------------------------
