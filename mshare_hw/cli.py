@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
@@ -117,6 +118,44 @@ def comparison_lines(rows: list[dict]) -> list[str]:
     return out
 
 
+TABLE_DEFAULT_COLUMNS = (
+    "uarch", "n_cpus", "n_processes", "pt_config", "strategy", "events_fired", "ipis_sent", "invlpg", "full_flushes",
+    "shootdown_cycles_initiator", "shootdown_cycles_responder", "collateral_entries_flushed",
+    "stale_translations", "page_faults", "walk_cycles", "cycles",
+)  # fmt: skip
+
+
+def cmd_table(args: argparse.Namespace) -> int:
+    from mshare_hw.results.hdf5 import load_summary
+
+    try:
+        df = load_summary(args.results)
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"{args.results}: cannot read results ({e})") from None
+    cols = args.columns.split(",") if args.columns else [c for c in TABLE_DEFAULT_COLUMNS if c in df.columns]
+    unknown = [c for c in cols if c not in df.columns]
+    if unknown:
+        raise ConfigError(f"--columns: unknown column(s) {', '.join(unknown)} (see the README's HDF5 section)")
+    for cond in args.where:
+        key, _, value = cond.partition("=")
+        if key not in df.columns:
+            raise ConfigError(f"--where {cond!r}: unknown column '{key}'")
+        df = df[df[key].astype(str) == value]
+    df = df[cols]
+    if args.csv:
+        print(df.to_csv(index=False), end="")
+    elif args.markdown:
+        print(df.to_markdown(index=False))
+    else:
+        table = Table(title=str(args.results))
+        for c in cols:
+            table.add_column(c, justify="left" if df[c].dtype == object else "right")
+        for row in df.itertuples(index=False):
+            table.add_row(*(f"{v:,}" if isinstance(v, int | np.integer) else str(v) for v in row))
+        Console().print(table)
+    return 0
+
+
 def cmd_uarch_list(args: argparse.Namespace) -> int:
     from mshare_hw.config.uarch import list_uarchs, load_uarch
 
@@ -217,6 +256,15 @@ def build_parser() -> argparse.ArgumentParser:
     ua_show = ua_sub.add_parser("show", help="show one microarchitecture's parameters")
     ua_show.add_argument("name")
     ua_show.set_defaults(func=cmd_uarch_show)
+
+    tb = sub.add_parser("table", help="print a results file's summary table (terminal, Markdown or CSV)")
+    tb.add_argument("results", help="HDF5 results file")
+    tb.add_argument("--columns", help="comma-separated summary columns (default: the shootdown view)")
+    tb.add_argument("--where", action="append", default=[], metavar="COLUMN=VALUE", help="keep matching rows")
+    fmt = tb.add_mutually_exclusive_group()
+    fmt.add_argument("--markdown", action="store_true", help="a Markdown table")
+    fmt.add_argument("--csv", action="store_true", help="CSV")
+    tb.set_defaults(func=cmd_table)
 
     pm = sub.add_parser("ptmem", help="analytic page-table memory, private vs shared, per level")
     pm.add_argument("--processes", type=int, required=True, help="number of processes mapping the region")

@@ -14,7 +14,7 @@ from mshare_hw.engine.driver import run_workload
 from mshare_hw.engine.layout import Layout, build_layout
 from mshare_hw.engine.params import SimParams, build_params
 from mshare_hw.results.hdf5 import read_runs, tool_version, write_results
-from mshare_hw.results.summary import summary_row
+from mshare_hw.results.summary import EXTRA_COLUMNS, STABLE_COLUMNS, summary_row
 from mshare_hw.workload.build import build_workload
 from mshare_hw.workload.events import file_schedule, rate_schedule
 from mshare_hw.workload.model import Workload
@@ -48,6 +48,15 @@ def params_for(point: Experiment, total_accesses: int) -> SimParams:
         interval_accesses=r.interval_accesses,
         strategy=point.strategy,
     )
+
+
+def bystanders(point: Experiment, layout: Layout) -> list[int]:
+    """Processes that do not map the events' region (whether or not events are enabled, so that runs
+    with and without events compare)."""
+    span = layout.spans.get(point.events.region)
+    if span is None:
+        return []
+    return [p for p in range(layout.n_procs) if p not in span.mappers]
 
 
 def events_for(point: Experiment, workload: Workload, layout: Layout):
@@ -133,7 +142,7 @@ def run_experiment(exp: Experiment, out: str | Path, *, on_progress: ProgressHoo
         runs.append(
             {
                 "run_id": run_id,
-                "row": summary_row(run_id, point, result, len(workload.processes)),
+                "row": summary_row(run_id, point, result, len(workload.processes), bystanders(point, layout)),
                 "config": point.model_dump(),
                 "seed": point.seed,
                 "trace_digests": digests,
@@ -149,7 +158,8 @@ def _existing_runs(out: Path) -> list[dict]:
     if not out.exists():
         return []
     try:
-        return read_runs(out)
+        # a run written before the summary gained columns is replayed, not kept
+        return [r for r in read_runs(out) if set(r["row"]) == set(STABLE_COLUMNS + EXTRA_COLUMNS)]
     except (OSError, ValueError, KeyError) as e:
         raise ConfigError(
             f"{out}: exists and is not a readable mshare-hw results file ({e}); choose another output path"

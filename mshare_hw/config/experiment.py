@@ -199,7 +199,16 @@ def expand(exp: Experiment) -> list[Experiment]:
     for combo in itertools.product(*(values for _, values in axes)):
         data = copy.deepcopy(base)
         for (key, _), value in zip(axes, combo):
-            set_dotted(data, key, value, f"sweep axis '{key}'")
+            if "+" in key:  # a zipped axis: "a+b" = [[a1, b1], [a2, b2]] varies a and b together
+                keys = key.split("+")
+                if not isinstance(value, list) or len(value) != len(keys):
+                    raise ConfigError(
+                        f"experiment '{exp.name}': sweep axis '{key}': each value must be a list of {len(keys)}"
+                    )
+                for k, v in zip(keys, value):
+                    set_dotted(data, k, v, f"sweep axis '{key}'")
+            else:
+                set_dotted(data, key, value, f"sweep axis '{key}'")
         if any(all(get_dotted(data, k) == v for k, v in rule.items()) for rule in exp.exclude):
             continue
         out.append(_validate(data, f"experiment '{exp.name}', sweep point {dict(zip([k for k, _ in axes], combo))}"))

@@ -20,13 +20,16 @@ EXTRA_COLUMNS: tuple[str, ...] = (
     "stlb_hits", "translation_cycles",
     "pwc_hits_pd", "pwc_hits_pdpt", "pwc_hits_pml4", "pwc_hits_pml5", "walk_reads", "asid_slot_hits",
     "asid_slot_misses", "lazy_catchup_flushes", "pt_bytes_pt", "pt_bytes_pd", "pt_bytes_pdpt", "pt_bytes_pml4",
-    "pt_bytes_pml5",
+    "pt_bytes_pml5", "bystander_stlb_misses", "bystander_walks", "bystander_walk_cycles", "bystander_cycles",
 )  # fmt: skip
+# Processes that do not map the events' region: what an invalidation strategy costs the uninvolved.
+BYSTANDER_COUNTERS = ("stlb_misses", "walks", "walk_cycles", "cycles")
 STRING_COLUMNS = {"run_id", "experiment", "uarch", "pt_config", "strategy", "share_level"}
 
 
-def summary_row(run_id: str, exp, result: dict, n_processes: int) -> dict:
-    """`exp` is the resolved (single-point) Experiment; `result` what a driver returned."""
+def summary_row(run_id: str, exp, result: dict, n_processes: int, bystanders: list[int] | None = None) -> dict:
+    """`exp` is the resolved (single-point) Experiment; `result` what a driver returned; `bystanders` the
+    processes that do not map the events' region."""
     totals = result["cpu_counters"].sum(axis=0)
     row: dict = {
         "run_id": run_id,
@@ -48,6 +51,9 @@ def summary_row(run_id: str, exp, result: dict, n_processes: int) -> dict:
         row[f"pt_bytes_{lname}"] = int(pages[level]) * 4096
     row["pt_bytes"] = int(pages.sum()) * 4096
     row["events_fired"] = int(result.get("events_fired", 0))
+    by = result["proc_counters"][bystanders or []]
+    for name in BYSTANDER_COUNTERS:
+        row[f"bystander_{name}"] = int(by[:, INDEX[name]].sum()) if len(by) else 0
     row["makespan_cycles"] = int(np.max(result["clocks"])) if len(result["clocks"]) else 0
     return {k: row[k] for k in STABLE_COLUMNS + EXTRA_COLUMNS}
 

@@ -360,11 +360,15 @@ def database_workload(
     pool_page_size: str = "4K",
     cpu_of: Sequence[int] | None = None,
     n_unrelated: int = 0,
+    n_sharer_cpus: int | None = None,
     block_bytes: int = 4096,
     private_hot_bytes_fraction: float = 0.125,
     private_hot_access_fraction: float = 0.9,
 ) -> Workload:
     """N database clients sharing a Zipf-accessed buffer pool, a shared text, and private heaps.
+    ``n_unrelated`` more processes map only their heap and the text (not the pool); with
+    ``n_sharer_cpus`` the clients share CPUs 0..n_sharer_cpus-1 and each unrelated process gets a CPU
+    after them (so a flush that reaches every CPU shows up as collateral damage).
     See the module docstring for the model; regions are named ``buffer_pool``, ``text`` and
     ``heap<i>``."""
     n_processes = _check_positive_int("n_processes", n_processes)
@@ -480,7 +484,11 @@ def database_workload(
             _threshold(TEXT_BRANCH_PROB),
         )
         name = f"unrelated{i - n_clients}" if unrelated else f"client{i}"
-        processes.append(Process(name=name, trace=ArrayTrace(addrs, kinds), cpu=_cpu(cpu_of, i, n_processes)))
+        cpu = _cpu(cpu_of, i, n_processes)
+        if n_sharer_cpus is not None and cpu_of is None:
+            # clients round-robin on CPUs 0..n_sharer_cpus-1, unrelated processes on the CPUs after them
+            cpu = n_sharer_cpus + (i - n_clients) if unrelated else i % n_sharer_cpus
+        processes.append(Process(name=name, trace=ArrayTrace(addrs, kinds), cpu=cpu))
 
     description = (
         f"database: {n_processes} clients x {accesses_per_process} accesses; buffer pool "
