@@ -67,6 +67,8 @@ cdef inline uint64_t pt_entry_paddr(Sim* s, int64_t loc) noexcept nogil:
 
 
 cdef inline void pt_set_entry(Sim* s, int64_t loc, int64_t value) noexcept nogil:
+    if s.pt[loc].entry & 1:
+        s.pte_epoch += 1
     s.pt[loc].entry = value
     s.pt[loc].version += 1
 

@@ -28,7 +28,7 @@ cdef inline PWCEntry* pwc_lookup(Sim* s, int cpu, int level, int pcid, uint64_t 
 
 
 cdef inline void pwc_fill(Sim* s, int cpu, int level, int pcid, uint64_t va, int64_t child, int64_t loc,
-                          uint32_t version, int owner) noexcept nogil:
+                          uint32_t version, int owner, uint64_t epoch) noexcept nogil:
     cdef int k = s.pwc_of_level[level]
     cdef int w, victim
     cdef PWCArray* a
@@ -61,6 +61,7 @@ cdef inline void pwc_fill(Sim* s, int cpu, int level, int pcid, uint64_t va, int
     e[victim].loc = loc
     e[victim].version = version
     e[victim].owner = owner
+    e[victim].epoch = epoch
     a.tick += 1
     e[victim].lru = a.tick
 

@@ -17,6 +17,7 @@ ctypedef struct TLBEntry:
     uint64_t pfn
     int64_t pte_loc
     uint64_t lru
+    uint64_t epoch         # Sim.pte_epoch at fill: if it has not moved, no present PTE changed since
     uint32_t pte_version
     int32_t owner
     int32_t pcid
@@ -44,6 +45,7 @@ ctypedef struct PWCEntry:
     int64_t child
     int64_t loc
     uint64_t lru
+    uint64_t epoch
     uint32_t version
     int32_t owner
     int32_t pcid
@@ -122,6 +124,7 @@ ctypedef struct Sim:
     int64_t pages_per_level[6]
     int64_t next_frame
     int64_t* roots         # per mm
+    uint64_t pte_epoch     # writes to present entries so far; lets the oracle skip most version reads
     # mms and ASIDs
     int64_t* mm_ctx_id
     uint64_t* mm_tlb_gen
