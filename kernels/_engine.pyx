@@ -17,8 +17,10 @@ include "state.pxi"
 cdef extern from *:
     """
     #define INVALID_LINE UINT64_MAX
+    #define prefetch(p) __builtin_prefetch((const void*)(p))
     """
     const uint64_t INVALID_LINE
+    void prefetch(const void* p) noexcept nogil
 
 include "_counters.pxi"
 include "tlb.pxi"
@@ -187,6 +189,8 @@ cdef class Engine:
             for j, sh in enumerate(spec.shifts):
                 lv.arrays[i].shifts[j] = sh
             lv.arrays[i].e = <TLBEntry*>_calloc(spec.sets * spec.ways, sizeof(TLBEntry))
+            lv.arrays[i].keys = <uint64_t*>_calloc(spec.sets * spec.ways, sizeof(uint64_t))
+            lv.arrays[i].lru = <uint64_t*>_calloc(spec.sets * spec.ways, sizeof(uint64_t))
 
     cdef void _init_cache(self, Cache* c, spec) except *:
         cdef int64_t i, n = <int64_t>spec.sets * spec.ways
@@ -249,6 +253,8 @@ cdef class Engine:
                     if levels[i][c].arrays != NULL:
                         for k in range(levels[i][c].n):
                             free(levels[i][c].arrays[k].e)
+                            free(levels[i][c].arrays[k].keys)
+                            free(levels[i][c].arrays[k].lru)
                         free(levels[i][c].arrays)
                 free(levels[i])
         if s.pwc != NULL:

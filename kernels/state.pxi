@@ -16,7 +16,6 @@ ctypedef struct TLBEntry:
     uint64_t vpn
     uint64_t pfn
     int64_t pte_loc
-    uint64_t lru
     uint64_t epoch         # Sim.pte_epoch at fill: if it has not moved, no present PTE changed since
     uint32_t pte_version
     int32_t owner
@@ -25,7 +24,9 @@ ctypedef struct TLBEntry:
     uint8_t is_global
 
 ctypedef struct TLBArray:
-    TLBEntry* e
+    uint64_t* keys         # per way: valid | pcid | page size | vpn packed in one word, 0 when invalid
+    uint64_t* lru          # per way: LRU stamp
+    TLBEntry* e            # per way: the payload
     int sets
     int ways
     int set_bits

@@ -1,4 +1,12 @@
 # Set-associative TLBs tagged by (PCID, VPN, page size), LRU. Mirrors mshare_hw/reference/tlb.py.
+# Each array keeps one packed key per way (scanned on lookup), the LRU stamps, and the payload apart, so
+# a 12-way set scan touches 96 bytes. User entries are never global (kernel entries are not modelled),
+# so the key match is exact; the payload's is_global flag is kept for the flush primitives.
+
+cdef inline uint64_t tlb_key(uint64_t vpn, int shift, int pcid) noexcept nogil:
+    # vpn < 2^45 (57-bit VA), page size code 1..3 in bits 45-46, PCID (12 bits) in 47-58, valid bit 63
+    return (<uint64_t>1 << 63) | (<uint64_t>pcid << 47) | (<uint64_t>((shift - 3) // 9) << 45) | vpn
+
 
 cdef inline uint64_t tlb_set_index(TLBArray* a, uint64_t vpn) noexcept nogil:
     if a.xor_index:
@@ -19,8 +27,8 @@ cdef inline void tlb_count(TLBArray* a, int shift, int64_t delta) noexcept nogil
 cdef inline TLBEntry* tlb_lookup(TLBLevel* lv, int pcid, uint64_t va) noexcept nogil:
     cdef int i, s, w, shift
     cdef TLBArray* a
-    cdef TLBEntry* e
-    cdef uint64_t vpn
+    cdef uint64_t vpn, key, base
+    cdef uint64_t* keys
     for i in range(lv.n):
         a = &lv.arrays[i]
         for s in range(a.n_shifts):
@@ -28,50 +36,53 @@ cdef inline TLBEntry* tlb_lookup(TLBLevel* lv, int pcid, uint64_t va) noexcept n
                 continue
             shift = a.shifts[s]
             vpn = va >> shift
-            e = &a.e[tlb_set_index(a, vpn) * a.ways]
+            key = tlb_key(vpn, shift, pcid)
+            base = tlb_set_index(a, vpn) * a.ways
+            keys = &a.keys[base]
             for w in range(a.ways):
-                if e[w].vpn == vpn and e[w].shift == shift and (e[w].pcid == pcid or e[w].is_global):
+                if keys[w] == key:
                     a.tick += 1
-                    e[w].lru = a.tick
-                    return &e[w]
+                    a.lru[base + w] = a.tick
+                    return &a.e[base + w]
     return NULL
 
 
 cdef inline void tlb_fill(TLBLevel* lv, TLBEntry* src) noexcept nogil:
     cdef int i, s, w, victim
     cdef TLBArray* a
-    cdef TLBEntry* e
-    cdef uint64_t best
+    cdef uint64_t base, best
     for i in range(lv.n):
         a = &lv.arrays[i]
         for s in range(a.n_shifts):
             if a.shifts[s] == src.shift:
-                e = &a.e[tlb_set_index(a, src.vpn) * a.ways]
+                base = tlb_set_index(a, src.vpn) * a.ways
                 victim = -1
                 for w in range(a.ways):
-                    if e[w].shift == 0:
+                    if a.keys[base + w] == 0:
                         victim = w
                         break
                 if victim < 0:
                     victim = 0
-                    best = e[0].lru
+                    best = a.lru[base]
                     for w in range(1, a.ways):
-                        if e[w].lru < best:
-                            best = e[w].lru
+                        if a.lru[base + w] < best:
+                            best = a.lru[base + w]
                             victim = w
-                    tlb_count(a, e[victim].shift, -1)
+                    tlb_count(a, a.e[base + victim].shift, -1)
                 a.n_valid[s] += 1
-                e[victim] = src[0]
+                a.e[base + victim] = src[0]
+                a.keys[base + victim] = tlb_key(src.vpn, src.shift, src.pcid)
                 a.tick += 1
-                e[victim].lru = a.tick
+                a.lru[base + victim] = a.tick
                 return
 
 
-cdef inline void tlb_drop(TLBArray* a, TLBEntry* e, int64_t* removed) noexcept nogil:
-    tlb_count(a, e.shift, -1)
-    e.shift = 0
+cdef inline void tlb_drop(TLBArray* a, int64_t k, int64_t* removed) noexcept nogil:
+    tlb_count(a, a.e[k].shift, -1)
+    a.e[k].shift = 0
+    a.keys[k] = 0
     if removed != NULL:
-        removed[e.owner] += 1
+        removed[a.e[k].owner] += 1
 
 
 cdef int64_t tlb_flush_pcid(TLBLevel* lv, int pcid, int64_t* removed) noexcept nogil:
@@ -82,8 +93,8 @@ cdef int64_t tlb_flush_pcid(TLBLevel* lv, int pcid, int64_t* removed) noexcept n
     for i in range(lv.n):
         a = &lv.arrays[i]
         for k in range(<int64_t>a.sets * a.ways):
-            if a.e[k].shift != 0 and a.e[k].pcid == pcid and not a.e[k].is_global:
-                tlb_drop(a, &a.e[k], removed)
+            if a.keys[k] != 0 and a.e[k].pcid == pcid and not a.e[k].is_global:
+                tlb_drop(a, k, removed)
                 n += 1
     return n
 
@@ -96,22 +107,22 @@ cdef void tlb_flush_all(TLBLevel* lv, int64_t* removed) noexcept nogil:
     for i in range(lv.n):
         a = &lv.arrays[i]
         for k in range(<int64_t>a.sets * a.ways):
-            if a.e[k].shift != 0:
-                tlb_drop(a, &a.e[k], removed)
+            if a.keys[k] != 0:
+                tlb_drop(a, k, removed)
 
 
 cdef void tlb_invlpg(TLBLevel* lv, int pcid, uint64_t va, int64_t* removed) noexcept nogil:
     """The entries that map `va`, at any page size, in `pcid` or global (INVLPG's TLB part)."""
     cdef int i, s, w, shift
     cdef TLBArray* a
-    cdef TLBEntry* e
-    cdef uint64_t vpn
+    cdef uint64_t vpn, base
     for i in range(lv.n):
         a = &lv.arrays[i]
         for s in range(a.n_shifts):
             shift = a.shifts[s]
             vpn = va >> shift
-            e = &a.e[tlb_set_index(a, vpn) * a.ways]
+            base = tlb_set_index(a, vpn) * a.ways
             for w in range(a.ways):
-                if e[w].shift == shift and e[w].vpn == vpn and (e[w].pcid == pcid or e[w].is_global):
-                    tlb_drop(a, &e[w], removed)
+                if (a.keys[base + w] != 0 and a.e[base + w].shift == shift and a.e[base + w].vpn == vpn
+                        and (a.e[base + w].pcid == pcid or a.e[base + w].is_global)):
+                    tlb_drop(a, base + w, removed)

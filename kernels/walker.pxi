@@ -23,6 +23,7 @@ cdef int64_t sim_walk(Sim* s, int cpu, int proc, uint64_t va, int pcid, int64_t*
             break
     while True:
         loc = table * PT_ENTRIES + pt_index(va, level)
+        prefetch(&s.pt[loc])  # the host load of the entry overlaps the cache model's lookup
         served = cache_read(s, cpu, pt_entry_paddr(s, loc), &lat)
         row[C_WALK_READS] += 1
         row[C_WALK_READS_L1D + served] += 1
@@ -172,7 +173,6 @@ cdef inline void sim_access(Sim* s, int cpu, int proc, uint64_t va, int kind) no
             fresh.epoch = s.pte_epoch
             fresh.owner = proc
             fresh.is_global = 0
-            fresh.lru = 0
             tlb_fill(l2, &fresh)
             tlb_fill(l1, &fresh)
             e = &fresh
