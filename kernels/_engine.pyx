@@ -396,7 +396,7 @@ cdef class Engine:
     def current_proc(self, int cpu):
         return self.s.cpu_current[cpu] if self.s.cpu_running[cpu] else -1
 
-    def clock(self, int cpu):
+    def cpu_clock(self, int cpu):
         return self.s.clock[cpu]
 
     def cpu_pcid(self, int cpu):

@@ -60,7 +60,9 @@ class EventsCfg(Strict):
     )
     pages: list[PositiveInt] = Field(default_factory=lambda: [1])
     initiator: Literal["random"] | NonNegativeInt = "random"
-    file: str | None = None
+    times: list[NonNegativeInt] | None = None  # fixed times in cycles instead of a rate
+    at_accesses: list[NonNegativeInt] | None = None  # or fixed global access counts
+    file: str | None = None  # or a CSV events file (time,kind,proc,region,first_page,n_pages)
 
     @model_validator(mode="after")
     def _check(self) -> EventsCfg:
@@ -68,6 +70,8 @@ class EventsCfg(Strict):
             raise ValueError("kinds needs at least one kind with a positive weight")
         if not self.pages:
             raise ValueError("pages needs at least one size")
+        if sum(x is not None for x in (self.times, self.at_accesses, self.file)) > 1:
+            raise ValueError("give at most one of times, at_accesses and file (else the rate is used)")
         return self
 
 

@@ -35,6 +35,7 @@ def run_workload(
     progress: ProgressFn | None = None,
     progress_every: int = 1 << 22,
     events=None,
+    events_by_accesses: bool = False,
 ) -> dict:
     """Replay `workload` on the machine `params` describes. `progress(n)` is told the running access
     count at checkpoints of `progress_every` accesses."""
@@ -66,14 +67,18 @@ def run_workload(
     for proc in range(len(streams)):
         feed(proc)
 
-    loop = EventLoop(events, eng, params, layout) if events is not None else None
-    if loop is not None:
+    loop = EventLoop(events, eng, params, layout, events_by_accesses) if events is not None else None
+    if loop is not None and not loop.by_accesses:
         eng.set_next_event(loop.next_time())
+
+    def next_access_event() -> int:
+        return loop.next_time() if loop is not None and loop.by_accesses else _engine.NO_CHECKPOINT
+
     warmup_snapshot = None
     intervals: list[tuple[int, np.ndarray]] = []
     next_progress = progress_every if progress else _engine.NO_CHECKPOINT
     ckpt = _next_checkpoint(params, 0)
-    eng.set_next_checkpoint(min(ckpt, next_progress))
+    eng.set_next_checkpoint(min(ckpt, next_progress, next_access_event()))
     while True:
         status = eng.run()
         if status == _engine.DONE:
@@ -92,10 +97,12 @@ def run_workload(
             if params.interval_accesses and g % params.interval_accesses == 0:
                 intervals.append((g, eng.cpu_counters.sum(axis=0)))
             ckpt = _next_checkpoint(params, g)
+        while next_access_event() == g:
+            loop.fire(eng)  # type: ignore[union-attr]
         if g == next_progress:
             progress(g)  # type: ignore[misc]
             next_progress += progress_every
-        eng.set_next_checkpoint(min(ckpt, next_progress))
+        eng.set_next_checkpoint(min(ckpt, next_progress, next_access_event()))
     if progress:
         progress(eng.global_accesses)
 
@@ -114,7 +121,14 @@ def run_workload(
     }
 
 
-def run_reference(workload: Workload, params: SimParams, *, layout: Layout | None = None, events=None) -> dict:
+def run_reference(
+    workload: Workload,
+    params: SimParams,
+    *,
+    layout: Layout | None = None,
+    events=None,
+    events_by_accesses: bool = False,
+) -> dict:
     """The same run through the pure-Python reference model (slow; small workloads only)."""
     from mshare_hw.reference import ReferenceEngine
 
@@ -126,6 +140,6 @@ def run_reference(workload: Workload, params: SimParams, *, layout: Layout | Non
         k = np.concatenate([c[1] for c in chunks]) if chunks else np.empty(0, np.uint8)
         traces.append((a, k))
     ref = ReferenceEngine(params, layout, traces)
-    loop = EventLoop(events, ref, params, layout) if events is not None else None
+    loop = EventLoop(events, ref, params, layout, events_by_accesses) if events is not None else None
     ref.run(loop)
     return {**ref.results(), "events_fired": loop.fired if loop is not None else 0}

@@ -28,7 +28,7 @@ TRIM_INTERVAL_CYCLES = 3_000_000_000  # trim_cpumask at most once per second (HZ
 
 @dataclass(frozen=True)
 class Event:
-    time: int  # cycles: happens once every running CPU's clock has reached it
+    time: int  # cycles: happens once every running CPU's clock has reached it (or a global access count)
     kind: str
     proc: int  # initiating process
     region: str
@@ -54,6 +54,7 @@ class MachineOps(Protocol):
     def flush_pcid(self, cpu: int, pcid: int, removed: np.ndarray) -> None: ...
     def flush_all_pcids(self, cpu: int, removed: np.ndarray) -> None: ...
     def cpu_pcid(self, cpu: int) -> int: ...
+    def cpu_clock(self, cpu: int) -> int: ...
     def switch_to_init(self, cpu: int) -> None: ...
     def charge(self, cpu: int, proc: int, counter: str, value: int) -> None: ...
 
@@ -344,8 +345,9 @@ NO_EVENT = 1 << 62
 class EventLoop:
     """Feeds an engine its events: the next event's time, and firing it through the kernel side."""
 
-    def __init__(self, events, engine: MachineOps, params: SimParams, layout: Layout):
+    def __init__(self, events, engine: MachineOps, params: SimParams, layout: Layout, by_accesses: bool = False):
         self.events = iter(events)
+        self.by_accesses = by_accesses  # event times are global access counts, not cycles
         self.kernel = Kernel(engine, params, layout)
         self.n_cpus = params.n_cpus
         self.pending: Event | None = next(self.events, None)
@@ -358,7 +360,10 @@ class EventLoop:
         ev = self.pending
         assert ev is not None
         running = [engine.current_proc(c) for c in range(self.n_cpus)]
-        self.kernel.execute(ev, ev.time, running)
+        now = ev.time
+        if self.by_accesses:
+            now = engine.cpu_clock(self.kernel.initiator_cpu(ev.proc, running))
+        self.kernel.execute(ev, now, running)
         self.fired += 1
         nxt = next(self.events, None)
         if nxt is not None and nxt.time < ev.time:

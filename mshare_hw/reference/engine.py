@@ -318,22 +318,26 @@ class ReferenceEngine:
         else:
             s.quantum_end[cpu] = self.clock[cpu] + s.quantum
 
-    def next_checkpoint(self) -> int:
+    def next_checkpoint(self, events=None) -> int:
         nxt = NO_CHECKPOINT
+        if events is not None and events.by_accesses:
+            nxt = events.next_time()
         w, k = self.p.warmup_accesses, self.p.interval_accesses
         g = self.global_accesses
         if w > g:
-            nxt = w
+            nxt = min(nxt, w)
         if k > 0:
             nxt = min(nxt, (g // k + 1) * k)
         return nxt
 
-    def checkpoint(self) -> None:
+    def checkpoint(self, events=None) -> None:
         g = self.global_accesses
         if g == self.p.warmup_accesses:
             self.warmup_snapshot = (self.cpu_ctr.copy(), self.proc_ctr.copy())
         if self.p.interval_accesses and g % self.p.interval_accesses == 0:
             self.intervals.append((g, self.cpu_ctr.sum(axis=0)))
+        while events is not None and events.by_accesses and events.next_time() == g:
+            events.fire(self)
 
     def run(self, events=None) -> None:
         """Replay everything. `events` (an EventLoop) is fired whenever every running CPU's clock has
@@ -341,8 +345,8 @@ class ReferenceEngine:
         self.start()
         s = self.sched
         slice_len = self.p.slice_accesses
-        nxt = self.next_checkpoint()
-        self.next_event_time = events.next_time() if events else NO_EVENT
+        nxt = self.next_checkpoint(events)
+        self.next_event_time = events.next_time() if events and not events.by_accesses else NO_EVENT
         cur, done = -1, 0
         while True:
             if cur < 0:
@@ -384,8 +388,8 @@ class ReferenceEngine:
                 if self.clock[cpu] >= stop:
                     break
             if self.global_accesses == nxt:
-                self.checkpoint()
-                nxt = self.next_checkpoint()
+                self.checkpoint(events)
+                nxt = self.next_checkpoint(events)
 
     # -- primitives for the kernel side (mshare_hw.engine.shootdown.MachineOps) ------------------
     def loaded_mm(self, cpu: int) -> int:
@@ -396,6 +400,9 @@ class ReferenceEngine:
 
     def current_proc(self, cpu: int) -> int:
         return self.sched.current[cpu] if self.sched.state[cpu] == RUNNING else -1
+
+    def cpu_clock(self, cpu: int) -> int:
+        return self.clock[cpu]
 
     def cpu_pcid(self, cpu: int) -> int:
         return self.pcid(cpu)

@@ -17,6 +17,31 @@ from mshare_hw.config.errors import ConfigError
 from mshare_hw.engine.shootdown import KINDS, Event
 
 
+def _draws(
+    times: Iterator[float],
+    kinds: dict[str, float],
+    region: str,
+    region_pages: int,
+    pages: list[int],
+    initiators: list[int],
+    rng: np.random.Generator,
+) -> Iterator[Event]:
+    """Kind by weight, size uniformly from `pages`, first page uniform, initiator uniform."""
+    names = list(kinds)
+    weights = np.array([kinds[k] for k in names], dtype=float)
+    weights /= weights.sum()
+    for t in times:
+        kind = names[int(rng.choice(len(names), p=weights))]
+        n = int(pages[int(rng.integers(len(pages)))])
+        first = int(rng.integers(max(1, region_pages - n + 1)))
+        proc = int(initiators[int(rng.integers(len(initiators)))])
+        yield Event(int(t), kind, proc, region, first, n)
+
+
+def _rng(seed: int) -> np.random.Generator:
+    return np.random.Generator(np.random.PCG64([seed, 0x5EED]))
+
+
 def rate_schedule(
     *,
     rate_per_second: float,
@@ -28,27 +53,31 @@ def rate_schedule(
     initiators: list[int],
     seed: int,
 ) -> Iterator[Event]:
-    """Poisson arrivals; kind by weight; size uniformly from `pages`; first page uniform."""
-    rng = np.random.Generator(np.random.PCG64([seed, 0x5EED]))
-    names = list(kinds)
-    weights = np.array([kinds[k] for k in names], dtype=float)
-    weights /= weights.sum()
+    """Poisson arrivals at `rate_per_second` of simulated time (cycles at `clock_ghz`)."""
+    rng = _rng(seed)
     mean_gap = clock_ghz * 1e9 / rate_per_second
-    t = 0.0
-    while True:
-        t += rng.exponential(mean_gap)
-        kind = names[int(rng.choice(len(names), p=weights))]
-        n = int(pages[int(rng.integers(len(pages)))])
-        first = int(rng.integers(max(1, region_pages - n + 1)))
-        proc = int(initiators[int(rng.integers(len(initiators)))])
-        yield Event(int(t), kind, proc, region, first, n)
+
+    def arrivals() -> Iterator[float]:
+        t = 0.0
+        while True:
+            t += rng.exponential(mean_gap)
+            yield t
+
+    return _draws(arrivals(), kinds, region, region_pages, pages, initiators, rng)
 
 
-def explicit_schedule(
-    times: list[int], kind: str, region: str, first_page: int, n_pages: int, proc: int
+def fixed_schedule(
+    *,
+    at: list[int],
+    kinds: dict[str, float],
+    region: str,
+    region_pages: int,
+    pages: list[int],
+    initiators: list[int],
+    seed: int,
 ) -> Iterator[Event]:
-    for t in sorted(times):
-        yield Event(int(t), kind, proc, region, first_page, n_pages)
+    """Events at the given points (cycles, or global access counts), kinds and sizes drawn as above."""
+    return _draws(iter(sorted(at)), kinds, region, region_pages, pages, initiators, _rng(seed))
 
 
 def file_schedule(path: str | Path, n_procs: int, regions: set[str]) -> Iterator[Event]:
