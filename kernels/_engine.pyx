@@ -469,6 +469,7 @@ cdef class Engine:
         cdef int f = asid_switch_mm(&self.s, cpu, INIT_MM)
         if f & SW_FLUSH:
             flush_pcid(&self.s, cpu, self.s.cpu_state[cpu].asid + 1, NULL)
+        return bool(f & SW_FLUSH)
 
     def charge(self, int cpu, int proc, str counter, int64_t value):
         """Add `value` to a counter of a CPU (and of a process, if proc >= 0); cycles also move its clock."""

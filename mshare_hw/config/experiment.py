@@ -27,6 +27,7 @@ class MachineCfg(Strict):
     five_level: bool = False
     data_caches: bool = True
     oracle: bool = True
+    kernel_invlpgb: bool = True  # Linux >= 6.15 uses INVLPGB for flush_tlb_all and reclaim where the CPU has it
 
 
 class SchedulerCfg(Strict):

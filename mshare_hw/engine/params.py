@@ -77,7 +77,8 @@ class SimParams:
     warmup_accesses: int = 0
     interval_accesses: int = 0
     max_stale_examples: int = 16
-    # the kernel side (invalidation events): flush strategy for shared page tables and its costs
+    # the kernel side (invalidation events): flush strategy for shared page tables and its costs;
+    # invlpgb: the kernel uses INVLPGB (Linux >= 6.15 on a part that has it) for flush_tlb_all and batches
     strategy: str = "flush_all"
     invlpgb: bool = False
     kernel_costs: dict = field(default_factory=dict, compare=False)
@@ -122,6 +123,7 @@ def build_params(
     warmup_accesses: int = 0,
     interval_accesses: int = 0,
     strategy: str = "flush_all",
+    kernel_invlpgb: bool = True,
 ) -> SimParams:
     if n_cpus < 1:
         raise ConfigError(f"machine.n_cpus: must be >= 1, got {n_cpus}")
@@ -141,6 +143,8 @@ def build_params(
         raise ConfigError(f"strategy: expected one of {', '.join(STRATEGIES)}, got {strategy!r}")
     if strategy == "broadcast" and not uarch.features.invlpgb:
         raise ConfigError(f"strategy 'broadcast' needs INVLPGB, which uarch '{uarch.name}' does not have")
+    if strategy == "broadcast" and not kernel_invlpgb:
+        raise ConfigError("strategy 'broadcast' needs machine.kernel_invlpgb = true")
     levels = 5 if five_level else 4
     pwc = uarch.pwc
     structs: list[SetAssoc] = []
@@ -191,7 +195,7 @@ def build_params(
         warmup_accesses=warmup_accesses,
         interval_accesses=interval_accesses,
         strategy=strategy,
-        invlpgb=uarch.features.invlpgb,
+        invlpgb=uarch.features.invlpgb and kernel_invlpgb,
         kernel_costs={
             k: getattr(co, k)
             for k in (

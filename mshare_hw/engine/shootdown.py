@@ -107,7 +107,8 @@ class Kernel:
         if loaded == INIT_MM:
             return 0
         if m.is_lazy(cpu):
-            m.switch_to_init(cpu)
+            flushed = m.switch_to_init(cpu)
+            self._charge(cpu, -1, "cr3_flushes" if flushed else "cr3_writes_noflush", 1)
             return self.c["cr3_flush_cycles"]
         local = m.local_gen(cpu)
         mm_gen = m.mm_gen(loaded)
@@ -154,21 +155,21 @@ class Kernel:
         gen = m.bump_tlb_gen(mm)
         full = n_pages > TLB_SINGLE_PAGE_FLUSH_CEILING
         f = Flush(mm, va, n_pages, shift, gen, full, freed)
-        trim = now >= self.next_trim[mm]
-        if trim:
-            self.next_trim[mm] = now + TRIM_INTERVAL_CYCLES
-        targets = []
-        for t in m.cpumask(mm):  # native_flush_tlb_multi + should_flush_tlb
-            if t == cpu:
-                continue
-            if freed:
-                targets.append(t)
-            elif not m.is_lazy(t) and (m.loaded_mm(t) == mm or trim):
-                targets.append(t)
-        cycles = self._ipi_round(cpu, iproc, targets, lambda t: self._work(t, f))
+        mask = m.cpumask(mm)
+        if any(t != cpu for t in mask):
+            # flush_tlb_multi(mm_cpumask): should_trim_cpumask() is asked only here, at most once a second;
+            # on_each_cpu_(cond_)mask runs flush_tlb_func on the selected CPUs, this one included
+            trim = now >= self.next_trim[mm]
+            if trim:
+                self.next_trim[mm] = now + TRIM_INTERVAL_CYCLES
+            chosen = [t for t in mask if freed or (not m.is_lazy(t) and (m.loaded_mm(t) == mm or trim))]
+            cycles = self._ipi_round(cpu, iproc, [t for t in chosen if t != cpu], lambda t: self._work(t, f))
+            if cpu in chosen:
+                cycles += self._work(cpu, f)
+            return cycles
         if m.loaded_mm(cpu) == mm:
-            cycles += self._work(cpu, f)
-        return cycles
+            return self._work(cpu, f)
+        return 0
 
     def flush_batch(self, cpu: int, iproc: int, mms: list[int]) -> int:
         """Reclaim's arch_tlbbatch_flush: gens were bumped per mm; one IPI round to the union of their
@@ -178,6 +179,8 @@ class Kernel:
         for mm in mms:
             m.bump_tlb_gen(mm)
             union.update(m.cpumask(mm))
+        if self.p.invlpgb:
+            return self.invlpgb_flush_all_nonglobals(cpu, iproc)
         f = Flush(None, 0, 0, 12, 0, True)
         targets = [t for t in sorted(union) if t != cpu and not m.is_lazy(t)]
         cycles = self._ipi_round(cpu, iproc, targets, lambda t: self._work(t, f))
@@ -186,7 +189,10 @@ class Kernel:
         return cycles
 
     def flush_tlb_all(self, cpu: int, iproc: int) -> int:
-        """IPI to every online CPU; each flushes every PCID and the global entries (INVPCID type 2)."""
+        """IPI to every online CPU; each flushes every PCID and the global entries (INVPCID type 2).
+        A kernel using INVLPGB does one invlpgb_flush_all() + TLBSYNC instead."""
+        if self.p.invlpgb:
+            return self.invlpgb_flush_all_nonglobals(cpu, iproc)  # no global entries are modelled
 
         def everything(t: int) -> int:
             self.m.flush_all_pcids(t, self._removed)
@@ -285,6 +291,21 @@ class Kernel:
         return cost
 
     # -- events --------------------------------------------------------------------------------------
+    def _change(self, mm: int, va: int, n: int, shift: int, op: int) -> tuple[int, int, int] | None:
+        """Change n pages' present PTEs in mm's tables; like the mmu_gather, remember the span of the
+        entries actually changed. Returns (first va, pages spanned, pages changed), None if none was."""
+        first = last = -1
+        count = 0
+        for i in range(n):
+            if self.m.pt_change(mm, va + (i << shift), 1, shift, op):
+                count += 1
+                last = i
+                if first < 0:
+                    first = i
+        if not count:
+            return None
+        return va + (first << shift), last - first + 1, count
+
     def initiator_cpu(self, proc: int, running: list[int]) -> int:
         for cpu, cur in enumerate(running):
             if cur == proc:
@@ -305,6 +326,7 @@ class Kernel:
         self._mappers[list(span.mappers)] = True
         m = self.m
         cycles = 0
+        batched = ev.kind in ("reclaim", "migrate")  # try_to_unmap/try_to_migrate with TTU_BATCH_FLUSH
         if span.host >= 0:
             host = self.n_procs + span.host
             if ev.kind == "detach":
@@ -313,28 +335,31 @@ class Kernel:
                     m.pt_unlink(proc, s_va, self.p.link_level)
                 cycles += self.flush_tlb_mm_range(cpu, proc, proc, span.start, n_region_pages, shift, True, now)
             else:
-                m.pt_change(host, va, n, shift, op)
-                if ev.kind == "reclaim" and self.strategy == "flush_all":
-                    # arch_tlbbatch_add_pending on the host mm fires its notifier once per page
-                    cycles += self.flush_tlb_mm_range(cpu, proc, host, va, n, shift, False, now)
-                    for _ in range(n):
-                        cycles += self.flush_tlb_all(cpu, proc)
-                else:
-                    count = TLB_SINGLE_PAGE_FLUSH_CEILING + 1 if ev.kind == "reclaim" else n
-                    cycles += self.shared_flush(cpu, proc, host, span.mappers, va, count, shift, now)
+                changed = self._change(host, va, n, shift, op)
+                if changed is not None:
+                    c_va, c_n, c_count = changed
+                    if batched and self.strategy == "flush_all":
+                        # arch_tlbbatch_add_pending on the host mm fires its notifier once per page
+                        cycles += self.flush_tlb_mm_range(cpu, proc, host, c_va, c_n, shift, False, now)
+                        for _ in range(c_count):
+                            cycles += self.flush_tlb_all(cpu, proc)
+                    else:
+                        count = TLB_SINGLE_PAGE_FLUSH_CEILING + 1 if batched else c_n
+                        cycles += self.shared_flush(cpu, proc, host, span.mappers, c_va, count, shift, now)
         else:
             mms = list(span.mappers) if span.shared else [proc]
             if ev.kind == "detach":
-                m.pt_change(proc, span.start, n_region_pages, shift, OP_ZAP)
+                self._change(proc, span.start, n_region_pages, shift, OP_ZAP)
                 cycles += self.flush_tlb_mm_range(cpu, proc, proc, span.start, n_region_pages, shift, True, now)
-            elif ev.kind == "reclaim":
-                for mm in mms:
-                    m.pt_change(mm, va, n, shift, op)
-                cycles += self.flush_batch(cpu, proc, mms)
+            elif batched:
+                touched = [mm for mm in mms if self._change(mm, va, n, shift, op) is not None]
+                if touched:
+                    cycles += self.flush_batch(cpu, proc, touched)
             else:
                 for mm in mms:
-                    m.pt_change(mm, va, n, shift, op)
-                    cycles += self.flush_tlb_mm_range(cpu, proc, mm, va, n, shift, False, now)
+                    changed = self._change(mm, va, n, shift, op)
+                    if changed is not None:
+                        cycles += self.flush_tlb_mm_range(cpu, proc, mm, changed[0], changed[1], shift, False, now)
         self._charge(cpu, proc, "shootdown_cycles_initiator", cycles)
         self._charge(cpu, proc, "cycles", cycles)
 

@@ -447,10 +447,11 @@ class ReferenceEngine:
             self.l2i[cpu].flush_all(removed)
         self.pwc[cpu].flush(-1, removed)
 
-    def switch_to_init(self, cpu: int) -> None:
+    def switch_to_init(self, cpu: int) -> bool:
         out = asid_mod.switch_mm(self.cpu_state[cpu], cpu, asid_mod.INIT_MM, self._init_mm, self.p.pcid)
         if out.flush:
             self.flush_pcid(cpu, self.pcid(cpu))
+        return out.flush
 
     def charge(self, cpu: int, proc: int, counter: str, value: int) -> None:
         k = C[counter]

@@ -28,10 +28,10 @@ def _draws(
 ) -> Iterator[Event]:
     """Kind by weight, size uniformly from `pages`, first page uniform, initiator uniform."""
     names = list(kinds)
-    weights = np.array([kinds[k] for k in names], dtype=float)
-    weights /= weights.sum()
+    cumulative = np.cumsum([kinds[k] for k in names], dtype=float)
+    cumulative /= cumulative[-1]
     for t in times:
-        kind = names[int(rng.choice(len(names), p=weights))]
+        kind = names[min(int(np.searchsorted(cumulative, rng.random(), side="right")), len(names) - 1)]
         n = int(pages[int(rng.integers(len(pages)))])
         first = int(rng.integers(max(1, region_pages - n + 1)))
         proc = int(initiators[int(rng.integers(len(initiators)))])
@@ -107,8 +107,10 @@ def file_schedule(path: str | Path, n_procs: int, regions: set[str]) -> Iterator
                 raise ConfigError(f"{path}:{lineno}: unknown region {region!r}")
             if not 0 <= proc < n_procs:
                 raise ConfigError(f"{path}:{lineno}: process {proc} does not exist (there are {n_procs})")
-            if t < last or first < 0 or n < 1:
-                raise ConfigError(f"{path}:{lineno}: times must not decrease, first_page >= 0, n_pages >= 1")
+            if t < 0 or t < last or first < 0 or n < 1:
+                raise ConfigError(
+                    f"{path}:{lineno}: times must be >= 0 and not decrease, first_page >= 0, n_pages >= 1"
+                )
             last = t
             events.append(Event(t, kind, proc, region, first, n))
     return iter(events)
