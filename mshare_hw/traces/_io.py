@@ -1,0 +1,208 @@
+"""Shared plumbing of the trace readers: opening (possibly compressed) files as byte streams, the error
+type users see, re-chunking, and the streaming content digest (the same as `ArrayTrace.digest`)."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import lzma
+import os
+import tempfile
+import zlib
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import numpy as np
+
+from mshare_hw.config.errors import ConfigError
+
+VA_BITS = 57  # LA57: the widest x86-64 virtual address
+VA_LIMIT = 1 << VA_BITS
+
+GZIP_MAGIC = b"\x1f\x8b"
+XZ_MAGIC = b"\xfd7zXZ\x00"
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+
+# Errors a decompressor may raise on truncated or corrupt input.
+_DECOMP_ERRORS: tuple[type[BaseException], ...] = (EOFError, OSError, lzma.LZMAError, zlib.error)
+try:  # zstandard is a declared dependency, but keep the other formats usable without it
+    import zstandard as _zstd
+
+    _DECOMP_ERRORS = _DECOMP_ERRORS + (_zstd.ZstdError,)
+except ImportError:  # pragma: no cover
+    _zstd = None
+
+
+def compression_of(path: str | Path) -> str | None:
+    """'gzip', 'xz', 'zstd' (by magic number) or None for an uncompressed file."""
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if head.startswith(GZIP_MAGIC):
+        return "gzip"
+    if head.startswith(XZ_MAGIC):
+        return "xz"
+    if head.startswith(ZSTD_MAGIC):
+        return "zstd"
+    return None
+
+
+class _ZstdReader:
+    """A zstd stream reader that notices truncation (zstandard's stream_reader silently stops early) and
+    reads concatenated frames."""
+
+    def __init__(self, fh) -> None:
+        self._fh = fh
+        self._d = _zstd.ZstdDecompressor().decompressobj()
+        self._pending = b""
+        self._eof = False
+        self._in_frame = False
+
+    def _more(self) -> None:
+        while not self._pending and not self._eof:
+            data = self._fh.read(1 << 20)
+            if not data:
+                self._eof = True
+                if self._in_frame:
+                    raise EOFError("compressed file ended before the end-of-stream marker was reached")
+                return
+            while data:
+                self._in_frame = True
+                out = self._d.decompress(data)
+                if out:
+                    self._pending += out
+                if self._d.eof:
+                    self._in_frame = False
+                    data = self._d.unused_data
+                    self._d = _zstd.ZstdDecompressor().decompressobj()
+                else:
+                    data = b""
+
+    def readinto(self, mv) -> int:
+        mv = memoryview(mv).cast("B")
+        self._more()
+        n = min(len(mv), len(self._pending))
+        mv[:n] = self._pending[:n]
+        self._pending = self._pending[n:]
+        return n
+
+    def read(self, n: int) -> bytes:
+        self._more()
+        out, self._pending = self._pending[:n], self._pending[n:]
+        return out
+
+    def close(self) -> None:
+        self._fh.close()
+
+
+def open_stream(path: str | Path):
+    """Open `path` for reading decompressed bytes (gzip, xz and zstd detected by magic number).
+    Returns (file object with readinto/read/close, compression name or None)."""
+    p = Path(path)
+    if not p.exists():
+        raise ConfigError(f"{p}: no such file")
+    if p.is_dir():
+        raise ConfigError(f"{p}: is a directory, expected a trace file")
+    comp = compression_of(p)
+    if comp == "gzip":
+        return gzip.open(p, "rb"), comp
+    if comp == "xz":
+        return lzma.open(p, "rb"), comp
+    if comp == "zstd":
+        if _zstd is None:  # pragma: no cover
+            raise ConfigError(f"{p}: zstd-compressed, but the 'zstandard' package is not installed")
+        return _ZstdReader(open(p, "rb")), comp
+    return open(p, "rb", buffering=0), None
+
+
+def fill(fh, mv, path, comp, offset: int, where=None) -> int:
+    """Read into memoryview `mv` until it is full or the stream ends; decompression errors become a
+    ConfigError naming the file and the decompressed byte offset (and `where()`, e.g. a line number)."""
+    got = 0
+    n_total = len(mv)
+    while got < n_total:
+        try:
+            n = fh.readinto(mv[got:])
+        except _DECOMP_ERRORS as e:
+            at = f"{where(got)}, " if where is not None else ""
+            what = f"{comp} data" if comp else "file"
+            raise ConfigError(
+                f"{path}: {at}byte offset {offset + got} (decompressed): {what} truncated or corrupt ({e}); "
+                f"expected a complete {comp or 'uncompressed'} stream"
+            ) from None
+        if not n:
+            break
+        got += n
+    return got
+
+
+def read_head(path: str | Path, n: int = 4096) -> bytes:
+    """The first `n` decompressed bytes (fewer if the stream is shorter or broken)."""
+    fh, _ = open_stream(path)
+    try:
+        return fh.read(n)
+    except _DECOMP_ERRORS:
+        return b""
+    finally:
+        fh.close()
+
+
+def rechunk(
+    pieces: Iterable[tuple[np.ndarray, np.ndarray]], chunk_size: int
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Turn pieces of any size into chunks of exactly `chunk_size` (the last may be shorter)."""
+    if chunk_size < 1:
+        raise ValueError("chunk_size must be >= 1")
+    buf_a: list[np.ndarray] = []
+    buf_k: list[np.ndarray] = []
+    have = 0
+    for a, k in pieces:
+        if not len(a):
+            continue
+        buf_a.append(a)
+        buf_k.append(k)
+        have += len(a)
+        if have >= chunk_size:
+            a_all = np.concatenate(buf_a) if len(buf_a) > 1 else buf_a[0]
+            k_all = np.concatenate(buf_k) if len(buf_k) > 1 else buf_k[0]
+            i = 0
+            while have - i >= chunk_size:
+                yield a_all[i : i + chunk_size], k_all[i : i + chunk_size]
+                i += chunk_size
+            buf_a = [a_all[i:]] if i < have else []
+            buf_k = [k_all[i:]] if i < have else []
+            have -= i
+    if have:
+        yield (
+            (np.concatenate(buf_a) if len(buf_a) > 1 else buf_a[0]),
+            (np.concatenate(buf_k) if len(buf_k) > 1 else buf_k[0]),
+        )
+
+
+def stream_digest(chunks: Iterable[tuple[np.ndarray, np.ndarray]]) -> tuple[str, int, np.ndarray]:
+    """(digest, number of accesses, counts per kind) of a chunk stream in one pass and constant memory.
+    The digest equals `ArrayTrace(all addrs, all kinds).digest()`: blake2b-128 over every address, then
+    every kind; the kinds are spilled to a temporary file meanwhile."""
+    h = hashlib.blake2b(digest_size=16)
+    n = 0
+    counts = np.zeros(3, dtype=np.int64)
+    with tempfile.TemporaryFile() as spill:
+        for a, k in chunks:
+            a = np.ascontiguousarray(a, dtype=np.uint64)
+            k = np.ascontiguousarray(k, dtype=np.uint8)
+            h.update(a.data)
+            spill.write(k.data)
+            counts += np.bincount(k, minlength=3)[:3]
+            n += len(a)
+        spill.seek(0)
+        while True:
+            block = spill.read(1 << 22)
+            if not block:
+                break
+            h.update(block)
+    return h.hexdigest(), n, counts
+
+
+def file_key(path: Path) -> tuple[int, int]:
+    st = os.stat(path)
+    return st.st_size, st.st_mtime_ns

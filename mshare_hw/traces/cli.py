@@ -1,0 +1,121 @@
+"""`mshare-hw trace ...`: convert and inspect traces. Kept here so that cli.py only wires the group in;
+imports are deferred so `mshare-hw --help` stays fast."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from mshare_hw.config.errors import ConfigError
+
+
+def _fmt_size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def cmd_trace_convert(args: argparse.Namespace) -> int:
+    from mshare_hw.traces import open_trace, write_native
+
+    out = Path(args.output)
+    if out.suffix not in (".h5", ".hdf5", ".mtrace"):
+        raise ConfigError(f"{out}: output must be a native trace (.h5, .hdf5 or .mtrace)")
+    sources: list[tuple[str, object]] = []
+    for inp in args.inputs:
+        if Path(inp).resolve() == out.resolve():
+            raise ConfigError(f"{inp}: input and output are the same file")
+        sources.extend(open_trace(inp, args.format, skip_bad_lines=args.skip_bad_lines))
+    if args.name:
+        if len(args.name) != len(sources):
+            raise ConfigError(f"--name given {len(args.name)} times for {len(sources)} processes")
+        sources = [(n, s) for n, (_, s) in zip(args.name, sources)]
+    seen: dict[str, int] = {}
+    renamed = []
+    for n, s in sources:  # make names unique: a.trace, a.trace#2, ...
+        seen[n] = seen.get(n, 0) + 1
+        renamed.append((n if seen[n] == 1 else f"{n}#{seen[n]}", s))
+    written = write_native(
+        out, renamed, {"converted_from": ", ".join(map(str, args.inputs))}, compression=args.compression
+    )
+    if not args.quiet:
+        for (name, src), w in zip(renamed, written):
+            bad = getattr(src, "bad_lines", None)
+            extra = f", {bad} bad lines skipped" if bad else ""
+            print(
+                f"{name}: {w['n_accesses']} accesses (ifetch {w['n_ifetch']}, load {w['n_load']}, "
+                f"store {w['n_store']}){extra}; digest {w['digest']}"
+            )
+        print(f"wrote {out} ({_fmt_size(os.path.getsize(out))})")
+    return 0
+
+
+def cmd_trace_info(args: argparse.Namespace) -> int:
+    from mshare_hw.traces import detect_format, file_compression, open_trace, trace_info
+
+    p = Path(args.file)
+    fmt = detect_format(p) if args.format == "auto" else args.format
+    comp = file_compression(p) if fmt != "native" else None
+    print(f"{p}: {fmt} trace{f' ({comp})' if comp else ''}, {_fmt_size(p.stat().st_size)} on disk")
+    for name, src in open_trace(p, fmt, skip_bad_lines=args.skip_bad_lines):
+        info = trace_info(src)
+        n = info["accesses"]
+
+        def pct(c: int, n: int = n) -> str:
+            return f"{100 * c / n:.1f}%" if n else "-"
+
+        print(f"process {name!r}" + (f" (pid {src.meta()['pid']})" if src.meta().get("pid", -1) >= 0 else ""))
+        print(f"  accesses        {n}")
+        for kind in ("ifetch", "load", "store"):
+            print(f"  {kind:<15} {info[kind]} ({pct(info[kind])})")
+        if n:
+            print(f"  address range   {info['addr_min']:#x} .. {info['addr_max']:#x}")
+        print(f"  distinct pages  {info['pages_4k']} x 4 KiB ({_fmt_size(info['pages_4k'] * 4096)})")
+        bad = getattr(src, "bad_lines", None)
+        if bad:
+            print(f"  bad lines       {bad} (skipped)")
+        if fmt == "native":
+            print(f"  digest          {src.digest()}")
+            print(f"  source          {src.meta()['source']} ({src.meta()['source_format']})")
+    return 0
+
+
+def add_trace_parser(sub) -> None:
+    """Add the `trace` command group to the top-level subparsers."""
+    tr = sub.add_parser("trace", help="convert and inspect traces (lackey, ChampSim, native)")
+    tr_sub = tr.add_subparsers(dest="trace_command", required=True)
+
+    cv = tr_sub.add_parser(
+        "convert",
+        help="convert lackey / ChampSim / native traces into one native trace file",
+        description="Each input becomes one process of OUT (a native file contributes all of its processes). "
+        "The format is found from the content (HDF5 magic, text vs binary) and the name; gzip, xz and zstd "
+        "inputs are read as streams.",
+    )
+    cv.add_argument("inputs", nargs="+", metavar="IN", help="input trace file(s)")
+    cv.add_argument("output", metavar="OUT", help="native trace to write (.h5)")
+    cv.add_argument(
+        "--format",
+        choices=["auto", "lackey", "champsim", "native"],
+        default="auto",
+        help="input format (default: detect)",
+    )
+    cv.add_argument("--skip-bad-lines", action="store_true", help="lackey: skip and count malformed lines")
+    cv.add_argument("--name", action="append", help="process name, once per process (default: file name)")
+    cv.add_argument(
+        "--compression",
+        choices=["lzf", "gzip", "none"],
+        default="lzf",
+        help="HDF5 compression (default lzf; none is the fastest to replay)",
+    )
+    cv.add_argument("-q", "--quiet", action="store_true")
+    cv.set_defaults(func=cmd_trace_convert)
+
+    inf = tr_sub.add_parser("info", help="counts by kind, address range, distinct pages and size of a trace")
+    inf.add_argument("file", help="trace file (lackey, ChampSim or native)")
+    inf.add_argument("--format", choices=["auto", "lackey", "champsim", "native"], default="auto")
+    inf.add_argument("--skip-bad-lines", action="store_true", help="lackey: skip and count malformed lines")
+    inf.set_defaults(func=cmd_trace_info)

@@ -1,0 +1,312 @@
+"""Valgrind lackey `--trace-mem=yes` traces: a streaming reader with a Numba parser.
+
+Lines (one access each; the file is one process's log, e.g. from `--log-file=PREFIX.%p`):
+
+    I  04017a0,3          instruction fetch of 3 bytes
+     L 1ffefffd68,8       load
+     S 1ffefffd60,8       store
+     M 0421f6d8,4         modify = a load, then a store
+    ==12345== ...         valgrind's own messages (and `--PID--` ones): skipped
+
+An access whose bytes span several 4 KiB pages yields one access per page touched (the first at its
+own address, the others at the start of each later page), since each page needs its own translation;
+an `M` yields the loads of all its pages, then the stores. Blank lines are skipped. Everything else is
+an error naming the file and the line, unless `skip_bad_lines` is set (then such lines are counted in
+`bad_lines`). The parser runs over 16 MiB byte buffers read from the (possibly gzip/xz/zstd-compressed)
+file, so memory stays flat however long the trace.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import numba as nb
+import numpy as np
+
+from mshare_hw.config.errors import ConfigError
+from mshare_hw.traces._io import VA_BITS, file_key, fill, open_stream, read_head, stream_digest
+from mshare_hw.workload.model import DEFAULT_CHUNK
+
+BUF_BYTES = 16 << 20
+MAX_SIZE = 1 << 20  # largest access size accepted (bytes); real ones are <= a few KiB (xsave)
+MAX_PER_LINE = 2 * ((MAX_SIZE >> 12) + 2)  # accesses one line can yield (an M spanning the most pages)
+
+# error codes of the parser
+E_KIND, E_HEX, E_NOSIZE, E_SIZE, E_WIDTH = 1, 2, 3, 4, 5
+_EXPECTED = {
+    E_KIND: "unknown access kind; expected a line 'I  ADDR,SIZE', ' L ADDR,SIZE', ' S ADDR,SIZE' or ' M ADDR,SIZE'",
+    E_HEX: "bad address; expected a hexadecimal address after the kind",
+    E_NOSIZE: "missing size; expected ',SIZE' after the address",
+    E_SIZE: f"bad size; expected a decimal size from 1 to {MAX_SIZE} bytes and nothing after it",
+    E_WIDTH: f"address beyond the {VA_BITS}-bit virtual address width",
+}
+
+
+def _hex_table() -> np.ndarray:
+    t = np.full(256, 255, dtype=np.uint8)
+    for i, c in enumerate(b"0123456789"):
+        t[c] = i
+    for i, c in enumerate(b"abcdef"):
+        t[c] = 10 + i
+        t[c - 32] = 10 + i
+    return t
+
+
+_HEX = _hex_table()
+
+
+@nb.njit(cache=True, nogil=True, boundscheck=False)
+def _parse(buf, pos, end, out_a, out_k, n_out, stop_at, skip_bad, hexv):
+    """Parse complete lines of buf[pos:end] into out_a/out_k from n_out on, until no complete line is
+    left or n_out >= stop_at. Returns (pos, n_out, lines, bad, err, err_pos): `lines` newlines
+    consumed, `err` an E_* code (0: none) for the line starting at err_pos (not consumed)."""
+    lines = 0
+    bad = 0
+    one = np.uint64(1)
+    limit = np.uint64(1) << np.uint64(57)
+    page_mask = ~np.uint64(4095)
+    four = np.uint64(4)
+    page = np.uint64(4096)
+    while n_out < stop_at:
+        # find the end of the line
+        j = pos
+        while j < end and buf[j] != 10:
+            j += 1
+        if j >= end:
+            break
+        s = pos
+        e = j
+        nxt = j + 1
+        while e > s and (buf[e - 1] == 13 or buf[e - 1] == 32 or buf[e - 1] == 9):
+            e -= 1
+        p = s
+        while p < e and (buf[p] == 32 or buf[p] == 9):
+            p += 1
+        if p == e:  # blank
+            pos = nxt
+            lines += 1
+            continue
+        c = buf[p]
+        if c == 61 or (c == 45 and p == s and p + 1 < e and buf[p + 1] == 45):  # '==PID==' or '--PID--'
+            pos = nxt
+            lines += 1
+            continue
+        err = 0
+        kind = -1
+        if c == 73:
+            kind = 0
+        elif c == 76:
+            kind = 1
+        elif c == 83:
+            kind = 2
+        elif c == 77:
+            kind = 3
+        else:
+            err = E_KIND
+        addr = np.uint64(0)
+        size = np.uint64(0)
+        if err == 0:
+            p += 1
+            if p >= e or not (buf[p] == 32 or buf[p] == 9):
+                err = E_KIND
+            else:
+                while p < e and (buf[p] == 32 or buf[p] == 9):
+                    p += 1
+                nd = 0
+                while p < e:
+                    v = hexv[buf[p]]
+                    if v == 255:
+                        break
+                    addr = (addr << four) | np.uint64(v)
+                    nd += 1
+                    p += 1
+                    if addr >= limit:
+                        err = E_WIDTH
+                        break
+                if err == 0:
+                    if nd == 0:
+                        err = E_HEX
+                    elif p >= e:
+                        err = E_NOSIZE
+                    elif buf[p] != 44:
+                        err = E_HEX
+                    else:
+                        p += 1
+                        nd = 0
+                        while p < e and buf[p] >= 48 and buf[p] <= 57:
+                            size = size * np.uint64(10) + np.uint64(buf[p] - 48)
+                            nd += 1
+                            p += 1
+                            if size > np.uint64(1048576):
+                                break
+                        if nd == 0:
+                            err = E_NOSIZE if p >= e else E_SIZE
+                        elif p != e or size == np.uint64(0) or size > np.uint64(1048576):
+                            err = E_SIZE
+                        elif addr + size - one >= limit:
+                            err = E_WIDTH
+        if err != 0:
+            if skip_bad:
+                bad += 1
+                pos = nxt
+                lines += 1
+                continue
+            return pos, n_out, lines, bad, err, pos
+        first = addr & page_mask
+        last = (addr + size - one) & page_mask
+        k0 = 1 if kind == 3 else kind
+        out_a[n_out] = addr
+        out_k[n_out] = k0
+        n_out += 1
+        pg = first + page
+        while pg <= last:
+            out_a[n_out] = pg
+            out_k[n_out] = k0
+            n_out += 1
+            pg += page
+        if kind == 3:
+            out_a[n_out] = addr
+            out_k[n_out] = 2
+            n_out += 1
+            pg = first + page
+            while pg <= last:
+                out_a[n_out] = pg
+                out_k[n_out] = 2
+                n_out += 1
+                pg += page
+        pos = nxt
+        lines += 1
+    return pos, n_out, lines, bad, 0, pos
+
+
+def _snippet(buf: np.ndarray, s: int, end: int) -> str:
+    j = s
+    stop = min(end, s + 80)
+    while j < stop and buf[j] != 10:
+        j += 1
+    return bytes(buf[s:j]).decode("latin-1").rstrip("\r")
+
+
+_PID_RE = re.compile(rb"^==(\d+)==", re.M)
+_PID_NAME_RE = re.compile(r"\.(\d+)(?:\.[A-Za-z0-9]+)*$")
+
+
+class LackeyTrace:
+    """A lackey trace file as a TraceSource. `len()` and `digest()` need one pass over the file (cached,
+    keyed on the file's size and mtime); `bad_lines` is known after a full pass."""
+
+    format_name = "lackey"
+
+    def __init__(self, path: str | Path, skip_bad_lines: bool = False, buf_bytes: int = BUF_BYTES) -> None:
+        self.path = Path(path)
+        self.skip_bad_lines = bool(skip_bad_lines)
+        self.buf_bytes = int(buf_bytes)
+        self.bad_lines: int | None = None
+        self.lines: int | None = None
+        self._scan: tuple | None = None
+        open_stream(self.path)[0].close()  # missing file etc. -> ConfigError now
+
+    # -- TraceSource -------------------------------------------------------------------------------
+    def chunks(self, chunk_size: int = DEFAULT_CHUNK) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        if chunk_size < 1:
+            raise ValueError("chunk_size must be >= 1")
+        path = self.path
+        fh, comp = open_stream(path)
+        try:
+            bufsize = self.buf_bytes
+            buf = np.empty(bufsize + 1, dtype=np.uint8)
+            mv = memoryview(buf)
+            cap = chunk_size + MAX_PER_LINE
+            out_a = np.empty(cap, dtype=np.uint64)
+            out_k = np.empty(cap, dtype=np.uint8)
+            n_out = 0
+            tail = 0  # carried-over bytes of an incomplete line at buf[:tail]
+            offset = 0  # decompressed offset of buf[0]
+            line_no = 1  # number of the line starting at buf[0]
+            total = 0
+            bad = 0
+            eof = False
+            while not eof:
+                n = fill(
+                    fh, mv[tail:bufsize], path, comp, offset + tail, where=lambda _g, ln=line_no: f"near line {ln}"
+                )
+                end = tail + n
+                if end < bufsize:
+                    eof = True
+                    if end > 0 and buf[end - 1] != 10:
+                        buf[end] = 10
+                        end += 1
+                pos = 0
+                while True:
+                    pos, n_out, lines, nbad, err, epos = _parse(
+                        buf, pos, end, out_a, out_k, n_out, chunk_size, self.skip_bad_lines, _HEX
+                    )
+                    line_no += lines
+                    bad += nbad
+                    if err:
+                        raise ConfigError(f"{path}: line {line_no}: {_EXPECTED[err]}; got {_snippet(buf, epos, end)!r}")
+                    if n_out >= chunk_size:
+                        yield out_a[:chunk_size].copy(), out_k[:chunk_size].copy()
+                        total += chunk_size
+                        rem = n_out - chunk_size
+                        out_a[:rem] = out_a[chunk_size:n_out]
+                        out_k[:rem] = out_k[chunk_size:n_out]
+                        n_out = rem
+                        continue
+                    break
+                tail = end - pos
+                if tail >= bufsize:
+                    raise ConfigError(
+                        f"{path}: line {line_no}: longer than {bufsize} bytes; expected a lackey trace "
+                        "(short 'KIND ADDR,SIZE' lines)"
+                    )
+                offset += pos
+                if tail:
+                    buf[:tail] = buf[pos:end]
+            if n_out:
+                yield out_a[:n_out].copy(), out_k[:n_out].copy()
+                total += n_out
+            self.bad_lines = bad
+            self.lines = line_no - 1
+            if total == 0:
+                extra = f" ({bad} bad lines skipped)" if bad else ""
+                raise ConfigError(
+                    f"{path}: empty trace: no accesses in {line_no - 1} lines{extra}; expected lackey "
+                    "--trace-mem=yes lines such as ' L 1ffefffd68,8'"
+                )
+        finally:
+            fh.close()
+
+    def _scanned(self) -> tuple[str, int, np.ndarray]:
+        key = file_key(self.path)
+        if self._scan is None or self._scan[0] != key:
+            d, n, counts = stream_digest(self.chunks())
+            self._scan = (key, d, n, counts)
+        return self._scan[1], self._scan[2], self._scan[3]
+
+    def digest(self) -> str:
+        return self._scanned()[0]
+
+    def __len__(self) -> int:
+        return self._scanned()[1]
+
+    def kind_counts(self) -> np.ndarray:
+        return self._scanned()[2]
+
+    # -- metadata ----------------------------------------------------------------------------------
+    def pid(self) -> int | None:
+        """The process id: from the first `==PID==` line, else from a `.PID` file-name suffix."""
+        m = _PID_RE.search(read_head(self.path, 1 << 16))
+        if m:
+            return int(m.group(1))
+        m = _PID_NAME_RE.search(self.path.name)
+        return int(m.group(1)) if m else None
+
+    def meta(self) -> dict:
+        pid = self.pid()
+        return {"source": str(self.path), "source_format": "lackey", "pid": -1 if pid is None else pid}
+
+    def __repr__(self) -> str:
+        return f"LackeyTrace({str(self.path)!r})"
