@@ -229,6 +229,104 @@ def cmd_ptmem(args: argparse.Namespace) -> int:
     return 0
 
 
+def _progress(quiet: bool) -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.fields[runs]}/{task.total:.0f} runs"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=err_console,
+        disable=quiet or not err_console.is_terminal,
+    )
+
+
+def _say(quiet: bool, text: str) -> None:
+    if not quiet:
+        err_console.print(text, highlight=False, soft_wrap=True)
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from mshare_hw.config.experiment import load_experiment
+    from mshare_hw.sweep import resolve_points
+
+    exp = load_experiment(args.experiment, args.set)
+    points = resolve_points(exp)
+    print(f"{args.experiment}: OK, experiment '{exp.name}', {len(points)} point{'s' if len(points) != 1 else ''}")
+    return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from mshare_hw.config.experiment import load_experiment
+    from mshare_hw.sweep import SweepError, parse_shard, sweep
+
+    exp = load_experiment(args.experiment, args.set)
+    shard = parse_shard(args.shard) if args.shard else None
+    if shard and args.scheduler:
+        raise ConfigError("--shard runs without Dask: give --shard or --scheduler, not both")
+    if args.output:
+        out = Path(args.output)
+    elif shard:
+        out = Path(f"{exp.name}.shard{shard[0]}of{shard[1]}.h5")
+    else:
+        out = Path(f"{exp.name}.h5")
+    progress = _progress(args.quiet)
+    task: list[int] = []
+
+    def on_start(res, n_todo: int, where: str) -> None:
+        _say(
+            args.quiet,
+            f"sweep {exp.name}: {res.points} points; {len(res.in_out)} already in {out}, "
+            f"{len(res.in_shards)} in finished shards; "
+            + (f"{n_todo} to run on {where}" if n_todo else "nothing to run"),
+        )
+        task.append(progress.add_task(f"sweep {exp.name}", total=n_todo, runs=0))
+
+    def on_progress(done: float, total: int) -> None:
+        progress.update(task[0], completed=done, runs=int(done))
+
+    try:
+        with progress:
+            res = sweep(
+                exp,
+                out,
+                scheduler=args.scheduler,
+                workers=args.workers,
+                shard=shard,
+                keep_shards=args.keep_shards,
+                on_start=on_start,
+                on_progress=on_progress,
+            )
+    except SweepError as e:
+        err_console.print(f"[bold red]error:[/bold red] {e}", highlight=False, soft_wrap=True)
+        return 1
+    _say(args.quiet, f"sweep {exp.name}: computed {len(res.computed)} runs in {res.seconds:.1f} s; results: {out}")
+    return 0
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    from mshare_hw.results.merge import MergeError, merge_results
+
+    try:
+        ids = merge_results(args.output, args.inputs)
+    except MergeError as e:
+        raise ConfigError(str(e)) from None
+    _say(args.quiet, f"merged {len(ids)} runs from {len(args.inputs)} files into {args.output}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from mshare_hw.report import report
+
+    out_dir = Path(args.output) if args.output else Path(args.results).with_suffix("")
+    written = report(args.results, out_dir)
+    if not args.quiet:
+        for p in written:
+            print(p)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="mshare-hw",
@@ -278,6 +376,54 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pm.add_argument("--levels", type=int, choices=[4, 5], default=4, help="paging levels (5 = LA57)")
     pm.set_defaults(func=cmd_ptmem)
+
+    va = sub.add_parser("validate", help="check an experiment file (every grid point) without running it")
+    va.add_argument("experiment", help="experiment TOML file")
+    va.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a setting (repeatable)")
+    va.set_defaults(func=cmd_validate)
+
+    sw = sub.add_parser(
+        "sweep",
+        help="run an experiment's grid on Dask (or one --shard of it serially); resumable",
+        description="Each run writes its own shard (OUT.shards/<run_id>.h5); at the end the shards are merged "
+        "into OUT in grid order. Runs already in OUT or in a finished shard are not recomputed, so a killed "
+        "sweep started again finishes only the missing runs.",
+    )
+    sw.add_argument("experiment", help="experiment TOML file")
+    sw.add_argument("-o", "--output", help="HDF5 results file (default: <experiment name>.h5)")
+    sw.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a setting (repeatable)")
+    where = sw.add_mutually_exclusive_group()
+    where.add_argument("--scheduler", metavar="ADDRESS", help="an existing Dask scheduler, e.g. tcp://host:8786")
+    where.add_argument(
+        "--workers", type=int, help="worker processes of the local Dask cluster (default: CPUs, at most one per run)"
+    )
+    sw.add_argument(
+        "--shard",
+        metavar="I/N",
+        help="run only grid points k with k %% N == I-1, serially without Dask (job arrays); "
+        "default output <name>.shardIofN.h5",
+    )
+    sw.add_argument("--keep-shards", action="store_true", help="keep the per-run shard files after merging")
+    sw.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no status lines")
+    sw.set_defaults(func=cmd_sweep)
+
+    mg = sub.add_parser("merge", help="merge results files (shards, job-array outputs) into one")
+    mg.add_argument("output", help="merged HDF5 file (written atomically; may also be one of the inputs)")
+    mg.add_argument(
+        "inputs", nargs="+", help="results files, merged in the order given; a run id seen twice is kept once"
+    )
+    mg.add_argument("-q", "--quiet", action="store_true")
+    mg.set_defaults(func=cmd_merge)
+
+    rp = sub.add_parser("report", help="Markdown/CSV tables and PNG plots of a results file")
+    rp.add_argument("results", help="HDF5 results file")
+    rp.add_argument("-o", "--output", help="output directory (default: the results file's name without .h5)")
+    rp.add_argument("-q", "--quiet", action="store_true", help="do not list the files written")
+    rp.set_defaults(func=cmd_report)
+
+    from mshare_hw.traces.cli import add_trace_parser  # `trace convert`, `trace info`
+
+    add_trace_parser(sub)
     return ap
 
 

@@ -16,7 +16,7 @@ from mshare_hw.engine.params import SimParams, build_params
 from mshare_hw.results.hdf5 import read_runs, tool_version, write_results
 from mshare_hw.results.summary import EXTRA_COLUMNS, STABLE_COLUMNS, summary_row
 from mshare_hw.workload.build import build_workload
-from mshare_hw.workload.events import file_schedule, rate_schedule
+from mshare_hw.workload.events import file_schedule, fixed_schedule, rate_schedule
 from mshare_hw.workload.model import Workload
 
 
@@ -47,6 +47,7 @@ def params_for(point: Experiment, total_accesses: int) -> SimParams:
         warmup_accesses=warmup,
         interval_accesses=r.interval_accesses,
         strategy=point.strategy,
+        kernel_invlpgb=m.kernel_invlpgb,
     )
 
 
@@ -77,6 +78,16 @@ def events_for(point: Experiment, workload: Workload, layout: Layout):
         if ev.initiator >= layout.n_procs:
             raise ConfigError(f"events.initiator: process {ev.initiator} does not exist")
         initiators = [ev.initiator]
+    if ev.times is not None or ev.at_accesses is not None:
+        return fixed_schedule(
+            at=list(ev.times if ev.times is not None else ev.at_accesses),
+            kinds=dict(ev.kinds),
+            region=ev.region,
+            region_pages=(span.end - span.start) >> span.shift,
+            pages=list(ev.pages),
+            initiators=initiators,
+            seed=point.seed,
+        )
     return rate_schedule(
         rate_per_second=ev.rate_per_second,
         clock_ghz=ev.clock_ghz,
@@ -89,6 +100,11 @@ def events_for(point: Experiment, workload: Workload, layout: Layout):
     )
 
 
+def workload_key(point: Experiment) -> str:
+    """Points with equal keys replay the same workload (same generator, parameters and seed)."""
+    return json.dumps([point.workload.model_dump(), point.seed], sort_keys=True)
+
+
 class WorkloadCache:
     """Points that differ only in machine or page-table configuration replay the same workload."""
 
@@ -96,7 +112,7 @@ class WorkloadCache:
         self._cache: dict[str, tuple[Workload, list[str]]] = {}
 
     def get(self, point: Experiment) -> tuple[Workload, list[str]]:
-        key = json.dumps([point.workload.model_dump(), point.seed], sort_keys=True)
+        key = workload_key(point)
         if key not in self._cache:
             w = build_workload(point.workload, point.seed)
             self._cache[key] = (w, w.trace_digests())
@@ -106,6 +122,60 @@ class WorkloadCache:
 ProgressHook = Callable[[str, int, int], None]  # (run label, accesses done in this run, run total)
 
 
+def prepare_point(point: Experiment, cache: WorkloadCache) -> tuple[Workload, list[str], SimParams]:
+    """The workload (from `cache`), its trace digests and the engine parameters of one grid point.
+    Raises ConfigError for a point that cannot run."""
+    workload, digests = cache.get(point)
+    return workload, digests, params_for(point, workload.total_accesses())
+
+
+def check_point(point: Experiment, workload: Workload, params: SimParams) -> None:
+    """Everything a run builds before replaying (layout, event schedule), without replaying."""
+    layout = build_layout(workload, params)
+    events = events_for(point, workload, layout)
+    if events is not None and point.events.file is not None:
+        for _ in events:  # a file schedule is finite and checked line by line as it is read
+            pass
+
+
+def run_point(
+    point: Experiment,
+    workload: Workload,
+    digests: list[str],
+    params: SimParams,
+    *,
+    run_id: str | None = None,
+    on_progress: ProgressHook | None = None,
+) -> dict:
+    """Replay one grid point; returns the run record `write_results` takes."""
+    run_id = run_id or run_id_for(point, digests)
+    label = f"{point.uarch} {point.pt_config}"
+    total = workload.total_accesses()
+
+    def hook(n: int) -> None:
+        if on_progress:
+            on_progress(label, n, total)
+
+    layout = build_layout(workload, params)
+    result = run_workload(
+        workload,
+        params,
+        layout=layout,
+        events=events_for(point, workload, layout),
+        events_by_accesses=point.events.at_accesses is not None,
+        progress=hook if on_progress else None,
+    )
+    return {
+        "run_id": run_id,
+        "row": summary_row(run_id, point, result, len(workload.processes), bystanders(point, layout)),
+        "config": point.model_dump(),
+        "seed": point.seed,
+        "trace_digests": digests,
+        "proc_names": [p.name for p in workload.processes],
+        "result": result,
+    }
+
+
 def run_experiment(exp: Experiment, out: str | Path, *, on_progress: ProgressHook | None = None) -> list[dict]:
     """Replay every point of the experiment's grid and write one results file. Runs already in `out`
     (same run id: same resolved config, traces and tool version) are kept and not replayed. Returns
@@ -113,43 +183,14 @@ def run_experiment(exp: Experiment, out: str | Path, *, on_progress: ProgressHoo
     points = expand(exp)
     existing = {r["run_id"]: r for r in _existing_runs(Path(out))}
     cache = WorkloadCache()
-    prepared = []
-    for point in points:
-        workload, digests = cache.get(point)
-        params = params_for(point, workload.total_accesses())
-        prepared.append((point, workload, digests, params))
+    prepared = [(point, *prepare_point(point, cache)) for point in points]
     runs = []
     for point, workload, digests, params in prepared:
         run_id = run_id_for(point, digests)
         if run_id in existing:
             runs.append(existing.pop(run_id))
             continue
-        label = f"{point.uarch} {point.pt_config}"
-        total = workload.total_accesses()
-
-        def hook(n: int, label: str = label, total: int = total) -> None:
-            if on_progress:
-                on_progress(label, n, total)
-
-        layout = build_layout(workload, params)
-        result = run_workload(
-            workload,
-            params,
-            layout=layout,
-            events=events_for(point, workload, layout),
-            progress=hook if on_progress else None,
-        )
-        runs.append(
-            {
-                "run_id": run_id,
-                "row": summary_row(run_id, point, result, len(workload.processes), bystanders(point, layout)),
-                "config": point.model_dump(),
-                "seed": point.seed,
-                "trace_digests": digests,
-                "proc_names": [p.name for p in workload.processes],
-                "result": result,
-            }
-        )
+        runs.append(run_point(point, workload, digests, params, run_id=run_id, on_progress=on_progress))
     write_results(out, exp.name, runs + list(existing.values()))
     return [r["row"] for r in runs]
 

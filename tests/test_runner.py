@@ -118,6 +118,8 @@ ALTERNATIVES = {
     "strategy": "union_batch",
     "events.initiator": 0,
     "events.file": "events.csv",
+    "events.times": [5],
+    "events.at_accesses": [5],
     "events.pages": [2],
     "exclude": [{"uarch": "zen3"}],
 }

@@ -1,0 +1,425 @@
+"""Sweeps at scale (DESIGN.md §6): an experiment's grid fanned out over Dask, or one slice of it
+serially for a job array, resumable after any kill.
+
+Every grid point is one run, identified by `run_id_for` (a digest of its resolved configuration, its
+trace digests and the tool version). A run is computed by one task, which writes its own *shard*: a
+complete results file `OUT.shards/<run_id>.h5`, written to a temporary name and renamed into place, so
+a shard that exists is whole. When every task is done the client merges OUT's kept runs and the shards
+into OUT (atomically, in grid order) and deletes the shards. A sweep killed at any moment (SIGKILL
+included) and started again computes only the runs that are neither in OUT nor in a shard; temporary
+files of the killed processes are removed.
+
+Executors: an in-process `LocalCluster` (worker processes, one thread each), an existing Dask scheduler
+(`scheduler="tcp://host:8786"`, e.g. one started by dask-jobqueue on SLURM/PBS; its workers need
+mshare-hw installed and the shard directory on a shared file system), or, with `shard=(i, n)`, this
+process alone on the grid points k with k % n == i - 1 (job arrays without Dask).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mshare_hw.config.errors import ConfigError
+from mshare_hw.config.experiment import Experiment, expand, get_dotted
+from mshare_hw.results.hdf5 import write_results
+from mshare_hw.results.merge import MergeError, summary_run_ids, write_merged
+from mshare_hw.runner import (
+    WorkloadCache,
+    check_point,
+    params_for,
+    prepare_point,
+    run_id_for,
+    run_point,
+    workload_key,
+)
+from mshare_hw.workload.build import build_workload
+
+__all__ = [
+    "GridPoint",
+    "SweepError",
+    "SweepResult",
+    "parse_shard",
+    "resolve_points",
+    "run_task",
+    "shard_dir_for",
+    "sweep",
+]
+
+
+class SweepError(RuntimeError):
+    """Some runs of a sweep failed (the others are kept: a rerun computes only the missing ones)."""
+
+
+@dataclass(frozen=True)
+class GridPoint:
+    index: int  # position in the experiment's grid (0-based)
+    point: Experiment  # the resolved single-point experiment
+    run_id: str
+    label: str  # the point's axis values, for messages
+
+
+@dataclass
+class SweepResult:
+    out: Path
+    points: int  # grid points this sweep (or shard) covers
+    in_out: list[str] = field(default_factory=list)  # run ids already in OUT, kept
+    in_shards: list[str] = field(default_factory=list)  # run ids found as complete shards
+    computed: list[str] = field(default_factory=list)  # run ids computed by this invocation
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (point label, error)
+    seconds: float = 0.0
+
+
+ProgressHook = Callable[[float, int], None]  # (runs done, fractional; runs to do)
+
+
+def shard_dir_for(out: str | Path) -> Path:
+    """The directory of a sweep's per-run shard files: next to OUT, named OUT.shards."""
+    out = Path(out)
+    return out.with_name(out.name + ".shards")
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """'2/3' -> (2, 3): the second of three slices (1-based)."""
+    try:
+        i_text, n_text = text.split("/")
+        i, n = int(i_text), int(n_text)
+    except ValueError:
+        raise ConfigError(f"--shard {text!r}: expected I/N with whole numbers, e.g. 2/3") from None
+    if n < 1 or not 1 <= i <= n:
+        raise ConfigError(f"--shard {text!r}: need 1 <= I <= N")
+    return i, n
+
+
+def _label(exp: Experiment, point: Experiment) -> str:
+    data = point.model_dump()
+    parts = []
+    for key in exp.sweep:
+        for k in key.split("+"):
+            parts.append(f"{k}={get_dotted(data, k)}")
+    return ", ".join(parts) or point.name
+
+
+def resolve_points(exp: Experiment, shard: tuple[int, int] | None = None) -> list[GridPoint]:
+    """Expand the grid and check every point as far as possible without replaying it: its workload is
+    generated (once per distinct workload) for the trace digests, and its engine parameters, memory
+    layout and event schedule are built. Raises ConfigError for the first point that cannot run.
+    With `shard=(i, n)`, only the points k with k % n == i - 1 (all are still expanded)."""
+    points = expand(exp)
+    selected = [k for k in range(len(points)) if shard is None or k % shard[1] == shard[0] - 1]
+    by_workload: dict[str, list[int]] = {}
+    for k in selected:
+        by_workload.setdefault(workload_key(points[k]), []).append(k)
+    run_ids: dict[int, str] = {}
+    for ks in by_workload.values():
+        first = points[ks[0]]
+        workload = build_workload(first.workload, first.seed)  # one at a time: only its digests are kept
+        digests = workload.trace_digests()
+        for k in ks:
+            label = _label(exp, points[k])
+            try:
+                check_point(points[k], workload, params_for(points[k], workload.total_accesses()))
+            except ConfigError as e:
+                raise ConfigError(f"sweep point {k + 1} ({label}): {e}") from None
+            run_ids[k] = run_id_for(points[k], digests)
+        del workload
+    return [GridPoint(k, points[k], run_ids[k], _label(exp, points[k])) for k in selected]
+
+
+# --------------------------------------------------------------------------------------------------
+# one run (on a worker, or in this process)
+
+
+class _RecentWorkloads(WorkloadCache):
+    """A WorkloadCache that keeps only the last few workloads (a worker may see many)."""
+
+    def __init__(self, size: int = 2) -> None:
+        super().__init__()
+        self._size = size
+        self._cache = OrderedDict()
+
+    def get(self, point: Experiment):
+        key = workload_key(point)
+        if key in self._cache:
+            self._cache.move_to_end(key)
+        value = super().get(point)
+        while len(self._cache) > self._size:
+            self._cache.popitem(last=False)
+        return value
+
+
+_WORKER_CACHE = _RecentWorkloads()
+
+
+def run_task(
+    point_data: dict, run_id: str, shard_path: str, experiment: str, on_fraction: Callable[[float], None] | None = None
+) -> dict:
+    """Compute one run and write its shard (a complete results file, renamed into place). Runs on a Dask
+    worker (module-level, so workers import it by name) or in the client for `--shard`, where
+    `on_fraction(f)` follows the replay (0 <= f <= 1)."""
+    t0 = time.perf_counter()
+    point = Experiment.model_validate(point_data)
+    path = Path(shard_path)
+    if _shard_complete(path, run_id):  # an earlier attempt of this task finished
+        return {"run_id": run_id, "seconds": 0.0, "pid": os.getpid(), "skipped": True}
+    workload, digests, params = prepare_point(point, _WORKER_CACHE)
+    actual = run_id_for(point, digests)
+    if actual != run_id:
+        raise RuntimeError(
+            f"run id {actual} on this worker, {run_id} on the client: do they run the same mshare-hw "
+            "version with the same dependencies?"
+        )
+    hook = (lambda _label, done, total: on_fraction(done / total if total else 1.0)) if on_fraction else None
+    run = run_point(point, workload, digests, params, run_id=run_id, on_progress=hook)
+    write_results(path, experiment, [run])
+    return {"run_id": run_id, "seconds": time.perf_counter() - t0, "pid": os.getpid(), "skipped": False}
+
+
+def _shard_complete(path: Path, run_id: str) -> bool:
+    if not path.is_file():
+        return False
+    try:
+        return summary_run_ids(path) == [run_id]
+    except (OSError, MergeError, KeyError, ValueError):
+        return False
+
+
+def _remove_stale_temps(directory: Path, pattern: str) -> int:
+    """Delete temporary results files (`.NAME.tmp.PID`) whose writer is no longer running here."""
+    removed = 0
+    if not directory.is_dir():
+        return 0
+    for p in directory.glob(pattern):
+        try:
+            pid = int(p.name.rsplit(".", 1)[1])
+        except (IndexError, ValueError):
+            continue
+        if pid != os.getpid() and _alive(pid):
+            continue
+        p.unlink(missing_ok=True)
+        removed += 1
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process `pid` runs on this host (a killed process nobody reaped yet does not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # no /proc: trust the signal test
+    return stat.rsplit(")", 1)[-1].split()[0] not in ("Z", "X")
+
+
+# --------------------------------------------------------------------------------------------------
+# the sweep
+
+
+def sweep(
+    exp: Experiment,
+    out: str | Path,
+    *,
+    scheduler: str | None = None,
+    workers: int | None = None,
+    shard: tuple[int, int] | None = None,
+    keep_shards: bool = False,
+    on_start: Callable[[SweepResult, int, str], None] | None = None,
+    on_progress: ProgressHook | None = None,
+) -> SweepResult:
+    """Run the experiment's grid (or one `shard` of it) and write OUT. See the module docstring.
+    `on_start(result, n_todo, where)` is called once the plan is known; `on_progress(done, n_todo)`
+    as runs finish. Raises SweepError (after merging the runs that finished) if any run failed."""
+    t0 = time.perf_counter()
+    out = Path(out).absolute()
+    shard_dir = shard_dir_for(out)
+    grid = resolve_points(exp, shard)
+    result = SweepResult(out=out, points=len(grid))
+
+    in_out: set[str] = set()
+    out_order: list[str] = []
+    if out.exists():
+        try:
+            out_order = summary_run_ids(out, strict=False)
+        except (OSError, MergeError) as e:
+            raise ConfigError(
+                f"{out}: exists and is not a readable mshare-hw results file ({e}); choose another output path"
+            ) from None
+        in_out = set(out_order)
+    _remove_stale_temps(out.parent, f".{out.name}.tmp.*")
+    _remove_stale_temps(shard_dir, ".*.tmp.*")
+
+    todo: list[GridPoint] = []
+    planned: set[str] = set()
+    for gp in grid:
+        if gp.run_id in planned:  # the same configuration twice in the grid: one run
+            continue
+        planned.add(gp.run_id)
+        if gp.run_id in in_out:
+            result.in_out.append(gp.run_id)
+        elif _shard_complete(shard_dir / f"{gp.run_id}.h5", gp.run_id):
+            result.in_shards.append(gp.run_id)
+        else:
+            (shard_dir / f"{gp.run_id}.h5").unlink(missing_ok=True)  # unreadable leftovers
+            todo.append(gp)
+
+    if shard is not None:
+        where = f"shard {shard[0]}/{shard[1]}, serially in this process"
+    elif scheduler:
+        where = f"Dask scheduler {scheduler}"
+    else:
+        n = _default_workers(workers, len(todo))
+        where = f"a local Dask cluster of {n} worker process{'es' if n != 1 else ''}"
+    if on_start:
+        on_start(result, len(todo), where)
+
+    if todo:
+        if shard is not None:
+            _run_serial(exp, todo, shard_dir, result, on_progress)
+        else:
+            _run_dask(exp, todo, shard_dir, result, scheduler, workers, on_progress)
+
+    # merge: the grid's runs in grid order, then the runs OUT held that are not in this grid
+    failed_ids = {gp.run_id for gp in todo} - set(result.computed)
+    picks: list[tuple[Path, str]] = []
+    seen: set[str] = set()
+    for gp in grid:
+        if gp.run_id in seen or gp.run_id in failed_ids:
+            continue
+        seen.add(gp.run_id)
+        picks.append((out if gp.run_id in in_out else shard_dir / f"{gp.run_id}.h5", gp.run_id))
+    picks += [(out, rid) for rid in out_order if rid not in seen]
+    unchanged = [(out, rid) for rid in out_order] == picks  # nothing new, nothing dropped: keep OUT as it is
+    if picks and not unchanged:
+        write_merged(out, picks, exp.name)
+    if not keep_shards:
+        for src, _ in picks:
+            if src != out:
+                src.unlink(missing_ok=True)
+        if shard_dir.is_dir() and not any(shard_dir.iterdir()):
+            shard_dir.rmdir()
+    result.seconds = time.perf_counter() - t0
+    if result.failed:
+        lines = "\n".join(f"  {label}: {err}" for label, err in result.failed)
+        raise SweepError(
+            f"{len(result.failed)} of {len(todo)} runs failed (the {len(picks)} finished runs are in {out}; "
+            f"rerun the same command to retry only the failed ones):\n{lines}"
+        )
+    return result
+
+
+# Local workers are forked from a server process that has imported mshare-hw once (where the platform
+# has one), instead of each importing it afresh: a cluster starts and stops in seconds, not ten.
+_START_METHOD = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+
+
+def _preload_forkserver() -> None:
+    if _START_METHOD != "forkserver":
+        return
+    from distributed.utils import get_mp_context
+
+    # no effect once the server runs (a second sweep in this process reuses it as it is)
+    get_mp_context().set_forkserver_preload(["distributed", "mshare_hw.sweep"])
+
+
+def _default_workers(workers: int | None, n_todo: int) -> int:
+    if workers is not None:
+        if workers < 1:
+            raise ConfigError(f"--workers {workers}: need at least 1")
+        return workers
+    return max(1, min(os.cpu_count() or 1, n_todo))
+
+
+def _run_serial(
+    exp: Experiment, todo: list[GridPoint], shard_dir: Path, result: SweepResult, on_progress: ProgressHook | None
+) -> None:
+    for i, gp in enumerate(todo):
+
+        def fraction(f: float, i: int = i) -> None:
+            if on_progress:
+                on_progress(i + min(f, 1.0), len(todo))
+
+        try:
+            run_task(gp.point.model_dump(), gp.run_id, str(shard_dir / f"{gp.run_id}.h5"), exp.name, fraction)
+        except ConfigError as e:
+            result.failed.append((gp.label, str(e)))
+        else:
+            result.computed.append(gp.run_id)
+        if on_progress:
+            on_progress(i + 1, len(todo))
+
+
+def _run_dask(
+    exp: Experiment,
+    todo: list[GridPoint],
+    shard_dir: Path,
+    result: SweepResult,
+    scheduler: str | None,
+    workers: int | None,
+    on_progress: ProgressHook | None,
+) -> None:
+    import uuid
+
+    import dask
+    from dask.distributed import Client, LocalCluster, as_completed
+
+    with ExitStack() as stack:
+        stack.enter_context(dask.config.set({"distributed.worker.multiprocessing-method": _START_METHOD}))
+        if scheduler:
+            try:
+                client = stack.enter_context(Client(scheduler, timeout="30s"))
+            except (OSError, TimeoutError) as e:
+                raise ConfigError(f"--scheduler {scheduler}: cannot connect ({e})") from None
+        else:
+            _preload_forkserver()
+            cluster = stack.enter_context(
+                LocalCluster(
+                    n_workers=_default_workers(workers, len(todo)),
+                    threads_per_worker=1,
+                    processes=True,
+                    dashboard_address=None,
+                    memory_limit=0,  # a run needs what it needs: no pausing or killing of workers
+                )
+            )
+            client = stack.enter_context(Client(cluster))
+        token = uuid.uuid4().hex[:8]
+        futures = []
+        point_of = {}
+        for gp in todo:
+            fut = client.submit(
+                run_task,
+                gp.point.model_dump(),
+                gp.run_id,
+                str(shard_dir / f"{gp.run_id}.h5"),
+                exp.name,
+                key=f"mshare-hw-run-{gp.run_id}-{token}",
+                retries=1,
+            )
+            futures.append(fut)
+            point_of[fut.key] = gp
+        done = 0
+        for fut in as_completed(futures):
+            gp = point_of[fut.key]
+            if fut.status == "error":
+                exc = fut.exception()
+                result.failed.append((gp.label, f"{type(exc).__name__}: {exc}"))
+            else:
+                fut.result()
+                result.computed.append(gp.run_id)
+            fut.release()
+            done += 1
+            if on_progress:
+                on_progress(done, len(todo))
+    # computed in grid order, whatever the completion order
+    order = {gp.run_id: gp.index for gp in todo}
+    result.computed.sort(key=order.__getitem__)
