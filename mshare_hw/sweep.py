@@ -329,7 +329,19 @@ def _preload_forkserver() -> None:
     from distributed.utils import get_mp_context
 
     # no effect once the server runs (a second sweep in this process reuses it as it is)
-    get_mp_context().set_forkserver_preload(["distributed", "mshare_hw.sweep"])
+    get_mp_context().set_forkserver_preload(forkserver_preload(Path.cwd()))
+
+
+def forkserver_preload(cwd: Path) -> list[str]:
+    """Modules the fork server imports once for all workers. It imports them with the current
+    directory first on its path (CPython 3.11), so from a source checkout that is not the package this
+    process runs (e.g. a clone without the compiled engine) it would import the wrong mshare_hw, and
+    every task would fail on the workers: then mshare_hw is left for each worker to import normally."""
+    import mshare_hw
+
+    here = Path(mshare_hw.__file__).resolve().parent
+    shadow = cwd / "mshare_hw"
+    return ["distributed"] + ([] if shadow.exists() and shadow.resolve() != here else ["mshare_hw.sweep"])
 
 
 def _default_workers(workers: int | None, n_todo: int) -> int:
@@ -388,6 +400,7 @@ def _run_dask(
                     threads_per_worker=1,
                     processes=True,
                     dashboard_address=None,
+                    scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},  # its HTTP routes on any free port
                     memory_limit=0,  # a run needs what it needs: no pausing or killing of workers
                 )
             )

@@ -87,22 +87,27 @@ def serial(grid: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def swept(grid: Path) -> tuple[Path, object]:
-    """The uninterrupted sweep on a LocalCluster of 2 worker processes."""
+def swept(grid: Path) -> tuple[Path, str]:
+    """The uninterrupted sweep on a LocalCluster of 2 worker processes (`mshare-hw sweep` in a subprocess,
+    so that a cluster that cannot start fails the test instead of hanging it)."""
     out = grid.parent / "swept.h5"
-    return out, sweep(load_experiment(grid), out, workers=2)
+    cmd = _sweep_cmd(grid, out)
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=grid.parent, env=_sub_env())
+    assert done.returncode == 0, done.stderr
+    return out, done.stderr
 
 
 # --------------------------------------------------------------------------------------------------
 
 
 def test_dask_sweep_equals_serial_run(grid: Path, serial: Path, swept):
-    out, res = swept
-    assert res.points == N_POINTS and len(res.computed) == N_POINTS and not res.failed
-    assert res.in_out == [] and res.in_shards == []
+    out, log = swept
+    assert f"{N_POINTS} points; 0 already in" in log and "0 in finished shards" in log, log
+    assert f"{N_POINTS} to run on a local Dask cluster of 2 worker processes" in log, log
+    assert f"computed {N_POINTS} runs" in log, log
     same_files(serial, out)  # same rows in the same (grid) order, same per-run data
     ids = [gp.run_id for gp in resolve_points(load_experiment(grid))]
-    assert list(load_summary(out)["run_id"]) == ids == res.computed
+    assert list(load_summary(out)["run_id"]) == ids
     assert not shard_dir_for(out).exists()  # shards are merged, then removed
     assert no_temp_files(out.parent)
 
@@ -293,3 +298,15 @@ def test_failed_run_keeps_the_others_and_a_rerun_retries_only_it(grid: Path, swe
     res = sweep(exp, out, shard=(1, 1))
     assert res.computed == [victim.run_id] and len(res.in_out) == N_POINTS - 1
     same_files(swept[0], out)
+
+
+def test_fork_server_does_not_preload_a_shadowing_source_tree(tmp_path: Path):
+    """From a directory holding another mshare_hw (a checkout without the compiled engine, as in CI),
+    the fork server must not import it for the workers."""
+    import mshare_hw
+    from mshare_hw.sweep import forkserver_preload
+
+    assert forkserver_preload(tmp_path) == ["distributed", "mshare_hw.sweep"]
+    (tmp_path / "mshare_hw").mkdir()
+    assert forkserver_preload(tmp_path) == ["distributed"]
+    assert forkserver_preload(Path(mshare_hw.__file__).resolve().parents[1]) == ["distributed", "mshare_hw.sweep"]
