@@ -16,10 +16,8 @@ include "state.pxi"
 
 cdef extern from *:
     """
-    #define INVALID_LINE UINT64_MAX
     #define prefetch(p) __builtin_prefetch((const void*)(p))
     """
-    const uint64_t INVALID_LINE
     void prefetch(const void* p) noexcept nogil
 
 include "_counters.pxi"
@@ -193,14 +191,15 @@ cdef class Engine:
             lv.arrays[i].lru = <uint64_t*>_calloc(spec.sets * spec.ways, sizeof(uint64_t))
 
     cdef void _init_cache(self, Cache* c, spec) except *:
-        cdef int64_t i, n = <int64_t>spec.sets * spec.ways
+        cdef int64_t n = <int64_t>spec.sets * spec.ways
         c.sets = spec.sets
         c.ways = spec.ways
         c.latency = spec.latency
         c.set_mask = spec.sets - 1 if _is_pow2(spec.sets) else 0
-        c.w = <CacheWay*>_calloc(n, sizeof(CacheWay))
-        for i in range(n):
-            c.w[i].line = INVALID_LINE
+        c.set_bits = (spec.sets.bit_length() - 1) if _is_pow2(spec.sets) else -1
+        if spec.ways < 1:
+            raise ValueError("a cache needs at least one way")
+        c.tags = <uint32_t*>_calloc(n, sizeof(uint32_t))  # 0: invalid
 
     cdef void _init_regions(self, layout) except *:
         cdef Sim* s = &self.s
@@ -263,12 +262,12 @@ cdef class Engine:
             free(s.pwc)
         if s.l1d_cache != NULL:
             for c in range(s.n_cpus):
-                free(s.l1d_cache[c].w)
-                free(s.l2_cache[c].w)
+                free(s.l1d_cache[c].tags)
+                free(s.l2_cache[c].tags)
             free(s.l1d_cache)
             free(s.l2_cache)
-        free(s.llc.w)
-        for ptr in (<size_t>s.pt, <size_t>s.table_level, <size_t>s.table_frame,
+        free(s.llc.tags)
+        for ptr in (<size_t>s.pt, <size_t>s.pt_written, <size_t>s.table_level, <size_t>s.table_frame,
                     <size_t>s.table_mm, <size_t>s.roots, <size_t>s.mm_ctx_id, <size_t>s.mm_tlb_gen,
                     <size_t>s.mm_cpumask, <size_t>s.cpu_state, <size_t>s.reg_off, <size_t>s.reg_start,
                     <size_t>s.reg_end, <size_t>s.reg_shift, <size_t>s.reg_fa, <size_t>s.reg_host,
@@ -373,7 +372,7 @@ cdef class Engine:
         cdef int level = s.levels
         while True:
             loc = t * PT_ENTRIES + pt_index(va, level)
-            ent = s.pt[loc].entry
+            ent = s.pt[loc]
             if not (ent & 1):
                 return False
             if ent & 2:
@@ -428,13 +427,13 @@ cdef class Engine:
         cdef int64_t t = s.roots[mm], loc, e
         cdef int lv = s.levels
         while lv > level:
-            e = s.pt[t * PT_ENTRIES + pt_index(va, lv)].entry
+            e = s.pt[t * PT_ENTRIES + pt_index(va, lv)]
             if not (e & 1) or (e & 2):
                 return False
             t = e >> 2
             lv -= 1
         loc = t * PT_ENTRIES + pt_index(va, level)
-        if not (s.pt[loc].entry & 1):
+        if not (s.pt[loc] & 1):
             return False
         pt_set_entry(s, loc, 0)
         return True

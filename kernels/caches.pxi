@@ -1,7 +1,11 @@
 # Physically indexed L1D / L2 per CPU and a shared LLC, LRU, fill on the way back.
-# Mirrors mshare_hw/reference/caches.py. A probe that misses remembers the way a fill of the same set
-# would take (first invalid way, else least recently used): the set cannot change between the probe
-# and the fill, so this is the reference's fill choice with one scan instead of two.
+# Mirrors mshare_hw/reference/caches.py. Each set is a list of 32-bit tags kept in recency order (most
+# recent first), so a probe touches one or two host cache lines and LRU needs no stamps: a hit moves its
+# tag to the front, a miss drops the last tag (an invalid one while the set is not full, which is the
+# reference's "first invalid way, else least recently used" as far as the set's contents go) and puts
+# the new tag in front. Data caches are never invalidated, so the tags only ever enter at the front.
+
+from libc.string cimport memmove
 
 cdef enum:
     LV_L1D = 0
@@ -10,59 +14,44 @@ cdef enum:
     LV_DRAM = 3
 
 
-cdef inline CacheWay* cache_probe(Cache* c, uint64_t line) noexcept nogil:
-    """On a hit refresh the way's LRU stamp and return NULL; on a miss return the victim way."""
-    cdef CacheWay* ws
-    cdef CacheWay* victim = NULL
-    cdef int w
-    if c.set_mask:
-        ws = &c.w[(line & c.set_mask) * c.ways]
+cdef inline bint cache_touch(Cache* c, uint64_t line) noexcept nogil:
+    """Look `line` up and leave it most recent in its set; True on a hit."""
+    cdef uint32_t* tags
+    cdef uint32_t tag
+    cdef int w, last = c.ways - 1
+    if c.set_bits >= 0:
+        tags = &c.tags[(line & c.set_mask) * c.ways]
+        tag = <uint32_t>(line >> c.set_bits) + 1
     else:
-        ws = &c.w[(line % <uint64_t>c.sets) * c.ways]
-    for w in range(c.ways):
-        if ws[w].line == line:
-            c.tick += 1
-            ws[w].lru = c.tick
-            return NULL
-    for w in range(c.ways):
-        if ws[w].line == INVALID_LINE:
-            return &ws[w]
-        if victim == NULL or ws[w].lru < victim.lru:
-            victim = &ws[w]
-    return victim
-
-
-cdef inline void cache_fill_at(Cache* c, CacheWay* way, uint64_t line) noexcept nogil:
-    c.tick += 1
-    way.line = line
-    way.lru = c.tick
+        tags = &c.tags[(line % <uint64_t>c.sets) * c.ways]
+        tag = <uint32_t>(line // <uint64_t>c.sets) + 1
+    if tags[0] == tag:
+        return True
+    for w in range(1, c.ways):
+        if tags[w] == tag:
+            memmove(&tags[1], &tags[0], w * sizeof(uint32_t))
+            tags[0] = tag
+            return True
+    memmove(&tags[1], &tags[0], last * sizeof(uint32_t))
+    tags[0] = tag
+    return False
 
 
 cdef inline int cache_read(Sim* s, int cpu, uint64_t paddr, int* latency) noexcept nogil:
-    """Returns the level that served the line and stores its latency."""
+    """Returns the level that served the line and stores its latency. Every level the line missed in is
+    filled: a miss in one cache's set leaves the others untouched, so filling at probe time is the same as
+    filling on the way back."""
     cdef uint64_t line = paddr >> 6
     cdef Cache* l1 = &s.l1d_cache[cpu]
     cdef Cache* l2 = &s.l2_cache[cpu]
-    cdef CacheWay* v1
-    cdef CacheWay* v2
-    cdef CacheWay* v3
-    v1 = cache_probe(l1, line)
-    if v1 == NULL:
+    if cache_touch(l1, line):
         latency[0] = l1.latency
         return LV_L1D
-    v2 = cache_probe(l2, line)
-    if v2 == NULL:
-        cache_fill_at(l1, v1, line)
+    if cache_touch(l2, line):
         latency[0] = l2.latency
         return LV_L2
-    v3 = cache_probe(&s.llc, line)
-    if v3 == NULL:
-        cache_fill_at(l2, v2, line)
-        cache_fill_at(l1, v1, line)
+    if cache_touch(&s.llc, line):
         latency[0] = s.llc.latency
         return LV_LLC
-    cache_fill_at(&s.llc, v3, line)
-    cache_fill_at(l2, v2, line)
-    cache_fill_at(l1, v1, line)
     latency[0] = s.dram_latency
     return LV_DRAM

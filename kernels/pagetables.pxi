@@ -1,5 +1,8 @@
 # Radix page tables of every mm in one store, in frames from a deterministic bump allocator.
-# An entry: 0 = not present, else target << 2 | leaf << 1 | 1. Every write bumps its version.
+# An entry: 0 = not present, else target << 2 | leaf << 1 | 1. Entries live in one int64 array (a leaf
+# table is 4 KiB of host memory, as on hardware); beside them, the epoch of each entry's last write.
+# The reference gives every PTE a version instead; "written after the fill's epoch" and "version changed
+# since the fill" are the same test, because any write to a present entry moves the epoch.
 # Mirrors mshare_hw/reference/pagetables.py.
 
 from libc.stdlib cimport realloc
@@ -31,11 +34,16 @@ cdef int64_t pt_new_table(Sim* s, int level, int mm) noexcept nogil:
     cdef void* p
     if s.n_tables == s.cap_tables:
         cap = s.cap_tables * 2 if s.cap_tables else 64
-        p = realloc(s.pt, cap * PT_ENTRIES * sizeof(PTE))
+        p = realloc(s.pt, cap * PT_ENTRIES * sizeof(int64_t))
         if p == NULL:
             s.error = ERR_NOMEM
             return -1
-        s.pt = <PTE*>p
+        s.pt = <int64_t*>p
+        p = realloc(s.pt_written, cap * PT_ENTRIES * sizeof(uint64_t))
+        if p == NULL:
+            s.error = ERR_NOMEM
+            return -1
+        s.pt_written = <uint64_t*>p
         p = realloc(s.table_level, cap * sizeof(int32_t))
         if p == NULL:
             s.error = ERR_NOMEM
@@ -54,7 +62,8 @@ cdef int64_t pt_new_table(Sim* s, int level, int mm) noexcept nogil:
         s.cap_tables = cap
     t = s.n_tables
     s.n_tables += 1
-    memset(&s.pt[t * PT_ENTRIES], 0, PT_ENTRIES * sizeof(PTE))
+    memset(&s.pt[t * PT_ENTRIES], 0, PT_ENTRIES * sizeof(int64_t))
+    memset(&s.pt_written[t * PT_ENTRIES], 0, PT_ENTRIES * sizeof(uint64_t))
     s.table_level[t] = level
     s.table_frame[t] = pt_alloc_frame(s)
     s.table_mm[t] = mm
@@ -67,10 +76,10 @@ cdef inline uint64_t pt_entry_paddr(Sim* s, int64_t loc) noexcept nogil:
 
 
 cdef inline void pt_set_entry(Sim* s, int64_t loc, int64_t value) noexcept nogil:
-    if s.pt[loc].entry & 1:
+    if s.pt[loc] & 1:
         s.pte_epoch += 1
-    s.pt[loc].entry = value
-    s.pt[loc].version += 1
+    s.pt[loc] = value
+    s.pt_written[loc] = s.pte_epoch
 
 
 cdef int64_t pt_descend(Sim* s, int64_t root, uint64_t va, int level) noexcept nogil:
@@ -79,7 +88,7 @@ cdef int64_t pt_descend(Sim* s, int64_t root, uint64_t va, int level) noexcept n
     cdef int lv = s.levels
     while lv > level:
         loc = t * PT_ENTRIES + pt_index(va, lv)
-        e = s.pt[loc].entry
+        e = s.pt[loc]
         if not (e & 1):
             child = pt_new_table(s, lv - 1, s.table_mm[t])
             if child < 0:
@@ -115,7 +124,7 @@ cdef int64_t pt_change_range(Sim* s, int mm, uint64_t va, int64_t n_pages, int s
         level = s.levels
         while True:
             loc = t * PT_ENTRIES + pt_index(page, level)
-            e = s.pt[loc].entry
+            e = s.pt[loc]
             if not (e & 1):
                 break
             if e & 2:

@@ -28,7 +28,7 @@ cdef inline PWCEntry* pwc_lookup(Sim* s, int cpu, int level, int pcid, uint64_t 
 
 
 cdef inline void pwc_fill(Sim* s, int cpu, int level, int pcid, uint64_t va, int64_t child, int64_t loc,
-                          uint32_t version, int owner, uint64_t epoch) noexcept nogil:
+                          int owner, uint64_t epoch) noexcept nogil:
     cdef int k = s.pwc_of_level[level]
     cdef int w, victim
     cdef PWCArray* a
@@ -59,7 +59,6 @@ cdef inline void pwc_fill(Sim* s, int cpu, int level, int pcid, uint64_t va, int
     e[victim].tag = tag
     e[victim].child = child
     e[victim].loc = loc
-    e[victim].version = version
     e[victim].owner = owner
     e[victim].epoch = epoch
     a.tick += 1

@@ -7,17 +7,11 @@ cdef enum:
     N_DYN_ASIDS = 6
     MAX_SHIFTS = 3
 
-ctypedef struct PTE:
-    int64_t entry          # 0: not present; else target << 2 | leaf << 1 | 1
-    uint32_t version       # bumped by every write; what the coherence oracle compares
-    uint32_t _pad
-
 ctypedef struct TLBEntry:
     uint64_t vpn
     uint64_t pfn
     int64_t pte_loc
-    uint64_t epoch         # Sim.pte_epoch at fill: if it has not moved, no present PTE changed since
-    uint32_t pte_version
+    uint64_t epoch         # Sim.pte_epoch at fill: stale once the PTE's last write is later than this
     int32_t owner
     int32_t pcid
     uint8_t shift          # 0 marks an invalid way
@@ -47,7 +41,6 @@ ctypedef struct PWCEntry:
     int64_t loc
     uint64_t lru
     uint64_t epoch
-    uint32_t version
     int32_t owner
     int32_t pcid
     int8_t level           # 0 marks an invalid way
@@ -59,17 +52,13 @@ ctypedef struct PWCArray:
     uint64_t set_mask
     uint64_t tick
 
-ctypedef struct CacheWay:
-    uint64_t line          # UINT64_MAX marks an invalid way
-    uint64_t lru
-
 ctypedef struct Cache:
-    CacheWay* w
+    uint32_t* tags         # per set, `ways` tags (line // sets + 1; 0 = invalid) from most to least recent
     int sets
     int ways
     int latency
+    int set_bits           # log2(sets) when sets is a power of two, else -1
     uint64_t set_mask
-    uint64_t tick
 
 ctypedef struct CpuTlbState:
     int loaded_mm          # -1: init_mm
@@ -116,7 +105,8 @@ ctypedef struct Sim:
     Cache llc
     int dram_latency
     # page tables
-    PTE* pt                # n_tables * 512 entries
+    int64_t* pt            # n_tables * 512 entries: 0 = not present, else target << 2 | leaf << 1 | 1
+    uint64_t* pt_written   # per entry: pte_epoch right after its last write (the coherence oracle's clock)
     int32_t* table_level
     int64_t* table_frame
     int32_t* table_mm
@@ -125,7 +115,7 @@ ctypedef struct Sim:
     int64_t pages_per_level[6]
     int64_t next_frame
     int64_t* roots         # per mm
-    uint64_t pte_epoch     # writes to present entries so far; lets the oracle skip most version reads
+    uint64_t pte_epoch     # writes to present entries so far; fills remember it, the oracle compares
     # mms and ASIDs
     int64_t* mm_ctx_id
     uint64_t* mm_tlb_gen

@@ -47,33 +47,36 @@ cdef inline TLBEntry* tlb_lookup(TLBLevel* lv, int pcid, uint64_t va) noexcept n
     return NULL
 
 
+cdef inline int tlb_key_shift(uint64_t key) noexcept nogil:
+    return 3 + 9 * <int>((key >> 45) & 3)
+
+
 cdef inline void tlb_fill(TLBLevel* lv, TLBEntry* src) noexcept nogil:
+    """Invalid ways have LRU stamp 0 and valid ones a unique stamp >= 1, so the first way with the lowest
+    stamp is the first invalid way, else the least recently used: one scan, over the stamps only."""
     cdef int i, s, w, victim
     cdef TLBArray* a
     cdef uint64_t base, best
+    cdef uint64_t* lru
     for i in range(lv.n):
         a = &lv.arrays[i]
         for s in range(a.n_shifts):
             if a.shifts[s] == src.shift:
                 base = tlb_set_index(a, src.vpn) * a.ways
-                victim = -1
-                for w in range(a.ways):
-                    if a.keys[base + w] == 0:
+                lru = &a.lru[base]
+                victim = 0
+                best = lru[0]
+                for w in range(1, a.ways):
+                    if lru[w] < best:
+                        best = lru[w]
                         victim = w
-                        break
-                if victim < 0:
-                    victim = 0
-                    best = a.lru[base]
-                    for w in range(1, a.ways):
-                        if a.lru[base + w] < best:
-                            best = a.lru[base + w]
-                            victim = w
-                    tlb_count(a, a.e[base + victim].shift, -1)
+                if best != 0:
+                    tlb_count(a, tlb_key_shift(a.keys[base + victim]), -1)
                 a.n_valid[s] += 1
                 a.e[base + victim] = src[0]
                 a.keys[base + victim] = tlb_key(src.vpn, src.shift, src.pcid)
                 a.tick += 1
-                a.lru[base + victim] = a.tick
+                lru[victim] = a.tick
                 return
 
 
@@ -81,6 +84,7 @@ cdef inline void tlb_drop(TLBArray* a, int64_t k, int64_t* removed) noexcept nog
     tlb_count(a, a.e[k].shift, -1)
     a.e[k].shift = 0
     a.keys[k] = 0
+    a.lru[k] = 0
     if removed != NULL:
         removed[a.e[k].owner] += 1
 

@@ -16,7 +16,7 @@ cdef int64_t sim_walk(Sim* s, int cpu, int proc, uint64_t va, int pcid, int64_t*
         pe = pwc_lookup(s, cpu, lv, pcid, va)
         if pe != NULL:
             row[C_PWC_HITS_PD + lv - 2] += 1
-            if s.oracle and pe.epoch != s.pte_epoch and pe.version != s.pt[pe.loc].version:
+            if s.oracle and pe.epoch != s.pte_epoch and s.pt_written[pe.loc] > pe.epoch:
                 oracle_record(s, cpu, proc, va, WHERE_PWC)
             table = pe.child
             level = lv - 1
@@ -29,7 +29,7 @@ cdef int64_t sim_walk(Sim* s, int cpu, int proc, uint64_t va, int pcid, int64_t*
         row[C_WALK_READS_L1D + served] += 1
         row[C_WALK_CYCLES] += lat
         cycles += lat
-        ent = s.pt[loc].entry
+        ent = s.pt[loc]
         if not (ent & 1):
             out[0] = 1
             out[1] = table
@@ -42,7 +42,7 @@ cdef int64_t sim_walk(Sim* s, int cpu, int proc, uint64_t va, int pcid, int64_t*
             out[3] = 12 + 9 * (level - 1)
             return cycles
         child = ent >> 2
-        pwc_fill(s, cpu, level, pcid, va, child, loc, s.pt[loc].version, proc, s.pte_epoch)
+        pwc_fill(s, cpu, level, pcid, va, child, loc, proc, s.pte_epoch)
         table = child
         level -= 1
 
@@ -102,7 +102,7 @@ cdef void sim_fault(Sim* s, int cpu, int proc, uint64_t va, int kind, int64_t ta
         if t < 0:
             return
         loc = t * PT_ENTRIES + pt_index(page, leaf_level)
-        if not (s.pt[loc].entry & 1):
+        if not (s.pt[loc] & 1):
             if region >= 0:
                 frame = s.reg_frame[region] + <int64_t>((page - rstart) >> 12)
             else:
@@ -139,7 +139,7 @@ cdef inline void sim_access(Sim* s, int cpu, int proc, uint64_t va, int kind) no
     e = tlb_lookup(l1, pcid, va)
     if e != NULL:
         row[C_L1_ITLB_HITS if kind == 0 else C_L1_DTLB_HITS] += 1
-        if s.oracle and e.epoch != s.pte_epoch and e.pte_version != s.pt[e.pte_loc].version:
+        if s.oracle and e.epoch != s.pte_epoch and s.pt_written[e.pte_loc] > e.epoch:
             oracle_record(s, cpu, proc, va, WHERE_L1)
     else:
         row[C_L1_ITLB_MISSES if kind == 0 else C_L1_DTLB_MISSES] += 1
@@ -148,7 +148,7 @@ cdef inline void sim_access(Sim* s, int cpu, int proc, uint64_t va, int kind) no
         e = tlb_lookup(l2, pcid, va)
         if e != NULL:
             row[C_STLB_HITS] += 1
-            if s.oracle and e.epoch != s.pte_epoch and e.pte_version != s.pt[e.pte_loc].version:
+            if s.oracle and e.epoch != s.pte_epoch and s.pt_written[e.pte_loc] > e.epoch:
                 oracle_record(s, cpu, proc, va, WHERE_L2)
             tlb_fill(l1, e)
         else:
@@ -169,7 +169,6 @@ cdef inline void sim_access(Sim* s, int cpu, int proc, uint64_t va, int kind) no
             fresh.pcid = pcid
             fresh.pfn = <uint64_t>out[2]
             fresh.pte_loc = out[1]
-            fresh.pte_version = s.pt[out[1]].version
             fresh.epoch = s.pte_epoch
             fresh.owner = proc
             fresh.is_global = 0
