@@ -120,6 +120,8 @@ cdef class Engine:
                 s.pwc[c * s.n_pwc + k].ways = spec.ways
                 s.pwc[c * s.n_pwc + k].set_mask = spec.sets - 1 if _is_pow2(spec.sets) else 0
                 s.pwc[c * s.n_pwc + k].e = <PWCEntry*>_calloc(spec.sets * spec.ways, sizeof(PWCEntry))
+                s.pwc[c * s.n_pwc + k].keys = <uint64_t*>_calloc(spec.sets * spec.ways, sizeof(uint64_t))
+                s.pwc[c * s.n_pwc + k].lru = <uint64_t*>_calloc(spec.sets * spec.ways, sizeof(uint64_t))
 
         s.l1d_cache = <Cache*>_calloc(n_cpus, sizeof(Cache))
         s.l2_cache = <Cache*>_calloc(n_cpus, sizeof(Cache))
@@ -186,20 +188,27 @@ cdef class Engine:
             lv.arrays[i].n_shifts = len(spec.shifts)
             for j, sh in enumerate(spec.shifts):
                 lv.arrays[i].shifts[j] = sh
+                lv.arrays[i].size_bits[j] = tlb_size_bits(sh)
             lv.arrays[i].e = <TLBEntry*>_calloc(spec.sets * spec.ways, sizeof(TLBEntry))
             lv.arrays[i].keys = <uint64_t*>_calloc(spec.sets * spec.ways, sizeof(uint64_t))
             lv.arrays[i].lru = <uint64_t*>_calloc(spec.sets * spec.ways, sizeof(uint64_t))
 
     cdef void _init_cache(self, Cache* c, spec) except *:
-        cdef int64_t n = <int64_t>spec.sets * spec.ways
+        cdef int64_t st, w
+        if not 1 <= spec.ways <= MAX_CACHE_WAYS:
+            raise ValueError(f"a cache has 1 to {MAX_CACHE_WAYS} ways, not {spec.ways}")
         c.sets = spec.sets
         c.ways = spec.ways
         c.latency = spec.latency
         c.set_mask = spec.sets - 1 if _is_pow2(spec.sets) else 0
         c.set_bits = (spec.sets.bit_length() - 1) if _is_pow2(spec.sets) else -1
-        if spec.ways < 1:
-            raise ValueError("a cache needs at least one way")
-        c.tags = <uint32_t*>_calloc(n, sizeof(uint32_t))  # 0: invalid
+        c.tag_stride = (spec.ways + 3) // 4 * 4
+        c.age_words = (spec.ways + 7) // 8
+        c.tags = <uint32_t*>_calloc(<int64_t>spec.sets * c.tag_stride, sizeof(uint32_t))
+        c.ages = <uint8_t*>_calloc(<int64_t>spec.sets * c.age_words * 8, sizeof(uint8_t))
+        for st in range(spec.sets):  # a valid rank order; padding bytes 127
+            for w in range(c.age_words * 8):
+                c.ages[st * c.age_words * 8 + w] = w if w < spec.ways else 127
 
     cdef void _init_regions(self, layout) except *:
         cdef Sim* s = &self.s
@@ -259,14 +268,19 @@ cdef class Engine:
         if s.pwc != NULL:
             for i in range(s.n_cpus * s.n_pwc):
                 free(s.pwc[i].e)
+                free(s.pwc[i].keys)
+                free(s.pwc[i].lru)
             free(s.pwc)
         if s.l1d_cache != NULL:
             for c in range(s.n_cpus):
                 free(s.l1d_cache[c].tags)
+                free(s.l1d_cache[c].ages)
                 free(s.l2_cache[c].tags)
+                free(s.l2_cache[c].ages)
             free(s.l1d_cache)
             free(s.l2_cache)
         free(s.llc.tags)
+        free(s.llc.ages)
         for ptr in (<size_t>s.pt, <size_t>s.pt_written, <size_t>s.table_level, <size_t>s.table_frame,
                     <size_t>s.table_mm, <size_t>s.roots, <size_t>s.mm_ctx_id, <size_t>s.mm_tlb_gen,
                     <size_t>s.mm_cpumask, <size_t>s.cpu_state, <size_t>s.reg_off, <size_t>s.reg_start,

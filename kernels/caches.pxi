@@ -1,39 +1,44 @@
 # Physically indexed L1D / L2 per CPU and a shared LLC, LRU, fill on the way back.
-# Mirrors mshare_hw/reference/caches.py. Each set is a list of 32-bit tags kept in recency order (most
-# recent first), so a probe touches one or two host cache lines and LRU needs no stamps: a hit moves its
-# tag to the front, a miss drops the last tag (an invalid one while the set is not full, which is the
-# reference's "first invalid way, else least recently used" as far as the set's contents go) and puts
-# the new tag in front. Data caches are never invalidated, so the tags only ever enter at the front.
+# Mirrors mshare_hw/reference/caches.py. A set is its tags (scanned four at a time, scan.h) and one LRU
+# rank byte per way (updated eight at a time): a miss replaces the way of rank ways - 1, which is an
+# untouched (invalid) way while the set has one, so the set's contents follow the reference's "first
+# invalid way, else least recently used". Data caches are never invalidated.
 
-from libc.string cimport memmove
+cdef extern from "scan.h" nogil:
+    int scan_u32(const uint32_t* v, int n, uint32_t x)
+    int ages_find(const uint8_t* ages, int n_words, unsigned rank)
+    void ages_touch(uint8_t* ages, int n_words, int way)
 
 cdef enum:
     LV_L1D = 0
     LV_L2 = 1
     LV_LLC = 2
     LV_DRAM = 3
+    MAX_CACHE_WAYS = 64
 
 
 cdef inline bint cache_touch(Cache* c, uint64_t line) noexcept nogil:
-    """Look `line` up and leave it most recent in its set; True on a hit."""
-    cdef uint32_t* tags
+    """Look `line` up and leave it most recent in its set (filling it on a miss); True on a hit."""
+    cdef uint64_t set_
     cdef uint32_t tag
-    cdef int w, last = c.ways - 1
+    cdef uint32_t* tags
+    cdef uint8_t* ages
+    cdef int w
     if c.set_bits >= 0:
-        tags = &c.tags[(line & c.set_mask) * c.ways]
+        set_ = line & c.set_mask
         tag = <uint32_t>(line >> c.set_bits) + 1
     else:
-        tags = &c.tags[(line % <uint64_t>c.sets) * c.ways]
+        set_ = line % <uint64_t>c.sets
         tag = <uint32_t>(line // <uint64_t>c.sets) + 1
-    if tags[0] == tag:
+    tags = &c.tags[set_ * c.tag_stride]
+    ages = &c.ages[set_ * c.age_words * 8]
+    w = scan_u32(tags, c.tag_stride, tag)
+    if w >= 0:
+        ages_touch(ages, c.age_words, w)
         return True
-    for w in range(1, c.ways):
-        if tags[w] == tag:
-            memmove(&tags[1], &tags[0], w * sizeof(uint32_t))
-            tags[0] = tag
-            return True
-    memmove(&tags[1], &tags[0], last * sizeof(uint32_t))
-    tags[0] = tag
+    w = ages_find(ages, c.age_words, c.ways - 1)
+    tags[w] = tag
+    ages_touch(ages, c.age_words, w)
     return False
 
 

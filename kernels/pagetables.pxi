@@ -72,7 +72,7 @@ cdef int64_t pt_new_table(Sim* s, int level, int mm) noexcept nogil:
 
 
 cdef inline uint64_t pt_entry_paddr(Sim* s, int64_t loc) noexcept nogil:
-    return <uint64_t>s.table_frame[loc // PT_ENTRIES] * 4096 + <uint64_t>(loc % PT_ENTRIES) * 8
+    return <uint64_t>s.table_frame[loc >> 9] * 4096 + <uint64_t>(loc & 511) * 8  # loc >= 0, 512 per table
 
 
 cdef inline void pt_set_entry(Sim* s, int64_t loc, int64_t value) noexcept nogil:

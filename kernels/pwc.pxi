@@ -1,68 +1,69 @@
 # Page-walk caches: non-leaf entries of level L >= 2, tagged by (level, PCID, VA >> entry span).
-# Mirrors mshare_hw/reference/pwc.py.
+# Mirrors mshare_hw/reference/pwc.py. As in the TLBs, a lookup scans one packed key per way and the
+# payload is read only on a hit.
 
 cdef inline int entry_shift(int level) noexcept nogil:
     return 12 + 9 * (level - 1)
+
+
+cdef inline uint64_t pwc_key(int level, int pcid, uint64_t tag) noexcept nogil:
+    # tag < 2^45 (57-bit VA >> 12 at least), level in bits 45-47, PCID (12 bits) in 48-59, valid bit 63
+    return (<uint64_t>1 << 63) | (<uint64_t>pcid << 48) | (<uint64_t>level << 45) | tag
+
+
+cdef inline uint64_t pwc_set_base(PWCArray* a, uint64_t tag) noexcept nogil:
+    if a.set_mask:
+        return (tag & a.set_mask) * a.ways
+    return (tag % <uint64_t>a.sets) * a.ways
 
 
 cdef inline PWCEntry* pwc_lookup(Sim* s, int cpu, int level, int pcid, uint64_t va) noexcept nogil:
     cdef int k = s.pwc_of_level[level]
     cdef int w
     cdef PWCArray* a
-    cdef PWCEntry* e
-    cdef uint64_t tag
+    cdef uint64_t tag, key, base
     if k < 0:
         return NULL
     a = &s.pwc[cpu * s.n_pwc + k]
     tag = va >> entry_shift(level)
-    if a.set_mask:
-        e = &a.e[(tag & a.set_mask) * a.ways]
-    else:
-        e = &a.e[(tag % <uint64_t>a.sets) * a.ways]
+    key = pwc_key(level, pcid, tag)
+    base = pwc_set_base(a, tag)
     for w in range(a.ways):
-        if e[w].level == level and e[w].tag == tag and e[w].pcid == pcid:
+        if a.keys[base + w] == key:
             a.tick += 1
-            e[w].lru = a.tick
-            return &e[w]
+            a.lru[base + w] = a.tick
+            return &a.e[base + w]
     return NULL
 
 
 cdef inline void pwc_fill(Sim* s, int cpu, int level, int pcid, uint64_t va, int64_t child, int64_t loc,
                           int owner, uint64_t epoch) noexcept nogil:
+    """The first way with the lowest stamp: the first invalid way, else the least recently used."""
     cdef int k = s.pwc_of_level[level]
     cdef int w, victim
     cdef PWCArray* a
     cdef PWCEntry* e
-    cdef uint64_t tag, best
+    cdef uint64_t tag, base, best
     if k < 0:
         return
     a = &s.pwc[cpu * s.n_pwc + k]
     tag = va >> entry_shift(level)
-    if a.set_mask:
-        e = &a.e[(tag & a.set_mask) * a.ways]
-    else:
-        e = &a.e[(tag % <uint64_t>a.sets) * a.ways]
-    victim = -1
-    for w in range(a.ways):
-        if e[w].level == 0:
+    base = pwc_set_base(a, tag)
+    victim = 0
+    best = a.lru[base]
+    for w in range(1, a.ways):
+        if a.lru[base + w] < best:
+            best = a.lru[base + w]
             victim = w
-            break
-    if victim < 0:
-        victim = 0
-        best = e[0].lru
-        for w in range(1, a.ways):
-            if e[w].lru < best:
-                best = e[w].lru
-                victim = w
-    e[victim].level = level
-    e[victim].pcid = pcid
-    e[victim].tag = tag
-    e[victim].child = child
-    e[victim].loc = loc
-    e[victim].owner = owner
-    e[victim].epoch = epoch
+    a.keys[base + victim] = pwc_key(level, pcid, tag)
+    e = &a.e[base + victim]
+    e.pcid = pcid
+    e.child = child
+    e.loc = loc
+    e.owner = owner
+    e.epoch = epoch
     a.tick += 1
-    e[victim].lru = a.tick
+    a.lru[base + victim] = a.tick
 
 
 cdef int64_t pwc_flush(Sim* s, int cpu, int pcid, int64_t* removed) noexcept nogil:
@@ -73,8 +74,9 @@ cdef int64_t pwc_flush(Sim* s, int cpu, int pcid, int64_t* removed) noexcept nog
     for k in range(s.n_pwc):
         a = &s.pwc[cpu * s.n_pwc + k]
         for i in range(<int64_t>a.sets * a.ways):
-            if a.e[i].level != 0 and (pcid < 0 or a.e[i].pcid == pcid):
-                a.e[i].level = 0
+            if a.keys[i] != 0 and (pcid < 0 or a.e[i].pcid == pcid):
+                a.keys[i] = 0
+                a.lru[i] = 0
                 if removed != NULL:
                     removed[a.e[i].owner] += 1
                 n += 1

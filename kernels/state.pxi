@@ -28,6 +28,7 @@ ctypedef struct TLBArray:
     int xor_index
     int n_shifts
     int shifts[MAX_SHIFTS]
+    uint64_t size_bits[MAX_SHIFTS]  # tlb_size_bits(shifts[s]), the key's constant part
     int64_t n_valid[MAX_SHIFTS]  # valid entries per page size: a size with none is not probed
     uint64_t tick
 
@@ -36,26 +37,28 @@ ctypedef struct TLBLevel:
     int n
 
 ctypedef struct PWCEntry:
-    uint64_t tag
     int64_t child
     int64_t loc
-    uint64_t lru
     uint64_t epoch
     int32_t owner
     int32_t pcid
-    int8_t level           # 0 marks an invalid way
 
 ctypedef struct PWCArray:
-    PWCEntry* e
+    uint64_t* keys         # per way: valid | PCID | level | tag packed in one word, 0 when invalid
+    uint64_t* lru          # per way: LRU stamp, 0 when invalid
+    PWCEntry* e            # per way: the payload
     int sets
     int ways
     uint64_t set_mask
     uint64_t tick
 
 ctypedef struct Cache:
-    uint32_t* tags         # per set, `ways` tags (line // sets + 1; 0 = invalid) from most to least recent
+    uint32_t* tags         # per set, tag_stride tags (line // sets + 1; 0 = invalid or padding)
+    uint8_t* ages          # per set, age_words * 8 LRU ranks (see scan.h)
     int sets
     int ways
+    int tag_stride         # ways rounded up to a multiple of 4
+    int age_words          # ways rounded up to a multiple of 8, in 8-byte words
     int latency
     int set_bits           # log2(sets) when sets is a power of two, else -1
     uint64_t set_mask

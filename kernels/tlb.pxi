@@ -3,9 +3,13 @@
 # a 12-way set scan touches 96 bytes. User entries are never global (kernel entries are not modelled),
 # so the key match is exact; the payload's is_global flag is kept for the flush primitives.
 
-cdef inline uint64_t tlb_key(uint64_t vpn, int shift, int pcid) noexcept nogil:
+cdef inline uint64_t tlb_size_bits(int shift) noexcept nogil:
     # vpn < 2^45 (57-bit VA), page size code 1..3 in bits 45-46, PCID (12 bits) in 47-58, valid bit 63
-    return (<uint64_t>1 << 63) | (<uint64_t>pcid << 47) | (<uint64_t>((shift - 3) // 9) << 45) | vpn
+    return (<uint64_t>1 << 63) | (<uint64_t>((shift - 3) // 9) << 45)
+
+
+cdef inline uint64_t tlb_key(uint64_t vpn, int shift, int pcid) noexcept nogil:
+    return tlb_size_bits(shift) | (<uint64_t>pcid << 47) | vpn
 
 
 cdef inline uint64_t tlb_set_index(TLBArray* a, uint64_t vpn) noexcept nogil:
@@ -28,6 +32,7 @@ cdef inline TLBEntry* tlb_lookup(TLBLevel* lv, int pcid, uint64_t va) noexcept n
     cdef int i, s, w, shift
     cdef TLBArray* a
     cdef uint64_t vpn, key, base
+    cdef uint64_t pcid_bits = <uint64_t>pcid << 47
     cdef uint64_t* keys
     for i in range(lv.n):
         a = &lv.arrays[i]
@@ -36,7 +41,7 @@ cdef inline TLBEntry* tlb_lookup(TLBLevel* lv, int pcid, uint64_t va) noexcept n
                 continue
             shift = a.shifts[s]
             vpn = va >> shift
-            key = tlb_key(vpn, shift, pcid)
+            key = a.size_bits[s] | pcid_bits | vpn
             base = tlb_set_index(a, vpn) * a.ways
             keys = &a.keys[base]
             for w in range(a.ways):
