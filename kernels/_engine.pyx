@@ -493,6 +493,55 @@ cdef class Engine:
         if k == C_CYCLES:
             self.s.clock[cpu] += value
 
+    # -- primitives for secondary MMUs (mshare_hw.engine.secondary) -------------------------------
+    def pt_lookup(self, int proc, uint64_t va):
+        """A side-effect-free walk of proc's tables: (present, loc, level, target, entry paddrs read).
+        `loc`/`level` are the leaf entry's, or the first non-present entry's on a miss."""
+        cdef Sim* s = &self.s
+        cdef int64_t t = s.roots[proc], loc, ent
+        cdef int level = s.levels
+        paddrs = []
+        while True:
+            loc = t * PT_ENTRIES + pt_index(va, level)
+            paddrs.append(pt_entry_paddr(s, loc))
+            ent = s.pt[loc].entry
+            if not (ent & 1):
+                return False, loc, level, 0, paddrs
+            if ent & 2:
+                return True, loc, level, ent >> 2, paddrs
+            t = ent >> 2
+            level -= 1
+
+    def pte_version(self, int64_t loc):
+        return self.s.pt[loc].version
+
+    def llc_read(self, uint64_t paddr):
+        """A read from outside the cores (an IOMMU walk): the shared LLC, else DRAM (filling the LLC).
+        Returns (level, latency) with level 2 = LLC, 3 = DRAM."""
+        cdef uint64_t line = paddr >> 6
+        cdef CacheWay* v = cache_probe(&self.s.llc, line)
+        if v == NULL:
+            return LV_LLC, self.s.llc.latency
+        cache_fill_at(&self.s.llc, v, line)
+        return LV_DRAM, self.s.dram_latency
+
+    def fault_in(self, int cpu, int proc, uint64_t va, int kind):
+        """Service faults (a device's page request) on `cpu` for `proc` until va is mapped, charged like
+        a CPU's faults. Returns how many fault handler calls it took."""
+        cdef int n, k
+        for n in range(WALK_ATTEMPTS):
+            ok, loc, level, _, _ = self.pt_lookup(proc, va)
+            if ok:
+                return n
+            sim_fault(&self.s, cpu, proc, va, kind, loc // PT_ENTRIES, level)
+            for k in range(N_COUNTERS):
+                self.s.cpu_ctr[cpu * N_COUNTERS + k] += self.s.row[k]
+                self.s.proc_ctr[proc * N_COUNTERS + k] += self.s.row[k]
+                self.s.row[k] = 0
+            if self.s.error:
+                raise RuntimeError(_ERRORS.get(self.s.error, f"engine error {self.s.error}"))
+        raise RuntimeError(_ERRORS[ERR_WALK])
+
 
 _COUNTER_INDEX = {name: i for i, name in enumerate(COUNTER_NAMES)}
 

@@ -125,6 +125,13 @@ TABLE_DEFAULT_COLUMNS = (
 )  # fmt: skip
 
 
+# shown too when a file has runs with secondary MMUs (devices)
+TABLE_DEVICE_COLUMNS = [
+    "notifier_policy", "iotlb_invalidations", "iotlb_invalidation_cycles", "mirror_invalidations",
+    "device_stale_translations",
+]  # fmt: skip
+
+
 def cmd_table(args: argparse.Namespace) -> int:
     from mshare_hw.results.hdf5 import load_summary
 
@@ -132,7 +139,10 @@ def cmd_table(args: argparse.Namespace) -> int:
         df = load_summary(args.results)
     except (OSError, ValueError) as e:
         raise ConfigError(f"{args.results}: cannot read results ({e})") from None
-    cols = args.columns.split(",") if args.columns else [c for c in TABLE_DEFAULT_COLUMNS if c in df.columns]
+    default = list(TABLE_DEFAULT_COLUMNS)
+    if "devices" in df.columns and len(df) and df["devices"].max() > 0:
+        default += TABLE_DEVICE_COLUMNS
+    cols = args.columns.split(",") if args.columns else [c for c in default if c in df.columns]
     unknown = [c for c in cols if c not in df.columns]
     if unknown:
         raise ConfigError(f"--columns: unknown column(s) {', '.join(unknown)} (see the README's HDF5 section)")

@@ -15,7 +15,8 @@ Only the plots the file has data for are drawn:
 * ``asid_recycles.png`` — PCID/ASID slot recycles vs processes per CPU.
 
 Tables: ``summary.csv`` (every summary column), ``summary.md`` (the headline columns),
-``private_vs_mshare.{csv,md}``, ``shootdown.{csv,md}``; ``report.md`` puts tables and plots together.
+``private_vs_mshare.{csv,md}``, ``shootdown.{csv,md}``,
+``secondary_mmu.{csv,md}`` (runs with devices); ``report.md`` puts tables and plots together.
 Matplotlib draws through its Agg canvas (no display, no global backend switch).
 """
 
@@ -267,6 +268,36 @@ def _shootdown_table(df: pd.DataFrame) -> pd.DataFrame:
                 "bystander_stlb_misses_without_events": int(base.bystander_stlb_misses) if base is not None else -1,
                 "bystander_walk_cycles": int(r.bystander_walk_cycles),
                 "bystander_walk_cycles_without_events": int(base.bystander_walk_cycles) if base is not None else -1,
+                "stale_translations": int(r.stale_translations),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _secondary_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Runs with secondary MMUs and events: the notifier work per event, its cost, and the devices' safety."""
+    if "devices" not in df.columns:
+        return pd.DataFrame()
+    ev = df[(df["devices"] > 0) & (df["events_fired"] > 0)]
+    rows = []
+    for _, r in ev.iterrows():
+        n = int(r.events_fired)
+        rows.append(
+            {
+                "uarch": r.uarch,
+                "pt_config": r.pt_config,
+                "strategy": r.strategy,
+                "notifier_policy": r.notifier_policy,
+                "events_fired": n,
+                "iotlb_invalidations_per_event": round(r.iotlb_invalidations / n, 2),
+                "iotlb_invalidation_cycles_per_event": round(r.iotlb_invalidation_cycles / n, 1),
+                "mirror_invalidations_per_event": round(r.mirror_invalidations / n, 2),
+                "mirror_invalidation_cycles_per_event": round(r.mirror_invalidation_cycles / n, 1),
+                "initiator_cycles_per_event": round(r.shootdown_cycles_initiator / n, 1),
+                "device_accesses": int(r.device_accesses),
+                "iotlb_misses": int(r.iotlb_misses),
+                "device_faults": int(r.device_faults),
+                "device_stale_translations": int(r.device_stale_translations),
                 "stale_translations": int(r.stale_translations),
             }
         )
@@ -770,6 +801,10 @@ def report(results: str | Path, out_dir: str | Path) -> list[Path]:
     shoot = _shootdown_table(df)
     if len(shoot):
         tables.append(("shootdown", "Invalidation events: cost per event, collateral damage, safety", shoot))
+    secondary = _secondary_table(df)
+    if len(secondary):
+        title = "Secondary MMUs: notifier calls per event, their cost, and stale device translations"
+        tables.append(("secondary_mmu", title, secondary))
     for name, _, t in tables:
         t.to_csv(out_dir / f"{name}.csv", index=False)
         (out_dir / f"{name}.md").write_text(_markdown(t) + "\n")

@@ -13,6 +13,7 @@ from mshare_hw.config.uarch import load_uarch
 from mshare_hw.engine.driver import run_workload
 from mshare_hw.engine.layout import Layout, build_layout
 from mshare_hw.engine.params import SimParams, build_params
+from mshare_hw.engine.secondary import DeviceSpec, SecondaryCosts, SecondaryMMUs
 from mshare_hw.results.hdf5 import read_runs, tool_version, write_results
 from mshare_hw.results.summary import EXTRA_COLUMNS, STABLE_COLUMNS, summary_row
 from mshare_hw.workload.build import build_workload
@@ -100,6 +101,66 @@ def events_for(point: Experiment, workload: Workload, layout: Layout):
     )
 
 
+def devices_for(point: Experiment, layout: Layout, params: SimParams) -> SecondaryMMUs | None:
+    """Fresh secondary MMUs (IOMMU devices, KVM-style mirrors) for one run; None when there are none."""
+    if not point.devices:
+        return None
+    sec = load_uarch(point.uarch).secondary
+    specs = []
+    for i, d in enumerate(point.devices):
+        where = f"devices[{i}] ('{d.name}')"
+        if d.process >= layout.n_procs:
+            raise ConfigError(
+                f"{where}.process: process {d.process} does not exist (the workload has {layout.n_procs})"
+            )
+        span = layout.spans.get(d.region)
+        if span is None:
+            raise ConfigError(
+                f"{where}.region: the workload has no region '{d.region}' (it has: {', '.join(layout.spans)})"
+            )
+        if d.process not in span.mappers:
+            raise ConfigError(f"{where}.region: process {d.process} does not map region '{d.region}'")
+        region_pages = (span.end - span.start) >> span.shift
+        footprint = d.footprint_pages or region_pages - d.first_page
+        if d.first_page >= region_pages or d.first_page + footprint > region_pages:
+            raise ConfigError(
+                f"{where}: pages {d.first_page}..{d.first_page + footprint - 1} lie outside region '{d.region}' "
+                f"({region_pages} pages)"
+            )
+        entries, ways = (d.iotlb_entries, d.iotlb_ways) if d.iotlb_entries else (sec.iotlb_entries, sec.iotlb_ways)
+        specs.append(
+            DeviceSpec(
+                name=d.name,
+                kind=d.kind,
+                proc=d.process,
+                region=d.region,
+                pattern=d.pattern,
+                first_page=d.first_page,
+                footprint_pages=footprint,
+                period_accesses=d.period_accesses,
+                burst=d.burst,
+                iotlb_sets=entries // ways,  # type: ignore[operator]
+                iotlb_ways=ways,  # type: ignore[arg-type]
+            )
+        )
+    costs = SecondaryCosts(
+        iommu_walk_base_cycles=sec.iommu_walk_base_cycles,
+        iotlb_invalidation_cycles=sec.iotlb_invalidation_cycles,
+        page_request_cycles=sec.page_request_cycles,
+        mirror_fill_cycles=sec.mirror_fill_cycles,
+        mirror_invalidation_cycles=sec.mirror_invalidation_cycles,
+    )
+    return SecondaryMMUs(
+        specs,
+        layout,
+        costs,
+        point.notifier_policy,
+        oracle=params.oracle,
+        seed=point.seed,
+        max_examples=params.max_stale_examples,
+    )
+
+
 def workload_key(point: Experiment) -> str:
     """Points with equal keys replay the same workload (same generator, parameters and seed)."""
     return json.dumps([point.workload.model_dump(), point.seed], sort_keys=True)
@@ -132,6 +193,7 @@ def prepare_point(point: Experiment, cache: WorkloadCache) -> tuple[Workload, li
 def check_point(point: Experiment, workload: Workload, params: SimParams) -> None:
     """Everything a run builds before replaying (layout, event schedule), without replaying."""
     layout = build_layout(workload, params)
+    devices_for(point, layout, params)
     events = events_for(point, workload, layout)
     if events is not None and point.events.file is not None:
         for _ in events:  # a file schedule is finite and checked line by line as it is read
@@ -164,6 +226,7 @@ def run_point(
         events=events_for(point, workload, layout),
         events_by_accesses=point.events.at_accesses is not None,
         progress=hook if on_progress else None,
+        devices=devices_for(point, layout, params),
     )
     return {
         "run_id": run_id,

@@ -122,6 +122,8 @@ ALTERNATIVES = {
     "events.at_accesses": [5],
     "events.pages": [2],
     "exclude": [{"uarch": "zen3"}],
+    "notifier_policy": "forward_to_sharers",
+    "devices": [{"name": "nic"}],
 }
 
 

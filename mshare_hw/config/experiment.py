@@ -76,6 +76,32 @@ class EventsCfg(Strict):
         return self
 
 
+class DeviceCfg(Strict):
+    """A secondary MMU bound to one process's mm (mshare_hw.engine.secondary): an IOMMU/SVA device with a
+    PASID-tagged IOTLB, or a KVM-style mirror. It issues `burst` accesses to `region` every
+    `period_accesses` global accesses, over `footprint_pages` pages from `first_page` (0 = to the end)."""
+
+    name: str = Field(min_length=1)
+    kind: Literal["iommu", "kvm_mirror"] = "iommu"
+    process: NonNegativeInt = 0
+    region: str = "buffer_pool"
+    pattern: Literal["uniform", "sequential"] = "uniform"
+    first_page: NonNegativeInt = 0
+    footprint_pages: NonNegativeInt = 0
+    period_accesses: PositiveInt = 1000
+    burst: PositiveInt = 16
+    iotlb_entries: PositiveInt | None = None  # default: the uarch's [secondary] iotlb_entries
+    iotlb_ways: PositiveInt | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> DeviceCfg:
+        if (self.iotlb_entries is None) != (self.iotlb_ways is None):
+            raise ValueError("give iotlb_entries and iotlb_ways together (or neither, for the uarch's)")
+        if self.iotlb_entries is not None and self.iotlb_entries % self.iotlb_ways:  # type: ignore[operator]
+            raise ValueError(f"iotlb_ways ({self.iotlb_ways}) must divide iotlb_entries ({self.iotlb_entries})")
+        return self
+
+
 class WorkloadCfg(Strict):
     generator: Literal["database", "uniform", "strided", "pointer_chase"] = "database"
     params: dict[str, Any] = Field(default_factory=dict)
@@ -91,6 +117,10 @@ class Experiment(Strict):
     strategy: Literal["host_mm_only", "flush_all", "host_cpumask", "per_sharer", "union_batch", "broadcast"] = (
         "flush_all"
     )
+    # who hears a PTE change in a shared (mshare) region: only the host mm's notifiers (the posted series),
+    # or also every sharer mm's (secondary MMUs bound to sharers); private page tables notify each mm
+    notifier_policy: Literal["host_only", "forward_to_sharers"] = "host_only"
+    devices: list[DeviceCfg] = Field(default_factory=list)
     machine: MachineCfg = MachineCfg()
     scheduler: SchedulerCfg = SchedulerCfg()
     run: RunCfg = RunCfg()
@@ -99,6 +129,14 @@ class Experiment(Strict):
     sweep: dict[str, Annotated[list[Any], Field(min_length=1)]] = Field(default_factory=dict)
     # grid points matching every key of any entry are left out (e.g. broadcast on a part without INVLPGB)
     exclude: list[dict[str, Any]] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique_devices(self) -> Experiment:
+        names = [d.name for d in self.devices]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"devices: name '{dup[0]}' is used twice")
+        return self
 
     @field_validator("uarch")
     @classmethod

@@ -176,6 +176,25 @@ class Costs(Strict):
     tlbsync_cycles: NonNegativeInt = 0
 
 
+class Secondary(Strict):
+    """Secondary MMUs (IOMMU/SVA, KVM mirrors): IOTLB geometry and the costs of their walks, faults and
+    invalidations. The defaults are the ESTIMATEs the shipped files state and justify."""
+
+    iotlb_entries: PositiveInt = 64
+    iotlb_ways: PositiveInt = 4
+    iommu_walk_base_cycles: NonNegativeInt = 150
+    iotlb_invalidation_cycles: PositiveInt = 3000
+    page_request_cycles: NonNegativeInt = 30000
+    mirror_fill_cycles: NonNegativeInt = 6000
+    mirror_invalidation_cycles: NonNegativeInt = 4000
+
+    @model_validator(mode="after")
+    def _check(self) -> Secondary:
+        if self.iotlb_entries % self.iotlb_ways:
+            raise ValueError(f"iotlb_ways ({self.iotlb_ways}) must divide iotlb_entries ({self.iotlb_entries})")
+        return self
+
+
 class Uarch(Strict):
     name: str
     vendor: Literal["intel", "amd"]
@@ -185,6 +204,7 @@ class Uarch(Strict):
     pwc: PWCConfig
     caches: Caches
     costs: Costs
+    secondary: Secondary = Secondary()
 
     @model_validator(mode="after")
     def _check(self) -> Uarch:

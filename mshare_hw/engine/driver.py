@@ -36,9 +36,11 @@ def run_workload(
     progress_every: int = 1 << 22,
     events=None,
     events_by_accesses: bool = False,
+    devices=None,
 ) -> dict:
     """Replay `workload` on the machine `params` describes. `progress(n)` is told the running access
-    count at checkpoints of `progress_every` accesses."""
+    count at checkpoints of `progress_every` accesses. `devices` (SecondaryMMUs) run their bursts at
+    their global access counts and hear the events' mmu notifiers."""
     layout = layout or build_layout(workload, params)
     eng = _engine.Engine(params, layout)
     streams: list[Iterator] = [iter(p.trace.chunks(chunk_size)) for p in workload.processes]
@@ -67,12 +69,13 @@ def run_workload(
     for proc in range(len(streams)):
         feed(proc)
 
-    loop = EventLoop(events, eng, params, layout, events_by_accesses) if events is not None else None
+    loop = EventLoop(events, eng, params, layout, events_by_accesses, devices) if events is not None else None
     if loop is not None and not loop.by_accesses:
         eng.set_next_event(loop.next_time())
 
     def next_access_event() -> int:
-        return loop.next_time() if loop is not None and loop.by_accesses else _engine.NO_CHECKPOINT
+        nxt = loop.next_time() if loop is not None and loop.by_accesses else _engine.NO_CHECKPOINT
+        return min(nxt, devices.next_time()) if devices is not None else nxt
 
     warmup_snapshot = None
     intervals: list[tuple[int, np.ndarray]] = []
@@ -94,11 +97,15 @@ def run_workload(
         if g == ckpt:
             if g == params.warmup_accesses:
                 warmup_snapshot = (eng.cpu_counters.copy(), eng.proc_counters.copy())
+                if devices is not None:
+                    devices.snapshot_warmup()
             if params.interval_accesses and g % params.interval_accesses == 0:
                 intervals.append((g, eng.cpu_counters.sum(axis=0)))
             ckpt = _next_checkpoint(params, g)
-        while next_access_event() == g:
-            loop.fire(eng)  # type: ignore[union-attr]
+        if devices is not None and devices.next_time() == g:
+            devices.run_due(eng, g)
+        while loop is not None and loop.by_accesses and loop.next_time() == g:
+            loop.fire(eng)
         if g == next_progress:
             progress(g)  # type: ignore[misc]
             next_progress += progress_every
@@ -118,6 +125,7 @@ def run_workload(
         "stale_examples": eng.stale_examples,
         "intervals": intervals,
         "events_fired": loop.fired if loop is not None else 0,
+        **(devices.results() if devices is not None else {}),
     }
 
 
@@ -128,6 +136,7 @@ def run_reference(
     layout: Layout | None = None,
     events=None,
     events_by_accesses: bool = False,
+    devices=None,
 ) -> dict:
     """The same run through the pure-Python reference model (slow; small workloads only)."""
     from mshare_hw.reference import ReferenceEngine
@@ -140,6 +149,7 @@ def run_reference(
         k = np.concatenate([c[1] for c in chunks]) if chunks else np.empty(0, np.uint8)
         traces.append((a, k))
     ref = ReferenceEngine(params, layout, traces)
-    loop = EventLoop(events, ref, params, layout, events_by_accesses) if events is not None else None
-    ref.run(loop)
-    return {**ref.results(), "events_fired": loop.fired if loop is not None else 0}
+    loop = EventLoop(events, ref, params, layout, events_by_accesses, devices) if events is not None else None
+    ref.run(loop, devices)
+    out = {**ref.results(), "events_fired": loop.fired if loop is not None else 0}
+    return {**out, **(devices.results() if devices is not None else {})}

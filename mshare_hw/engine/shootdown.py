@@ -73,8 +73,11 @@ class Flush:
 
 
 class Kernel:
-    def __init__(self, m: MachineOps, params: SimParams, layout: Layout):
+    def __init__(self, m: MachineOps, params: SimParams, layout: Layout, notifiers=None):
         self.m = m
+        # mmu notifiers of secondary MMUs (mshare_hw.engine.secondary.SecondaryMMUs), None without devices
+        self.notifiers = notifiers
+        self._batching = False
         self.p = params
         self.layout = layout
         self.strategy = params.strategy
@@ -146,11 +149,37 @@ class Kernel:
         self._charge(initiator, iproc, "ipis_sent", len(targets))
         return self.c["ipi_initiator_base_cycles"] + self.c["ipi_per_target_cycles"] * len(targets) + slowest
 
+    # -- mmu notifiers -------------------------------------------------------------------------------
+    def _secondary_tlbs(self, iproc: int, mm: int, va: int, n_pages: int, shift: int) -> int:
+        """mmu_notifier_arch_invalidate_secondary_tlbs(mm, ...); not from a batch's own flush (the batch
+        called it per page in arch_tlbbatch_add_pending)."""
+        if self.notifiers is None or self._batching:
+            return 0
+        return self.notifiers.arch_invalidate_secondary_tlbs(iproc, mm, va, n_pages, shift)
+
+    def _range_start(self, iproc: int, mm: int, va: int, n_pages: int, shift: int) -> int:
+        """mmu_notifier_invalidate_range_start(mm, ...) before PTEs change (its _end adds no work here)."""
+        if self.notifiers is None:
+            return 0
+        return self.notifiers.invalidate_range_start(iproc, mm, va, n_pages, shift)
+
+    def _batch_pending(self, iproc: int, mm: int, pages: int) -> int:
+        """arch_tlbbatch_add_pending, once per unmapped page: the notifier with the whole range 0..-1."""
+        if self.notifiers is None:
+            return 0
+        return sum(self.notifiers.arch_invalidate_secondary_tlbs(iproc, mm, 0, -1, 12) for _ in range(pages))
+
     # -- Linux's flush paths ------------------------------------------------------------------------
     def flush_tlb_mm_range(
         self, cpu: int, iproc: int, mm: int, va: int, n_pages: int, shift: int, freed: bool, now: int
     ) -> int:
-        """Returns the initiator's cycles."""
+        """Returns the initiator's cycles. Ends with the mm's secondary-TLB notifier, as Linux does."""
+        cycles = self._flush_tlb_mm_range(cpu, iproc, mm, va, n_pages, shift, freed, now)
+        return cycles + self._secondary_tlbs(iproc, mm, va, n_pages, shift)
+
+    def _flush_tlb_mm_range(
+        self, cpu: int, iproc: int, mm: int, va: int, n_pages: int, shift: int, freed: bool, now: int
+    ) -> int:
         m = self.m
         gen = m.bump_tlb_gen(mm)
         full = n_pages > TLB_SINGLE_PAGE_FLUSH_CEILING
@@ -330,14 +359,20 @@ class Kernel:
         if span.host >= 0:
             host = self.n_procs + span.host
             if ev.kind == "detach":
+                cycles += self._range_start(proc, proc, span.start, n_region_pages, shift)
                 slot = 1 << self.p.slot_shift
                 for s_va in range(span.start // slot * slot, span.end, slot):
                     m.pt_unlink(proc, s_va, self.p.link_level)
                 cycles += self.flush_tlb_mm_range(cpu, proc, proc, span.start, n_region_pages, shift, True, now)
             else:
+                cycles += self._range_start(proc, host, va, n, shift)
                 changed = self._change(host, va, n, shift, op)
                 if changed is not None:
                     c_va, c_n, c_count = changed
+                    if batched:
+                        # the batch's per-page notifier calls; the flushes below call none of their own
+                        cycles += self._batch_pending(proc, host, c_count)
+                        self._batching = True
                     if batched and self.strategy == "flush_all":
                         # arch_tlbbatch_add_pending on the host mm fires its notifier once per page
                         cycles += self.flush_tlb_mm_range(cpu, proc, host, c_va, c_n, shift, False, now)
@@ -346,17 +381,26 @@ class Kernel:
                     else:
                         count = TLB_SINGLE_PAGE_FLUSH_CEILING + 1 if batched else c_n
                         cycles += self.shared_flush(cpu, proc, host, span.mappers, c_va, count, shift, now)
+                    self._batching = False
         else:
             mms = list(span.mappers) if span.shared else [proc]
             if ev.kind == "detach":
+                cycles += self._range_start(proc, proc, span.start, n_region_pages, shift)
                 self._change(proc, span.start, n_region_pages, shift, OP_ZAP)
                 cycles += self.flush_tlb_mm_range(cpu, proc, proc, span.start, n_region_pages, shift, True, now)
             elif batched:
-                touched = [mm for mm in mms if self._change(mm, va, n, shift, op) is not None]
+                touched = []
+                for mm in mms:
+                    cycles += self._range_start(proc, mm, va, n, shift)
+                    changed = self._change(mm, va, n, shift, op)
+                    if changed is not None:
+                        touched.append(mm)
+                        cycles += self._batch_pending(proc, mm, changed[2])
                 if touched:
                     cycles += self.flush_batch(cpu, proc, touched)
             else:
                 for mm in mms:
+                    cycles += self._range_start(proc, mm, va, n, shift)
                     changed = self._change(mm, va, n, shift, op)
                     if changed is not None:
                         cycles += self.flush_tlb_mm_range(cpu, proc, mm, changed[0], changed[1], shift, False, now)
@@ -370,10 +414,18 @@ NO_EVENT = 1 << 62
 class EventLoop:
     """Feeds an engine its events: the next event's time, and firing it through the kernel side."""
 
-    def __init__(self, events, engine: MachineOps, params: SimParams, layout: Layout, by_accesses: bool = False):
+    def __init__(
+        self,
+        events,
+        engine: MachineOps,
+        params: SimParams,
+        layout: Layout,
+        by_accesses: bool = False,
+        notifiers=None,
+    ):
         self.events = iter(events)
         self.by_accesses = by_accesses  # event times are global access counts, not cycles
-        self.kernel = Kernel(engine, params, layout)
+        self.kernel = Kernel(engine, params, layout, notifiers)
         self.n_cpus = params.n_cpus
         self.pending: Event | None = next(self.events, None)
         self.fired = 0

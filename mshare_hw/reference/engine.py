@@ -318,10 +318,12 @@ class ReferenceEngine:
         else:
             s.quantum_end[cpu] = self.clock[cpu] + s.quantum
 
-    def next_checkpoint(self, events=None) -> int:
+    def next_checkpoint(self, events=None, devices=None) -> int:
         nxt = NO_CHECKPOINT
         if events is not None and events.by_accesses:
             nxt = events.next_time()
+        if devices is not None:
+            nxt = min(nxt, devices.next_time())
         w, k = self.p.warmup_accesses, self.p.interval_accesses
         g = self.global_accesses
         if w > g:
@@ -330,22 +332,26 @@ class ReferenceEngine:
             nxt = min(nxt, (g // k + 1) * k)
         return nxt
 
-    def checkpoint(self, events=None) -> None:
+    def checkpoint(self, events=None, devices=None) -> None:
         g = self.global_accesses
         if g == self.p.warmup_accesses:
             self.warmup_snapshot = (self.cpu_ctr.copy(), self.proc_ctr.copy())
+            if devices is not None:
+                devices.snapshot_warmup()
         if self.p.interval_accesses and g % self.p.interval_accesses == 0:
             self.intervals.append((g, self.cpu_ctr.sum(axis=0)))
+        if devices is not None and devices.next_time() == g:
+            devices.run_due(self, g)
         while events is not None and events.by_accesses and events.next_time() == g:
             events.fire(self)
 
-    def run(self, events=None) -> None:
+    def run(self, events=None, devices=None) -> None:
         """Replay everything. `events` (an EventLoop) is fired whenever every running CPU's clock has
-        reached its next event's time."""
+        reached its next event's time; `devices` (SecondaryMMUs) run their bursts when due."""
         self.start()
         s = self.sched
         slice_len = self.p.slice_accesses
-        nxt = self.next_checkpoint(events)
+        nxt = self.next_checkpoint(events, devices)
         self.next_event_time = events.next_time() if events and not events.by_accesses else NO_EVENT
         cur, done = -1, 0
         while True:
@@ -388,8 +394,8 @@ class ReferenceEngine:
                 if self.clock[cpu] >= stop:
                     break
             if self.global_accesses == nxt:
-                self.checkpoint(events)
-                nxt = self.next_checkpoint(events)
+                self.checkpoint(events, devices)
+                nxt = self.next_checkpoint(events, devices)
 
     # -- primitives for the kernel side (mshare_hw.engine.shootdown.MachineOps) ------------------
     def loaded_mm(self, cpu: int) -> int:
@@ -460,6 +466,47 @@ class ReferenceEngine:
             self.proc_ctr[proc, k] += value
         if counter == "cycles":
             self.clock[cpu] += value
+
+    # -- primitives for secondary MMUs (mshare_hw.engine.secondary) ------------------------------
+    def pt_lookup(self, proc: int, va: int) -> tuple[bool, int, int, int, list[int]]:
+        """A side-effect-free walk of proc's tables: (present, loc, level, target, entry paddrs read).
+        `loc`/`level` are the leaf entry's, or the first non-present entry's on a miss."""
+        pt = self.pt
+        t, level = self.roots[proc], self.p.levels
+        paddrs = []
+        while True:
+            loc = t * ENTRIES + index(va, level)
+            paddrs.append(pt.entry_paddr(loc))
+            ent = pt.entries[loc]
+            if not present(ent):
+                return False, loc, level, 0, paddrs
+            if is_leaf(ent):
+                return True, loc, level, target(ent), paddrs
+            t, level = target(ent), level - 1
+
+    def pte_version(self, loc: int) -> int:
+        return self.pt.versions[loc]
+
+    def llc_read(self, paddr: int) -> tuple[int, int]:
+        """A read from outside the cores (an IOMMU walk): the shared LLC, else DRAM (filling the LLC).
+        Returns (level, latency) with level 2 = LLC, 3 = DRAM."""
+        c = self.caches
+        line = paddr >> 6
+        if c.llc.access(line):
+            return 2, c.llc.latency
+        c.llc.fill(line)
+        return 3, c.dram_latency
+
+    def fault_in(self, cpu: int, proc: int, va: int, kind: int) -> int:
+        """Service faults (a device's page request) on `cpu` for `proc` until va is mapped, charged like
+        a CPU's faults. Returns how many fault handler calls it took."""
+        for n in range(WALK_ATTEMPTS):
+            ok, loc, level, _, _ = self.pt_lookup(proc, va)
+            if ok:
+                return n
+            self._cpu, self._proc = cpu, proc
+            self.handle_fault(cpu, proc, va, kind, loc // ENTRIES, level)
+        raise RuntimeError("a page walk kept faulting (internal error)")
 
     # -- results -------------------------------------------------------------------------------
     def results(self) -> dict:

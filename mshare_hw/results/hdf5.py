@@ -5,7 +5,10 @@ Layout (format "mshare-hw-results", version 1):
   /summary     compound table, one row per run (STABLE_COLUMNS then EXTRA_COLUMNS)
   /runs/<id>/  attrs: config (resolved experiment, JSON), seed, trace_digests (JSON), counter_names
                datasets: cpu_counters, proc_counters (rows x counters), clocks, pt_pages (by level),
-               stale_examples (cycle, cpu, proc, va, where), intervals_at + intervals (optional)
+               stale_examples (cycle, cpu, proc, va, where), intervals_at + intervals (optional);
+               with secondary MMUs (devices) also: device_counters (devices x DEVICE_COUNTERS; attrs
+               columns, names, kinds, processes), secondary_proc_counters (processes x PROC_COUNTERS;
+               attr columns), device_stale_examples (global_access, device, va)
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from mshare_hw.counters import COUNTERS
+from mshare_hw.engine.secondary import DEVICE_COUNTERS, DEVICE_STALE_COLUMNS, PROC_COUNTERS
 from mshare_hw.results.summary import EXTRA_COLUMNS, STABLE_COLUMNS, STRING_COLUMNS, summary_dtype
 
 FORMAT_NAME = "mshare-hw-results"
@@ -68,6 +72,8 @@ def write_results(path: str | Path, experiment_name: str, runs: list[dict]) -> P
                 ds = g.create_dataset("stale_examples", data=stale)
                 ds.attrs["columns"] = json.dumps(STALE_COLUMNS)
                 ds.attrs["where"] = json.dumps(STALE_WHERE)
+                if res.get("device_names"):
+                    _write_devices(g, res)
                 if res["intervals"]:
                     g.create_dataset("intervals_at", data=np.array([a for a, _ in res["intervals"]], np.int64))
                     g.create_dataset("intervals", data=np.stack([c for _, c in res["intervals"]]), compression="gzip")
@@ -76,6 +82,32 @@ def write_results(path: str | Path, experiment_name: str, runs: list[dict]) -> P
         if tmp.exists():
             tmp.unlink()
     return path
+
+
+def _write_devices(g: h5py.Group, res: dict) -> None:
+    ds = g.create_dataset("device_counters", data=np.asarray(res["device_counters"], np.int64))
+    ds.attrs["columns"] = json.dumps(DEVICE_COUNTERS)
+    ds.attrs["names"] = json.dumps(res["device_names"])
+    ds.attrs["kinds"] = json.dumps(res["device_kinds"])
+    ds.attrs["processes"] = json.dumps([int(p) for p in res["device_procs"]])
+    ds = g.create_dataset("secondary_proc_counters", data=np.asarray(res["secondary_proc_counters"], np.int64))
+    ds.attrs["columns"] = json.dumps(PROC_COUNTERS)
+    ex = np.array(res["device_stale_examples"], dtype=np.int64).reshape(-1, len(DEVICE_STALE_COLUMNS))
+    g.create_dataset("device_stale_examples", data=ex).attrs["columns"] = json.dumps(DEVICE_STALE_COLUMNS)
+
+
+def _read_devices(g: h5py.Group) -> dict:
+    if "device_counters" not in g:
+        return {}
+    ds = g["device_counters"]
+    return {
+        "device_counters": ds[()],
+        "device_names": json.loads(ds.attrs["names"]),
+        "device_kinds": json.loads(ds.attrs["kinds"]),
+        "device_procs": json.loads(ds.attrs["processes"]),
+        "secondary_proc_counters": g["secondary_proc_counters"][()],
+        "device_stale_examples": [tuple(int(x) for x in r) for r in g["device_stale_examples"][()]],
+    }
 
 
 def _check_format(f: h5py.File, path: Path) -> None:
@@ -115,6 +147,19 @@ def load_run(path: str | Path, run_id: str) -> dict:
             "pt_pages": g["pt_pages"][()],
             "stale_examples": pd.DataFrame(g["stale_examples"][()], columns=list(STALE_COLUMNS)),
         }
+        dev = _read_devices(g)
+        if dev:
+            # per device: its counters, kind and bound process; per process: the notifier work it initiated
+            table = pd.DataFrame(dev["device_counters"], columns=list(DEVICE_COUNTERS), index=dev["device_names"])
+            table.insert(0, "process", [procs[p] for p in dev["device_procs"]])
+            table.insert(0, "kind", dev["device_kinds"])
+            out["devices"] = table
+            sec = pd.DataFrame(dev["secondary_proc_counters"], columns=list(PROC_COUNTERS), index=procs)
+            out["proc_counters"] = out["proc_counters"].join(sec)
+            out["device_stale_examples"] = pd.DataFrame(
+                np.array(dev["device_stale_examples"], np.int64).reshape(-1, len(DEVICE_STALE_COLUMNS)),
+                columns=list(DEVICE_STALE_COLUMNS),
+            )
         if "intervals" in g:
             out["intervals"] = pd.DataFrame(g["intervals"][()], columns=names, index=g["intervals_at"][()])
         return out
@@ -140,6 +185,7 @@ def read_runs(path: str | Path) -> list[dict]:
                 "pt_pages": g["pt_pages"][()],
                 "stale_examples": [tuple(int(x) for x in r) for r in g["stale_examples"][()]],
                 "intervals": list(zip(g["intervals_at"][()].tolist(), g["intervals"][()])) if "intervals" in g else [],
+                **_read_devices(g),
             }
             runs.append(
                 {

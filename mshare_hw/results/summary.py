@@ -21,10 +21,24 @@ EXTRA_COLUMNS: tuple[str, ...] = (
     "pwc_hits_pd", "pwc_hits_pdpt", "pwc_hits_pml4", "pwc_hits_pml5", "walk_reads", "asid_slot_hits",
     "asid_slot_misses", "lazy_catchup_flushes", "pt_bytes_pt", "pt_bytes_pd", "pt_bytes_pdpt", "pt_bytes_pml4",
     "pt_bytes_pml5", "bystander_stlb_misses", "bystander_walks", "bystander_walk_cycles", "bystander_cycles",
+    "notifier_policy", "devices", "device_accesses", "iotlb_hits", "iotlb_misses", "device_walks",
+    "device_walk_cycles", "device_faults", "mirror_hits", "mirror_misses", "iotlb_invalidations",
+    "iotlb_invalidation_cycles", "mirror_invalidations", "mirror_invalidation_cycles", "device_stale_translations",
+)  # fmt: skip
+# summary column <- secondary-MMU counter (mshare_hw.engine.secondary.DEVICE_COUNTERS), summed over devices
+DEVICE_COLUMNS = {
+    "device_accesses": "accesses", "iotlb_hits": "iotlb_hits", "iotlb_misses": "iotlb_misses",
+    "device_walks": "walks", "device_walk_cycles": "walk_cycles", "device_faults": "faults",
+    "mirror_hits": "mirror_hits", "mirror_misses": "mirror_misses",
+    "device_stale_translations": "stale_translations",
+}  # fmt: skip
+# summary column <- per-process notifier counter (mshare_hw.engine.secondary.PROC_COUNTERS), summed
+NOTIFIER_COLUMNS = (
+    "iotlb_invalidations", "iotlb_invalidation_cycles", "mirror_invalidations", "mirror_invalidation_cycles",
 )  # fmt: skip
 # Processes that do not map the events' region: what an invalidation strategy costs the uninvolved.
 BYSTANDER_COUNTERS = ("stlb_misses", "walks", "walk_cycles", "cycles")
-STRING_COLUMNS = {"run_id", "experiment", "uarch", "pt_config", "strategy", "share_level"}
+STRING_COLUMNS = {"run_id", "experiment", "uarch", "pt_config", "strategy", "share_level", "notifier_policy"}
 
 
 def summary_row(run_id: str, exp, result: dict, n_processes: int, bystanders: list[int] | None = None) -> dict:
@@ -55,7 +69,25 @@ def summary_row(run_id: str, exp, result: dict, n_processes: int, bystanders: li
     for name in BYSTANDER_COUNTERS:
         row[f"bystander_{name}"] = int(by[:, INDEX[name]].sum()) if len(by) else 0
     row["makespan_cycles"] = int(np.max(result["clocks"])) if len(result["clocks"]) else 0
+    _secondary_columns(row, exp, result)
     return {k: row[k] for k in STABLE_COLUMNS + EXTRA_COLUMNS}
+
+
+def _secondary_columns(row: dict, exp, result: dict) -> None:
+    from mshare_hw.engine.secondary import DEVICE_COUNTERS, PROC_COUNTERS
+
+    names = result.get("device_names", [])
+    row["devices"] = len(names)
+    if not names:
+        row["notifier_policy"] = "none"
+    else:
+        row["notifier_policy"] = exp.notifier_policy if exp.pt_config == "mshare" else "own_mm"
+    dev = np.asarray(result.get("device_counters", np.zeros((0, len(DEVICE_COUNTERS)))))
+    for col, counter in DEVICE_COLUMNS.items():
+        row[col] = int(dev[:, DEVICE_COUNTERS.index(counter)].sum()) if len(dev) else 0
+    per_proc = np.asarray(result.get("secondary_proc_counters", np.zeros((0, len(PROC_COUNTERS)))))
+    for col in NOTIFIER_COLUMNS:
+        row[col] = int(per_proc[:, PROC_COUNTERS.index(col)].sum()) if len(per_proc) else 0
 
 
 def summary_dtype() -> np.dtype:
