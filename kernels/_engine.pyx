@@ -504,7 +504,7 @@ cdef class Engine:
         while True:
             loc = t * PT_ENTRIES + pt_index(va, level)
             paddrs.append(pt_entry_paddr(s, loc))
-            ent = s.pt[loc].entry
+            ent = s.pt[loc]
             if not (ent & 1):
                 return False, loc, level, 0, paddrs
             if ent & 2:
@@ -512,17 +512,16 @@ cdef class Engine:
             t = ent >> 2
             level -= 1
 
-    def pte_version(self, int64_t loc):
-        return self.s.pt[loc].version
+    def pte_stamp(self, int64_t loc):
+        """An opaque stamp of the entry at `loc` that changes whenever the entry is written while present
+        (here: the epoch of its last write; the reference returns its version). Compare for equality only."""
+        return self.s.pt_written[loc]
 
     def llc_read(self, uint64_t paddr):
         """A read from outside the cores (an IOMMU walk): the shared LLC, else DRAM (filling the LLC).
         Returns (level, latency) with level 2 = LLC, 3 = DRAM."""
-        cdef uint64_t line = paddr >> 6
-        cdef CacheWay* v = cache_probe(&self.s.llc, line)
-        if v == NULL:
+        if cache_touch(&self.s.llc, paddr >> 6):
             return LV_LLC, self.s.llc.latency
-        cache_fill_at(&self.s.llc, v, line)
         return LV_DRAM, self.s.dram_latency
 
     def fault_in(self, int cpu, int proc, uint64_t va, int kind):

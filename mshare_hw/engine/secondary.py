@@ -226,7 +226,7 @@ class SecondaryMMUs:
                 return
             d.ctr["iotlb_misses"] += 1
             loc, level = self._walk(m, d, va)
-            d.iotlb.fill(proc, va, 12 + 9 * (level - 1), loc, m.pte_version(loc))
+            d.iotlb.fill(proc, va, 12 + 9 * (level - 1), loc, m.pte_stamp(loc))
             return
         assert d.mirror is not None
         page = va >> d.shift << d.shift
@@ -241,7 +241,7 @@ class SecondaryMMUs:
         if not ok:
             self._fault(m, d, va)
             ok, loc, level, _, _ = m.pt_lookup(proc, va)
-        d.mirror.entries[page] = (loc, m.pte_version(loc), 12 + 9 * (level - 1))
+        d.mirror.entries[page] = (loc, m.pte_stamp(loc), 12 + 9 * (level - 1))
 
     def _walk(self, m, d: Device, va: int) -> tuple[int, int]:
         """The IOMMU's walk of the bound mm's tables through the LLC; a non-present PTE is a page request
@@ -271,7 +271,7 @@ class SecondaryMMUs:
         d.ctr["fault_cycles"] += cost
 
     def _check(self, m, d: Device, va: int, g: int, loc: int, version: int) -> None:
-        if not self.oracle or m.pte_version(loc) == version:
+        if not self.oracle or m.pte_stamp(loc) == version:
             return
         proc = d.spec.proc
         d.ctr["stale_translations"] += 1

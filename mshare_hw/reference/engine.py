@@ -484,7 +484,9 @@ class ReferenceEngine:
                 return True, loc, level, target(ent), paddrs
             t, level = target(ent), level - 1
 
-    def pte_version(self, loc: int) -> int:
+    def pte_stamp(self, loc: int) -> int:
+        """An opaque stamp of the entry at `loc` that changes whenever it is written while present (here its
+        version). Compare for equality only."""
         return self.pt.versions[loc]
 
     def llc_read(self, paddr: int) -> tuple[int, int]:

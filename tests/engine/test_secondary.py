@@ -222,9 +222,18 @@ def test_primitives_agree_between_engines():
         for va in (X, X + 3 * PAGE, X + 5 * PAGE, X + 60 * PAGE):
             a, b = eng.pt_lookup(1, va), ref.pt_lookup(1, va)
             assert a == b
-            assert eng.pte_version(a[1]) == ref.pte_version(b[1])
             assert [eng.llc_read(pa) for pa in a[4]] == [ref.llc_read(pa) for pa in b[4]]
         assert eng.pt_lookup(1, X + 3 * PAGE)[0] is True
+        # stamps are opaque (an epoch here, a version in the reference): both must move when a present entry
+        # is rewritten, and not when it is only read
+        loc = eng.pt_lookup(1, X + 3 * PAGE)[1]
+        before = (eng.pte_stamp(loc), ref.pte_stamp(loc))
+        for m in (eng, ref):
+            m.pt_lookup(1, X + 3 * PAGE)
+        assert (eng.pte_stamp(loc), ref.pte_stamp(loc)) == before
+        for m in (eng, ref):
+            assert m.plant_pte_change(1, X + 3 * PAGE)
+        assert eng.pte_stamp(loc) != before[0] and ref.pte_stamp(loc) != before[1]
         assert np.array_equal(eng.proc_counters, ref.proc_counters)
         assert np.array_equal(eng.cpu_counters, ref.cpu_counters)
 
