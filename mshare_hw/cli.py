@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
 
@@ -23,10 +24,10 @@ def _fmt_bytes(n: float) -> str:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from mshare_hw.config.experiment import load_experiment
     from mshare_hw.runner import run_experiment
+    from mshare_hw.workload.manifest import load_run_file
 
-    exp = load_experiment(args.experiment, args.set)
+    exp = load_run_file(args.experiment, args.set + (["workload.skip_bad_lines=true"] if args.skip_bad_lines else []))
     out = Path(args.output) if args.output else Path(f"{exp.name}.h5")
     console = Console()
     progress = Progress(
@@ -258,20 +259,20 @@ def _say(quiet: bool, text: str) -> None:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from mshare_hw.config.experiment import load_experiment
     from mshare_hw.sweep import resolve_points
+    from mshare_hw.workload.manifest import load_run_file
 
-    exp = load_experiment(args.experiment, args.set)
+    exp = load_run_file(args.experiment, args.set)
     points = resolve_points(exp)
     print(f"{args.experiment}: OK, experiment '{exp.name}', {len(points)} point{'s' if len(points) != 1 else ''}")
     return 0
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from mshare_hw.config.experiment import load_experiment
     from mshare_hw.sweep import SweepError, parse_shard, sweep
+    from mshare_hw.workload.manifest import load_run_file
 
-    exp = load_experiment(args.experiment, args.set)
+    exp = load_run_file(args.experiment, args.set)
     shard = parse_shard(args.shard) if args.shard else None
     if shard and args.scheduler:
         raise ConfigError("--shard runs without Dask: give --shard or --scheduler, not both")
@@ -345,7 +346,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run an experiment (the built-in default when no file is given)")
-    run.add_argument("experiment", nargs="?", help="experiment TOML file (default: the built-in default)")
+    run.add_argument(
+        "experiment",
+        nargs="?",
+        help="experiment TOML file, or a workload manifest (then: private vs mshare on the default uarch); "
+        "default: the built-in default experiment",
+    )
     run.add_argument("-o", "--output", help="HDF5 results file (default: <experiment name>.h5)")
     run.add_argument(
         "--set",
@@ -353,6 +359,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="KEY=VALUE",
         help="override a setting, e.g. --set machine.n_cpus=8 (repeatable)",
+    )
+    run.add_argument(
+        "--skip-bad-lines", action="store_true", help="manifest traces: skip and count malformed lackey lines"
     )
     run.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no table")
     run.set_defaults(func=cmd_run)
@@ -388,7 +397,7 @@ def build_parser() -> argparse.ArgumentParser:
     pm.set_defaults(func=cmd_ptmem)
 
     va = sub.add_parser("validate", help="check an experiment file (every grid point) without running it")
-    va.add_argument("experiment", help="experiment TOML file")
+    va.add_argument("experiment", help="experiment TOML file (or a workload manifest)")
     va.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a setting (repeatable)")
     va.set_defaults(func=cmd_validate)
 
@@ -434,11 +443,15 @@ def build_parser() -> argparse.ArgumentParser:
     from mshare_hw.traces.cli import add_trace_parser  # `trace convert`, `trace info`
 
     add_trace_parser(sub)
+    from mshare_hw.workload.cli import add_workload_parser  # `workload init`
+
+    add_workload_parser(sub)
     return ap
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    logging.basicConfig(format="warning: %(message)s", level=logging.WARNING)
     try:
         return args.func(args)
     except ConfigError as e:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Callable
 from pathlib import Path
 
@@ -24,10 +25,22 @@ from mshare_hw.workload.model import Workload
 def run_id_for(point: Experiment, trace_digests: list[str]) -> str:
     """Digest of the resolved config, the traces and the tool version: equal runs get equal ids."""
     h = hashlib.blake2b(digest_size=8)
-    h.update(json.dumps(point.model_dump(), sort_keys=True).encode())
+    h.update(json.dumps(_id_config(point), sort_keys=True).encode())
     h.update(json.dumps(trace_digests).encode())
     h.update(tool_version().encode())
     return h.hexdigest()
+
+
+def _id_config(point: Experiment) -> dict:
+    """The resolved config as hashed into run ids: the workload keys added for manifests are left out
+    while unused, so generator runs keep the ids they had before."""
+    cfg = point.model_dump()
+    w = cfg["workload"]
+    if w.get("manifest") is None:
+        w.pop("manifest", None)
+        if not w.get("skip_bad_lines"):
+            w.pop("skip_bad_lines", None)
+    return cfg
 
 
 def params_for(point: Experiment, total_accesses: int) -> SimParams:
@@ -177,7 +190,16 @@ class WorkloadCache:
         if key not in self._cache:
             w = build_workload(point.workload, point.seed)
             self._cache[key] = (w, w.trace_digests())
+            _log_bad_lines(w)
         return self._cache[key]
+
+
+def _log_bad_lines(workload: Workload) -> None:
+    """With skip_bad_lines, say how many lines each trace lost (known after the digest pass)."""
+    for p in workload.processes:
+        bad = getattr(p.trace, "bad_lines", None)
+        if bad:
+            logging.getLogger("mshare_hw").warning("process '%s': %d bad trace lines skipped", p.name, bad)
 
 
 ProgressHook = Callable[[str, int, int], None]  # (run label, accesses done in this run, run total)

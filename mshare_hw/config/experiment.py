@@ -103,8 +103,30 @@ class DeviceCfg(Strict):
 
 
 class WorkloadCfg(Strict):
-    generator: Literal["database", "uniform", "strided", "pointer_chase"] = "database"
+    """A generator with its params, or a workload manifest of traces (`manifest`, relative to the
+    experiment file)."""
+
+    generator: Literal["database", "uniform", "strided", "pointer_chase"] | None = "database"
     params: dict[str, Any] = Field(default_factory=dict)
+    manifest: str | None = None
+    skip_bad_lines: bool = False  # manifest traces: skip and count malformed lackey lines
+
+    @model_validator(mode="before")
+    @classmethod
+    def _generator_or_manifest(cls, v: Any) -> Any:
+        if isinstance(v, dict) and v.get("manifest") is not None:
+            if v.get("generator") is not None:
+                raise ValueError("give generator or manifest, not both")
+            if v.get("params"):
+                raise ValueError("params belong to a generator; a manifest workload takes none")
+            v = {**v, "generator": None}
+        return v
+
+    @model_validator(mode="after")
+    def _check(self) -> WorkloadCfg:
+        if self.generator is None and self.manifest is None:
+            raise ValueError("give a generator or a manifest")
+        return self
 
 
 class Experiment(Strict):
@@ -211,10 +233,33 @@ def load_experiment(path: str | Path | None = None, overrides: list[str] | None 
     """Load an experiment file (the built-in default when `path` is None) and apply `--set` overrides."""
     p = Path(path) if path is not None else default_experiment_path()
     data = load_toml(p)
+    _resolve_manifest(data, p.parent)
     for text in overrides or []:
         key, value = parse_override(text)
         set_dotted(data, key, value, f"--set {text}")
+    _resolve_manifest(data, Path.cwd())
+    _fill_from_manifest(data, p)
     return _validate(data, p)
+
+
+def _resolve_manifest(data: dict, base: Path) -> None:
+    """A relative `workload.manifest` is relative to the experiment file (to the working directory when
+    given with --set)."""
+    w = data.get("workload")
+    if isinstance(w, dict) and isinstance(w.get("manifest"), str):
+        q = Path(w["manifest"]).expanduser()
+        w["manifest"] = str(q if q.is_absolute() else (base / q).resolve())
+
+
+def _fill_from_manifest(data: dict, source: Path) -> None:
+    w = data.get("workload")
+    if isinstance(w, dict) and isinstance(w.get("manifest"), str):
+        from mshare_hw.workload.manifest import fill_from_manifest
+
+        try:
+            fill_from_manifest(data, Path(w["manifest"]))
+        except ConfigError as e:
+            raise ConfigError(f"{source}: key 'workload.manifest': {e}") from None
 
 
 def get_dotted(data: dict, key: str) -> Any:

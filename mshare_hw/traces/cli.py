@@ -1,5 +1,5 @@
-"""`mshare-hw trace ...`: convert and inspect traces. Kept here so that cli.py only wires the group in;
-imports are deferred so `mshare-hw --help` stays fast."""
+"""`mshare-hw trace ...`: convert, inspect, capture and generate traces. Kept here so that cli.py only
+wires the group in; imports are deferred so `mshare-hw --help` stays fast."""
 
 from __future__ import annotations
 
@@ -83,6 +83,87 @@ def cmd_trace_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_trace_capture(args: argparse.Namespace) -> int:
+    from mshare_hw.traces.capture import capture
+
+    command = list(args.command)
+    if command and command[0] == "--":
+        command = command[1:]
+    status, _ = capture(
+        args.output, command, interval=args.maps_interval, compression=args.compression, say=_say(args.quiet)
+    )
+    return 0 if status == 0 else 1
+
+
+def _say(quiet: bool):
+    return (lambda _text: None) if quiet else print
+
+
+def cmd_trace_generate(args: argparse.Namespace) -> int:
+    from mshare_hw.config.experiment import WorkloadCfg, parse_override
+    from mshare_hw.traces import write_native
+    from mshare_hw.workload.build import GENERATOR_FUNCS, generator_kwargs
+
+    out = Path(args.output)
+    if out.suffix not in (".h5", ".hdf5", ".mtrace"):
+        raise ConfigError(f"{out}: output must be a native trace (.h5, .hdf5 or .mtrace)")
+    params = dict(parse_override(text) for text in args.param)
+    kwargs = generator_kwargs(WorkloadCfg(generator=args.generator, params=params), args.seed)
+    try:
+        workload = GENERATOR_FUNCS[args.generator](**kwargs)
+    except (ValueError, TypeError) as e:
+        raise ConfigError(f"--param: generator '{args.generator}': {e}") from None
+    meta = {"generator": args.generator, "seed": args.seed, "params": params, "description": workload.description}
+    pmeta = [{"source": f"generator {args.generator}", "source_format": "generator"} for _ in workload.processes]
+    write_native(
+        out,
+        [(p.name, p.trace) for p in workload.processes],
+        meta,
+        compression=args.compression,
+        process_meta=pmeta,
+    )
+    manifest = out.with_suffix(".toml")
+    manifest.write_text(_generated_manifest(out, workload, args), encoding="utf-8")
+    if not args.quiet:
+        print(f"wrote {out} ({workload.total_accesses()} accesses, {len(workload.processes)} processes) and {manifest}")
+    return 0
+
+
+def _generated_manifest(out: Path, workload, args: argparse.Namespace) -> str:
+    """A manifest replaying the generated file with the generator's regions where it put them."""
+    import json
+
+    q = json.dumps
+    lines = [
+        f"# written by `mshare-hw trace generate {args.generator} --seed {args.seed}`",
+        f"name = {q(out.stem)}",
+        f"description = {q(workload.description)}",
+        "",
+    ]
+    for p in workload.processes:
+        lines += ["[[processes]]", f"name = {q(p.name)}", f"trace = {q(out.name)}", f"trace_process = {q(p.name)}"]
+        if p.cpu is not None:
+            lines.append(f"cpu = {p.cpu}")
+        lines.append("")
+    names = [p.name for p in workload.processes]
+    for r in workload.regions:
+        lines += [
+            "[[regions]]",
+            f"name = {q(r.name)}",
+            f"start = {r.start:#x}",
+            f"size = {r.size:#x}",
+            f"page_size = {q(r.page_size)}",
+            f"kind = {q(r.kind)}",
+            f"shared = {str(r.shared).lower()}",
+            f"share_tables = {str(r.share_tables).lower()}",
+            "relocate = false  # the generator already placed it",
+        ]
+        if r.processes is not None:
+            lines.append(f"processes = {q([names[i] for i in r.processes])}")
+        lines.append("")
+    return "\n".join(lines)
+
+
 def add_trace_parser(sub) -> None:
     """Add the `trace` command group to the top-level subparsers."""
     tr = sub.add_parser("trace", help="convert and inspect traces (lackey, ChampSim, native)")
@@ -119,3 +200,40 @@ def add_trace_parser(sub) -> None:
     inf.add_argument("--format", choices=["auto", "lackey", "champsim", "native"], default="auto")
     inf.add_argument("--skip-bad-lines", action="store_true", help="lackey: skip and count malformed lines")
     inf.set_defaults(func=cmd_trace_info)
+
+    cp = tr_sub.add_parser(
+        "capture",
+        help="run a command under valgrind lackey: one trace and maps snapshot per process, then the manifest",
+        description="Runs COMMAND under `valgrind --tool=lackey --trace-mem=yes --trace-children=yes` with "
+        "--log-file=DIR/trace.%%p, snapshots /proc/PID/maps of every traced process while it runs (DIR/maps.PID), "
+        "compresses the traces and writes DIR/workload.toml (as `workload init` does). Put -- before COMMAND.",
+    )
+    cp.add_argument("-o", "--output", required=True, metavar="DIR", help="directory for traces, maps and manifest")
+    cp.add_argument(
+        "--maps-interval", type=float, default=0.05, metavar="SECONDS", help="maps snapshot period (default 0.05)"
+    )
+    cp.add_argument("--compression", choices=["zstd", "gzip", "none"], default="zstd", help="trace compression")
+    cp.add_argument("-q", "--quiet", action="store_true")
+    cp.add_argument("command", nargs=argparse.REMAINDER, metavar="COMMAND", help="the program and its arguments")
+    cp.set_defaults(func=cmd_trace_capture)
+
+    gn = tr_sub.add_parser(
+        "generate",
+        help="write a generator's workload (seeded, deterministic) as a native trace plus its manifest",
+        description="Writes OUT (native trace, one process per generated process) and OUT with .toml (a workload "
+        "manifest with the generator's regions), runnable with `mshare-hw run OUT.toml`.",
+    )
+    gn.add_argument("generator", choices=["database", "uniform", "strided", "pointer_chase"])
+    gn.add_argument("output", metavar="OUT", help="native trace to write (.h5)")
+    gn.add_argument("--seed", type=int, default=1)
+    gn.add_argument(
+        "-p",
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="generator parameter, e.g. -p n_processes=4 -p working_set_bytes=64MiB (repeatable)",
+    )
+    gn.add_argument("--compression", choices=["lzf", "gzip", "none"], default="lzf")
+    gn.add_argument("-q", "--quiet", action="store_true")
+    gn.set_defaults(func=cmd_trace_generate)

@@ -15,6 +15,7 @@ a failed conversion never leaves a half-written file.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import hashlib
 import json
@@ -26,7 +27,7 @@ import h5py
 import numpy as np
 
 from mshare_hw.config.errors import ConfigError
-from mshare_hw.traces._io import HDF5_MAGIC
+from mshare_hw.traces._io import HDF5_MAGIC, VA_LIMIT
 from mshare_hw.workload.model import DEFAULT_CHUNK, STORE, TraceSource
 
 FORMAT_NAME = "mshare-hw-trace"
@@ -43,20 +44,44 @@ def is_native(path: str | Path) -> bool:
         return False
 
 
+# what h5py raises on a damaged file (corrupt metadata, failed decompression, missing objects)
+_H5_ERRORS = (OSError, RuntimeError, KeyError, ValueError, TypeError, AttributeError, UnicodeDecodeError)
+
+
+@contextlib.contextmanager
+def _damaged(path: Path, what: str):
+    """Turn h5py's errors on a damaged file into a ConfigError naming the file and the part read."""
+    try:
+        yield
+    except ConfigError:
+        raise
+    except _H5_ERRORS as e:
+        raise ConfigError(
+            f"{path}: {what}: damaged or truncated native trace ({type(e).__name__}: {e}); "
+            "expected a file written by `mshare-hw trace convert`"
+        ) from None
+
+
 def _open(path: Path) -> h5py.File:
     if not path.exists():
         raise ConfigError(f"{path}: no such file")
     try:
         f = h5py.File(path, "r")
-    except OSError as e:
+    except _H5_ERRORS as e:
         raise ConfigError(f"{path}: not a readable HDF5 file ({e}); expected an mshare-hw native trace") from None
-    fmt = f.attrs.get("format")
-    if isinstance(fmt, bytes):
-        fmt = fmt.decode()
-    if fmt != FORMAT_NAME or "processes" not in f:
+    try:
+        with _damaged(path, "file attributes"):
+            fmt = f.attrs.get("format")
+            if isinstance(fmt, bytes):
+                fmt = fmt.decode()
+            ok = fmt == FORMAT_NAME and "processes" in f
+            ver = int(f.attrs.get("format_version", -1))
+    except ConfigError:
+        f.close()
+        raise
+    if not ok:
         f.close()
         raise ConfigError(f"{path}: HDF5 file without format = {FORMAT_NAME!r}; expected an mshare-hw native trace")
-    ver = int(f.attrs.get("format_version", -1))
     if ver > FORMAT_VERSION:
         f.close()
         raise ConfigError(f"{path}: native trace format version {ver}; this mshare-hw reads up to {FORMAT_VERSION}")
@@ -70,7 +95,7 @@ def _attr_str(v) -> str:
 def list_processes(path: str | Path) -> list[dict]:
     """Each process's attributes (with its index `index`), in file order."""
     path = Path(path)
-    with _open(path) as f:
+    with _open(path) as f, _damaged(path, "process list"):
         out = []
         for key in sorted(f["processes"], key=int):
             a = f["processes"][key].attrs
@@ -79,8 +104,17 @@ def list_processes(path: str | Path) -> list[dict]:
                 for k, v in a.items()
             }
             d["index"] = int(key)
+            for k in _REQUIRED:
+                if k not in d:
+                    raise KeyError(f"process {key} has no attribute {k!r}")
+            d["name"], d["digest"], d["n_accesses"] = str(d["name"]), str(d["digest"]), int(d["n_accesses"])
+            for k in ("n_ifetch", "n_load", "n_store", "pid"):
+                d[k] = int(d.get(k, -1 if k == "pid" else 0))
             out.append(d)
         return out
+
+
+_REQUIRED = ("name", "n_accesses", "digest")
 
 
 class NativeTrace:
@@ -118,15 +152,25 @@ class NativeTrace:
         if chunk_size < 1:
             raise ValueError("chunk_size must be >= 1")
         with _open(self.path) as f:
-            g = f[self._group]
-            da, dk = g["addrs"], g["kinds"]
-            n = da.shape[0]
+            with _damaged(self.path, f"process {self.name!r}"):
+                g = f[self._group]
+                da, dk = g["addrs"], g["kinds"]
+                n = da.shape[0]
+                if dk.shape != da.shape or n != len(self):
+                    raise ValueError(f"{n} addresses, {dk.shape[0]} kinds, {len(self)} accesses recorded")
             for i in range(0, n, chunk_size):
                 j = min(n, i + chunk_size)
                 a = np.empty(j - i, dtype=np.uint64)
                 k = np.empty(j - i, dtype=np.uint8)
-                da.read_direct(a, np.s_[i:j])
-                dk.read_direct(k, np.s_[i:j])
+                with _damaged(self.path, f"process {self.name!r}, accesses {i}..{j - 1}"):
+                    da.read_direct(a, np.s_[i:j])
+                    dk.read_direct(k, np.s_[i:j])
+                if int(k.max()) > STORE or int(a.max()) >= VA_LIMIT:
+                    bad = int(np.argmax((k > STORE) | (a >= np.uint64(VA_LIMIT))))
+                    raise ConfigError(
+                        f"{self.path}: process {self.name!r}, access #{i + bad}: kind {int(k[bad])} at "
+                        f"{int(a[bad]):#x}; expected kind 0, 1 or 2 and an address below 2^57"
+                    )
                 yield a, k
 
     def digest(self) -> str:

@@ -1,4 +1,4 @@
-"""Turn an experiment's [workload] table into a Workload (generators now; manifests later)."""
+"""Turn an experiment's [workload] table into a Workload: a generator's, or a manifest's traces."""
 
 from __future__ import annotations
 
@@ -44,6 +44,10 @@ def generator_kwargs(cfg: WorkloadCfg, seed: int) -> dict:
 
 
 def build_workload(cfg: WorkloadCfg, seed: int) -> Workload:
+    if cfg.manifest is not None:
+        from mshare_hw.workload.manifest import build_manifest_workload
+
+        return build_manifest_workload(cfg.manifest, skip_bad_lines=cfg.skip_bad_lines)
     kwargs = generator_kwargs(cfg, seed)
     try:
         return GENERATOR_FUNCS[cfg.generator](**kwargs)

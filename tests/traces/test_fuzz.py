@@ -95,3 +95,33 @@ def test_detect_and_open_fuzz(tmp_path, data):
             _drain(src)
     except ConfigError:
         pass
+
+
+def _native_bytes(tmp_path) -> bytes:
+    from mshare_hw.traces import write_native
+    from mshare_hw.workload.model import ArrayTrace
+
+    rng = np.random.default_rng(9)
+    t = ArrayTrace(rng.integers(0, 1 << 40, 3000, dtype=np.uint64), rng.integers(0, 3, 3000, dtype=np.uint8))
+    p = tmp_path / "good.h5"
+    if not p.exists():
+        write_native(p, [("a", t), ("b", t)], compression="gzip")
+    return p.read_bytes()
+
+
+@SETTINGS
+@given(data=st.data())
+def test_native_fuzz(tmp_path, data):
+    raw = bytearray(_native_bytes(tmp_path))
+    cut = data.draw(st.integers(8, len(raw)))
+    raw = raw[:cut]
+    for _ in range(data.draw(st.integers(0, 8))):
+        i = data.draw(st.integers(0, len(raw) - 1))
+        raw[i] = data.draw(st.integers(0, 255))
+    p = tmp_path / "f.h5"
+    p.write_bytes(bytes(raw))
+    try:
+        for _, src in open_trace(p):
+            _drain(src)
+    except ConfigError:
+        pass

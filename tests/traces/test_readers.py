@@ -183,6 +183,30 @@ def test_champsim_vs_struct(tmp_path, comp):
     assert detect_format(p) == "champsim"
 
 
+def _le(x: int, n: int = 8) -> bytes:
+    return x.to_bytes(n, "little")
+
+
+def test_champsim_hand_written(tmp_path):
+    # record: ip, is_branch, branch_taken, 2 destination regs, 4 source regs (16 bytes so far), then
+    # 2 destination memory operands (stores) and 4 source memory operands (loads)
+    r1 = _le(0x401000) + bytes([1, 1, 5, 0, 6, 7, 0, 0]) + _le(0x7FFE0010) + _le(0) + _le(0x601000) + _le(0x601008)
+    r1 += _le(0) * 2
+    r2 = _le(0x401004) + bytes(8) + _le(0) * 2 + _le(0) * 3 + _le(0x1234)
+    assert len(r1) == len(r2) == 64
+    p = tmp_path / "hand.champsim.gz"
+    p.write_bytes(gzip.compress(r1 + r2))
+    a, k = _concat(ChampSimTrace(p), 4)
+    assert list(zip(a.tolist(), k.tolist())) == [
+        (0x401000, 0),
+        (0x601000, 1),
+        (0x601008, 1),
+        (0x7FFE0010, 2),
+        (0x401004, 0),
+        (0x1234, 1),
+    ]
+
+
 def test_champsim_errors(tmp_path):
     rng = np.random.default_rng(1)
     data = _random_records(rng, 5)

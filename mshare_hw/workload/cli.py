@@ -1,0 +1,35 @@
+"""`mshare-hw workload init DIR`: wired into cli.py, imports deferred."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def cmd_workload_init(args: argparse.Namespace) -> int:
+    from mshare_hw.workload.init import write_manifest
+
+    out, notes, common = write_manifest(args.directory, name=args.name)
+    if not args.quiet:
+        for n in notes:
+            print(f"note: {n}")
+        for m, k in common:
+            print(f"shared region: {m.path or '(anonymous)'} at {m.start:#x}, {m.size} bytes, {k} processes")
+        print(f"wrote {out}")
+    return 0
+
+
+def add_workload_parser(sub) -> None:
+    wl = sub.add_parser("workload", help="workload manifests of captured traces")
+    wl_sub = wl.add_subparsers(dest="workload_command", required=True)
+    ini = wl_sub.add_parser(
+        "init",
+        help="write DIR/workload.toml from per-process traces (PREFIX.PID[.gz|.xz|.zst]) and maps snapshots",
+        description="Scans DIR for lackey traces named PREFIX.PID (valgrind --log-file=PREFIX.%%p), optionally "
+        "compressed, and /proc/PID/maps snapshots named maps.PID or PREFIX.PID.maps; writes DIR/workload.toml "
+        "with one process per trace and one region per shared mapping (flag 's') two or more processes map at "
+        "the same address.",
+    )
+    ini.add_argument("directory", metavar="DIR")
+    ini.add_argument("--name", help="workload name (default: the directory's name)")
+    ini.add_argument("-q", "--quiet", action="store_true")
+    ini.set_defaults(func=cmd_workload_init)
