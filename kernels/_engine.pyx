@@ -9,16 +9,28 @@ mirror the reference model's modules one to one.
 import numpy as np
 cimport numpy as cnp
 from libc.stdlib cimport calloc, free, malloc
+from libc.string cimport memset
 
 cnp.import_array()
 
 include "state.pxi"
+
+cdef extern from "<stdlib.h>" nogil:
+    void* aligned_alloc(size_t alignment, size_t size)  # C11
 
 cdef extern from *:
     """
     #define prefetch(p) __builtin_prefetch((const void*)(p))
     """
     void prefetch(const void* p) noexcept nogil
+
+# block-parallel scans of the data caches' sets
+cdef extern from "scan.h" nogil:
+    enum: SCAN_BLOCK
+    int scan_tags(const uint32_t* tags, int n_blocks, uint32_t tag)
+    int ranks_find(const uint8_t* ranks, int n_blocks, unsigned rank)
+    void ranks_touch(uint8_t* ranks, int n_blocks, int way)
+    int ranks_replace(uint8_t* ranks, int n_blocks, unsigned ways)
 
 include "_counters.pxi"
 include "tlb.pxi"
@@ -52,6 +64,16 @@ cdef void* _calloc(size_t n, size_t size) except NULL:
     cdef void* p = calloc(n if n else 1, size)
     if p == NULL:
         raise MemoryError()
+    return p
+
+
+cdef void* _aligned_calloc(size_t size) except NULL:
+    """Zeroed memory on a 64-byte boundary (a cache set's tag block is one host cache line); free()."""
+    cdef size_t rounded = (size + 63) // 64 * 64 if size else 64
+    cdef void* p = aligned_alloc(64, rounded)
+    if p == NULL:
+        raise MemoryError()
+    memset(p, 0, rounded)
     return p
 
 
@@ -194,7 +216,7 @@ cdef class Engine:
             lv.arrays[i].lru = <uint64_t*>_calloc(spec.sets * spec.ways, sizeof(uint64_t))
 
     cdef void _init_cache(self, Cache* c, spec) except *:
-        cdef int64_t st, w
+        cdef int64_t st, w, n
         if not 1 <= spec.ways <= MAX_CACHE_WAYS:
             raise ValueError(f"a cache has 1 to {MAX_CACHE_WAYS} ways, not {spec.ways}")
         c.sets = spec.sets
@@ -202,13 +224,13 @@ cdef class Engine:
         c.latency = spec.latency
         c.set_mask = spec.sets - 1 if _is_pow2(spec.sets) else 0
         c.set_bits = (spec.sets.bit_length() - 1) if _is_pow2(spec.sets) else -1
-        c.tag_stride = (spec.ways + 3) // 4 * 4
-        c.age_words = (spec.ways + 7) // 8
-        c.tags = <uint32_t*>_calloc(<int64_t>spec.sets * c.tag_stride, sizeof(uint32_t))
-        c.ages = <uint8_t*>_calloc(<int64_t>spec.sets * c.age_words * 8, sizeof(uint8_t))
-        for st in range(spec.sets):  # a valid rank order; padding bytes 127
-            for w in range(c.age_words * 8):
-                c.ages[st * c.age_words * 8 + w] = w if w < spec.ways else 127
+        c.blocks = (spec.ways + SCAN_BLOCK - 1) // SCAN_BLOCK
+        n = <int64_t>spec.sets * c.blocks * SCAN_BLOCK
+        c.tags = <uint32_t*>_aligned_calloc(n * sizeof(uint32_t))
+        c.ranks = <uint8_t*>_aligned_calloc(n)
+        for st in range(spec.sets):  # a valid rank order; padding ways 127
+            for w in range(c.blocks * SCAN_BLOCK):
+                c.ranks[st * c.blocks * SCAN_BLOCK + w] = w if w < spec.ways else 127
 
     cdef void _init_regions(self, layout) except *:
         cdef Sim* s = &self.s
@@ -274,13 +296,13 @@ cdef class Engine:
         if s.l1d_cache != NULL:
             for c in range(s.n_cpus):
                 free(s.l1d_cache[c].tags)
-                free(s.l1d_cache[c].ages)
+                free(s.l1d_cache[c].ranks)
                 free(s.l2_cache[c].tags)
-                free(s.l2_cache[c].ages)
+                free(s.l2_cache[c].ranks)
             free(s.l1d_cache)
             free(s.l2_cache)
         free(s.llc.tags)
-        free(s.llc.ages)
+        free(s.llc.ranks)
         for ptr in (<size_t>s.pt, <size_t>s.pt_written, <size_t>s.table_level, <size_t>s.table_frame,
                     <size_t>s.table_mm, <size_t>s.roots, <size_t>s.mm_ctx_id, <size_t>s.mm_tlb_gen,
                     <size_t>s.mm_cpumask, <size_t>s.cpu_state, <size_t>s.reg_off, <size_t>s.reg_start,

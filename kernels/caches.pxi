@@ -1,13 +1,8 @@
 # Physically indexed L1D / L2 per CPU and a shared LLC, LRU, fill on the way back.
-# Mirrors mshare_hw/reference/caches.py. A set is its tags (scanned four at a time, scan.h) and one LRU
-# rank byte per way (updated eight at a time): a miss replaces the way of rank ways - 1, which is an
-# untouched (invalid) way while the set has one, so the set's contents follow the reference's "first
-# invalid way, else least recently used". Data caches are never invalidated.
-
-cdef extern from "scan.h" nogil:
-    int scan_u32(const uint32_t* v, int n, uint32_t x)
-    int ages_find(const uint8_t* ages, int n_words, unsigned rank)
-    void ages_touch(uint8_t* ages, int n_words, int way)
+# Mirrors mshare_hw/reference/caches.py. A set is blocks of 16 ways: 16 tags and 16 LRU rank bytes
+# (scan.h compares a block in a few SSE2 instructions). A miss replaces the way of rank ways - 1, which
+# is an untouched (invalid) way while the set has one, so the set's contents follow the reference's
+# "first invalid way, else least recently used". Data caches are never invalidated.
 
 cdef enum:
     LV_L1D = 0
@@ -22,7 +17,7 @@ cdef inline bint cache_touch(Cache* c, uint64_t line) noexcept nogil:
     cdef uint64_t set_
     cdef uint32_t tag
     cdef uint32_t* tags
-    cdef uint8_t* ages
+    cdef uint8_t* ranks
     cdef int w
     if c.set_bits >= 0:
         set_ = line & c.set_mask
@@ -30,15 +25,13 @@ cdef inline bint cache_touch(Cache* c, uint64_t line) noexcept nogil:
     else:
         set_ = line % <uint64_t>c.sets
         tag = <uint32_t>(line // <uint64_t>c.sets) + 1
-    tags = &c.tags[set_ * c.tag_stride]
-    ages = &c.ages[set_ * c.age_words * 8]
-    w = scan_u32(tags, c.tag_stride, tag)
+    tags = &c.tags[set_ * c.blocks * SCAN_BLOCK]
+    ranks = &c.ranks[set_ * c.blocks * SCAN_BLOCK]
+    w = scan_tags(tags, c.blocks, tag)
     if w >= 0:
-        ages_touch(ages, c.age_words, w)
+        ranks_touch(ranks, c.blocks, w)
         return True
-    w = ages_find(ages, c.age_words, c.ways - 1)
-    tags[w] = tag
-    ages_touch(ages, c.age_words, w)
+    tags[ranks_replace(ranks, c.blocks, c.ways)] = tag
     return False
 
 

@@ -1,9 +1,9 @@
-/* Small word-parallel helpers for the engine's set scans (included by kernels/_engine.pyx).
+/* Set scans for the engine's data caches (included by kernels/_engine.pyx).
  *
- * scan_u32: first index of x in v[0..n), n a multiple of 4 (SSE2 on x86-64, a plain loop elsewhere).
- * ages_*:   true-LRU ranks of a set, one byte per way (0 = most recent, ways - 1 = least), eight ways per
- *           64-bit word; padding bytes hold 127 and never change. Ranks stay below 127, so the byte
- *           arithmetic below never carries from one byte into the next.
+ * A cache set is a group of 16-way blocks: 16 32-bit tags (64 bytes, one host cache line) and 16 LRU
+ * rank bytes, 0 = most recent, ways - 1 = least recent. Padding ways hold tag 0 (never a real tag) and
+ * rank 127 (never compared as a real rank). On x86-64 a 16-way block is compared with a handful of SSE2
+ * instructions; elsewhere plain loops do the same thing.
  */
 #ifndef MSHARE_HW_SCAN_H
 #define MSHARE_HW_SCAN_H
@@ -14,49 +14,80 @@
 #include <emmintrin.h>
 #endif
 
-#define AGES_LOW  0x0101010101010101ULL
-#define AGES_HIGH 0x8080808080808080ULL
+#define SCAN_BLOCK 16
 
-static inline int scan_u32(const uint32_t* v, int n, uint32_t x) {
+/* First way holding `tag` among n_blocks * 16 ways, or -1. */
+static inline int scan_tags(const uint32_t* tags, int n_blocks, uint32_t tag) {
 #if defined(__SSE2__)
-    __m128i needle = _mm_set1_epi32((int)x);
-    for (int i = 0; i < n; i += 4) {
-        __m128i block = _mm_loadu_si128((const __m128i*)(v + i));
-        int m = _mm_movemask_ps(_mm_castsi128_ps(_mm_cmpeq_epi32(block, needle)));
-        if (m) return i + __builtin_ctz((unsigned)m);
+    __m128i needle = _mm_set1_epi32((int)tag);
+    for (int b = 0; b < n_blocks; b++) {
+        const __m128i* v = (const __m128i*)(tags + SCAN_BLOCK * b);
+        __m128i e0 = _mm_cmpeq_epi32(_mm_load_si128(v), needle);
+        __m128i e1 = _mm_cmpeq_epi32(_mm_load_si128(v + 1), needle);
+        __m128i e2 = _mm_cmpeq_epi32(_mm_load_si128(v + 2), needle);
+        __m128i e3 = _mm_cmpeq_epi32(_mm_load_si128(v + 3), needle);
+        int m = _mm_movemask_epi8(_mm_packs_epi16(_mm_packs_epi32(e0, e1), _mm_packs_epi32(e2, e3)));
+        if (m) return SCAN_BLOCK * b + __builtin_ctz((unsigned)m);
     }
     return -1;
 #else
-    for (int i = 0; i < n; i++)
-        if (v[i] == x) return i;
+    for (int i = 0; i < n_blocks * SCAN_BLOCK; i++)
+        if (tags[i] == tag) return i;
     return -1;
 #endif
 }
 
-/* The first way whose rank is `rank`. */
-static inline int ages_find(const uint8_t* ages, int n_words, unsigned rank) {
-    for (int i = 0; i < n_words; i++) {
-        uint64_t a;
-        memcpy(&a, ages + 8 * i, 8);
-        uint64_t y = a ^ (AGES_LOW * rank);
-        uint64_t z = (y - AGES_LOW) & ~y & AGES_HIGH; /* lowest set bit marks the first zero byte */
-        if (z) return 8 * i + (__builtin_ctzll(z) >> 3);
+/* First way whose rank is `rank`, or -1. */
+static inline int ranks_find(const uint8_t* ranks, int n_blocks, unsigned rank) {
+#if defined(__SSE2__)
+    __m128i needle = _mm_set1_epi8((char)rank);
+    for (int b = 0; b < n_blocks; b++) {
+        int m = _mm_movemask_epi8(_mm_cmpeq_epi8(_mm_load_si128((const __m128i*)(ranks + SCAN_BLOCK * b)), needle));
+        if (m) return SCAN_BLOCK * b + __builtin_ctz((unsigned)m);
     }
     return -1;
+#else
+    for (int i = 0; i < n_blocks * SCAN_BLOCK; i++)
+        if (ranks[i] == rank) return i;
+    return -1;
+#endif
 }
 
-/* Make `way` the most recent: every way more recent than it ages by one. */
-static inline void ages_touch(uint8_t* ages, int n_words, int way) {
-    unsigned h = ages[way];
+/* A hit: `way` becomes the most recent; every way more recent than it ages by one. */
+static inline void ranks_touch(uint8_t* ranks, int n_blocks, int way) {
+    unsigned h = ranks[way];
     if (h == 0) return;
-    uint64_t below = AGES_LOW * (h - 1);
-    for (int i = 0; i < n_words; i++) {
-        uint64_t a;
-        memcpy(&a, ages + 8 * i, 8);
-        a += (((below | AGES_HIGH) - a) & AGES_HIGH) >> 7; /* +1 in every byte whose rank is < h */
-        memcpy(ages + 8 * i, &a, 8);
+#if defined(__SSE2__)
+    __m128i hv = _mm_set1_epi8((char)h);
+    for (int b = 0; b < n_blocks; b++) {
+        __m128i* p = (__m128i*)(ranks + SCAN_BLOCK * b);
+        __m128i a = _mm_load_si128(p);
+        _mm_store_si128(p, _mm_sub_epi8(a, _mm_cmplt_epi8(a, hv))); /* ranks < 128: signed compare is fine */
     }
-    ages[way] = 0;
+#else
+    for (int i = 0; i < n_blocks * SCAN_BLOCK; i++)
+        ranks[i] += ranks[i] < h;
+#endif
+    ranks[way] = 0;
+}
+
+/* A miss: the least recent way (rank ways - 1) takes the new line and becomes the most recent; every
+ * other real way ages by one. */
+static inline int ranks_replace(uint8_t* ranks, int n_blocks, unsigned ways) {
+    int victim = ranks_find(ranks, n_blocks, ways - 1);
+#if defined(__SSE2__)
+    __m128i limit = _mm_set1_epi8((char)(ways - 1));
+    for (int b = 0; b < n_blocks; b++) {
+        __m128i* p = (__m128i*)(ranks + SCAN_BLOCK * b);
+        __m128i a = _mm_load_si128(p);
+        _mm_store_si128(p, _mm_sub_epi8(a, _mm_cmplt_epi8(a, limit)));
+    }
+#else
+    for (int i = 0; i < n_blocks * SCAN_BLOCK; i++)
+        ranks[i] += ranks[i] < ways - 1;
+#endif
+    ranks[victim] = 0;
+    return victim;
 }
 
 #endif

@@ -53,12 +53,11 @@ ctypedef struct PWCArray:
     uint64_t tick
 
 ctypedef struct Cache:
-    uint32_t* tags         # per set, tag_stride tags (line // sets + 1; 0 = invalid or padding)
-    uint8_t* ages          # per set, age_words * 8 LRU ranks (see scan.h)
+    uint32_t* tags         # per set, blocks * 16 tags (line // sets + 1; 0 = invalid or padding), 64-byte aligned
+    uint8_t* ranks         # per set, blocks * 16 LRU ranks (see scan.h), 16-byte aligned
     int sets
     int ways
-    int tag_stride         # ways rounded up to a multiple of 4
-    int age_words          # ways rounded up to a multiple of 8, in 8-byte words
+    int blocks             # 16-way blocks per set
     int latency
     int set_bits           # log2(sets) when sets is a power of two, else -1
     uint64_t set_mask
