@@ -24,13 +24,14 @@ cdef extern from *:
     """
     void prefetch(const void* p) noexcept nogil
 
-# block-parallel scans of the data caches' sets
+# block-parallel scans of cache and TLB sets
 cdef extern from "scan.h" nogil:
     enum: SCAN_BLOCK
     int scan_tags(const uint32_t* tags, int n_blocks, uint32_t tag)
     int ranks_find(const uint8_t* ranks, int n_blocks, unsigned rank)
     void ranks_touch(uint8_t* ranks, int n_blocks, int way)
     int ranks_replace(uint8_t* ranks, int n_blocks, unsigned ways)
+    void ranks_drop(uint8_t* ranks, int n_blocks, unsigned ways, int way)
 
 include "_counters.pxi"
 include "tlb.pxi"
@@ -75,6 +76,19 @@ cdef void* _aligned_calloc(size_t size) except NULL:
         raise MemoryError()
     memset(p, 0, rounded)
     return p
+
+
+cdef uint8_t* _new_ranks(int64_t sets, int ways) except NULL:
+    """LRU ranks (scan.h) for `sets` sets of `ways` ways: a valid order (0, 1, ...), padding ways 127."""
+    cdef int64_t st, w, blocks = (ways + SCAN_BLOCK - 1) // SCAN_BLOCK
+    cdef uint8_t* r
+    if not 1 <= ways <= MAX_WAYS:
+        raise ValueError(f"a TLB or cache set has 1 to {MAX_WAYS} ways, not {ways}")
+    r = <uint8_t*>_aligned_calloc(sets * blocks * SCAN_BLOCK)
+    for st in range(sets):
+        for w in range(blocks * SCAN_BLOCK):
+            r[st * blocks * SCAN_BLOCK + w] = w if w < ways else 127
+    return r
 
 
 cdef class Engine:
@@ -198,7 +212,7 @@ cdef class Engine:
         s.examples = <int64_t*>_calloc(s.max_examples * 5, sizeof(int64_t))
 
     cdef void _init_level(self, TLBLevel* lv, specs) except *:
-        cdef int i, j
+        cdef int i, j, code
         lv.n = len(specs)
         lv.arrays = <TLBArray*>_calloc(lv.n, sizeof(TLBArray))
         for i, spec in enumerate(specs):
@@ -213,24 +227,26 @@ cdef class Engine:
                 lv.arrays[i].size_bits[j] = tlb_size_bits(sh)
             lv.arrays[i].e = <TLBEntry*>_calloc(spec.sets * spec.ways, sizeof(TLBEntry))
             lv.arrays[i].keys = <uint64_t*>_calloc(spec.sets * spec.ways, sizeof(uint64_t))
-            lv.arrays[i].lru = <uint64_t*>_calloc(spec.sets * spec.ways, sizeof(uint64_t))
+            lv.arrays[i].blocks = (spec.ways + SCAN_BLOCK - 1) // SCAN_BLOCK
+            lv.arrays[i].ranks = _new_ranks(spec.sets, spec.ways)
+        for code in range(4):
+            lv.fill_array[code] = -1
+            lv.fill_slot[code] = -1
+        for i in reversed(range(lv.n)):  # the first array that holds a page size fills it
+            for j in range(lv.arrays[i].n_shifts):
+                code = (lv.arrays[i].shifts[j] - 3) // 9
+                lv.fill_array[code] = i
+                lv.fill_slot[code] = j
 
     cdef void _init_cache(self, Cache* c, spec) except *:
-        cdef int64_t st, w, n
-        if not 1 <= spec.ways <= MAX_CACHE_WAYS:
-            raise ValueError(f"a cache has 1 to {MAX_CACHE_WAYS} ways, not {spec.ways}")
         c.sets = spec.sets
         c.ways = spec.ways
         c.latency = spec.latency
         c.set_mask = spec.sets - 1 if _is_pow2(spec.sets) else 0
         c.set_bits = (spec.sets.bit_length() - 1) if _is_pow2(spec.sets) else -1
         c.blocks = (spec.ways + SCAN_BLOCK - 1) // SCAN_BLOCK
-        n = <int64_t>spec.sets * c.blocks * SCAN_BLOCK
-        c.tags = <uint32_t*>_aligned_calloc(n * sizeof(uint32_t))
-        c.ranks = <uint8_t*>_aligned_calloc(n)
-        for st in range(spec.sets):  # a valid rank order; padding ways 127
-            for w in range(c.blocks * SCAN_BLOCK):
-                c.ranks[st * c.blocks * SCAN_BLOCK + w] = w if w < spec.ways else 127
+        c.tags = <uint32_t*>_aligned_calloc(<int64_t>spec.sets * c.blocks * SCAN_BLOCK * sizeof(uint32_t))
+        c.ranks = _new_ranks(spec.sets, spec.ways)
 
     cdef void _init_regions(self, layout) except *:
         cdef Sim* s = &self.s
@@ -284,7 +300,7 @@ cdef class Engine:
                         for k in range(levels[i][c].n):
                             free(levels[i][c].arrays[k].e)
                             free(levels[i][c].arrays[k].keys)
-                            free(levels[i][c].arrays[k].lru)
+                            free(levels[i][c].arrays[k].ranks)
                         free(levels[i][c].arrays)
                 free(levels[i])
         if s.pwc != NULL:

@@ -9,7 +9,7 @@ cdef enum:
     LV_L2 = 1
     LV_LLC = 2
     LV_DRAM = 3
-    MAX_CACHE_WAYS = 64
+    MAX_WAYS = 120  # LRU ranks are bytes compared as signed
 
 
 cdef inline bint cache_touch(Cache* c, uint64_t line) noexcept nogil:

@@ -1,6 +1,6 @@
 /* Set scans for the engine's data caches (included by kernels/_engine.pyx).
  *
- * A cache set is a group of 16-way blocks: 16 32-bit tags (64 bytes, one host cache line) and 16 LRU
+ * Used by the data caches and the TLBs. A cache set is a group of 16-way blocks: 16 32-bit tags (64 bytes, one host cache line) and 16 LRU
  * rank bytes, 0 = most recent, ways - 1 = least recent. Padding ways hold tag 0 (never a real tag) and
  * rank 127 (never compared as a real rank). On x86-64 a 16-way block is compared with a handful of SSE2
  * instructions; elsewhere plain loops do the same thing.
@@ -12,6 +12,7 @@
 #include <string.h>
 #if defined(__SSE2__)
 #include <emmintrin.h>
+
 #endif
 
 #define SCAN_BLOCK 16
@@ -34,6 +35,7 @@ static inline int scan_tags(const uint32_t* tags, int n_blocks, uint32_t tag) {
     for (int i = 0; i < n_blocks * SCAN_BLOCK; i++)
         if (tags[i] == tag) return i;
     return -1;
+
 #endif
 }
 
@@ -50,6 +52,7 @@ static inline int ranks_find(const uint8_t* ranks, int n_blocks, unsigned rank) 
     for (int i = 0; i < n_blocks * SCAN_BLOCK; i++)
         if (ranks[i] == rank) return i;
     return -1;
+
 #endif
 }
 
@@ -67,6 +70,7 @@ static inline void ranks_touch(uint8_t* ranks, int n_blocks, int way) {
 #else
     for (int i = 0; i < n_blocks * SCAN_BLOCK; i++)
         ranks[i] += ranks[i] < h;
+
 #endif
     ranks[way] = 0;
 }
@@ -85,9 +89,31 @@ static inline int ranks_replace(uint8_t* ranks, int n_blocks, unsigned ways) {
 #else
     for (int i = 0; i < n_blocks * SCAN_BLOCK; i++)
         ranks[i] += ranks[i] < ways - 1;
+
 #endif
     ranks[victim] = 0;
     return victim;
+}
+
+/* An invalidation: `way` becomes the least recent (rank ways - 1); every way less recent than it gets one
+ * rank younger. Invalid ways thus always hold the highest ranks, and a fill (ranks_replace) takes one of
+ * them while there is one. */
+static inline void ranks_drop(uint8_t* ranks, int n_blocks, unsigned ways, int way) {
+    unsigned h = ranks[way];
+#if defined(__SSE2__)
+    __m128i hv = _mm_set1_epi8((char)h);
+    __m128i limit = _mm_set1_epi8((char)ways);
+    for (int b = 0; b < n_blocks; b++) {
+        __m128i* p = (__m128i*)(ranks + SCAN_BLOCK * b);
+        __m128i a = _mm_load_si128(p);
+        __m128i older = _mm_and_si128(_mm_cmpgt_epi8(a, hv), _mm_cmplt_epi8(a, limit)); /* h < rank < ways */
+        _mm_store_si128(p, _mm_add_epi8(a, older));
+    }
+#else
+    for (int i = 0; i < n_blocks * SCAN_BLOCK; i++)
+        ranks[i] -= ranks[i] > h && ranks[i] < ways;
+#endif
+    ranks[way] = (uint8_t)(ways - 1);
 }
 
 #endif

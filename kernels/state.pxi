@@ -19,10 +19,11 @@ ctypedef struct TLBEntry:
 
 ctypedef struct TLBArray:
     uint64_t* keys         # per way: valid | pcid | page size | vpn packed in one word, 0 when invalid
-    uint64_t* lru          # per way: LRU stamp
+    uint8_t* ranks         # per set, blocks * 16 LRU ranks (scan.h), invalid ways ranked oldest
     TLBEntry* e            # per way: the payload
     int sets
     int ways
+    int blocks             # 16-way rank blocks per set
     int set_bits
     uint64_t set_mask      # sets - 1 when sets is a power of two, else 0
     int xor_index
@@ -30,11 +31,12 @@ ctypedef struct TLBArray:
     int shifts[MAX_SHIFTS]
     uint64_t size_bits[MAX_SHIFTS]  # tlb_size_bits(shifts[s]), the key's constant part
     int64_t n_valid[MAX_SHIFTS]  # valid entries per page size: a size with none is not probed
-    uint64_t tick
 
 ctypedef struct TLBLevel:
     TLBArray* arrays
     int n
+    int fill_array[4]      # per page-size code (1: 4K, 2: 2M, 3: 1G): the array that caches it, or -1
+    int fill_slot[4]       # and its index in that array's shifts
 
 ctypedef struct PWCEntry:
     int64_t child

@@ -1,7 +1,8 @@
 # Set-associative TLBs tagged by (PCID, VPN, page size), LRU. Mirrors mshare_hw/reference/tlb.py.
-# Each array keeps one packed key per way (scanned on lookup), the LRU stamps, and the payload apart, so
-# a 12-way set scan touches 96 bytes. User entries are never global (kernel entries are not modelled),
-# so the key match is exact; the payload's is_global flag is kept for the flush primitives.
+# Each array keeps one packed key per way (scanned on lookup), LRU rank bytes per set (scan.h; an
+# invalidated way becomes the oldest, so fills take invalid ways first, as the reference does) and the
+# payload apart, so a 12-way set scan touches 96 bytes. User entries are never global (kernel entries are
+# not modelled), so the key match is exact; the payload's is_global flag is kept for the flush primitives.
 
 cdef inline uint64_t tlb_size_bits(int shift) noexcept nogil:
     # vpn < 2^45 (57-bit VA), page size code 1..3 in bits 45-46, PCID (12 bits) in 47-58, valid bit 63
@@ -31,7 +32,7 @@ cdef inline void tlb_count(TLBArray* a, int shift, int64_t delta) noexcept nogil
 cdef inline TLBEntry* tlb_lookup(TLBLevel* lv, int pcid, uint64_t va) noexcept nogil:
     cdef int i, s, w, shift
     cdef TLBArray* a
-    cdef uint64_t vpn, key, base
+    cdef uint64_t vpn, key, base, set_
     cdef uint64_t pcid_bits = <uint64_t>pcid << 47
     cdef uint64_t* keys
     for i in range(lv.n):
@@ -42,12 +43,12 @@ cdef inline TLBEntry* tlb_lookup(TLBLevel* lv, int pcid, uint64_t va) noexcept n
             shift = a.shifts[s]
             vpn = va >> shift
             key = a.size_bits[s] | pcid_bits | vpn
-            base = tlb_set_index(a, vpn) * a.ways
+            set_ = tlb_set_index(a, vpn)
+            base = set_ * a.ways
             keys = &a.keys[base]
             for w in range(a.ways):
                 if keys[w] == key:
-                    a.tick += 1
-                    a.lru[base + w] = a.tick
+                    ranks_touch(&a.ranks[set_ * a.blocks * SCAN_BLOCK], a.blocks, w)
                     return &a.e[base + w]
     return NULL
 
@@ -57,39 +58,33 @@ cdef inline int tlb_key_shift(uint64_t key) noexcept nogil:
 
 
 cdef inline void tlb_fill(TLBLevel* lv, TLBEntry* src) noexcept nogil:
-    """Invalid ways have LRU stamp 0 and valid ones a unique stamp >= 1, so the first way with the lowest
-    stamp is the first invalid way, else the least recently used: one scan, over the stamps only."""
-    cdef int i, s, w, victim
+    """Into the array that caches src's page size (if any), replacing the oldest way of the set: an invalid
+    one while the set has one, else the least recently used."""
+    cdef int code = (src.shift - 3) // 9
+    cdef int i = lv.fill_array[code]
+    cdef int s, victim
     cdef TLBArray* a
-    cdef uint64_t base, best
-    cdef uint64_t* lru
-    for i in range(lv.n):
-        a = &lv.arrays[i]
-        for s in range(a.n_shifts):
-            if a.shifts[s] == src.shift:
-                base = tlb_set_index(a, src.vpn) * a.ways
-                lru = &a.lru[base]
-                victim = 0
-                best = lru[0]
-                for w in range(1, a.ways):
-                    if lru[w] < best:
-                        best = lru[w]
-                        victim = w
-                if best != 0:
-                    tlb_count(a, tlb_key_shift(a.keys[base + victim]), -1)
-                a.n_valid[s] += 1
-                a.e[base + victim] = src[0]
-                a.keys[base + victim] = tlb_key(src.vpn, src.shift, src.pcid)
-                a.tick += 1
-                lru[victim] = a.tick
-                return
+    cdef uint64_t set_, base
+    if i < 0:
+        return
+    a = &lv.arrays[i]
+    s = lv.fill_slot[code]
+    set_ = tlb_set_index(a, src.vpn)
+    base = set_ * a.ways
+    victim = ranks_replace(&a.ranks[set_ * a.blocks * SCAN_BLOCK], a.blocks, a.ways)
+    if a.keys[base + victim] != 0:
+        tlb_count(a, tlb_key_shift(a.keys[base + victim]), -1)
+    a.n_valid[s] += 1
+    a.e[base + victim] = src[0]
+    a.keys[base + victim] = tlb_key(src.vpn, src.shift, src.pcid)
 
 
 cdef inline void tlb_drop(TLBArray* a, int64_t k, int64_t* removed) noexcept nogil:
+    cdef int64_t set_ = k // a.ways
     tlb_count(a, a.e[k].shift, -1)
     a.e[k].shift = 0
     a.keys[k] = 0
-    a.lru[k] = 0
+    ranks_drop(&a.ranks[set_ * a.blocks * SCAN_BLOCK], a.blocks, a.ways, <int>(k - set_ * a.ways))
     if removed != NULL:
         removed[a.e[k].owner] += 1
 
