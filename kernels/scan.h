@@ -17,6 +17,11 @@
 
 #define SCAN_BLOCK 16
 
+#if defined(__SSE2__)
+/* A byte in all 16 lanes (movd + pshufd: cheaper than _mm_set1_epi8 without SSSE3). */
+static inline __m128i bytes16(unsigned b) { return _mm_set1_epi32((int)(b * 0x01010101u)); }
+#endif
+
 /* First way holding `tag` among n_blocks * 16 ways, or -1. */
 static inline int scan_tags(const uint32_t* tags, int n_blocks, uint32_t tag) {
 #if defined(__SSE2__)
@@ -42,7 +47,7 @@ static inline int scan_tags(const uint32_t* tags, int n_blocks, uint32_t tag) {
 /* First way whose rank is `rank`, or -1. */
 static inline int ranks_find(const uint8_t* ranks, int n_blocks, unsigned rank) {
 #if defined(__SSE2__)
-    __m128i needle = _mm_set1_epi8((char)rank);
+    __m128i needle = bytes16(rank);
     for (int b = 0; b < n_blocks; b++) {
         int m = _mm_movemask_epi8(_mm_cmpeq_epi8(_mm_load_si128((const __m128i*)(ranks + SCAN_BLOCK * b)), needle));
         if (m) return SCAN_BLOCK * b + __builtin_ctz((unsigned)m);
@@ -61,7 +66,7 @@ static inline void ranks_touch(uint8_t* ranks, int n_blocks, int way) {
     unsigned h = ranks[way];
     if (h == 0) return;
 #if defined(__SSE2__)
-    __m128i hv = _mm_set1_epi8((char)h);
+    __m128i hv = bytes16(h);
     for (int b = 0; b < n_blocks; b++) {
         __m128i* p = (__m128i*)(ranks + SCAN_BLOCK * b);
         __m128i a = _mm_load_si128(p);
@@ -80,7 +85,7 @@ static inline void ranks_touch(uint8_t* ranks, int n_blocks, int way) {
 static inline int ranks_replace(uint8_t* ranks, int n_blocks, unsigned ways) {
     int victim = ranks_find(ranks, n_blocks, ways - 1);
 #if defined(__SSE2__)
-    __m128i limit = _mm_set1_epi8((char)(ways - 1));
+    __m128i limit = bytes16((ways - 1));
     for (int b = 0; b < n_blocks; b++) {
         __m128i* p = (__m128i*)(ranks + SCAN_BLOCK * b);
         __m128i a = _mm_load_si128(p);
@@ -101,8 +106,8 @@ static inline int ranks_replace(uint8_t* ranks, int n_blocks, unsigned ways) {
 static inline void ranks_drop(uint8_t* ranks, int n_blocks, unsigned ways, int way) {
     unsigned h = ranks[way];
 #if defined(__SSE2__)
-    __m128i hv = _mm_set1_epi8((char)h);
-    __m128i limit = _mm_set1_epi8((char)ways);
+    __m128i hv = bytes16(h);
+    __m128i limit = bytes16(ways);
     for (int b = 0; b < n_blocks; b++) {
         __m128i* p = (__m128i*)(ranks + SCAN_BLOCK * b);
         __m128i a = _mm_load_si128(p);
