@@ -157,7 +157,8 @@ cdef class Engine:
                 s.pwc[c * s.n_pwc + k].set_mask = spec.sets - 1 if _is_pow2(spec.sets) else 0
                 s.pwc[c * s.n_pwc + k].e = <PWCEntry*>_calloc(spec.sets * spec.ways, sizeof(PWCEntry))
                 s.pwc[c * s.n_pwc + k].keys = <uint64_t*>_calloc(spec.sets * spec.ways, sizeof(uint64_t))
-                s.pwc[c * s.n_pwc + k].lru = <uint64_t*>_calloc(spec.sets * spec.ways, sizeof(uint64_t))
+                s.pwc[c * s.n_pwc + k].blocks = (spec.ways + SCAN_BLOCK - 1) // SCAN_BLOCK
+                s.pwc[c * s.n_pwc + k].ranks = _new_ranks(spec.sets, spec.ways)
 
         s.l1d_cache = <Cache*>_calloc(n_cpus, sizeof(Cache))
         s.l2_cache = <Cache*>_calloc(n_cpus, sizeof(Cache))
@@ -307,7 +308,7 @@ cdef class Engine:
             for i in range(s.n_cpus * s.n_pwc):
                 free(s.pwc[i].e)
                 free(s.pwc[i].keys)
-                free(s.pwc[i].lru)
+                free(s.pwc[i].ranks)
             free(s.pwc)
         if s.l1d_cache != NULL:
             for c in range(s.n_cpus):

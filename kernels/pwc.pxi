@@ -1,6 +1,6 @@
 # Page-walk caches: non-leaf entries of level L >= 2, tagged by (level, PCID, VA >> entry span).
-# Mirrors mshare_hw/reference/pwc.py. As in the TLBs, a lookup scans one packed key per way and the
-# payload is read only on a hit.
+# Mirrors mshare_hw/reference/pwc.py. As in the TLBs, a lookup scans one packed key per way, the payload
+# is read only on a hit, and LRU is kept as rank bytes per set (scan.h; invalidated ways ranked oldest).
 
 cdef inline int entry_shift(int level) noexcept nogil:
     return 12 + 9 * (level - 1)
@@ -11,50 +11,46 @@ cdef inline uint64_t pwc_key(int level, int pcid, uint64_t tag) noexcept nogil:
     return (<uint64_t>1 << 63) | (<uint64_t>pcid << 48) | (<uint64_t>level << 45) | tag
 
 
-cdef inline uint64_t pwc_set_base(PWCArray* a, uint64_t tag) noexcept nogil:
+cdef inline uint64_t pwc_set(PWCArray* a, uint64_t tag) noexcept nogil:
     if a.set_mask:
-        return (tag & a.set_mask) * a.ways
-    return (tag % <uint64_t>a.sets) * a.ways
+        return tag & a.set_mask
+    return tag % <uint64_t>a.sets
 
 
 cdef inline PWCEntry* pwc_lookup(Sim* s, int cpu, int level, int pcid, uint64_t va) noexcept nogil:
     cdef int k = s.pwc_of_level[level]
     cdef int w
     cdef PWCArray* a
-    cdef uint64_t tag, key, base
+    cdef uint64_t tag, key, base, set_
     if k < 0:
         return NULL
     a = &s.pwc[cpu * s.n_pwc + k]
     tag = va >> entry_shift(level)
     key = pwc_key(level, pcid, tag)
-    base = pwc_set_base(a, tag)
+    set_ = pwc_set(a, tag)
+    base = set_ * a.ways
     for w in range(a.ways):
         if a.keys[base + w] == key:
-            a.tick += 1
-            a.lru[base + w] = a.tick
+            ranks_touch(&a.ranks[set_ * a.blocks * SCAN_BLOCK], a.blocks, w)
             return &a.e[base + w]
     return NULL
 
 
 cdef inline void pwc_fill(Sim* s, int cpu, int level, int pcid, uint64_t va, int64_t child, int64_t loc,
                           int owner, uint64_t epoch) noexcept nogil:
-    """The first way with the lowest stamp: the first invalid way, else the least recently used."""
+    """Into the oldest way of the set: an invalid one while the set has one, else the least recently used."""
     cdef int k = s.pwc_of_level[level]
-    cdef int w, victim
+    cdef int victim
     cdef PWCArray* a
     cdef PWCEntry* e
-    cdef uint64_t tag, base, best
+    cdef uint64_t tag, base, set_
     if k < 0:
         return
     a = &s.pwc[cpu * s.n_pwc + k]
     tag = va >> entry_shift(level)
-    base = pwc_set_base(a, tag)
-    victim = 0
-    best = a.lru[base]
-    for w in range(1, a.ways):
-        if a.lru[base + w] < best:
-            best = a.lru[base + w]
-            victim = w
+    set_ = pwc_set(a, tag)
+    base = set_ * a.ways
+    victim = ranks_replace(&a.ranks[set_ * a.blocks * SCAN_BLOCK], a.blocks, a.ways)
     a.keys[base + victim] = pwc_key(level, pcid, tag)
     e = &a.e[base + victim]
     e.pcid = pcid
@@ -62,8 +58,6 @@ cdef inline void pwc_fill(Sim* s, int cpu, int level, int pcid, uint64_t va, int
     e.loc = loc
     e.owner = owner
     e.epoch = epoch
-    a.tick += 1
-    a.lru[base + victim] = a.tick
 
 
 cdef int64_t pwc_flush(Sim* s, int cpu, int pcid, int64_t* removed) noexcept nogil:
@@ -76,7 +70,7 @@ cdef int64_t pwc_flush(Sim* s, int cpu, int pcid, int64_t* removed) noexcept nog
         for i in range(<int64_t>a.sets * a.ways):
             if a.keys[i] != 0 and (pcid < 0 or a.e[i].pcid == pcid):
                 a.keys[i] = 0
-                a.lru[i] = 0
+                ranks_drop(&a.ranks[(i // a.ways) * a.blocks * SCAN_BLOCK], a.blocks, a.ways, <int>(i % a.ways))
                 if removed != NULL:
                     removed[a.e[i].owner] += 1
                 n += 1

@@ -47,12 +47,12 @@ ctypedef struct PWCEntry:
 
 ctypedef struct PWCArray:
     uint64_t* keys         # per way: valid | PCID | level | tag packed in one word, 0 when invalid
-    uint64_t* lru          # per way: LRU stamp, 0 when invalid
+    uint8_t* ranks         # per set, blocks * 16 LRU ranks (scan.h), invalid ways ranked oldest
     PWCEntry* e            # per way: the payload
     int sets
     int ways
+    int blocks
     uint64_t set_mask
-    uint64_t tick
 
 ctypedef struct Cache:
     uint32_t* tags         # per set, blocks * 16 tags (line // sets + 1; 0 = invalid or padding), 64-byte aligned
