@@ -54,7 +54,6 @@ _ERRORS = {
     ERR_NOMEM: "out of memory while growing page tables",
     ERR_WALK: "a page walk kept faulting (internal error)",
     ERR_HUGE_CONFLICT: "a huge-page mapping overlaps a region with smaller pages",
-    ERR_PHYS: "the simulated physical memory exceeds 4 TiB (2^30 frames)",
 }
 
 
@@ -169,8 +168,6 @@ cdef class Engine:
         self._init_cache(&s.llc, params.llc)
 
         s.next_frame = layout.dyn_frame_start
-        if s.next_frame >= MAX_TARGET:
-            raise ValueError("the workload's regions need more than 4 TiB of simulated physical memory")
         s.mm_ctx_id = <int64_t*>_calloc(s.n_mms, sizeof(int64_t))
         s.mm_tlb_gen = <uint64_t*>_calloc(s.n_mms, sizeof(uint64_t))
         s.mm_cpumask = <uint8_t*>_calloc(s.n_mms * n_cpus, sizeof(uint8_t))

@@ -1,8 +1,6 @@
 # Radix page tables of every mm in one store, in frames from a deterministic bump allocator.
-# An entry: 0 = not present, else target << 2 | leaf << 1 | 1, in 32 bits (a leaf table is 2 KiB of
-# host memory: the walk-heavy replay's page tables stay in the host's caches); so frame numbers and
-# table indices stay below 2^30 (4 TiB of simulated physical memory). Beside the entries, the epoch of
-# each entry's last write.
+# An entry: 0 = not present, else target << 2 | leaf << 1 | 1. Entries live in one int64 array (a leaf
+# table is 4 KiB of host memory, as on hardware); beside them, the epoch of each entry's last write.
 # The reference gives every PTE a version instead; "written after the fill's epoch" and "version changed
 # since the fill" are the same test, because any write to a present entry moves the epoch.
 # Mirrors mshare_hw/reference/pagetables.py.
@@ -15,8 +13,6 @@ cdef enum:
     ERR_NOMEM = 1
     ERR_WALK = 2
     ERR_HUGE_CONFLICT = 3
-    ERR_PHYS = 4
-    MAX_TARGET = 1 << 30
 
 
 cdef inline int pt_index(uint64_t va, int level) noexcept nogil:
@@ -30,8 +26,6 @@ cdef inline int64_t pt_encode(int64_t target, int leaf) noexcept nogil:
 cdef inline int64_t pt_alloc_frame(Sim* s) noexcept nogil:
     cdef int64_t f = s.next_frame
     s.next_frame += 1
-    if s.next_frame > MAX_TARGET:
-        s.error = ERR_PHYS
     return f
 
 
@@ -40,11 +34,11 @@ cdef int64_t pt_new_table(Sim* s, int level, int mm) noexcept nogil:
     cdef void* p
     if s.n_tables == s.cap_tables:
         cap = s.cap_tables * 2 if s.cap_tables else 64
-        p = realloc(s.pt, cap * PT_ENTRIES * sizeof(pte_t))
+        p = realloc(s.pt, cap * PT_ENTRIES * sizeof(int64_t))
         if p == NULL:
             s.error = ERR_NOMEM
             return -1
-        s.pt = <pte_t*>p
+        s.pt = <int64_t*>p
         p = realloc(s.pt_written, cap * PT_ENTRIES * sizeof(uint64_t))
         if p == NULL:
             s.error = ERR_NOMEM
@@ -68,7 +62,7 @@ cdef int64_t pt_new_table(Sim* s, int level, int mm) noexcept nogil:
         s.cap_tables = cap
     t = s.n_tables
     s.n_tables += 1
-    memset(&s.pt[t * PT_ENTRIES], 0, PT_ENTRIES * sizeof(pte_t))
+    memset(&s.pt[t * PT_ENTRIES], 0, PT_ENTRIES * sizeof(int64_t))
     memset(&s.pt_written[t * PT_ENTRIES], 0, PT_ENTRIES * sizeof(uint64_t))
     s.table_level[t] = level
     s.table_frame[t] = pt_alloc_frame(s)
@@ -84,7 +78,7 @@ cdef inline uint64_t pt_entry_paddr(Sim* s, int64_t loc) noexcept nogil:
 cdef inline void pt_set_entry(Sim* s, int64_t loc, int64_t value) noexcept nogil:
     if s.pt[loc] & 1:
         s.pte_epoch += 1
-    s.pt[loc] = <pte_t>value
+    s.pt[loc] = value
     s.pt_written[loc] = s.pte_epoch
 
 
@@ -115,8 +109,6 @@ cdef int64_t pt_alloc_frames(Sim* s, int shift) noexcept nogil:
     cdef int64_t n = (<int64_t>1) << (shift - 12)
     cdef int64_t f = (s.next_frame + n - 1) // n * n
     s.next_frame = f + n
-    if s.next_frame > MAX_TARGET:
-        s.error = ERR_PHYS
     return f
 
 

@@ -3,8 +3,6 @@
 
 from libc.stdint cimport int8_t, int32_t, int64_t, uint8_t, uint32_t, uint64_t
 
-ctypedef uint32_t pte_t     # an entry: target (table index or frame, < 2^30) << 2 | leaf << 1 | present
-
 cdef enum:
     N_DYN_ASIDS = 6
     MAX_SHIFTS = 3
@@ -111,7 +109,7 @@ ctypedef struct Sim:
     Cache llc
     int dram_latency
     # page tables
-    pte_t* pt              # n_tables * 512 entries: 0 = not present, else target << 2 | leaf << 1 | 1
+    int64_t* pt            # n_tables * 512 entries: 0 = not present, else target << 2 | leaf << 1 | 1
     uint64_t* pt_written   # per entry: pte_epoch right after its last write (the coherence oracle's clock)
     int32_t* table_level
     int64_t* table_frame
