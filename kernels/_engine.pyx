@@ -7,6 +7,8 @@ mirror the reference model's modules one to one.
 """
 
 import numpy as np
+
+from mshare_hw.engine.params import max_frames
 cimport numpy as cnp
 from libc.stdlib cimport calloc, free, malloc
 from libc.string cimport memset
@@ -54,6 +56,7 @@ _ERRORS = {
     ERR_NOMEM: "out of memory while growing page tables",
     ERR_WALK: "a page walk kept faulting (internal error)",
     ERR_HUGE_CONFLICT: "a huge-page mapping overlaps a region with smaller pages",
+    ERR_PHYS: "the simulated physical memory outgrew what the cache models can tag (see params.max_frames)",
 }
 
 
@@ -168,6 +171,7 @@ cdef class Engine:
         self._init_cache(&s.llc, params.llc)
 
         s.next_frame = layout.dyn_frame_start
+        s.max_frames = max_frames(params)
         s.mm_ctx_id = <int64_t*>_calloc(s.n_mms, sizeof(int64_t))
         s.mm_tlb_gen = <uint64_t*>_calloc(s.n_mms, sizeof(uint64_t))
         s.mm_cpumask = <uint8_t*>_calloc(s.n_mms * n_cpus, sizeof(uint8_t))

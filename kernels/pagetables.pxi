@@ -13,6 +13,7 @@ cdef enum:
     ERR_NOMEM = 1
     ERR_WALK = 2
     ERR_HUGE_CONFLICT = 3
+    ERR_PHYS = 4
 
 
 cdef inline int pt_index(uint64_t va, int level) noexcept nogil:
@@ -26,6 +27,8 @@ cdef inline int64_t pt_encode(int64_t target, int leaf) noexcept nogil:
 cdef inline int64_t pt_alloc_frame(Sim* s) noexcept nogil:
     cdef int64_t f = s.next_frame
     s.next_frame += 1
+    if s.next_frame > s.max_frames:
+        s.error = ERR_PHYS
     return f
 
 
@@ -109,6 +112,8 @@ cdef int64_t pt_alloc_frames(Sim* s, int shift) noexcept nogil:
     cdef int64_t n = (<int64_t>1) << (shift - 12)
     cdef int64_t f = (s.next_frame + n - 1) // n * n
     s.next_frame = f + n
+    if s.next_frame > s.max_frames:
+        s.error = ERR_PHYS
     return f
 
 

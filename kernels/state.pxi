@@ -118,6 +118,7 @@ ctypedef struct Sim:
     int64_t cap_tables
     int64_t pages_per_level[6]
     int64_t next_frame
+    int64_t max_frames     # frames the caches' 32-bit tags can tell apart (params.max_frames)
     int64_t* roots         # per mm
     uint64_t pte_epoch     # writes to present entries so far; fills remember it, the oracle compares
     # mms and ASIDs

@@ -40,6 +40,12 @@ class SetAssoc:
     latency: int = 0
 
 
+def max_frames(params: SimParams) -> int:
+    """Physical 4 KiB frames the cache models can tell apart: the engine keeps 32-bit tags (line // sets
+    + 1), so lines stay below (2^32 - 1) * sets in every cache (16 TiB with a 64-set L1D)."""
+    return min((((1 << 32) - 1) * c.sets) // 64 for c in (params.l1d_cache, params.l2_cache, params.llc))
+
+
 @dataclass(frozen=True)
 class SimParams:
     n_cpus: int
