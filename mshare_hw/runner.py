@@ -179,6 +179,10 @@ class WorkloadCache:
             self._cache[key] = (w, w.trace_digests())
         return self._cache[key]
 
+    def put(self, key: str, workload: Workload, digests: list[str]) -> None:
+        """Add a workload built elsewhere (its `workload_key` and trace digests)."""
+        self._cache[key] = (workload, digests)
+
 
 ProgressHook = Callable[[str, int, int], None]  # (run label, accesses done in this run, run total)
 

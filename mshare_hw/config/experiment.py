@@ -19,7 +19,7 @@ from mshare_hw.config.errors import ConfigError, from_validation_error
 from mshare_hw.config.paths import config_dir
 from mshare_hw.config.uarch import Strict, list_uarchs, load_toml
 
-GENERATORS = ("database", "uniform", "strided", "pointer_chase")
+GENERATORS = ("database", "uniform", "strided", "pointer_chase", "uniform_stream")
 
 
 class MachineCfg(Strict):
@@ -103,7 +103,7 @@ class DeviceCfg(Strict):
 
 
 class WorkloadCfg(Strict):
-    generator: Literal["database", "uniform", "strided", "pointer_chase"] = "database"
+    generator: Literal["database", "uniform", "strided", "pointer_chase", "uniform_stream"] = "database"
     params: dict[str, Any] = Field(default_factory=dict)
 
 
