@@ -97,7 +97,7 @@ def _shared_region(cfg: dict) -> tuple[int, str] | None:
     try:
         if gen == "database":
             return parse_size(_param(cfg, "pool_bytes")), str(_param(cfg, "pool_page_size"))
-        if gen in ("uniform", "strided", "pointer_chase") and _param(cfg, "shared"):
+        if gen in ("uniform", "uniform_stream", "strided", "pointer_chase") and _param(cfg, "shared"):
             size = _param(cfg, "working_set_bytes")
             return (parse_size(size), str(_param(cfg, "page_size"))) if size is not None else None
     except (TypeError, ValueError):

@@ -193,6 +193,10 @@ class WorkloadCache:
             _log_bad_lines(w)
         return self._cache[key]
 
+    def put(self, key: str, workload: Workload, digests: list[str]) -> None:
+        """Add a workload built elsewhere (its `workload_key` and trace digests)."""
+        self._cache[key] = (workload, digests)
+
 
 def _log_bad_lines(workload: Workload) -> None:
     """With skip_bad_lines, say how many lines each trace lost (known after the digest pass)."""

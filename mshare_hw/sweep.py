@@ -9,7 +9,9 @@ into OUT (atomically, in grid order) and deletes the shards. A sweep killed at a
 included) and started again computes only the runs that are neither in OUT nor in a shard; temporary
 files of the killed processes are removed.
 
-Executors: an in-process `LocalCluster` (worker processes, one thread each), an existing Dask scheduler
+Executors: an in-process `LocalCluster` (worker processes, one thread each, forked from a server that
+has imported mshare-hw, started while the client resolves the grid, and given the client's generated
+workloads as memory-mapped files instead of generating them again), an existing Dask scheduler
 (`scheduler="tcp://host:8786"`, e.g. one started by dask-jobqueue on SLURM/PBS; its workers need
 mshare-hw installed and the shard directory on a shared file system), or, with `shard=(i, n)`, this
 process alone on the grid points k with k % n == i - 1 (job arrays without Dask).
@@ -22,6 +24,7 @@ import os
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +43,8 @@ from mshare_hw.runner import (
     workload_key,
 )
 from mshare_hw.workload.build import build_workload
+from mshare_hw.workload.handoff import can_hand_off, load_workload, save_workload
+from mshare_hw.workload.model import Workload
 
 __all__ = [
     "GridPoint",
@@ -74,6 +79,7 @@ class SweepResult:
     computed: list[str] = field(default_factory=list)  # run ids computed by this invocation
     failed: list[tuple[str, str]] = field(default_factory=list)  # (point label, error)
     seconds: float = 0.0
+    run_seconds: dict[str, float] = field(default_factory=dict)  # run id -> its task's time (build, replay, write)
 
 
 ProgressHook = Callable[[float, int], None]  # (runs done, fractional; runs to do)
@@ -106,11 +112,16 @@ def _label(exp: Experiment, point: Experiment) -> str:
     return ", ".join(parts) or point.name
 
 
-def resolve_points(exp: Experiment, shard: tuple[int, int] | None = None) -> list[GridPoint]:
+def resolve_points(
+    exp: Experiment,
+    shard: tuple[int, int] | None = None,
+    on_workload: Callable[[str, Workload, list[str]], None] | None = None,
+) -> list[GridPoint]:
     """Expand the grid and check every point as far as possible without replaying it: its workload is
     generated (once per distinct workload) for the trace digests, and its engine parameters, memory
     layout and event schedule are built. Raises ConfigError for the first point that cannot run.
-    With `shard=(i, n)`, only the points k with k % n == i - 1 (all are still expanded)."""
+    With `shard=(i, n)`, only the points k with k % n == i - 1 (all are still expanded).
+    `on_workload(key, workload, digests)` sees each workload before it is dropped."""
     points = expand(exp)
     selected = [k for k in range(len(points)) if shard is None or k % shard[1] == shard[0] - 1]
     by_workload: dict[str, list[int]] = {}
@@ -128,6 +139,8 @@ def resolve_points(exp: Experiment, shard: tuple[int, int] | None = None) -> lis
             except ConfigError as e:
                 raise ConfigError(f"sweep point {k + 1} ({label}): {e}") from None
             run_ids[k] = run_id_for(points[k], digests)
+        if on_workload is not None:
+            on_workload(workload_key(first), workload, digests)
         del workload
     return [GridPoint(k, points[k], run_ids[k], _label(exp, points[k])) for k in selected]
 
@@ -149,25 +162,44 @@ class _RecentWorkloads(WorkloadCache):
         if key in self._cache:
             self._cache.move_to_end(key)
         value = super().get(point)
+        self._trim()
+        return value
+
+    def put(self, key: str, workload: Workload, digests: list[str]) -> None:
+        super().put(key, workload, digests)
+        self._cache.move_to_end(key)
+        self._trim()
+
+    def has(self, point: Experiment) -> bool:
+        return workload_key(point) in self._cache
+
+    def _trim(self) -> None:
         while len(self._cache) > self._size:
             self._cache.popitem(last=False)
-        return value
 
 
 _WORKER_CACHE = _RecentWorkloads()
 
 
 def run_task(
-    point_data: dict, run_id: str, shard_path: str, experiment: str, on_fraction: Callable[[float], None] | None = None
+    point_data: dict,
+    run_id: str,
+    shard_path: str,
+    experiment: str,
+    on_fraction: Callable[[float], None] | None = None,
+    workload_file: str | None = None,
 ) -> dict:
     """Compute one run and write its shard (a complete results file, renamed into place). Runs on a Dask
     worker (module-level, so workers import it by name) or in the client for `--shard`, where
-    `on_fraction(f)` follows the replay (0 <= f <= 1)."""
+    `on_fraction(f)` follows the replay (0 <= f <= 1). `workload_file`: the point's workload as the
+    client saved it (mshare_hw.workload.handoff), used instead of generating it here."""
     t0 = time.perf_counter()
     point = Experiment.model_validate(point_data)
     path = Path(shard_path)
     if _shard_complete(path, run_id):  # an earlier attempt of this task finished
         return {"run_id": run_id, "seconds": 0.0, "pid": os.getpid(), "skipped": True}
+    if workload_file is not None and not _WORKER_CACHE.has(point):
+        _WORKER_CACHE.put(workload_key(point), *load_workload(workload_file))
     workload, digests, params = prepare_point(point, _WORKER_CACHE)
     actual = run_id_for(point, digests)
     if actual != run_id:
@@ -240,10 +272,58 @@ def sweep(
     """Run the experiment's grid (or one `shard` of it) and write OUT. See the module docstring.
     `on_start(result, n_todo, where)` is called once the plan is known; `on_progress(done, n_todo)`
     as runs finish. Raises SweepError (after merging the runs that finished) if any run failed."""
+    temps: list[Path] = []  # workloads handed to local workers
+    cluster: _BackgroundCluster | None = None
+    try:
+        if shard is None and not scheduler:
+            # the fork server loads mshare-hw for the workers, and the cluster starts, while this process
+            # resolves the grid (one worker per CPU, at most one per grid point: the runs to do are not
+            # known yet)
+            _start_forkserver()
+            cluster = _BackgroundCluster(_default_workers(workers, len(expand(exp))))
+        return _sweep(exp, out, scheduler, cluster, shard, keep_shards, on_start, on_progress, temps)
+    finally:
+        _unlink_all(temps)
+        if cluster is not None:
+            cluster.close()
+
+
+def _unlink_all(paths: list[Path]) -> None:
+    for p in paths:
+        p.unlink(missing_ok=True)
+    paths.clear()
+
+
+def _sweep(
+    exp: Experiment,
+    out: str | Path,
+    scheduler: str | None,
+    cluster: _BackgroundCluster | None,
+    shard: tuple[int, int] | None,
+    keep_shards: bool,
+    on_start: Callable[[SweepResult, int, str], None] | None,
+    on_progress: ProgressHook | None,
+    temps: list[Path],
+) -> SweepResult:
     t0 = time.perf_counter()
     out = Path(out).absolute()
     shard_dir = shard_dir_for(out)
-    grid = resolve_points(exp, shard)
+    local = cluster is not None
+    _remove_stale_temps(out.parent, f".{out.name}.tmp.*")
+    _remove_stale_temps(shard_dir, ".*.tmp.*")
+    handoff: dict[str, str] = {}  # workload key -> its files for local workers
+
+    def keep(key: str, workload: Workload, digests: list[str]) -> None:
+        """Each workload the grid resolution generated: replayed from memory when this process runs the
+        shard, from memory-mapped files on local workers (instead of being generated again there)."""
+        if shard is not None:
+            _WORKER_CACHE.put(key, workload, digests)
+        elif local and can_hand_off(workload):
+            meta, files = save_workload(workload, digests, shard_dir, key)
+            temps.extend(files)
+            handoff[key] = str(meta)
+
+    grid = resolve_points(exp, shard, keep)
     result = SweepResult(out=out, points=len(grid))
 
     in_out: set[str] = set()
@@ -256,8 +336,6 @@ def sweep(
                 f"{out}: exists and is not a readable mshare-hw results file ({e}); choose another output path"
             ) from None
         in_out = set(out_order)
-    _remove_stale_temps(out.parent, f".{out.name}.tmp.*")
-    _remove_stale_temps(shard_dir, ".*.tmp.*")
 
     todo: list[GridPoint] = []
     planned: set[str] = set()
@@ -278,7 +356,7 @@ def sweep(
     elif scheduler:
         where = f"Dask scheduler {scheduler}"
     else:
-        n = _default_workers(workers, len(todo))
+        n = cluster.n_workers  # type: ignore[union-attr]
         where = f"a local Dask cluster of {n} worker process{'es' if n != 1 else ''}"
     if on_start:
         on_start(result, len(todo), where)
@@ -287,7 +365,8 @@ def sweep(
         if shard is not None:
             _run_serial(exp, todo, shard_dir, result, on_progress)
         else:
-            _run_dask(exp, todo, shard_dir, result, scheduler, workers, on_progress)
+            _run_dask(exp, todo, shard_dir, result, scheduler, cluster, on_progress, handoff)
+    _unlink_all(temps)
 
     # merge: the grid's runs in grid order, then the runs OUT held that are not in this grid
     failed_ids = {gp.run_id for gp in todo} - set(result.computed)
@@ -323,13 +402,18 @@ def sweep(
 _START_METHOD = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
 
 
-def _preload_forkserver() -> None:
+def _start_forkserver() -> None:
+    """Start the fork server local workers are forked from, preloading mshare-hw, without waiting for
+    it: its imports overlap the client's own work. No effect once the server runs (a second sweep in
+    this process reuses it as it is)."""
     if _START_METHOD != "forkserver":
         return
+    from multiprocessing import forkserver
+
     from distributed.utils import get_mp_context
 
-    # no effect once the server runs (a second sweep in this process reuses it as it is)
     get_mp_context().set_forkserver_preload(forkserver_preload(Path.cwd()))
+    forkserver.ensure_running()
 
 
 def forkserver_preload(cwd: Path) -> list[str]:
@@ -342,6 +426,54 @@ def forkserver_preload(cwd: Path) -> list[str]:
     here = Path(mshare_hw.__file__).resolve().parent
     shadow = cwd / "mshare_hw"
     return ["distributed"] + ([] if shadow.exists() and shadow.resolve() != here else ["mshare_hw.sweep"])
+
+
+_WORKER_CONFIG = {
+    "distributed.worker.multiprocessing-method": _START_METHOD,
+    # the workers' statistical profiler samples the running task every 10 ms: a task is one long replay,
+    # and the samples would only cost its core time
+    "distributed.worker.profile.enabled": False,
+}
+
+
+def _local_cluster(n_workers: int):
+    import dask
+    from dask.distributed import LocalCluster
+
+    with dask.config.set(_WORKER_CONFIG):
+        return LocalCluster(
+            n_workers=n_workers,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},  # its HTTP routes on any free port
+            memory_limit=0,  # a run needs what it needs: no pausing or killing of workers
+        )
+
+
+class _BackgroundCluster:
+    """A LocalCluster started in a thread, so that its start-up (scheduler, worker processes) overlaps
+    the client's own work; `get()` waits until it is up (and raises what its start raised)."""
+
+    def __init__(self, n_workers: int) -> None:
+        self.n_workers = n_workers
+        self._closed = False
+        pool = ThreadPoolExecutor(1, thread_name_prefix="mshare-hw-cluster")
+        self._future = pool.submit(_local_cluster, n_workers)
+        pool.shutdown(wait=False)
+
+    def get(self):
+        return self._future.result()
+
+    def close(self) -> None:
+        """Stop the workers and the scheduler (waiting for a start still under way); idempotent."""
+        try:
+            cluster = self._future.result()
+        except Exception:  # it never started: nothing to close (the error reached the caller via get())
+            return
+        if not self._closed:
+            self._closed = True
+            cluster.close()
 
 
 def _default_workers(workers: int | None, n_todo: int) -> int:
@@ -362,10 +494,11 @@ def _run_serial(
                 on_progress(i + min(f, 1.0), len(todo))
 
         try:
-            run_task(gp.point.model_dump(), gp.run_id, str(shard_dir / f"{gp.run_id}.h5"), exp.name, fraction)
+            done = run_task(gp.point.model_dump(), gp.run_id, str(shard_dir / f"{gp.run_id}.h5"), exp.name, fraction)
         except ConfigError as e:
             result.failed.append((gp.label, str(e)))
         else:
+            result.run_seconds[gp.run_id] = done["seconds"]
             result.computed.append(gp.run_id)
         if on_progress:
             on_progress(i + 1, len(todo))
@@ -377,44 +510,35 @@ def _run_dask(
     shard_dir: Path,
     result: SweepResult,
     scheduler: str | None,
-    workers: int | None,
+    cluster: _BackgroundCluster | None,
     on_progress: ProgressHook | None,
+    handoff: dict[str, str],
 ) -> None:
     import uuid
 
-    import dask
-    from dask.distributed import Client, LocalCluster, as_completed
+    from dask.distributed import Client, as_completed
 
     with ExitStack() as stack:
-        stack.enter_context(dask.config.set({"distributed.worker.multiprocessing-method": _START_METHOD}))
-        if scheduler:
+        if cluster is not None:
+            stack.callback(cluster.close)  # after the client (callbacks run last in, first out)
+            client = stack.enter_context(Client(cluster.get()))
+        else:
             try:
                 client = stack.enter_context(Client(scheduler, timeout="30s"))
             except (OSError, TimeoutError) as e:
                 raise ConfigError(f"--scheduler {scheduler}: cannot connect ({e})") from None
-        else:
-            _preload_forkserver()
-            cluster = stack.enter_context(
-                LocalCluster(
-                    n_workers=_default_workers(workers, len(todo)),
-                    threads_per_worker=1,
-                    processes=True,
-                    dashboard_address=None,
-                    scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},  # its HTTP routes on any free port
-                    memory_limit=0,  # a run needs what it needs: no pausing or killing of workers
-                )
-            )
-            client = stack.enter_context(Client(cluster))
         token = uuid.uuid4().hex[:8]
         futures = []
         point_of = {}
-        for gp in todo:
+        # first in, first run: a worker's next task mostly replays the workload it holds (_WORKER_CACHE)
+        for gp in sorted(todo, key=lambda gp: workload_key(gp.point)):
             fut = client.submit(
                 run_task,
                 gp.point.model_dump(),
                 gp.run_id,
                 str(shard_dir / f"{gp.run_id}.h5"),
                 exp.name,
+                workload_file=handoff.get(workload_key(gp.point)),
                 key=f"mshare-hw-run-{gp.run_id}-{token}",
                 retries=1,
             )
@@ -427,7 +551,7 @@ def _run_dask(
                 exc = fut.exception()
                 result.failed.append((gp.label, f"{type(exc).__name__}: {exc}"))
             else:
-                fut.result()
+                result.run_seconds[gp.run_id] = fut.result()["seconds"]
                 result.computed.append(gp.run_id)
             fut.release()
             done += 1

@@ -309,4 +309,27 @@ def test_fork_server_does_not_preload_a_shadowing_source_tree(tmp_path: Path):
     assert forkserver_preload(tmp_path) == ["distributed", "mshare_hw.sweep"]
     (tmp_path / "mshare_hw").mkdir()
     assert forkserver_preload(tmp_path) == ["distributed"]
-    assert forkserver_preload(Path(mshare_hw.__file__).resolve().parents[1]) == ["distributed", "mshare_hw.sweep"]
+    source_tree = Path(mshare_hw.__file__).resolve().parents[1]
+    assert forkserver_preload(source_tree) == ["distributed", "mshare_hw.sweep"]
+
+
+def test_serial_shard_replays_the_workload_generated_to_name_its_traces(grid: Path, tmp_path: Path, monkeypatch):
+    """The grid check generates each workload once (for its digests); the serial runs reuse it."""
+    import mshare_hw.runner as runner_mod
+    import mshare_hw.sweep as sweep_mod
+
+    calls = {"check": 0, "runs": 0}
+
+    def counting(where: str, real):
+        def build(*args, **kwargs):
+            calls[where] += 1
+            return real(*args, **kwargs)
+
+        return build
+
+    monkeypatch.setattr(sweep_mod, "build_workload", counting("check", sweep_mod.build_workload))
+    monkeypatch.setattr(runner_mod, "build_workload", counting("runs", runner_mod.build_workload))
+    exp = load_experiment(grid, ["seed=987654", "sweep.uarch=['zen3']"])  # a workload no other test built
+    res = sweep(exp, tmp_path / "one.h5", shard=(1, 1))
+    assert len(res.computed) == 6
+    assert calls == {"check": 1, "runs": 0}

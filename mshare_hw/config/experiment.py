@@ -19,7 +19,7 @@ from mshare_hw.config.errors import ConfigError, from_validation_error
 from mshare_hw.config.paths import config_dir
 from mshare_hw.config.uarch import Strict, list_uarchs, load_toml
 
-GENERATORS = ("database", "uniform", "strided", "pointer_chase")
+GENERATORS = ("database", "uniform", "strided", "pointer_chase", "uniform_stream")
 
 
 class MachineCfg(Strict):
@@ -106,7 +106,7 @@ class WorkloadCfg(Strict):
     """A generator with its params, or a workload manifest of traces (`manifest`, relative to the
     experiment file)."""
 
-    generator: Literal["database", "uniform", "strided", "pointer_chase"] | None = "database"
+    generator: Literal["database", "uniform", "strided", "pointer_chase", "uniform_stream"] | None = "database"
     params: dict[str, Any] = Field(default_factory=dict)
     manifest: str | None = None
     skip_bad_lines: bool = False  # manifest traces: skip and count malformed lackey lines

@@ -7,7 +7,7 @@ import inspect
 from mshare_hw.analysis.ptmem import parse_size
 from mshare_hw.config.errors import ConfigError
 from mshare_hw.config.experiment import WorkloadCfg
-from mshare_hw.workload import generators
+from mshare_hw.workload import generators, streams
 from mshare_hw.workload.model import Workload
 
 GENERATOR_FUNCS = {
@@ -15,6 +15,7 @@ GENERATOR_FUNCS = {
     "uniform": generators.uniform_workload,
     "strided": generators.strided_workload,
     "pointer_chase": generators.pointer_chase_workload,
+    "uniform_stream": streams.uniform_stream_workload,
 }
 
 

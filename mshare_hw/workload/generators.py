@@ -45,7 +45,9 @@ private anonymous region per process at distinct addresses, each aligned like th
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import numba
 import numpy as np
@@ -221,7 +223,7 @@ def _text_func_order(n_funcs: int, seed: int) -> np.ndarray:
 # Database-like workload
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)  # nogil: the processes' streams are drawn in parallel threads
 def _database_kernel(
     n,
     state,
@@ -448,7 +450,8 @@ def database_workload(
             processes=tuple(range(n_clients)) if n_unrelated else None,
         ),
     ]
-    processes = []
+    kernel_args = []
+    names_cpus: list[tuple[str, int | None]] = []
     for i in range(n_processes):
         unrelated = i >= n_clients
         heap_start = heap_starts[i]
@@ -462,33 +465,42 @@ def database_workload(
                 processes=(i,),
             )
         )
-        addrs, kinds = _database_kernel(
-            accesses_per_process,
-            np.uint64(_derive_seed(seed, _TAG_PROC, i)),
-            np.uint64(TEXT_BASE),
-            func_bytes,
-            func_cdf,
-            func_order,
-            np.uint64(pool_base),
-            block_bytes,
-            block_cdf,
-            block_order,
-            rows_per_visit,
-            np.uint64(heap_start),
-            private_bytes,
-            hot_bytes,
-            _threshold(ifetch_fraction),
-            _threshold(0.0 if unrelated else pool_given_data),
-            _threshold(store_fraction),
-            _threshold(private_hot_access_fraction),
-            _threshold(TEXT_BRANCH_PROB),
+        kernel_args.append(
+            (
+                accesses_per_process,
+                np.uint64(_derive_seed(seed, _TAG_PROC, i)),
+                np.uint64(TEXT_BASE),
+                func_bytes,
+                func_cdf,
+                func_order,
+                np.uint64(pool_base),
+                block_bytes,
+                block_cdf,
+                block_order,
+                rows_per_visit,
+                np.uint64(heap_start),
+                private_bytes,
+                hot_bytes,
+                _threshold(ifetch_fraction),
+                _threshold(0.0 if unrelated else pool_given_data),
+                _threshold(store_fraction),
+                _threshold(private_hot_access_fraction),
+                _threshold(TEXT_BRANCH_PROB),
+            )
         )
         name = f"unrelated{i - n_clients}" if unrelated else f"client{i}"
         cpu = _cpu(cpu_of, i, n_processes)
         if n_sharer_cpus is not None and cpu_of is None:
             # clients round-robin on CPUs 0..n_sharer_cpus-1, unrelated processes on the CPUs after them
             cpu = n_sharer_cpus + (i - n_clients) if unrelated else i % n_sharer_cpus
-        processes.append(Process(name=name, trace=ArrayTrace(addrs, kinds), cpu=cpu))
+        names_cpus.append((name, cpu))
+    # each process's stream depends only on its own seed: drawn in parallel, the result is the same
+    with ThreadPoolExecutor(max(1, min(n_processes, os.cpu_count() or 1))) as pool:
+        traces = list(pool.map(lambda args: _database_kernel(*args), kernel_args))
+    processes = [
+        Process(name=name, trace=ArrayTrace(addrs, kinds), cpu=cpu)
+        for (name, cpu), (addrs, kinds) in zip(names_cpus, traces, strict=True)
+    ]
 
     description = (
         f"database: {n_processes} clients x {accesses_per_process} accesses; buffer pool "

@@ -7,7 +7,9 @@ Access kinds: 0 = instruction fetch, 1 = load, 2 = store.
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -50,8 +52,8 @@ class ArrayTrace:
 
     def digest(self) -> str:
         h = hashlib.blake2b(digest_size=16)
-        h.update(self.addrs.tobytes())
-        h.update(self.kinds.tobytes())
+        h.update(self.addrs)  # the contiguous arrays' bytes, hashed in place (no copy)
+        h.update(self.kinds)
         return h.hexdigest()
 
     def __len__(self) -> int:
@@ -96,7 +98,11 @@ class Workload:
     description: str = ""
 
     def trace_digests(self) -> list[str]:
-        return [p.trace.digest() for p in self.processes]
+        """One digest per process, computed in parallel threads (hashing releases the GIL)."""
+        if len(self.processes) < 2:
+            return [p.trace.digest() for p in self.processes]
+        with ThreadPoolExecutor(min(len(self.processes), os.cpu_count() or 1)) as pool:
+            return list(pool.map(lambda p: p.trace.digest(), self.processes))
 
     def total_accesses(self) -> int:
         return sum(len(p.trace) for p in self.processes)
