@@ -478,6 +478,18 @@ cdef class Engine:
     def pt_change(self, int mm, uint64_t va, int64_t n_pages, int shift, int op):
         return pt_change_range(&self.s, mm, va, n_pages, shift, op)
 
+    def pt_change_span(self, int mm, uint64_t va, int64_t n_pages, int shift, int op):
+        """pt_change page by page, like the mmu_gather: (first, last) index of the pages whose present PTE
+        changed and how many did; (-1, -1, 0) if none."""
+        cdef int64_t i, first = -1, last = -1, count = 0
+        for i in range(n_pages):
+            if pt_change_range(&self.s, mm, va + (<uint64_t>i << shift), 1, shift, op):
+                count += 1
+                last = i
+                if first < 0:
+                    first = i
+        return first, last, count
+
     def pt_unlink(self, int mm, uint64_t va, int level):
         """Clear the entry at `level` on va's path in mm's tree (a detach's p4d_clear)."""
         cdef Sim* s = &self.s

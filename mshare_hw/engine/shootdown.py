@@ -49,6 +49,8 @@ class MachineOps(Protocol):
     def cpumask(self, mm: int) -> list[int]: ...
     def cpumask_clear(self, mm: int, cpu: int) -> None: ...
     def pt_change(self, mm: int, va: int, n_pages: int, shift: int, op: int) -> int: ...
+
+    def pt_change_span(self, mm: int, va: int, n_pages: int, shift: int, op: int) -> tuple[int, int, int]: ...
     def pt_unlink(self, mm: int, va: int, level: int) -> bool: ...
     def invlpg(self, cpu: int, va: int, removed: np.ndarray) -> None: ...
     def flush_pcid(self, cpu: int, pcid: int, removed: np.ndarray) -> None: ...
@@ -85,8 +87,8 @@ class Kernel:
         self.n_cpus = params.n_cpus
         self.n_procs = layout.n_procs
         self.next_trim = [TRIM_INTERVAL_CYCLES] * (layout.n_procs + layout.n_hosts)
-        self._removed = np.zeros(layout.n_procs, dtype=np.int64)
-        self._mappers = np.zeros(layout.n_procs, dtype=bool)
+        self._removed = np.zeros(layout.n_procs, dtype=np.int64)  # filled by the engine's flush primitives
+        self._mappers: frozenset[int] = frozenset()  # processes mapping the current event's region
 
     # -- bookkeeping -------------------------------------------------------------------------------
     def _charge(self, cpu: int, proc: int, counter: str, value: int) -> None:
@@ -95,9 +97,12 @@ class Kernel:
 
     def _account_removed(self, cpu: int) -> None:
         """Entries a flush destroyed that belonged to processes not mapping the event's region."""
-        collateral = self._removed * ~self._mappers
-        for owner in np.nonzero(collateral)[0]:
-            self.m.charge(cpu, int(owner), "collateral_entries_flushed", int(collateral[owner]))
+        counts = self._removed.tolist()  # a handful of processes: cheaper than numpy reductions
+        if not any(counts):
+            return
+        for owner, n in enumerate(counts):
+            if n and owner not in self._mappers:
+                self.m.charge(cpu, owner, "collateral_entries_flushed", n)
         self._removed[:] = 0
 
     def _work(self, cpu: int, f: Flush) -> int:
@@ -323,14 +328,7 @@ class Kernel:
     def _change(self, mm: int, va: int, n: int, shift: int, op: int) -> tuple[int, int, int] | None:
         """Change n pages' present PTEs in mm's tables; like the mmu_gather, remember the span of the
         entries actually changed. Returns (first va, pages spanned, pages changed), None if none was."""
-        first = last = -1
-        count = 0
-        for i in range(n):
-            if self.m.pt_change(mm, va + (i << shift), 1, shift, op):
-                count += 1
-                last = i
-                if first < 0:
-                    first = i
+        first, last, count = self.m.pt_change_span(mm, va, n, shift, op)
         if not count:
             return None
         return va + (first << shift), last - first + 1, count
@@ -351,8 +349,7 @@ class Kernel:
         cpu = self.initiator_cpu(ev.proc, running)
         proc = ev.proc
         op = KIND_OP[ev.kind]
-        self._mappers[:] = False
-        self._mappers[list(span.mappers)] = True
+        self._mappers = frozenset(span.mappers)
         m = self.m
         cycles = 0
         batched = ev.kind in ("reclaim", "migrate")  # try_to_unmap/try_to_migrate with TTU_BATCH_FLUSH

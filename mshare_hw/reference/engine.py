@@ -433,6 +433,19 @@ class ReferenceEngine:
     def pt_change(self, mm: int, va: int, n_pages: int, shift: int, op: int) -> int:
         return self.pt.change_range(self.roots[mm], va, n_pages, shift, op)
 
+    def pt_change_span(self, mm: int, va: int, n_pages: int, shift: int, op: int) -> tuple[int, int, int]:
+        """pt_change page by page, like the mmu_gather: (first, last) index of the pages whose present PTE
+        changed and how many did; (-1, -1, 0) if none."""
+        first = last = -1
+        count = 0
+        for i in range(n_pages):
+            if self.pt.change_range(self.roots[mm], va + (i << shift), 1, shift, op):
+                count += 1
+                last = i
+                if first < 0:
+                    first = i
+        return first, last, count
+
     def pt_unlink(self, mm: int, va: int, level: int) -> bool:
         return self.pt.unlink(self.roots[mm], va, level)
 
