@@ -17,14 +17,6 @@ import numpy as np
 from mshare_hw.config.errors import ConfigError
 from mshare_hw.engine.shootdown import KINDS, Event
 
-DRAW_BLOCK = 1024  # events' random draws are made this many at a time (numpy calls per event cost more)
-
-
-def _blocks(draw) -> Iterator[float]:
-    """The values of `draw(DRAW_BLOCK)` arrays, one at a time, as Python numbers."""
-    while True:
-        yield from draw(DRAW_BLOCK).tolist()
-
 
 def _draws(
     times: Iterator[float],
@@ -35,21 +27,15 @@ def _draws(
     initiators: list[int],
     rng: np.random.Generator,
 ) -> Iterator[Event]:
-    """Kind by weight, size uniformly from `pages`, first page uniform, initiator uniform. Each quantity
-    has its own generator (spawned from `rng`), drawn in blocks: the sequence depends only on the seed."""
+    """Kind by weight, size uniformly from `pages`, first page uniform, initiator uniform."""
     names = list(kinds)
     cumulative = np.cumsum([kinds[k] for k in names], dtype=float)
-    cumulative = (cumulative / cumulative[-1]).tolist()
-    g_kind, g_size, g_first, g_proc = rng.spawn(4)
-    u_kind = _blocks(g_kind.random)
-    i_size = _blocks(lambda b: g_size.integers(len(pages), size=b))
-    u_first = _blocks(g_first.random)
-    i_proc = _blocks(lambda b: g_proc.integers(len(initiators), size=b))
+    cumulative = (cumulative / cumulative[-1]).tolist()  # bisect on a list: the same answer, no numpy call
     for t in times:
-        kind = names[min(bisect.bisect_right(cumulative, next(u_kind)), len(names) - 1)]
-        n = int(pages[next(i_size)])
-        first = min(int(next(u_first) * max(1, region_pages - n + 1)), max(0, region_pages - n))
-        proc = int(initiators[next(i_proc)])
+        kind = names[min(bisect.bisect_right(cumulative, rng.random()), len(names) - 1)]
+        n = int(pages[int(rng.integers(len(pages)))])
+        first = int(rng.integers(max(1, region_pages - n + 1)))
+        proc = int(initiators[int(rng.integers(len(initiators)))])
         yield Event(int(t), kind, proc, region, first, n)
 
 
@@ -70,13 +56,12 @@ def rate_schedule(
 ) -> Iterator[Event]:
     """Poisson arrivals at `rate_per_second` of simulated time (cycles at `clock_ghz`)."""
     rng = _rng(seed)
-    (g_gap,) = rng.spawn(1)
     mean_gap = clock_ghz * 1e9 / rate_per_second
 
     def arrivals() -> Iterator[float]:
         t = 0.0
-        for gap in _blocks(lambda b: g_gap.exponential(mean_gap, size=b)):
-            t += gap
+        while True:
+            t += rng.exponential(mean_gap)
             yield t
 
     return _draws(arrivals(), kinds, region, region_pages, pages, initiators, rng)
