@@ -395,17 +395,22 @@ cdef class Engine:
     def stale_examples(self):
         return [tuple(int(self.s.examples[i * 5 + j]) for j in range(5)) for i in range(self.s.n_examples)]
 
-    # -- direct access to single steps (hand-computed tests) ---------------------------------------
-    def access(self, int cpu, int proc, uint64_t va, int kind):
-        """One access outside the scheduler, counted to (cpu, proc)."""
+    cdef void _commit_row(self, int cpu, int proc) except *:
+        """Add the current row of counters to (cpu, proc), as the run loop does after a slice; raise on an
+        engine error."""
         cdef int k
-        sim_access(&self.s, cpu, proc, va, kind)
         for k in range(N_COUNTERS):
             self.s.cpu_ctr[cpu * N_COUNTERS + k] += self.s.row[k]
             self.s.proc_ctr[proc * N_COUNTERS + k] += self.s.row[k]
             self.s.row[k] = 0
         if self.s.error:
             raise RuntimeError(_ERRORS.get(self.s.error, f"engine error {self.s.error}"))
+
+    # -- direct access to single steps (hand-computed tests) ---------------------------------------
+    def access(self, int cpu, int proc, uint64_t va, int kind):
+        """One access outside the scheduler, counted to (cpu, proc)."""
+        sim_access(&self.s, cpu, proc, va, kind)
+        self._commit_row(cpu, proc)
 
     def switch_to(self, int cpu, int proc):
         sim_switch_to(&self.s, cpu, proc)
@@ -582,18 +587,13 @@ cdef class Engine:
     def fault_in(self, int cpu, int proc, uint64_t va, int kind):
         """Service faults (a device's page request) on `cpu` for `proc` until va is mapped, charged like
         a CPU's faults. Returns how many fault handler calls it took."""
-        cdef int n, k
+        cdef int n
         for n in range(WALK_ATTEMPTS):
             ok, loc, level, _, _ = self.pt_lookup(proc, va)
             if ok:
                 return n
             sim_fault(&self.s, cpu, proc, va, kind, loc // PT_ENTRIES, level)
-            for k in range(N_COUNTERS):
-                self.s.cpu_ctr[cpu * N_COUNTERS + k] += self.s.row[k]
-                self.s.proc_ctr[proc * N_COUNTERS + k] += self.s.row[k]
-                self.s.row[k] = 0
-            if self.s.error:
-                raise RuntimeError(_ERRORS.get(self.s.error, f"engine error {self.s.error}"))
+            self._commit_row(cpu, proc)
         raise RuntimeError(_ERRORS[ERR_WALK])
 
 
