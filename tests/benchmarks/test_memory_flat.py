@@ -54,7 +54,7 @@ CHILD = textwrap.dedent(
 )
 
 
-def test_peak_rss_of_a_long_stream(benchmark):
+def test_peak_rss_of_a_long_stream(benchmark, tmp_path):
     import mshare_hw
 
     benchmark.group = "memory"
@@ -69,6 +69,7 @@ def test_peak_rss_of_a_long_stream(benchmark):
             capture_output=True,
             text=True,
             env=env,
+            cwd=tmp_path,  # not the source tree, whose unbuilt mshare_hw would shadow the installed package
             timeout=max(600, n // 1_000_000 * 2),  # at least 0.5 M accesses/s
         )
         assert done.returncode == 0, done.stderr

@@ -78,7 +78,11 @@ def test_replay_1e8_peak_rss(benchmark, tmp_path_factory):
     def replay():
         t0 = time.perf_counter()
         p = subprocess.run(
-            [sys.executable, "-c", code, str(manifest), str(d / "out.h5")], capture_output=True, text=True, check=False
+            [sys.executable, "-c", code, str(manifest), str(d / "out.h5")],
+            capture_output=True,
+            text=True,
+            check=False,
+            cwd=d,  # not the source tree, whose unbuilt mshare_hw would shadow the installed package
         )
         assert p.returncode == 0, p.stderr
         result["seconds"] = time.perf_counter() - t0

@@ -101,11 +101,14 @@ def _session_seconds(sid: int, seen: dict[int, float]) -> None:
             seen[int(stat.parent.name)] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def run_measured(cmd: list[str], env: dict[str, str], timeout: float) -> dict[str, float]:
+def run_measured(cmd: list[str], env: dict[str, str], timeout: float, cwd: Path) -> dict[str, float]:
     """Run `cmd` in its own session; its wall time, its processes' CPU time (sampled every 0.2 s, so
     a process living under 0.2 s may be missed) and the CPU time all other processes used meanwhile."""
     busy0, t0 = _busy_seconds(), time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    # cwd: not the source tree, whose unbuilt mshare_hw would shadow the installed package
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True, cwd=cwd
+    )
     seen: dict[int, float] = {}
     while proc.poll() is None:
         _session_seconds(proc.pid, seen)
@@ -148,8 +151,10 @@ def test_sweep_two_workers_vs_serial(benchmark, tmp_path):
     def both() -> None:
         for p in tmp_path.glob("*.h5"):
             p.unlink()
-        m["serial"] = run_measured([*cli, "-o", str(tmp_path / "serial.h5"), "--shard", "1/1"], env, timeout)
-        m["parallel"] = run_measured([*cli, "-o", str(tmp_path / "parallel.h5"), "--workers", "2"], env, timeout)
+        serial = [*cli, "-o", str(tmp_path / "serial.h5"), "--shard", "1/1"]
+        parallel = [*cli, "-o", str(tmp_path / "parallel.h5"), "--workers", "2"]
+        m["serial"] = run_measured(serial, env, timeout, tmp_path)
+        m["parallel"] = run_measured(parallel, env, timeout, tmp_path)
 
     benchmark.pedantic(both, rounds=1, iterations=1)
     _same_results(tmp_path / "serial.h5", tmp_path / "parallel.h5")
