@@ -31,9 +31,12 @@ cdef extern from "scan.h" nogil:
     enum: SCAN_BLOCK
     int scan_tags(const uint32_t* tags, int n_blocks, uint32_t tag)
     int ranks_find(const uint8_t* ranks, int n_blocks, unsigned rank)
+    uint32_t key_tag(uint64_t key)
+    int find_key(const uint32_t* tags, const uint64_t* keys, int n_blocks, int ways, uint64_t key)
     void ranks_touch(uint8_t* ranks, int n_blocks, int way)
     int ranks_replace(uint8_t* ranks, int n_blocks, unsigned ways)
     void ranks_drop(uint8_t* ranks, int n_blocks, unsigned ways, int way)
+    bint set_touch(uint32_t* tags, uint8_t* ranks, int n_blocks, unsigned ways, uint32_t tag)
 
 include "_counters.pxi"
 include "tlb.pxi"
@@ -162,6 +165,8 @@ cdef class Engine:
                 s.pwc[c * s.n_pwc + k].keys = <uint64_t*>_calloc(spec.sets * spec.ways, sizeof(uint64_t))
                 s.pwc[c * s.n_pwc + k].blocks = (spec.ways + SCAN_BLOCK - 1) // SCAN_BLOCK
                 s.pwc[c * s.n_pwc + k].ranks = _new_ranks(spec.sets, spec.ways)
+                s.pwc[c * s.n_pwc + k].tags = <uint32_t*>_aligned_calloc(
+                    <int64_t>spec.sets * s.pwc[c * s.n_pwc + k].blocks * SCAN_BLOCK * sizeof(uint32_t))
 
         s.l1d_cache = <Cache*>_calloc(n_cpus, sizeof(Cache))
         s.l2_cache = <Cache*>_calloc(n_cpus, sizeof(Cache))
@@ -220,6 +225,7 @@ cdef class Engine:
         cdef int i, j, code
         lv.n = len(specs)
         lv.arrays = <TLBArray*>_calloc(lv.n, sizeof(TLBArray))
+        lv.n_probes = 0
         for i, spec in enumerate(specs):
             lv.arrays[i].sets = spec.sets
             lv.arrays[i].ways = spec.ways
@@ -229,19 +235,22 @@ cdef class Engine:
             lv.arrays[i].n_shifts = len(spec.shifts)
             for j, sh in enumerate(spec.shifts):
                 lv.arrays[i].shifts[j] = sh
-                lv.arrays[i].size_bits[j] = tlb_size_bits(sh)
+                if lv.n_probes == MAX_PROBES:
+                    raise ValueError(f"a TLB level holds at most {MAX_PROBES} (array, page size) pairs")
+                lv.probe_array[lv.n_probes] = i
+                lv.probe_code[lv.n_probes] = tlb_code(sh)
+                lv.n_probes += 1
             lv.arrays[i].e = <TLBEntry*>_calloc(spec.sets * spec.ways, sizeof(TLBEntry))
             lv.arrays[i].keys = <uint64_t*>_calloc(spec.sets * spec.ways, sizeof(uint64_t))
             lv.arrays[i].blocks = (spec.ways + SCAN_BLOCK - 1) // SCAN_BLOCK
+            lv.arrays[i].tags = <uint32_t*>_aligned_calloc(
+                <int64_t>spec.sets * lv.arrays[i].blocks * SCAN_BLOCK * sizeof(uint32_t))
             lv.arrays[i].ranks = _new_ranks(spec.sets, spec.ways)
         for code in range(4):
             lv.fill_array[code] = -1
-            lv.fill_slot[code] = -1
         for i in reversed(range(lv.n)):  # the first array that holds a page size fills it
             for j in range(lv.arrays[i].n_shifts):
-                code = (lv.arrays[i].shifts[j] - 3) // 9
-                lv.fill_array[code] = i
-                lv.fill_slot[code] = j
+                lv.fill_array[tlb_code(lv.arrays[i].shifts[j])] = i
 
     cdef void _init_cache(self, Cache* c, spec) except *:
         c.sets = spec.sets
@@ -305,6 +314,7 @@ cdef class Engine:
                         for k in range(levels[i][c].n):
                             free(levels[i][c].arrays[k].e)
                             free(levels[i][c].arrays[k].keys)
+                            free(levels[i][c].arrays[k].tags)
                             free(levels[i][c].arrays[k].ranks)
                         free(levels[i][c].arrays)
                 free(levels[i])
@@ -312,6 +322,7 @@ cdef class Engine:
             for i in range(s.n_cpus * s.n_pwc):
                 free(s.pwc[i].e)
                 free(s.pwc[i].keys)
+                free(s.pwc[i].tags)
                 free(s.pwc[i].ranks)
             free(s.pwc)
         if s.l1d_cache != NULL:

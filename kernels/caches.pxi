@@ -18,7 +18,6 @@ cdef inline bint cache_touch(Cache* c, uint64_t line) noexcept nogil:
     cdef uint32_t tag
     cdef uint32_t* tags
     cdef uint8_t* ranks
-    cdef int w
     if c.set_bits >= 0:
         set_ = line & c.set_mask
         tag = <uint32_t>(line >> c.set_bits) + 1
@@ -27,12 +26,18 @@ cdef inline bint cache_touch(Cache* c, uint64_t line) noexcept nogil:
         tag = <uint32_t>(line // <uint64_t>c.sets) + 1
     tags = &c.tags[set_ * c.blocks * SCAN_BLOCK]
     ranks = &c.ranks[set_ * c.blocks * SCAN_BLOCK]
-    w = scan_tags(tags, c.blocks, tag)
-    if w >= 0:
-        ranks_touch(ranks, c.blocks, w)
-        return True
-    tags[ranks_replace(ranks, c.blocks, c.ways)] = tag
-    return False
+    return set_touch(tags, ranks, c.blocks, c.ways, tag)
+
+
+cdef inline void cache_prefetch(Cache* c, uint64_t line) noexcept nogil:
+    """Start loading `line`'s set into the host's cache (no effect on the model)."""
+    cdef uint64_t set_
+    if c.set_bits >= 0:
+        set_ = line & c.set_mask
+    else:
+        set_ = line % <uint64_t>c.sets
+    prefetch(&c.tags[set_ * c.blocks * SCAN_BLOCK])
+    prefetch(&c.ranks[set_ * c.blocks * SCAN_BLOCK])
 
 
 cdef inline int cache_read(Sim* s, int cpu, uint64_t paddr, int* latency) noexcept nogil:

@@ -1,6 +1,7 @@
 # Page-walk caches: non-leaf entries of level L >= 2, tagged by (level, PCID, VA >> entry span).
-# Mirrors mshare_hw/reference/pwc.py. As in the TLBs, a lookup scans one packed key per way, the payload
-# is read only on a hit, and LRU is kept as rank bytes per set (scan.h; invalidated ways ranked oldest).
+# Mirrors mshare_hw/reference/pwc.py. As in the TLBs, a lookup compares 32-bit hashes of the packed keys
+# a block at a time (scan.h's find_key), the payload is read only on a hit, and LRU is kept as rank bytes
+# per set (scan.h; invalidated ways ranked oldest).
 
 cdef inline int entry_shift(int level) noexcept nogil:
     return 12 + 9 * (level - 1)
@@ -29,11 +30,11 @@ cdef inline PWCEntry* pwc_lookup(Sim* s, int cpu, int level, int pcid, uint64_t 
     key = pwc_key(level, pcid, tag)
     set_ = pwc_set(a, tag)
     base = set_ * a.ways
-    for w in range(a.ways):
-        if a.keys[base + w] == key:
-            ranks_touch(&a.ranks[set_ * a.blocks * SCAN_BLOCK], a.blocks, w)
-            return &a.e[base + w]
-    return NULL
+    w = find_key(&a.tags[set_ * a.blocks * SCAN_BLOCK], &a.keys[base], a.blocks, a.ways, key)
+    if w < 0:
+        return NULL
+    ranks_touch(&a.ranks[set_ * a.blocks * SCAN_BLOCK], a.blocks, w)
+    return &a.e[base + w]
 
 
 cdef inline void pwc_fill(Sim* s, int cpu, int level, int pcid, uint64_t va, int64_t child, int64_t loc,
@@ -52,6 +53,7 @@ cdef inline void pwc_fill(Sim* s, int cpu, int level, int pcid, uint64_t va, int
     base = set_ * a.ways
     victim = ranks_replace(&a.ranks[set_ * a.blocks * SCAN_BLOCK], a.blocks, a.ways)
     a.keys[base + victim] = pwc_key(level, pcid, tag)
+    a.tags[set_ * a.blocks * SCAN_BLOCK + victim] = key_tag(a.keys[base + victim])
     e = &a.e[base + victim]
     e.pcid = pcid
     e.child = child
@@ -70,6 +72,7 @@ cdef int64_t pwc_flush(Sim* s, int cpu, int pcid, int64_t* removed) noexcept nog
         for i in range(<int64_t>a.sets * a.ways):
             if a.keys[i] != 0 and (pcid < 0 or a.e[i].pcid == pcid):
                 a.keys[i] = 0
+                a.tags[(i // a.ways) * a.blocks * SCAN_BLOCK + i % a.ways] = 0
                 ranks_drop(&a.ranks[(i // a.ways) * a.blocks * SCAN_BLOCK], a.blocks, a.ways, <int>(i % a.ways))
                 if removed != NULL:
                     removed[a.e[i].owner] += 1

@@ -1,6 +1,6 @@
 /* Set scans for the engine's data caches (included by kernels/_engine.pyx).
  *
- * Used by the data caches and the TLBs. A cache set is a group of 16-way blocks: 16 32-bit tags (64 bytes, one host cache line) and 16 LRU
+ * Used by the data caches, the TLBs and the PWCs. A cache set is a group of 16-way blocks: 16 32-bit tags (64 bytes, one host cache line) and 16 LRU
  * rank bytes, 0 = most recent, ways - 1 = least recent. Padding ways hold tag 0 (never a real tag) and
  * rank 127 (never compared as a real rank). On x86-64 a 16-way block is compared with a handful of SSE2
  * instructions; elsewhere plain loops do the same thing.
@@ -22,9 +22,35 @@
 static inline __m128i bytes16(unsigned b) { return _mm_set1_epi32((int)(b * 0x01010101u)); }
 #endif
 
+#if defined(__SSE2__)
+/* Bit i set when way i of a 16-way block holds `tag`. */
+static inline unsigned block_matches(const uint32_t* tags, uint32_t tag) {
+    __m128i needle = _mm_set1_epi32((int)tag);
+    const __m128i* v = (const __m128i*)tags;
+    __m128i e0 = _mm_cmpeq_epi32(_mm_load_si128(v), needle);
+    __m128i e1 = _mm_cmpeq_epi32(_mm_load_si128(v + 1), needle);
+    __m128i e2 = _mm_cmpeq_epi32(_mm_load_si128(v + 2), needle);
+    __m128i e3 = _mm_cmpeq_epi32(_mm_load_si128(v + 3), needle);
+    return (unsigned)_mm_movemask_epi8(_mm_packs_epi16(_mm_packs_epi32(e0, e1), _mm_packs_epi32(e2, e3)));
+}
+
+/* Sets of one block (up to 16 ways, the common case): every rank below `h` ages by one and `way` becomes
+ * the most recent, computed in registers and stored once. */
+static inline void block_promote(uint8_t* ranks, __m128i r, int way, unsigned h) {
+    const __m128i lanes = _mm_setr_epi8(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    r = _mm_sub_epi8(r, _mm_cmplt_epi8(r, bytes16(h)));
+    r = _mm_andnot_si128(_mm_cmpeq_epi8(lanes, bytes16((unsigned)way)), r);
+    _mm_store_si128((__m128i*)ranks, r);
+}
+#endif
+
 /* First way holding `tag` among n_blocks * 16 ways, or -1. */
 static inline int scan_tags(const uint32_t* tags, int n_blocks, uint32_t tag) {
 #if defined(__SSE2__)
+    if (n_blocks == 1) {
+        unsigned m = block_matches(tags, tag);
+        return m ? __builtin_ctz(m) : -1;
+    }
     __m128i needle = _mm_set1_epi32((int)tag);
     for (int b = 0; b < n_blocks; b++) {
         const __m128i* v = (const __m128i*)(tags + SCAN_BLOCK * b);
@@ -42,6 +68,24 @@ static inline int scan_tags(const uint32_t* tags, int n_blocks, uint32_t tag) {
     return -1;
 
 #endif
+}
+
+/* A 64-bit key's 32-bit tag for scan_tags: a multiplicative hash, never 0 (0 marks an invalid way). */
+static inline uint32_t key_tag(uint64_t key) {
+    uint32_t t = (uint32_t)((key * 0x9E3779B97F4A7C15ull) >> 32);
+    return t ? t : 1u;
+}
+
+/* The way of a TLB or PWC set holding `key`, or -1: the set's 32-bit tags (key_tag) are compared a block at
+ * a time, and a tag match is confirmed against the full key; two keys with one tag (about one lookup in
+ * 10^8 for a 12-way set) fall back to comparing every key. */
+static inline int find_key(const uint32_t* tags, const uint64_t* keys, int n_blocks, int ways, uint64_t key) {
+    int w = scan_tags(tags, n_blocks, key_tag(key));
+    if (w < 0) return -1;
+    if (keys[w] == key) return w;
+    for (int i = 0; i < ways; i++)
+        if (keys[i] == key) return i;
+    return -1;
 }
 
 /* First way whose rank is `rank`, or -1. */
@@ -64,6 +108,12 @@ static inline int ranks_find(const uint8_t* ranks, int n_blocks, unsigned rank) 
 /* A hit: `way` becomes the most recent; every way more recent than it ages by one. */
 static inline void ranks_touch(uint8_t* ranks, int n_blocks, int way) {
     unsigned h = ranks[way];
+#if defined(__SSE2__)
+    if (n_blocks == 1) {
+        block_promote(ranks, _mm_load_si128((const __m128i*)ranks), way, h);
+        return;
+    }
+#endif
     if (h == 0) return;
 #if defined(__SSE2__)
     __m128i hv = bytes16(h);
@@ -83,6 +133,14 @@ static inline void ranks_touch(uint8_t* ranks, int n_blocks, int way) {
 /* A miss: the least recent way (rank ways - 1) takes the new line and becomes the most recent; every
  * other real way ages by one. */
 static inline int ranks_replace(uint8_t* ranks, int n_blocks, unsigned ways) {
+#if defined(__SSE2__)
+    if (n_blocks == 1) {
+        __m128i r = _mm_load_si128((const __m128i*)ranks);
+        int w = __builtin_ctz((unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(r, bytes16(ways - 1))));
+        block_promote(ranks, r, w, ways - 1);
+        return w;
+    }
+#endif
     int victim = ranks_find(ranks, n_blocks, ways - 1);
 #if defined(__SSE2__)
     __m128i limit = bytes16((ways - 1));
@@ -98,6 +156,36 @@ static inline int ranks_replace(uint8_t* ranks, int n_blocks, unsigned ways) {
 #endif
     ranks[victim] = 0;
     return victim;
+}
+
+/* A data-cache access: on a hit `tag`'s way becomes the most recent; on a miss the tag replaces the least
+ * recent way (an invalid one while the set has one) and becomes the most recent. Returns 1 on a hit. */
+static inline int set_touch(uint32_t* tags, uint8_t* ranks, int n_blocks, unsigned ways, uint32_t tag) {
+#if defined(__SSE2__)
+    if (n_blocks == 1) {
+        unsigned m = block_matches(tags, tag);
+        __m128i r = _mm_load_si128((const __m128i*)ranks);
+        int w;
+        unsigned h;
+        if (m) {
+            w = __builtin_ctz(m);
+            h = ranks[w];
+        } else {
+            h = ways - 1;
+            w = __builtin_ctz((unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(r, bytes16(h))));
+            tags[w] = tag;
+        }
+        block_promote(ranks, r, w, h);
+        return m != 0;
+    }
+#endif
+    int w = scan_tags(tags, n_blocks, tag);
+    if (w >= 0) {
+        ranks_touch(ranks, n_blocks, w);
+        return 1;
+    }
+    tags[ranks_replace(ranks, n_blocks, ways)] = tag;
+    return 0;
 }
 
 /* An invalidation: `way` becomes the least recent (rank ways - 1); every way less recent than it gets one

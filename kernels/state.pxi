@@ -6,6 +6,7 @@ from libc.stdint cimport int8_t, int32_t, int64_t, uint8_t, uint32_t, uint64_t
 cdef enum:
     N_DYN_ASIDS = 6
     MAX_SHIFTS = 3
+    MAX_PROBES = 12
 
 ctypedef struct TLBEntry:
     uint64_t vpn
@@ -19,24 +20,26 @@ ctypedef struct TLBEntry:
 
 ctypedef struct TLBArray:
     uint64_t* keys         # per way: valid | pcid | page size | vpn packed in one word, 0 when invalid
+    uint32_t* tags         # per set, blocks * 16 key_tag(key) (scan.h), 0 when invalid or padding
     uint8_t* ranks         # per set, blocks * 16 LRU ranks (scan.h), invalid ways ranked oldest
     TLBEntry* e            # per way: the payload
     int sets
     int ways
-    int blocks             # 16-way rank blocks per set
+    int blocks             # 16-way blocks per set
     int set_bits
     uint64_t set_mask      # sets - 1 when sets is a power of two, else 0
     int xor_index
     int n_shifts
     int shifts[MAX_SHIFTS]
-    uint64_t size_bits[MAX_SHIFTS]  # tlb_size_bits(shifts[s]), the key's constant part
-    int64_t n_valid[MAX_SHIFTS]  # valid entries per page size: a size with none is not probed
+    int64_t n_valid[4]     # valid entries per page-size code (1: 4K, 2: 2M, 3: 1G): a size with none is not probed
 
 ctypedef struct TLBLevel:
     TLBArray* arrays
     int n
-    int fill_array[4]      # per page-size code (1: 4K, 2: 2M, 3: 1G): the array that caches it, or -1
-    int fill_slot[4]       # and its index in that array's shifts
+    int n_probes           # lookups probe (array, page-size code) pairs in this order
+    int probe_array[MAX_PROBES]
+    int probe_code[MAX_PROBES]
+    int fill_array[4]      # per page-size code: the array that caches it, or -1
 
 ctypedef struct PWCEntry:
     int64_t child
@@ -47,6 +50,7 @@ ctypedef struct PWCEntry:
 
 ctypedef struct PWCArray:
     uint64_t* keys         # per way: valid | PCID | level | tag packed in one word, 0 when invalid
+    uint32_t* tags         # per set, blocks * 16 key_tag(key) (scan.h), 0 when invalid or padding
     uint8_t* ranks         # per set, blocks * 16 LRU ranks (scan.h), invalid ways ranked oldest
     PWCEntry* e            # per way: the payload
     int sets

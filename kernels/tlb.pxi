@@ -1,16 +1,22 @@
 # Set-associative TLBs tagged by (PCID, VPN, page size), LRU. Mirrors mshare_hw/reference/tlb.py.
-# Each array keeps one packed key per way (scanned on lookup), LRU rank bytes per set (scan.h; an
-# invalidated way becomes the oldest, so fills take invalid ways first, as the reference does) and the
-# payload apart, so a 12-way set scan touches 96 bytes. User entries are never global (kernel entries are
-# not modelled), so the key match is exact; the payload's is_global flag is kept for the flush primitives.
+# Each array keeps one packed key per way, a 32-bit hash of it per way in 16-way blocks (compared a block
+# at a time on lookup, the key confirms a match), LRU rank bytes per set (scan.h; an invalidated way
+# becomes the oldest, so fills take invalid ways first, as the reference does) and the payload apart.
+# User entries are never global (kernel entries are not modelled), so the key match is exact; the
+# payload's is_global flag is kept for the flush primitives.
 
-cdef inline uint64_t tlb_size_bits(int shift) noexcept nogil:
+cdef inline int tlb_code(int shift) noexcept nogil:
+    """Page-size code: 1 for 4K, 2 for 2M, 3 for 1G."""
+    return (shift - 3) // 9
+
+
+cdef inline uint64_t tlb_key(uint64_t vpn, int code, int pcid) noexcept nogil:
     # vpn < 2^45 (57-bit VA), page size code 1..3 in bits 45-46, PCID (12 bits) in 47-58, valid bit 63
-    return (<uint64_t>1 << 63) | (<uint64_t>((shift - 3) // 9) << 45)
+    return (<uint64_t>1 << 63) | (<uint64_t>pcid << 47) | (<uint64_t>code << 45) | vpn
 
 
-cdef inline uint64_t tlb_key(uint64_t vpn, int shift, int pcid) noexcept nogil:
-    return tlb_size_bits(shift) | (<uint64_t>pcid << 47) | vpn
+cdef inline int tlb_key_code(uint64_t key) noexcept nogil:
+    return <int>((key >> 45) & 3)
 
 
 cdef inline uint64_t tlb_set_index(TLBArray* a, uint64_t vpn) noexcept nogil:
@@ -21,70 +27,56 @@ cdef inline uint64_t tlb_set_index(TLBArray* a, uint64_t vpn) noexcept nogil:
     return vpn % <uint64_t>a.sets
 
 
-cdef inline void tlb_count(TLBArray* a, int shift, int64_t delta) noexcept nogil:
-    cdef int s
-    for s in range(a.n_shifts):
-        if a.shifts[s] == shift:
-            a.n_valid[s] += delta
-            return
-
-
 cdef inline TLBEntry* tlb_lookup(TLBLevel* lv, int pcid, uint64_t va) noexcept nogil:
-    cdef int i, s, w, shift
+    cdef int p, code, w
     cdef TLBArray* a
-    cdef uint64_t vpn, key, base, set_
-    cdef uint64_t pcid_bits = <uint64_t>pcid << 47
-    cdef uint64_t* keys
-    for i in range(lv.n):
-        a = &lv.arrays[i]
-        for s in range(a.n_shifts):
-            if a.n_valid[s] == 0:
-                continue
-            shift = a.shifts[s]
-            vpn = va >> shift
-            key = a.size_bits[s] | pcid_bits | vpn
-            set_ = tlb_set_index(a, vpn)
-            base = set_ * a.ways
-            keys = &a.keys[base]
-            for w in range(a.ways):
-                if keys[w] == key:
-                    ranks_touch(&a.ranks[set_ * a.blocks * SCAN_BLOCK], a.blocks, w)
-                    return &a.e[base + w]
+    cdef uint64_t vpn, key, set_
+    for p in range(lv.n_probes):
+        a = &lv.arrays[lv.probe_array[p]]
+        code = lv.probe_code[p]
+        if a.n_valid[code] == 0:
+            continue
+        vpn = va >> (3 + 9 * code)
+        key = tlb_key(vpn, code, pcid)
+        set_ = tlb_set_index(a, vpn)
+        w = find_key(&a.tags[set_ * a.blocks * SCAN_BLOCK], &a.keys[set_ * a.ways], a.blocks, a.ways, key)
+        if w >= 0:
+            ranks_touch(&a.ranks[set_ * a.blocks * SCAN_BLOCK], a.blocks, w)
+            return &a.e[set_ * a.ways + w]
     return NULL
 
 
-cdef inline int tlb_key_shift(uint64_t key) noexcept nogil:
-    return 3 + 9 * <int>((key >> 45) & 3)
-
-
-cdef inline void tlb_fill(TLBLevel* lv, TLBEntry* src) noexcept nogil:
+cdef inline void tlb_fill(TLBLevel* lv, TLBEntry* src, uint64_t key) noexcept nogil:
     """Into the array that caches src's page size (if any), replacing the oldest way of the set: an invalid
-    one while the set has one, else the least recently used."""
-    cdef int code = (src.shift - 3) // 9
+    one while the set has one, else the least recently used. `key` is src's tlb_key."""
+    cdef int code = tlb_key_code(key)
     cdef int i = lv.fill_array[code]
-    cdef int s, victim
+    cdef int victim
     cdef TLBArray* a
-    cdef uint64_t set_, base
+    cdef uint64_t set_, k, old
     if i < 0:
         return
     a = &lv.arrays[i]
-    s = lv.fill_slot[code]
     set_ = tlb_set_index(a, src.vpn)
-    base = set_ * a.ways
     victim = ranks_replace(&a.ranks[set_ * a.blocks * SCAN_BLOCK], a.blocks, a.ways)
-    if a.keys[base + victim] != 0:
-        tlb_count(a, tlb_key_shift(a.keys[base + victim]), -1)
-    a.n_valid[s] += 1
-    a.e[base + victim] = src[0]
-    a.keys[base + victim] = tlb_key(src.vpn, src.shift, src.pcid)
+    k = set_ * a.ways + victim
+    old = a.keys[k]
+    if old != 0:
+        a.n_valid[tlb_key_code(old)] -= 1
+    a.n_valid[code] += 1
+    a.e[k] = src[0]
+    a.keys[k] = key
+    a.tags[set_ * a.blocks * SCAN_BLOCK + victim] = key_tag(key)
 
 
 cdef inline void tlb_drop(TLBArray* a, int64_t k, int64_t* removed) noexcept nogil:
     cdef int64_t set_ = k // a.ways
-    tlb_count(a, a.e[k].shift, -1)
+    cdef int w = <int>(k - set_ * a.ways)
+    a.n_valid[tlb_key_code(a.keys[k])] -= 1
     a.e[k].shift = 0
     a.keys[k] = 0
-    ranks_drop(&a.ranks[set_ * a.blocks * SCAN_BLOCK], a.blocks, a.ways, <int>(k - set_ * a.ways))
+    a.tags[set_ * a.blocks * SCAN_BLOCK + w] = 0
+    ranks_drop(&a.ranks[set_ * a.blocks * SCAN_BLOCK], a.blocks, a.ways, w)
     if removed != NULL:
         removed[a.e[k].owner] += 1
 

@@ -127,6 +127,7 @@ cdef inline void sim_access(Sim* s, int cpu, int proc, uint64_t va, int kind) no
     cdef TLBLevel* l2
     cdef TLBEntry* e
     cdef TLBEntry fresh
+    cdef uint64_t key
     row[C_ACCESSES] += 1
     if kind == 0:
         row[C_IFETCHES] += 1
@@ -150,7 +151,7 @@ cdef inline void sim_access(Sim* s, int cpu, int proc, uint64_t va, int kind) no
             row[C_STLB_HITS] += 1
             if s.oracle and e.epoch != s.pte_epoch and s.pt_written[e.pte_loc] > e.epoch:
                 oracle_record(s, cpu, proc, va, WHERE_L2)
-            tlb_fill(l1, e)
+            tlb_fill(l1, e, tlb_key(e.vpn, tlb_code(e.shift), pcid))
         else:
             row[C_STLB_MISSES] += 1
             for attempt in range(WALK_ATTEMPTS + 1):
@@ -172,8 +173,9 @@ cdef inline void sim_access(Sim* s, int cpu, int proc, uint64_t va, int kind) no
             fresh.epoch = s.pte_epoch
             fresh.owner = proc
             fresh.is_global = 0
-            tlb_fill(l2, &fresh)
-            tlb_fill(l1, &fresh)
+            key = tlb_key(fresh.vpn, tlb_code(fresh.shift), pcid)
+            tlb_fill(l2, &fresh, key)
+            tlb_fill(l1, &fresh, key)
             e = &fresh
         row[C_TRANSLATION_CYCLES] += stall
         cost += stall
