@@ -28,7 +28,7 @@ extensions = [
         ["kernels/_engine.pyx"],
         include_dirs=[np.get_include(), "kernels"],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
-        extra_compile_args=["-O3"],
+        extra_compile_args=["-O3", "-funroll-loops"],  # unrolled block scans: ~4% on walk-heavy replay
     )
 ]
 

@@ -20,11 +20,6 @@ include "state.pxi"
 cdef extern from "<stdlib.h>" nogil:
     void* aligned_alloc(size_t alignment, size_t size)  # C11
 
-cdef extern from *:
-    """
-    #define prefetch(p) __builtin_prefetch((const void*)(p))
-    """
-    void prefetch(const void* p) noexcept nogil
 
 # block-parallel scans of cache and TLB sets
 cdef extern from "scan.h" nogil:
@@ -37,6 +32,7 @@ cdef extern from "scan.h" nogil:
     int ranks_replace(uint8_t* ranks, int n_blocks, unsigned ways)
     void ranks_drop(uint8_t* ranks, int n_blocks, unsigned ways, int way)
     bint set_touch(uint32_t* tags, uint8_t* ranks, int n_blocks, unsigned ways, uint32_t tag)
+    void prefetch(const void* p)
 
 include "_counters.pxi"
 include "tlb.pxi"
@@ -410,6 +406,7 @@ cdef class Engine:
         """Add the current row of counters to (cpu, proc), as the run loop does after a slice; raise on an
         engine error."""
         cdef int k
+        row_finish(self.s.row)
         for k in range(N_COUNTERS):
             self.s.cpu_ctr[cpu * N_COUNTERS + k] += self.s.row[k]
             self.s.proc_ctr[proc * N_COUNTERS + k] += self.s.row[k]
@@ -420,7 +417,7 @@ cdef class Engine:
     # -- direct access to single steps (hand-computed tests) ---------------------------------------
     def access(self, int cpu, int proc, uint64_t va, int kind):
         """One access outside the scheduler, counted to (cpu, proc)."""
-        sim_access(&self.s, cpu, proc, va, kind)
+        sim_access(&self.s, cpu, proc, va, kind, self.s.cpu_state[cpu].asid + 1)
         self._commit_row(cpu, proc)
 
     def switch_to(self, int cpu, int proc):

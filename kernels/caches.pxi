@@ -29,17 +29,6 @@ cdef inline bint cache_touch(Cache* c, uint64_t line) noexcept nogil:
     return set_touch(tags, ranks, c.blocks, c.ways, tag)
 
 
-cdef inline void cache_prefetch(Cache* c, uint64_t line) noexcept nogil:
-    """Start loading `line`'s set into the host's cache (no effect on the model)."""
-    cdef uint64_t set_
-    if c.set_bits >= 0:
-        set_ = line & c.set_mask
-    else:
-        set_ = line % <uint64_t>c.sets
-    prefetch(&c.tags[set_ * c.blocks * SCAN_BLOCK])
-    prefetch(&c.ranks[set_ * c.blocks * SCAN_BLOCK])
-
-
 cdef inline int cache_read(Sim* s, int cpu, uint64_t paddr, int* latency) noexcept nogil:
     """Returns the level that served the line and stores its latency. Every level the line missed in is
     filled: a miss in one cache's set leaves the others untouched, so filling at probe time is the same as

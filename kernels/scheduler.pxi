@@ -106,7 +106,7 @@ cdef inline int sched_next_cpu(Sim* s) noexcept nogil:
 
 
 cdef int sim_run(Sim* s) noexcept nogil:
-    cdef int cpu, proc, k
+    cdef int cpu, proc, k, pcid
     cdef int64_t lim, n, i, pos
     cdef uint64_t qend, stop
     cdef uint64_t* addrs
@@ -151,9 +151,10 @@ cdef int sim_run(Sim* s) noexcept nogil:
         stop = s.quantum_end[cpu]
         if s.next_event_time < stop:
             stop = s.next_event_time
+        pcid = s.cpu_state[cpu].asid + 1  # context switches happen between slices only
         n = 0
         for i in range(lim):
-            sim_access(s, cpu, proc, addrs[i], kinds[i])
+            sim_access(s, cpu, proc, addrs[i], kinds[i], pcid)
             if s.error:
                 break
             n += 1
@@ -162,6 +163,7 @@ cdef int sim_run(Sim* s) noexcept nogil:
         s.trace_pos[proc] = pos + n
         s.slice_done += n
         s.global_accesses += n
+        row_finish(row)
         for k in range(N_COUNTERS):
             if row[k]:
                 s.cpu_ctr[cpu * N_COUNTERS + k] += row[k]

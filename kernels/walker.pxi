@@ -5,7 +5,7 @@ cdef enum:
     WALK_ATTEMPTS = 4
 
 
-cdef int64_t sim_walk(Sim* s, int cpu, int proc, uint64_t va, int pcid, int64_t* out) noexcept nogil:
+cdef inline int64_t sim_walk(Sim* s, int cpu, int proc, uint64_t va, int pcid, int64_t* out) noexcept nogil:
     """Returns the walk's read cycles. out = [fault, table, level, _] or [ok, leaf loc, pfn, shift]."""
     cdef int64_t* row = s.row
     cdef int64_t table = s.roots[proc], loc, ent, child, cycles = 0
@@ -25,7 +25,6 @@ cdef int64_t sim_walk(Sim* s, int cpu, int proc, uint64_t va, int pcid, int64_t*
         loc = table * PT_ENTRIES + pt_index(va, level)
         prefetch(&s.pt[loc])  # the host load of the entry overlaps the cache model's lookup
         served = cache_read(s, cpu, pt_entry_paddr(s, loc), &lat)
-        row[C_WALK_READS] += 1
         row[C_WALK_READS_L1D + served] += 1
         row[C_WALK_CYCLES] += lat
         cycles += lat
@@ -117,9 +116,10 @@ cdef void sim_fault(Sim* s, int cpu, int proc, uint64_t va, int kind, int64_t ta
     charge(s, cpu, cost)
 
 
-cdef inline void sim_access(Sim* s, int cpu, int proc, uint64_t va, int kind) noexcept nogil:
+cdef inline void sim_access(Sim* s, int cpu, int proc, uint64_t va, int kind, int pcid) noexcept nogil:
+    """One access by `cpu` running `proc` with `pcid` loaded. Counts into s.row but for two counters that
+    row_finish derives when the row is committed (accesses, walk_reads)."""
     cdef int64_t* row = s.row
-    cdef int pcid = s.cpu_state[cpu].asid + 1
     cdef int64_t cost, stall, w
     cdef int attempt, served, lat = 0
     cdef int64_t out[4]
@@ -128,7 +128,6 @@ cdef inline void sim_access(Sim* s, int cpu, int proc, uint64_t va, int kind) no
     cdef TLBEntry* e
     cdef TLBEntry fresh
     cdef uint64_t key
-    row[C_ACCESSES] += 1
     if kind == 0:
         row[C_IFETCHES] += 1
         cost = s.ifetch_cycles
@@ -184,3 +183,11 @@ cdef inline void sim_access(Sim* s, int cpu, int proc, uint64_t va, int kind) no
         row[C_DATA_L1D_HITS + served] += 1
     s.clock[cpu] += cost
     row[C_CYCLES] += cost
+
+
+cdef inline void row_finish(int64_t* row) noexcept nogil:
+    """The counters sim_access leaves to the commit: every access is an ifetch, load or store, and every
+    walk read is served by exactly one level."""
+    row[C_ACCESSES] = row[C_IFETCHES] + row[C_LOADS] + row[C_STORES]
+    row[C_WALK_READS] = row[C_WALK_READS_L1D] + row[C_WALK_READS_L2] + row[C_WALK_READS_LLC] + row[C_WALK_READS_DRAM]
+
