@@ -9,6 +9,10 @@ from setuptools import Extension, setup
 from setuptools.command.build_py import build_py
 
 HERE = Path(__file__).parent
+# numpy's C distributions and the math library they use (kernels/event_draws.pxi draws with the functions
+# numpy's Generator uses): numpy/random/lib and numpy/_core/lib (numpy/core/lib before numpy 2)
+NUMPY_INCLUDE = Path(np.get_include())
+NUMPY_LIBS = [str(NUMPY_INCLUDE.parents[1] / "random" / "lib"), str(NUMPY_INCLUDE.parent / "lib")]
 
 
 class BuildPyWithConfigs(build_py):
@@ -28,6 +32,8 @@ extensions = [
         ["kernels/_engine.pyx"],
         include_dirs=[np.get_include(), "kernels"],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+        library_dirs=NUMPY_LIBS,
+        libraries=["npyrandom", "npymath"],
         extra_compile_args=["-O3", "-funroll-loops"],  # unrolled block scans: ~4% on walk-heavy replay
     )
 ]

@@ -43,6 +43,8 @@ include "asid.pxi"
 include "oracle.pxi"
 include "walker.pxi"
 include "scheduler.pxi"
+include "events.pxi"
+include "event_draws.pxi"
 
 DONE = ST_DONE
 NEED_INPUT = ST_NEED_INPUT
@@ -95,6 +97,9 @@ cdef uint8_t* _new_ranks(int64_t sets, int ways) except NULL:
 
 cdef class Engine:
     cdef Sim s
+    cdef EventCtx ev       # the kernel side's configuration and state (events.pxi)
+    cdef object _regions   # region name -> index into ev's region arrays
+    cdef object _notifiers # the secondary MMUs' mmu notifiers, or None
     cdef object _cpu_ctr
     cdef object _proc_ctr
     cdef object _chunks
@@ -103,6 +108,7 @@ cdef class Engine:
 
     def __cinit__(self):
         memset(&self.s, 0, sizeof(Sim))
+        memset(&self.ev, 0, sizeof(EventCtx))
 
     def __init__(self, params, layout):
         cdef Sim* s = &self.s
@@ -216,6 +222,11 @@ cdef class Engine:
         s.row = <int64_t*>_calloc(N_COUNTERS, sizeof(int64_t))
         s.max_examples = params.max_stale_examples
         s.examples = <int64_t*>_calloc(s.max_examples * 5, sizeof(int64_t))
+        self.ev.removed = <int64_t*>_calloc(n_procs, sizeof(int64_t))
+        self.ev.mapper = <uint8_t*>_calloc(n_procs, sizeof(uint8_t))
+        self.ev.sharer = <uint8_t*>_calloc(s.n_mms, sizeof(uint8_t))
+        self.ev.union_mask = <uint8_t*>_calloc(n_cpus, sizeof(uint8_t))
+        self.ev.targets = <int*>_calloc(n_cpus, sizeof(int))
 
     cdef void _init_level(self, TLBLevel* lv, specs) except *:
         cdef int i, j, code
@@ -339,8 +350,11 @@ cdef class Engine:
                     <size_t>s.slot_host, <size_t>s.cpu_running, <size_t>s.cpu_current, <size_t>s.quantum_end,
                     <size_t>s.clock, <size_t>s.queue_buf, <size_t>s.queue_head, <size_t>s.queue_count,
                     <size_t>s.trace_addrs, <size_t>s.trace_kinds, <size_t>s.trace_len, <size_t>s.trace_pos,
-                    <size_t>s.trace_final, <size_t>s.row, <size_t>s.examples):
+                    <size_t>s.trace_final, <size_t>s.row, <size_t>s.examples, <size_t>self.ev.removed,
+                    <size_t>self.ev.mapper, <size_t>self.ev.sharer, <size_t>self.ev.union_mask,
+                    <size_t>self.ev.targets):
             free(<void*>ptr)
+        self._free_kernel()
 
     # -- driving ----------------------------------------------------------------------------------
     def feed(self, int proc, addrs, kinds, bint final):
@@ -452,7 +466,7 @@ cdef class Engine:
             level -= 1
 
 
-    # -- primitives for the kernel side (mshare_hw.engine.shootdown.MachineOps) -------------------
+    # -- event time, and state the tests inspect (the kernel side itself is below and in events.pxi) --
     def set_next_event(self, uint64_t at):
         self.s.next_event_time = at
 
@@ -462,22 +476,12 @@ cdef class Engine:
     def is_lazy(self, int cpu):
         return bool(self.s.cpu_state[cpu].is_lazy)
 
-    def current_proc(self, int cpu):
-        return self.s.cpu_current[cpu] if self.s.cpu_running[cpu] else -1
-
     def cpu_clock(self, int cpu):
         return self.s.clock[cpu]
-
-    def cpu_pcid(self, int cpu):
-        return self.s.cpu_state[cpu].asid + 1
 
     def local_gen(self, int cpu):
         st = &self.s.cpu_state[cpu]
         return st.ctx_gens[st.asid]
-
-    def set_local_gen(self, int cpu, uint64_t gen):
-        st = &self.s.cpu_state[cpu]
-        st.ctx_gens[st.asid] = gen
 
     def mm_gen(self, int mm):
         return self.s.mm_tlb_gen[mm]
@@ -485,81 +489,133 @@ cdef class Engine:
     def cpumask(self, int mm):
         return [c for c in range(self.s.n_cpus) if self.s.mm_cpumask[mm * self.s.n_cpus + c]]
 
-    def cpumask_clear(self, int mm, int cpu):
-        self.s.mm_cpumask[mm * self.s.n_cpus + cpu] = 0
-
     def pt_change(self, int mm, uint64_t va, int64_t n_pages, int shift, int op):
         return pt_change_range(&self.s, mm, va, n_pages, shift, op)
 
     def pt_change_span(self, int mm, uint64_t va, int64_t n_pages, int shift, int op):
         """pt_change page by page, like the mmu_gather: (first, last) index of the pages whose present PTE
         changed and how many did; (-1, -1, 0) if none."""
-        cdef int64_t i, first = -1, last = -1, count = 0
-        for i in range(n_pages):
-            if pt_change_range(&self.s, mm, va + (<uint64_t>i << shift), 1, shift, op):
-                count += 1
-                last = i
-                if first < 0:
-                    first = i
+        cdef int64_t first, last
+        cdef int64_t count = ev_pt_change_span(&self.s, mm, va, n_pages, shift, op, &first, &last)
         return first, last, count
 
     def pt_unlink(self, int mm, uint64_t va, int level):
         """Clear the entry at `level` on va's path in mm's tree (a detach's p4d_clear)."""
-        cdef Sim* s = &self.s
-        cdef int64_t t = s.roots[mm], loc, e
-        cdef int lv = s.levels
-        while lv > level:
-            e = s.pt[t * PT_ENTRIES + pt_index(va, lv)]
-            if not (e & 1) or (e & 2):
-                return False
-            t = e >> 2
-            lv -= 1
-        loc = t * PT_ENTRIES + pt_index(va, level)
-        if not (s.pt[loc] & 1):
-            return False
-        pt_set_entry(s, loc, 0)
-        return True
-
-    def invlpg(self, int cpu, uint64_t va, cnp.int64_t[::1] removed):
-        """INVLPG: va's entries in the loaded PCID (and global ones), and every PWC entry of that PCID."""
-        cdef Sim* s = &self.s
-        cdef int pcid = s.cpu_state[cpu].asid + 1
-        cdef int64_t* r = &removed[0]
-        tlb_invlpg(&s.l1i[cpu], pcid, va, r)
-        tlb_invlpg(&s.l1d[cpu], pcid, va, r)
-        tlb_invlpg(&s.l2d[cpu], pcid, va, r)
-        if s.split_l2:
-            tlb_invlpg(&s.l2i[cpu], pcid, va, r)
-        pwc_flush(s, cpu, pcid, r)
-
-    def flush_pcid(self, int cpu, int pcid, cnp.int64_t[::1] removed):
-        flush_pcid(&self.s, cpu, pcid, &removed[0])
-
-    def flush_all_pcids(self, int cpu, cnp.int64_t[::1] removed):
-        cdef Sim* s = &self.s
-        cdef int64_t* r = &removed[0]
-        tlb_flush_all(&s.l1i[cpu], r)
-        tlb_flush_all(&s.l1d[cpu], r)
-        tlb_flush_all(&s.l2d[cpu], r)
-        if s.split_l2:
-            tlb_flush_all(&s.l2i[cpu], r)
-        pwc_flush(s, cpu, -1, r)
-
-    def switch_to_init(self, int cpu):
-        """A lazy CPU hit by a flush IPI leaves the user mm for init_mm (switch_mm_irqs_off(init_mm))."""
-        cdef int f = asid_switch_mm(&self.s, cpu, INIT_MM)
-        if f & SW_FLUSH:
-            flush_pcid(&self.s, cpu, self.s.cpu_state[cpu].asid + 1, NULL)
-        return bool(f & SW_FLUSH)
+        return bool(ev_pt_unlink(&self.s, mm, va, level))
 
     def charge(self, int cpu, int proc, str counter, int64_t value):
         """Add `value` to a counter of a CPU (and of a process, if proc >= 0); cycles also move its clock."""
-        cdef int k = _COUNTER_INDEX[counter]
-        self.s.cpu_ctr[cpu * N_COUNTERS + k] += value
-        if proc >= 0:
-            self.s.proc_ctr[proc * N_COUNTERS + k] += value
-        if k == C_CYCLES:
-            self.s.clock[cpu] += value
+        ev_charge(&self.s, cpu, proc, _COUNTER_INDEX[counter], value)
+
+    # -- the kernel side of invalidation events (kernels/events.pxi; reference/kernel.py) ------------
+    def set_kernel(self, *, str strategy, bint invlpgb, int slot_shift, int link_level, costs,
+                   int64_t single_page_flush_ceiling, int64_t trim_interval, regions, home_cpu, notifiers):
+        """Configure the kernel side (mshare_hw.engine.shootdown.Kernel does): the flush strategy, whether the
+        kernel uses INVLPGB, the mshare link entries' span and level, the kernel costs in KERNEL_COSTS
+        order, Linux's constants, the regions events name ((name, start, end, shift, shared, host,
+        mappers) each), each process's home CPU and the secondary MMUs' mmu notifiers (or None). Resets
+        the trim times."""
+        cdef EventCtx* e = &self.ev
+        cdef int i, j, k, n_map = 0
+        if strategy not in _STRATEGY_CODE:
+            raise ValueError(f"unknown strategy {strategy!r}")
+        if len(costs) != N_KCOSTS:
+            raise ValueError(f"expected {N_KCOSTS} kernel costs, got {len(costs)}")
+        regions = list(regions)
+        if len(home_cpu) != self.s.n_procs or any(not 0 <= c < self.s.n_cpus for c in home_cpu):
+            raise ValueError("home_cpu: one CPU in range per process expected")
+        for r in regions:
+            if not (r[5] == -1 or 0 <= r[5] < self.s.n_mms - self.s.n_procs):
+                raise ValueError(f"region {r[0]!r}: host {r[5]} out of range")
+            if any(not 0 <= p < self.s.n_procs for p in r[6]):
+                raise ValueError(f"region {r[0]!r}: a mapper is out of range")
+            n_map += len(r[6])
+        self._free_kernel()
+        e.strategy = _STRATEGY_CODE[strategy]
+        e.invlpgb = invlpgb
+        e.slot_shift = slot_shift
+        e.link_level = link_level
+        for i in range(N_KCOSTS):
+            e.cost[i] = costs[i]
+        e.ceiling = single_page_flush_ceiling
+        e.trim_interval = trim_interval
+        e.next_trim = <int64_t*>_calloc(self.s.n_mms, sizeof(int64_t))
+        for i in range(self.s.n_mms):
+            e.next_trim[i] = trim_interval
+        e.n_regions = len(regions)
+        e.reg_start = <uint64_t*>_calloc(e.n_regions, sizeof(uint64_t))
+        e.reg_end = <uint64_t*>_calloc(e.n_regions, sizeof(uint64_t))
+        e.reg_shift = <int*>_calloc(e.n_regions, sizeof(int))
+        e.reg_shared = <int*>_calloc(e.n_regions, sizeof(int))
+        e.reg_host = <int*>_calloc(e.n_regions, sizeof(int))
+        e.reg_map_off = <int*>_calloc(e.n_regions + 1, sizeof(int))
+        e.reg_map = <int*>_calloc(n_map, sizeof(int))
+        e.mms = <int*>_calloc(self.s.n_procs + 1, sizeof(int))
+        e.home_cpu = <int*>_calloc(self.s.n_procs, sizeof(int))
+        for i in range(self.s.n_procs):
+            e.home_cpu[i] = home_cpu[i]
+        self._regions = {}
+        k = 0
+        for i, (name, start, end, shift, shared, host, mappers) in enumerate(regions):
+            self._regions[name] = i
+            e.reg_start[i] = start
+            e.reg_end[i] = end
+            e.reg_shift[i] = shift
+            e.reg_shared[i] = shared
+            e.reg_host[i] = host
+            e.reg_map_off[i] = k
+            for j in mappers:
+                e.reg_map[k] = j
+                k += 1
+        e.reg_map_off[e.n_regions] = k
+        self._notifiers = notifiers
+        e.configured = 1
+
+    cdef void _free_kernel(self):
+        cdef EventCtx* e = &self.ev
+        for ptr in (<size_t>e.next_trim, <size_t>e.reg_start, <size_t>e.reg_end, <size_t>e.reg_shift,
+                    <size_t>e.reg_shared, <size_t>e.reg_host, <size_t>e.reg_map_off, <size_t>e.reg_map,
+                    <size_t>e.mms, <size_t>e.home_cpu):
+            free(<void*>ptr)
+        e.next_trim = NULL
+        e.reg_start = e.reg_end = NULL
+        e.reg_shift = e.reg_shared = e.reg_host = e.reg_map_off = e.reg_map = e.mms = e.home_cpu = NULL
+        e.configured = 0
+
+    cdef int _configured(self) except -1:
+        if not self.ev.configured:
+            raise RuntimeError("the kernel side is not configured (set_kernel)")
+        return 1
+
+    def initiator_cpu(self, int proc):
+        """The CPU an event by `proc` initiates on: the first CPU running it, else its home CPU."""
+        self._configured()
+        if not 0 <= proc < self.s.n_procs:
+            raise IndexError(f"process {proc} out of range")
+        return k_initiator(&self.s, &self.ev, proc)
+
+    def execute_event(self, str kind, int proc, str region, first_page, n_pages, int64_t now, int cpu=-1):
+        """One invalidation event of `kind` by process `proc` on `cpu` (-1: initiator_cpu(proc)) at time `now`,
+        over n_pages pages of `region` from its page first_page (clipped to the region): PTEs change in
+        every page table holding them, then the configured flushes; the initiator is charged its cycles."""
+        self._configured()
+        if not (0 <= proc < self.s.n_procs and -1 <= cpu < self.s.n_cpus):
+            raise IndexError(f"process {proc} or cpu {cpu} out of range")
+        if cpu < 0:
+            cpu = k_initiator(&self.s, &self.ev, proc)
+        # clip huge page numbers before they meet C integers (regions span far fewer than 2^62 pages)
+        k_execute(&self.s, &self.ev, self._notifiers, _KIND_CODE[kind], proc, self._regions[region],
+                  min(first_page, _PAGE_LIMIT), min(n_pages, _PAGE_LIMIT), now, cpu)
+
+    def flush_tlb_mm_range(self, int cpu, int iproc, int mm, uint64_t va, int64_t n_pages, int shift, bint freed,
+                           int64_t now):
+        """flush_tlb_mm_range(mm) from `cpu` for process iproc at time `now` (should_trim_cpumask at most once
+        per trim interval), then mm's secondary-TLB notifier. Returns the initiator's cycles (not charged)."""
+        self._configured()
+        if not (0 <= mm < self.s.n_mms and 0 <= cpu < self.s.n_cpus):
+            raise IndexError(f"mm {mm} or cpu {cpu} out of range")
+        return k_flush_tlb_mm_range(&self.s, &self.ev, self._notifiers, cpu, iproc, mm, va, n_pages, shift, freed,
+                                    now)
 
     # -- primitives for secondary MMUs (mshare_hw.engine.secondary) -------------------------------
     def pt_lookup(self, int proc, uint64_t va):
@@ -606,6 +662,11 @@ cdef class Engine:
 
 
 _COUNTER_INDEX = {name: i for i, name in enumerate(COUNTER_NAMES)}
+_STRATEGY_CODE = {"host_mm_only": S_HOST_MM_ONLY, "flush_all": S_FLUSH_ALL, "host_cpumask": S_HOST_CPUMASK,
+                  "per_sharer": S_PER_SHARER, "union_batch": S_UNION_BATCH, "broadcast": S_BROADCAST}
+_KIND_CODE = {"zap": EK_ZAP, "protect": EK_PROTECT, "migrate": EK_MIGRATE, "reclaim": EK_RECLAIM,
+              "detach": EK_DETACH}
+_PAGE_LIMIT = 1 << 62
 
 
 def counter_names():

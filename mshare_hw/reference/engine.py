@@ -15,6 +15,7 @@ from mshare_hw.engine.layout import LEAF_LEVEL, Layout
 from mshare_hw.engine.params import SimParams
 from mshare_hw.reference import asid as asid_mod
 from mshare_hw.reference.caches import CacheHierarchy
+from mshare_hw.reference.kernel import KernelSide
 from mshare_hw.reference.oracle import WHERE_L1, WHERE_L2, WHERE_PWC, Oracle
 from mshare_hw.reference.pagetables import ENTRIES, PageTables, encode, index, is_leaf, present, target
 from mshare_hw.reference.pwc import PWC
@@ -28,7 +29,7 @@ NO_EVENT = 1 << 62
 WALK_ATTEMPTS = 4  # link fault, page fault, then a present walk
 
 
-class ReferenceEngine:
+class ReferenceEngine(KernelSide):
     def __init__(self, params: SimParams, layout: Layout, traces: list[tuple[np.ndarray, np.ndarray]]):
         self.p = params
         self.layout = layout
@@ -59,6 +60,7 @@ class ReferenceEngine:
         self._proc = 0
         self.next_event_time = NO_EVENT
         self._init_mm = asid_mod.MmState(ctx_id=asid_mod.INIT_MM_CTX_ID)
+        self.init_kernel_side(n_procs)
 
     # -- counters ------------------------------------------------------------------------------
     def add(self, name: str, v: int = 1) -> None:
@@ -397,7 +399,7 @@ class ReferenceEngine:
                 self.checkpoint(events, devices)
                 nxt = self.next_checkpoint(events, devices)
 
-    # -- primitives for the kernel side (mshare_hw.engine.shootdown.MachineOps) ------------------
+    # -- state and steps the kernel side (reference/kernel.py) builds on; tests inspect some ---------
     def loaded_mm(self, cpu: int) -> int:
         return self.cpu_state[cpu].loaded_mm
 
@@ -417,18 +419,11 @@ class ReferenceEngine:
         st = self.cpu_state[cpu]
         return st.ctx_gens[st.asid]
 
-    def set_local_gen(self, cpu: int, gen: int) -> None:
-        st = self.cpu_state[cpu]
-        st.ctx_gens[st.asid] = gen
-
     def mm_gen(self, mm: int) -> int:
         return self.mms[mm].tlb_gen
 
     def cpumask(self, mm: int) -> list[int]:
         return sorted(self.mms[mm].cpumask)
-
-    def cpumask_clear(self, mm: int, cpu: int) -> None:
-        self.mms[mm].cpumask.discard(cpu)
 
     def pt_change(self, mm: int, va: int, n_pages: int, shift: int, op: int) -> int:
         return self.pt.change_range(self.roots[mm], va, n_pages, shift, op)

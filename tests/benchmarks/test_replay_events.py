@@ -1,20 +1,23 @@
 """Replay with invalidation events (DESIGN §7, §5): each flush strategy under a high event rate, and the
 share of run time that events spend in Python.
 
-Events are control events: the engine stops at an event's time and returns to Python, where the kernel
-side (mshare_hw.engine.shootdown) changes PTEs and runs the strategy's flushes through the engine's
-primitives. DESIGN §5 keeps this in Python only while it costs < 5% of run time on the benchmark
-workloads. The workload and event mix are configs/experiments/flush_strategies.toml's (3 database
-clients sharing a buffer pool on CPUs 0-2, an unrelated process on CPU 3; zap/protect/migrate of 1-64
-pages by a random sharer) on Zen 3, which has INVLPGB, so that every strategy runs:
+Events are control events: the engine stops at an event's time and returns to Python, whose event loop
+(mshare_hw.engine.shootdown) hands the event back to the engine's kernel side (kernels/events.pxi), which
+changes PTEs and runs the strategy's flushes, and draws the next event. DESIGN §5 keeps this return to
+Python only while it costs < 5% of run time on the benchmark workloads. The workload and event mix are
+configs/experiments/flush_strategies.toml's (3 database clients sharing a buffer pool on CPUs 0-2, an
+unrelated process on CPU 3; zap/protect/migrate of 1-64 pages by a random sharer) on Zen 3, which has
+INVLPGB, so that every strategy runs:
 
 - test_replay_with_events: private page tables (Linux's flush_tlb_mm_range per mm) and mshare under
   each strategy, at HIGH_RATE events per simulated second (10x the experiment's rate).
 - test_python_event_share_at_experiment_rate: all seven at the experiment's own rate (20,000/s).
 
 extra_info: accesses_per_s, events, events_per_s (events per wall-clock second of replay),
-python_event_fraction (time in EventLoop.fire, i.e. in Python, over the replay's time) and, for the
-second test, that fraction per configuration and its maximum.
+python_event_fraction (time in EventLoop.fire over the replay's time: the Python side of events together
+with the engine work it calls), engine_event_fraction (the part of it inside the engine's execute_event:
+PTE changes, flushes, IPI accounting, all in C) and, for the second test, both per configuration and
+the maximum of the first.
 """
 
 from __future__ import annotations
@@ -76,15 +79,37 @@ def point(pt_config: str, strategy: str, rate: float) -> Experiment:
     )
 
 
+class TimedEngine:
+    """The engine as the event loop sees it, timing execute_event (the engine's kernel side)."""
+
+    def __init__(self, engine):
+        self.engine = engine
+
+    def execute_event(self, *args) -> None:
+        t0 = time.perf_counter()
+        self.engine.execute_event(*args)
+        TimedEventLoop.engine_seconds += time.perf_counter() - t0
+
+    def initiator_cpu(self, proc: int) -> int:
+        return self.engine.initiator_cpu(proc)
+
+    def cpu_clock(self, cpu: int) -> int:
+        return self.engine.cpu_clock(cpu)
+
+
 class TimedEventLoop(EventLoop):
-    """EventLoop that adds up the wall-clock time of its `fire` calls (Python kernel side and the next
-    event's draw)."""
+    """EventLoop that adds up the wall-clock time of its `fire` calls (the Python side, the engine work it
+    calls, and the next event's draw) and, apart, of the engine's execute_event within them."""
 
     seconds = 0.0
+    engine_seconds = 0.0
+    timed: TimedEngine | None = None
 
     def fire(self, engine) -> None:
         t0 = time.perf_counter()
-        super().fire(engine)
+        if self.timed is None or self.timed.engine is not engine:
+            self.timed = TimedEngine(engine)
+        super().fire(self.timed)
         TimedEventLoop.seconds += time.perf_counter() - t0
 
 
@@ -99,6 +124,7 @@ def replay(exp: Experiment, cache: WorkloadCache, monkeypatch) -> dict:
     layout = build_layout(workload, params)
     monkeypatch.setattr(driver, "EventLoop", TimedEventLoop)
     TimedEventLoop.seconds = 0.0
+    TimedEventLoop.engine_seconds = 0.0
     t0 = time.perf_counter()
     result = run_workload(
         workload,
@@ -115,6 +141,7 @@ def replay(exp: Experiment, cache: WorkloadCache, monkeypatch) -> dict:
         "seconds": seconds,
         "events": result["events_fired"],
         "python_seconds": TimedEventLoop.seconds,
+        "engine_event_seconds": TimedEventLoop.engine_seconds,
         "result": result,
     }
 
@@ -138,6 +165,7 @@ def test_replay_with_events(benchmark, cache, monkeypatch, pt_config, strategy):
     info["accesses_per_s"] = last["accesses"] / seconds
     info["events_per_s"] = last["events"] / seconds
     info["python_event_fraction"] = sum(r["python_seconds"] for r in runs) / sum(r["seconds"] for r in runs)
+    info["engine_event_fraction"] = sum(r["engine_event_seconds"] for r in runs) / sum(r["seconds"] for r in runs)
 
 
 def test_python_event_share_at_experiment_rate(benchmark, cache, monkeypatch):
@@ -145,15 +173,18 @@ def test_python_event_share_at_experiment_rate(benchmark, cache, monkeypatch):
     Measured (not asserted: a timing) for every configuration at the experiment's event rate."""
     benchmark.group = "replay with invalidation events"
     shares: dict[str, float] = {}
+    engine_shares: dict[str, float] = {}
 
     def all_configs() -> None:
         for (pt, s), name in zip(CONFIGS, IDS, strict=True):
             r = replay(point(pt, s, EXPERIMENT_RATE), cache, monkeypatch)
             assert r["events"] > 10
             shares[name] = r["python_seconds"] / r["seconds"]
+            engine_shares[name] = r["engine_event_seconds"] / r["seconds"]
 
     benchmark.pedantic(all_configs, rounds=1, iterations=1)
     info = benchmark.extra_info
     info["rate_per_simulated_s"] = EXPERIMENT_RATE
     info["python_event_fraction"] = shares
     info["python_event_fraction_max"] = max(shares.values())
+    info["engine_event_fraction"] = engine_shares

@@ -3,11 +3,13 @@ events files with their line-by-line checks."""
 
 from __future__ import annotations
 
+import bisect
 import itertools
 from pathlib import Path
 
 import numpy as np
 import pytest
+from mshare_hw._engine import EventDraws
 
 from mshare_hw.config.errors import ConfigError
 from mshare_hw.engine.shootdown import KINDS, Event
@@ -120,6 +122,90 @@ def test_fixed_schedule_sorted_times_and_draws():
         assert e.kind in ("zap", "detach") and e.n_pages in (1, 2) and e.proc in (1, 2) and e.region == "shm"
         assert 0 <= e.first_page <= 64 - e.n_pages
     assert list(fixed_schedule(at=[], seed=5, **kw)) == []
+
+
+# ---- the draws in C are numpy's Generator calls ----------------------------------------------------------
+
+
+def numpy_calls(times, kinds, region, region_pages, pages, initiators, rng):
+    """The schedule's definition through numpy's Python API: per event (after the time) one random() for the
+    kind, then integers() for the size, the first page and the initiator."""
+    names = list(kinds)
+    cumulative = np.cumsum([kinds[k] for k in names], dtype=float)
+    cumulative = (cumulative / cumulative[-1]).tolist()
+    for t in times:
+        kind = names[min(bisect.bisect_right(cumulative, rng.random()), len(names) - 1)]
+        n = int(pages[int(rng.integers(len(pages)))])
+        first = int(rng.integers(max(1, region_pages - n + 1)))
+        proc = int(initiators[int(rng.integers(len(initiators)))])
+        yield Event(int(t), kind, proc, region, first, n)
+
+
+def numpy_rate(*, rate_per_second, clock_ghz, seed, **kw):
+    rng = np.random.Generator(np.random.PCG64([seed, 0x5EED]))
+    mean_gap = clock_ghz * 1e9 / rate_per_second
+
+    def arrivals():
+        t = 0.0
+        while True:
+            t += rng.exponential(mean_gap)
+            yield t
+
+    return numpy_calls(arrivals(), rng=rng, **kw)
+
+
+DRAW_CASES = [
+    # the experiment's mix
+    dict(kinds={"zap": 0.6, "protect": 0.2, "migrate": 0.2}, region_pages=65536, pages=[1, 1, 1, 2, 4, 16, 64]),
+    # every kind, one never drawn, uneven weights; sizes larger than the region; one initiator
+    dict(kinds={"zap": 3.0, "protect": 0.0, "migrate": 1.0, "reclaim": 0.5, "detach": 1e-3}, region_pages=3,
+         pages=[1, 2, 5], initiators=[4]),
+    # a one-page region: first page 0 without a draw of its own
+    dict(kinds={"detach": 1.0}, region_pages=1, pages=[1]),
+    # ranges beyond 32 bits take numpy's 64-bit bounded draw
+    dict(kinds={"zap": 1.0, "protect": 1.0}, region_pages=1 << 40, pages=[1, 7, 1 << 35]),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("case", range(len(DRAW_CASES)))
+@pytest.mark.parametrize("seed", [0, 1, 7, 123456789])
+def test_rate_schedule_equals_numpy_generator_calls(case, seed):
+    kw = dict(region="r", initiators=[0, 1, 2, 5, 9]) | DRAW_CASES[case]
+    args = dict(rate_per_second=20_000.0 * (seed % 5 + 1), clock_ghz=3.0, seed=seed, **kw)
+    assert take(rate_schedule(**args), 3000) == take(numpy_rate(**args), 3000)
+
+
+def test_fixed_schedule_equals_numpy_generator_calls():
+    at = [900, 5, 5, 70, 10**12]
+    kw = dict(region="r", initiators=[3, 1]) | DRAW_CASES[0]
+    rng = np.random.Generator(np.random.PCG64([42, 0x5EED]))
+    assert list(fixed_schedule(at=at, seed=42, **kw)) == list(numpy_calls(sorted(at), rng=rng, **kw))
+
+
+def test_event_draws_refuses_what_numpy_would():
+    rng = np.random.default_rng(0)
+    good = dict(names=["zap"], cumulative=[1.0], region="r", region_pages=4, pages=[1], initiators=[0])
+    for bad in (dict(pages=[]), dict(initiators=[]), dict(names=["zap", "protect"]), dict(names=[], cumulative=[])):
+        with pytest.raises(ValueError):
+            EventDraws(rng, Event, **(good | bad), mean_gap=1.0)
+    with pytest.raises(ValueError, match="mean_gap"):
+        EventDraws(rng, Event, **good, mean_gap=-1.0)
+    with pytest.raises(TypeError, match="tuple subclass"):
+        EventDraws(rng, dict, **good, mean_gap=1.0)
+
+
+def test_event_draws_share_the_generator_state():
+    """Draws advance the Generator they were given, as numpy's own calls would: a draw made after 10 events
+    through numpy directly equals the one after 10 events through EventDraws."""
+    rng_a = np.random.Generator(np.random.PCG64([5, 0x5EED]))
+    rng_b = np.random.Generator(np.random.PCG64([5, 0x5EED]))
+    kw = dict(region="r", initiators=[0, 1]) | DRAW_CASES[0]
+    names = list(kw["kinds"])
+    cumulative = (np.cumsum([kw["kinds"][k] for k in names]) / sum(kw["kinds"].values())).tolist()
+    d = EventDraws(rng_a, Event, names, cumulative, "r", kw["region_pages"], kw["pages"], kw["initiators"],
+                   times=range(10))  # fmt: skip
+    assert list(d) == list(numpy_calls(range(10), rng=rng_b, **kw))
+    assert rng_a.random() == rng_b.random()
 
 
 # ---- file_schedule -----------------------------------------------------------------------------------------
