@@ -29,6 +29,22 @@ cdef inline bint cache_touch(Cache* c, uint64_t line) noexcept nogil:
     return set_touch(tags, ranks, c.blocks, c.ways, tag)
 
 
+cdef inline void cache_prefetch_set(Cache* c, uint64_t line) noexcept nogil:
+    """Start loading the host lines of `line`'s set (no effect on the model)."""
+    cdef uint64_t set_ = line & c.set_mask if c.set_bits >= 0 else line % <uint64_t>c.sets
+    prefetch(&c.tags[set_ * c.blocks * SCAN_BLOCK])
+    prefetch(&c.ranks[set_ * c.blocks * SCAN_BLOCK])
+
+
+cdef inline int cache_read_data(Sim* s, int cpu, uint64_t paddr, int* latency) noexcept nogil:
+    """cache_read for a data line, which mostly misses the L1D: the host starts loading the L2 and LLC
+    sets' lines while the L1D is probed."""
+    cdef uint64_t line = paddr >> 6
+    cache_prefetch_set(&s.l2_cache[cpu], line)
+    cache_prefetch_set(&s.llc, line)
+    return cache_read(s, cpu, paddr, latency)
+
+
 cdef inline int cache_read(Sim* s, int cpu, uint64_t paddr, int* latency) noexcept nogil:
     """Returns the level that served the line and stores its latency. Every level the line missed in is
     filled: a miss in one cache's set leaves the others untouched, so filling at probe time is the same as

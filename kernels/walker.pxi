@@ -179,7 +179,7 @@ cdef inline void sim_access(Sim* s, int cpu, int proc, uint64_t va, int kind, in
         row[C_TRANSLATION_CYCLES] += stall
         cost += stall
     if s.data_caches and kind != 0:
-        served = cache_read(s, cpu, e.pfn * 4096 + (va & ((<uint64_t>1 << e.shift) - 1)), &lat)
+        served = cache_read_data(s, cpu, e.pfn * 4096 + (va & ((<uint64_t>1 << e.shift) - 1)), &lat)
         row[C_DATA_L1D_HITS + served] += 1
     s.clock[cpu] += cost
     row[C_CYCLES] += cost
