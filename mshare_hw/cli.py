@@ -449,9 +449,28 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+class _LevelFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return f"{record.levelname.lower()}: {record.getMessage()}"
+
+
+def _log_warnings_only() -> None:
+    """Warnings and errors on stderr, whatever level a library sets on its own loggers (Dask's
+    distributed sets INFO on its loggers, and its start/stop chatter would reach a root handler)."""
+    root = logging.getLogger()
+    if any(getattr(h, "_mshare_hw", False) for h in root.handlers):
+        return
+    handler = logging.StreamHandler()
+    handler.setLevel(logging.WARNING)
+    handler.setFormatter(_LevelFormatter())
+    handler._mshare_hw = True  # type: ignore[attr-defined]
+    root.addHandler(handler)
+    root.setLevel(logging.WARNING)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(format="warning: %(message)s", level=logging.WARNING)
+    _log_warnings_only()
     try:
         return args.func(args)
     except ConfigError as e:

@@ -179,6 +179,7 @@ def test_sigkilled_sweep_resumes_with_only_the_missing_runs(grid: Path, swept, t
     assert int(m.group(2)) == N_POINTS - len(complete)
     assert re.search(rf"computed {N_POINTS - len(complete)} runs", rerun.stderr), rerun.stderr
     assert "━" not in rerun.stderr  # stderr is not a terminal: status lines, no progress bar
+    assert "Nanny" not in rerun.stderr and "Scheduler" not in rerun.stderr  # no Dask INFO chatter
     # the shards that survived the kill were used as they were, not recomputed
     for rid, mtime in complete.items():
         assert (shards / f"{rid}.h5").stat().st_mtime_ns == mtime
