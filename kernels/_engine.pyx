@@ -33,6 +33,7 @@ cdef extern from "scan.h" nogil:
     void ranks_drop(uint8_t* ranks, int n_blocks, unsigned ways, int way)
     bint set_touch(uint32_t* tags, uint8_t* ranks, int n_blocks, unsigned ways, uint32_t tag)
     void prefetch(const void* p)
+    int lowest_bit(unsigned m)
 
 include "_counters.pxi"
 include "tlb.pxi"
@@ -93,6 +94,15 @@ cdef uint8_t* _new_ranks(int64_t sets, int ways) except NULL:
         for w in range(blocks * SCAN_BLOCK):
             r[st * blocks * SCAN_BLOCK + w] = w if w < ways else 127
     return r
+
+
+def set_shape(params) -> int:
+    """The shape_t the hot loop runs under (SHAPE_*): a copy compiled for one-block sets where they fit."""
+    tlbs = [*params.l1i, *params.l1d, *params.l2d, *(params.l2i or ()), *params.pwc_structs]
+    caches = [params.l1d_cache, params.l2_cache, params.llc]
+    if not all(c.ways <= SCAN_BLOCK and _is_pow2(c.sets) for c in caches):
+        return SHAPE_ANY
+    return SHAPE_ALL if all(t.ways <= SCAN_BLOCK for t in tlbs) else SHAPE_CACHES
 
 
 cdef class Engine:
@@ -176,6 +186,7 @@ cdef class Engine:
             self._init_cache(&s.l1d_cache[c], params.l1d_cache)
             self._init_cache(&s.l2_cache[c], params.l2_cache)
         self._init_cache(&s.llc, params.llc)
+        s.shape = set_shape(params)
 
         s.next_frame = layout.dyn_frame_start
         s.max_frames = max_frames(params)
@@ -233,6 +244,7 @@ cdef class Engine:
         lv.n = len(specs)
         lv.arrays = <TLBArray*>_calloc(lv.n, sizeof(TLBArray))
         lv.n_probes = 0
+        lv.live = 0
         for i, spec in enumerate(specs):
             lv.arrays[i].sets = spec.sets
             lv.arrays[i].ways = spec.ways
@@ -246,7 +258,9 @@ cdef class Engine:
                     raise ValueError(f"a TLB level holds at most {MAX_PROBES} (array, page size) pairs")
                 lv.probe_array[lv.n_probes] = i
                 lv.probe_code[lv.n_probes] = tlb_code(sh)
+                lv.arrays[i].probe_bits[tlb_code(sh)] |= <uint32_t>1 << lv.n_probes
                 lv.n_probes += 1
+            lv.arrays[i].live = &lv.live
             lv.arrays[i].e = <TLBEntry*>_calloc(spec.sets * spec.ways, sizeof(TLBEntry))
             lv.arrays[i].keys = <uint64_t*>_calloc(spec.sets * spec.ways, sizeof(uint64_t))
             lv.arrays[i].blocks = (spec.ways + SCAN_BLOCK - 1) // SCAN_BLOCK
@@ -431,7 +445,13 @@ cdef class Engine:
     # -- direct access to single steps (hand-computed tests) ---------------------------------------
     def access(self, int cpu, int proc, uint64_t va, int kind):
         """One access outside the scheduler, counted to (cpu, proc)."""
-        sim_access(&self.s, cpu, proc, va, kind, self.s.cpu_state[cpu].asid + 1)
+        cdef int pcid = self.s.cpu_state[cpu].asid + 1
+        if self.s.shape == SHAPE_ALL:
+            sim_access(&self.s, cpu, proc, va, kind, pcid, <one_block_t>0)
+        elif self.s.shape == SHAPE_CACHES:
+            sim_access(&self.s, cpu, proc, va, kind, pcid, <cache_block_t>0)
+        else:
+            sim_access(&self.s, cpu, proc, va, kind, pcid, <any_blocks_t>0)
         self._commit_row(cpu, proc)
 
     def switch_to(self, int cpu, int proc):
@@ -644,7 +664,7 @@ cdef class Engine:
     def llc_read(self, uint64_t paddr):
         """A read from outside the cores (an IOMMU walk): the shared LLC, else DRAM (filling the LLC).
         Returns (level, latency) with level 2 = LLC, 3 = DRAM."""
-        if cache_touch(&self.s.llc, paddr >> 6):
+        if cache_touch(&self.s.llc, paddr >> 6, <any_blocks_t>0):
             return LV_LLC, self.s.llc.latency
         return LV_DRAM, self.s.dram_latency
 

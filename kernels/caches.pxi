@@ -12,53 +12,52 @@ cdef enum:
     MAX_WAYS = 120  # LRU ranks are bytes compared as signed
 
 
-cdef inline bint cache_touch(Cache* c, uint64_t line) noexcept nogil:
-    """Look `line` up and leave it most recent in its set (filling it on a miss); True on a hit."""
+cdef inline bint cache_touch(Cache* c, uint64_t line, shape_t shape) noexcept nogil:
+    """Look `line` up and leave it most recent in its set (filling it on a miss); True on a hit.
+    `shape`: see shape_t."""
     cdef uint64_t set_
     cdef uint32_t tag
-    cdef uint32_t* tags
-    cdef uint8_t* ranks
-    if c.set_bits >= 0:
+    cdef int blocks = cache_blocks(shape, c.blocks)
+    if cache_pow2(shape, c.set_bits):
         set_ = line & c.set_mask
         tag = <uint32_t>(line >> c.set_bits) + 1
     else:
         set_ = line % <uint64_t>c.sets
         tag = <uint32_t>(line // <uint64_t>c.sets) + 1
-    tags = &c.tags[set_ * c.blocks * SCAN_BLOCK]
-    ranks = &c.ranks[set_ * c.blocks * SCAN_BLOCK]
-    return set_touch(tags, ranks, c.blocks, c.ways, tag)
+    return set_touch(&c.tags[set_ * blocks * SCAN_BLOCK], &c.ranks[set_ * blocks * SCAN_BLOCK], blocks, c.ways, tag)
 
 
-cdef inline void cache_prefetch_set(Cache* c, uint64_t line) noexcept nogil:
+cdef inline void cache_prefetch_set(Cache* c, uint64_t line, shape_t shape) noexcept nogil:
     """Start loading the host lines of `line`'s set (no effect on the model)."""
-    cdef uint64_t set_ = line & c.set_mask if c.set_bits >= 0 else line % <uint64_t>c.sets
-    prefetch(&c.tags[set_ * c.blocks * SCAN_BLOCK])
-    prefetch(&c.ranks[set_ * c.blocks * SCAN_BLOCK])
+    cdef int blocks = cache_blocks(shape, c.blocks)
+    cdef uint64_t set_ = line & c.set_mask if cache_pow2(shape, c.set_bits) else line % <uint64_t>c.sets
+    prefetch(&c.tags[set_ * blocks * SCAN_BLOCK])
+    prefetch(&c.ranks[set_ * blocks * SCAN_BLOCK])
 
 
-cdef inline int cache_read_data(Sim* s, int cpu, uint64_t paddr, int* latency) noexcept nogil:
+cdef inline int cache_read_data(Sim* s, int cpu, uint64_t paddr, int* latency, shape_t shape) noexcept nogil:
     """cache_read for a data line, which mostly misses the L1D: the host starts loading the L2 and LLC
     sets' lines while the L1D is probed."""
     cdef uint64_t line = paddr >> 6
-    cache_prefetch_set(&s.l2_cache[cpu], line)
-    cache_prefetch_set(&s.llc, line)
-    return cache_read(s, cpu, paddr, latency)
+    cache_prefetch_set(&s.l2_cache[cpu], line, shape)
+    cache_prefetch_set(&s.llc, line, shape)
+    return cache_read(s, cpu, paddr, latency, shape)
 
 
-cdef inline int cache_read(Sim* s, int cpu, uint64_t paddr, int* latency) noexcept nogil:
+cdef inline int cache_read(Sim* s, int cpu, uint64_t paddr, int* latency, shape_t shape) noexcept nogil:
     """Returns the level that served the line and stores its latency. Every level the line missed in is
     filled: a miss in one cache's set leaves the others untouched, so filling at probe time is the same as
     filling on the way back."""
     cdef uint64_t line = paddr >> 6
     cdef Cache* l1 = &s.l1d_cache[cpu]
     cdef Cache* l2 = &s.l2_cache[cpu]
-    if cache_touch(l1, line):
+    if cache_touch(l1, line, shape):
         latency[0] = l1.latency
         return LV_L1D
-    if cache_touch(l2, line):
+    if cache_touch(l2, line, shape):
         latency[0] = l2.latency
         return LV_L2
-    if cache_touch(&s.llc, line):
+    if cache_touch(&s.llc, line, shape):
         latency[0] = s.llc.latency
         return LV_LLC
     latency[0] = s.dram_latency

@@ -18,9 +18,9 @@ cdef inline uint64_t pwc_set(PWCArray* a, uint64_t tag) noexcept nogil:
     return tag % <uint64_t>a.sets
 
 
-cdef inline PWCEntry* pwc_lookup(Sim* s, int cpu, int level, int pcid, uint64_t va) noexcept nogil:
+cdef inline PWCEntry* pwc_lookup(Sim* s, int cpu, int level, int pcid, uint64_t va, shape_t shape) noexcept nogil:
     cdef int k = s.pwc_of_level[level]
-    cdef int w
+    cdef int w, blocks
     cdef PWCArray* a
     cdef uint64_t tag, key, base, set_
     if k < 0:
@@ -30,18 +30,19 @@ cdef inline PWCEntry* pwc_lookup(Sim* s, int cpu, int level, int pcid, uint64_t 
     key = pwc_key(level, pcid, tag)
     set_ = pwc_set(a, tag)
     base = set_ * a.ways
-    w = find_key(&a.tags[set_ * a.blocks * SCAN_BLOCK], &a.keys[base], a.blocks, a.ways, key)
+    blocks = tlb_blocks(shape, a.blocks)
+    w = find_key(&a.tags[set_ * blocks * SCAN_BLOCK], &a.keys[base], blocks, a.ways, key)
     if w < 0:
         return NULL
-    ranks_touch(&a.ranks[set_ * a.blocks * SCAN_BLOCK], a.blocks, w)
+    ranks_touch(&a.ranks[set_ * blocks * SCAN_BLOCK], blocks, w)
     return &a.e[base + w]
 
 
 cdef inline void pwc_fill(Sim* s, int cpu, int level, int pcid, uint64_t va, int64_t child, int64_t loc,
-                          int owner, uint64_t epoch) noexcept nogil:
+                          int owner, uint64_t epoch, shape_t shape) noexcept nogil:
     """Into the oldest way of the set: an invalid one while the set has one, else the least recently used."""
     cdef int k = s.pwc_of_level[level]
-    cdef int victim
+    cdef int victim, blocks
     cdef PWCArray* a
     cdef PWCEntry* e
     cdef uint64_t tag, base, set_
@@ -51,9 +52,10 @@ cdef inline void pwc_fill(Sim* s, int cpu, int level, int pcid, uint64_t va, int
     tag = va >> entry_shift(level)
     set_ = pwc_set(a, tag)
     base = set_ * a.ways
-    victim = ranks_replace(&a.ranks[set_ * a.blocks * SCAN_BLOCK], a.blocks, a.ways)
+    blocks = tlb_blocks(shape, a.blocks)
+    victim = ranks_replace(&a.ranks[set_ * blocks * SCAN_BLOCK], blocks, a.ways)
     a.keys[base + victim] = pwc_key(level, pcid, tag)
-    a.tags[set_ * a.blocks * SCAN_BLOCK + victim] = key_tag(a.keys[base + victim])
+    a.tags[set_ * blocks * SCAN_BLOCK + victim] = key_tag(a.keys[base + victim])
     e = &a.e[base + victim]
     e.pcid = pcid
     e.child = child

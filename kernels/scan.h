@@ -80,6 +80,9 @@ static inline int scan_tags(const uint32_t* tags, int n_blocks, uint32_t tag) {
 #endif
 }
 
+/* Index of the lowest set bit of a non-zero mask. */
+static inline int lowest_bit(unsigned m) { return __builtin_ctz(m); }
+
 /* A 64-bit key's 32-bit tag for scan_tags: a multiplicative hash, never 0 (0 marks an invalid way). */
 static inline uint32_t key_tag(uint64_t key) {
     uint32_t t = (uint32_t)((key * 0x9E3779B97F4A7C15ull) >> 32);

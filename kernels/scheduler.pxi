@@ -105,6 +105,21 @@ cdef inline int sched_next_cpu(Sim* s) noexcept nogil:
     return best
 
 
+cdef inline int64_t sim_slice(Sim* s, int cpu, int proc, uint64_t* addrs, uint8_t* kinds, int64_t lim, int pcid,
+                             uint64_t stop, shape_t shape) noexcept nogil:
+    """Up to `lim` accesses of `proc` on `cpu`, stopping early at clock `stop` or an error; returns how
+    many ran. Compiled once per shape_t."""
+    cdef int64_t i, n = 0
+    for i in range(lim):
+        sim_access(s, cpu, proc, addrs[i], kinds[i], pcid, shape)
+        if s.error:
+            break
+        n += 1
+        if s.clock[cpu] >= stop:
+            break
+    return n
+
+
 cdef int sim_run(Sim* s) noexcept nogil:
     cdef int cpu, proc, k, pcid
     cdef int64_t lim, n, i, pos
@@ -152,14 +167,12 @@ cdef int sim_run(Sim* s) noexcept nogil:
         if s.next_event_time < stop:
             stop = s.next_event_time
         pcid = s.cpu_state[cpu].asid + 1  # context switches happen between slices only
-        n = 0
-        for i in range(lim):
-            sim_access(s, cpu, proc, addrs[i], kinds[i], pcid)
-            if s.error:
-                break
-            n += 1
-            if s.clock[cpu] >= stop:
-                break
+        if s.shape == SHAPE_ALL:
+            n = sim_slice(s, cpu, proc, addrs, kinds, lim, pcid, stop, <one_block_t>0)
+        elif s.shape == SHAPE_CACHES:
+            n = sim_slice(s, cpu, proc, addrs, kinds, lim, pcid, stop, <cache_block_t>0)
+        else:
+            n = sim_slice(s, cpu, proc, addrs, kinds, lim, pcid, stop, <any_blocks_t>0)
         s.trace_pos[proc] = pos + n
         s.slice_done += n
         s.global_accesses += n

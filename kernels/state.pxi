@@ -8,6 +8,50 @@ cdef enum:
     MAX_SHIFTS = 3
     MAX_PROBES = 12
 
+# Set shapes the hot path is compiled for: a Cython fused type, so every function taking a shape_t has
+# one C copy per shape, the shape a compile-time constant in each (Sim.shape picks the copy). Only the
+# type of the argument matters, never its value.
+# one_block_t: every TLB, PWC and cache set is one 16-way block and every cache has 2^k sets (Intel parts);
+# cache_block_t: so are the caches, TLB and PWC sets are any size (AMD's fully associative L1 TLBs);
+# any_blocks_t: the general case.
+ctypedef signed char one_block_t
+ctypedef short cache_block_t
+ctypedef int any_blocks_t
+ctypedef fused shape_t:
+    one_block_t
+    cache_block_t
+    any_blocks_t
+
+cdef enum:
+    SHAPE_ANY = 0
+    SHAPE_CACHES = 1
+    SHAPE_ALL = 2
+
+
+cdef inline int tlb_blocks(shape_t shape, int blocks) noexcept nogil:
+    """A TLB or PWC set's 16-way blocks under `shape`."""
+    if shape_t is one_block_t:
+        return 1
+    else:
+        return blocks
+
+
+cdef inline int cache_blocks(shape_t shape, int blocks) noexcept nogil:
+    """A cache set's 16-way blocks under `shape`."""
+    if shape_t is any_blocks_t:
+        return blocks
+    else:
+        return 1
+
+
+cdef inline bint cache_pow2(shape_t shape, int set_bits) noexcept nogil:
+    """Whether a cache with `set_bits` (-1: not a power of two) indexes by mask under `shape`."""
+    if shape_t is any_blocks_t:
+        return set_bits >= 0
+    else:
+        return True
+
+
 ctypedef struct TLBEntry:
     uint64_t vpn
     uint64_t pfn
@@ -32,6 +76,8 @@ ctypedef struct TLBArray:
     int n_shifts
     int shifts[MAX_SHIFTS]
     int64_t n_valid[4]     # valid entries per page-size code (1: 4K, 2: 2M, 3: 1G): a size with none is not probed
+    uint32_t probe_bits[4] # per page-size code: the bits of its level's probes of this array for that code
+    uint32_t* live         # its level's `live` mask, kept up to date as n_valid reaches and leaves 0
 
 ctypedef struct TLBLevel:
     TLBArray* arrays
@@ -40,6 +86,7 @@ ctypedef struct TLBLevel:
     int probe_array[MAX_PROBES]
     int probe_code[MAX_PROBES]
     int fill_array[4]      # per page-size code: the array that caches it, or -1
+    uint32_t live          # bit p set while probe p's array holds a valid entry of probe p's page size
 
 ctypedef struct PWCEntry:
     int64_t child
@@ -84,6 +131,7 @@ ctypedef struct Sim:
     int levels
     int pcid_enabled
     int data_caches
+    int shape              # SHAPE_*: the shape_t the hot loop runs under
     int oracle
     int l2_latency
     int64_t access_cycles

@@ -27,52 +27,69 @@ cdef inline uint64_t tlb_set_index(TLBArray* a, uint64_t vpn) noexcept nogil:
     return vpn % <uint64_t>a.sets
 
 
-cdef inline TLBEntry* tlb_lookup(TLBLevel* lv, int pcid, uint64_t va) noexcept nogil:
-    cdef int p, code, w
+cdef inline void tlb_count(TLBArray* a, int code, int delta) noexcept nogil:
+    """n_valid[code] += delta, and the level's live probe mask with it."""
+    if a.n_valid[code] == 0:
+        a.live[0] |= a.probe_bits[code]
+    a.n_valid[code] += delta
+    if a.n_valid[code] == 0:
+        a.live[0] &= ~a.probe_bits[code]
+
+
+cdef inline TLBEntry* tlb_lookup(TLBLevel* lv, int pcid, uint64_t va, uint64_t* key_out,
+                                 shape_t shape) noexcept nogil:
+    """The entry mapping `va` in `pcid`, or NULL; probes only (array, page size) pairs holding a valid
+    entry (lv.live), in the level's probe order. On a hit key_out receives the entry's key. `shape`:
+    see shape_t."""
+    cdef int p, code, w, blocks
+    cdef uint32_t todo = lv.live
     cdef TLBArray* a
     cdef uint64_t vpn, key, set_
-    for p in range(lv.n_probes):
+    while todo:
+        p = lowest_bit(todo)
+        todo &= todo - 1
         a = &lv.arrays[lv.probe_array[p]]
         code = lv.probe_code[p]
-        if a.n_valid[code] == 0:
-            continue
         vpn = va >> (3 + 9 * code)
         key = tlb_key(vpn, code, pcid)
         set_ = tlb_set_index(a, vpn)
-        w = find_key(&a.tags[set_ * a.blocks * SCAN_BLOCK], &a.keys[set_ * a.ways], a.blocks, a.ways, key)
+        blocks = tlb_blocks(shape, a.blocks)
+        w = find_key(&a.tags[set_ * blocks * SCAN_BLOCK], &a.keys[set_ * a.ways], blocks, a.ways, key)
         if w >= 0:
-            ranks_touch(&a.ranks[set_ * a.blocks * SCAN_BLOCK], a.blocks, w)
+            ranks_touch(&a.ranks[set_ * blocks * SCAN_BLOCK], blocks, w)
+            key_out[0] = key
             return &a.e[set_ * a.ways + w]
     return NULL
 
 
-cdef inline void tlb_fill(TLBLevel* lv, TLBEntry* src, uint64_t key) noexcept nogil:
+cdef inline void tlb_fill(TLBLevel* lv, TLBEntry* src, uint64_t key, shape_t shape) noexcept nogil:
     """Into the array that caches src's page size (if any), replacing the oldest way of the set: an invalid
     one while the set has one, else the least recently used. `key` is src's tlb_key."""
     cdef int code = tlb_key_code(key)
     cdef int i = lv.fill_array[code]
-    cdef int victim
+    cdef int victim, blocks
     cdef TLBArray* a
     cdef uint64_t set_, k, old
     if i < 0:
         return
     a = &lv.arrays[i]
+    blocks = tlb_blocks(shape, a.blocks)
     set_ = tlb_set_index(a, src.vpn)
-    victim = ranks_replace(&a.ranks[set_ * a.blocks * SCAN_BLOCK], a.blocks, a.ways)
+    victim = ranks_replace(&a.ranks[set_ * blocks * SCAN_BLOCK], blocks, a.ways)
     k = set_ * a.ways + victim
     old = a.keys[k]
     if old != 0:
-        a.n_valid[tlb_key_code(old)] -= 1
-    a.n_valid[code] += 1
+        tlb_count(a, tlb_key_code(old), -1)
+    tlb_count(a, code, 1)
     a.e[k] = src[0]
     a.keys[k] = key
-    a.tags[set_ * a.blocks * SCAN_BLOCK + victim] = key_tag(key)
+    a.tags[set_ * blocks * SCAN_BLOCK + victim] = key_tag(key)
 
 
 cdef inline void tlb_drop(TLBArray* a, int64_t k, int64_t* removed) noexcept nogil:
     cdef int64_t set_ = k // a.ways
     cdef int w = <int>(k - set_ * a.ways)
-    a.n_valid[tlb_key_code(a.keys[k])] -= 1
+    tlb_count(a, tlb_key_code(a.keys[k]), -1)
     a.e[k].shift = 0
     a.keys[k] = 0
     a.tags[set_ * a.blocks * SCAN_BLOCK + w] = 0

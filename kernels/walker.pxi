@@ -5,15 +5,16 @@ cdef enum:
     WALK_ATTEMPTS = 4
 
 
-cdef inline int64_t sim_walk(Sim* s, int cpu, int proc, uint64_t va, int pcid, int64_t* out) noexcept nogil:
-    """Returns the walk's read cycles. out = [fault, table, level, _] or [ok, leaf loc, pfn, shift]."""
+cdef inline int64_t sim_walk(Sim* s, int cpu, int proc, uint64_t va, int pcid, int64_t* out,
+                             shape_t shape) noexcept nogil:
+    """Returns the walk's read cycles. out = [fault, table, level, _] or [ok, leaf loc, pfn, leaf level]."""
     cdef int64_t* row = s.row
     cdef int64_t table = s.roots[proc], loc, ent, child, cycles = 0
     cdef int level = s.levels, lv, served, lat = 0
     cdef PWCEntry* pe
     row[C_WALKS] += 1
     for lv in range(2, s.levels + 1):
-        pe = pwc_lookup(s, cpu, lv, pcid, va)
+        pe = pwc_lookup(s, cpu, lv, pcid, va, shape)
         if pe != NULL:
             row[C_PWC_HITS_PD + lv - 2] += 1
             if s.oracle and pe.epoch != s.pte_epoch and s.pt_written[pe.loc] > pe.epoch:
@@ -24,7 +25,7 @@ cdef inline int64_t sim_walk(Sim* s, int cpu, int proc, uint64_t va, int pcid, i
     while True:
         loc = table * PT_ENTRIES + pt_index(va, level)
         prefetch(&s.pt[loc])  # the host load of the entry overlaps the cache model's lookup
-        served = cache_read(s, cpu, pt_entry_paddr(s, loc), &lat)
+        served = cache_read(s, cpu, pt_entry_paddr(s, loc), &lat, shape)
         row[C_WALK_READS_L1D + served] += 1
         row[C_WALK_CYCLES] += lat
         cycles += lat
@@ -38,10 +39,10 @@ cdef inline int64_t sim_walk(Sim* s, int cpu, int proc, uint64_t va, int pcid, i
             out[0] = 0
             out[1] = loc
             out[2] = ent >> 2
-            out[3] = 12 + 9 * (level - 1)
+            out[3] = level
             return cycles
         child = ent >> 2
-        pwc_fill(s, cpu, level, pcid, va, child, loc, proc, s.pte_epoch)
+        pwc_fill(s, cpu, level, pcid, va, child, loc, proc, s.pte_epoch, shape)
         table = child
         level -= 1
 
@@ -116,9 +117,11 @@ cdef void sim_fault(Sim* s, int cpu, int proc, uint64_t va, int kind, int64_t ta
     charge(s, cpu, cost)
 
 
-cdef inline void sim_access(Sim* s, int cpu, int proc, uint64_t va, int kind, int pcid) noexcept nogil:
+cdef inline void sim_access(Sim* s, int cpu, int proc, uint64_t va, int kind, int pcid,
+                            shape_t shape) noexcept nogil:
     """One access by `cpu` running `proc` with `pcid` loaded. Counts into s.row but for two counters that
-    row_finish derives when the row is committed (accesses, walk_reads)."""
+    row_finish derives when the row is committed (accesses, walk_reads). `shape`: the type s.shape names
+    (shape_t)."""
     cdef int64_t* row = s.row
     cdef int64_t cost, stall, w
     cdef int attempt, served, lat = 0
@@ -127,7 +130,7 @@ cdef inline void sim_access(Sim* s, int cpu, int proc, uint64_t va, int kind, in
     cdef TLBLevel* l2
     cdef TLBEntry* e
     cdef TLBEntry fresh
-    cdef uint64_t key
+    cdef uint64_t key = 0
     if kind == 0:
         row[C_IFETCHES] += 1
         cost = s.ifetch_cycles
@@ -136,7 +139,7 @@ cdef inline void sim_access(Sim* s, int cpu, int proc, uint64_t va, int kind, in
         row[C_IFETCHES + kind] += 1
         cost = s.access_cycles
         l1 = &s.l1d[cpu]
-    e = tlb_lookup(l1, pcid, va)
+    e = tlb_lookup(l1, pcid, va, &key, shape)
     if e != NULL:
         row[C_L1_ITLB_HITS if kind == 0 else C_L1_DTLB_HITS] += 1
         if s.oracle and e.epoch != s.pte_epoch and s.pt_written[e.pte_loc] > e.epoch:
@@ -145,26 +148,26 @@ cdef inline void sim_access(Sim* s, int cpu, int proc, uint64_t va, int kind, in
         row[C_L1_ITLB_MISSES if kind == 0 else C_L1_DTLB_MISSES] += 1
         l2 = &s.l2i[cpu] if kind == 0 else &s.l2d[cpu]
         stall = s.l2_latency
-        e = tlb_lookup(l2, pcid, va)
+        e = tlb_lookup(l2, pcid, va, &key, shape)
         if e != NULL:
             row[C_STLB_HITS] += 1
             if s.oracle and e.epoch != s.pte_epoch and s.pt_written[e.pte_loc] > e.epoch:
                 oracle_record(s, cpu, proc, va, WHERE_L2)
-            tlb_fill(l1, e, tlb_key(e.vpn, tlb_code(e.shift), pcid))
+            tlb_fill(l1, e, key, shape)
         else:
             row[C_STLB_MISSES] += 1
             for attempt in range(WALK_ATTEMPTS + 1):
                 if attempt == WALK_ATTEMPTS:
                     s.error = ERR_WALK
                     return
-                w = sim_walk(s, cpu, proc, va, pcid, out)
+                w = sim_walk(s, cpu, proc, va, pcid, out, shape)
                 stall += w
                 if not out[0]:
                     break
                 sim_fault(s, cpu, proc, va, kind, out[1], <int>out[2])
                 if s.error:
                     return
-            fresh.shift = <uint8_t>out[3]
+            fresh.shift = <uint8_t>entry_shift(<int>out[3])
             fresh.vpn = va >> fresh.shift
             fresh.pcid = pcid
             fresh.pfn = <uint64_t>out[2]
@@ -172,14 +175,14 @@ cdef inline void sim_access(Sim* s, int cpu, int proc, uint64_t va, int kind, in
             fresh.epoch = s.pte_epoch
             fresh.owner = proc
             fresh.is_global = 0
-            key = tlb_key(fresh.vpn, tlb_code(fresh.shift), pcid)
-            tlb_fill(l2, &fresh, key)
-            tlb_fill(l1, &fresh, key)
+            key = tlb_key(fresh.vpn, <int>out[3], pcid)
+            tlb_fill(l2, &fresh, key, shape)
+            tlb_fill(l1, &fresh, key, shape)
             e = &fresh
         row[C_TRANSLATION_CYCLES] += stall
         cost += stall
     if s.data_caches and kind != 0:
-        served = cache_read_data(s, cpu, e.pfn * 4096 + (va & ((<uint64_t>1 << e.shift) - 1)), &lat)
+        served = cache_read_data(s, cpu, e.pfn * 4096 + (va & ((<uint64_t>1 << e.shift) - 1)), &lat, shape)
         row[C_DATA_L1D_HITS + served] += 1
     s.clock[cpu] += cost
     row[C_CYCLES] += cost

@@ -58,64 +58,78 @@ def test_counter_names_match():
 # ---- machines --------------------------------------------------------------------------------------
 
 SETS = st.sampled_from([1, 2, 4, 3])
+# The engine runs one of three compiled copies of its hot loop (kernels/state.pxi's shape_t), picked by the
+# machine's set shapes: every set one 16-way block and 2^k cache sets; so the caches only; or neither.
+# A machine is drawn for one of them: "wide" structures have 17-33 ways (2-3 blocks).
+NARROW_WAYS = st.integers(1, 4)
+ANY_WAYS = st.integers(1, 4) | st.integers(17, 33)
+SHAPES = ["one_block", "cache_block", "any"]
 
 
 @st.composite
-def tlb_level(draw) -> tuple[TLBStruct, ...]:
+def tlb_level(draw, ways: st.SearchStrategy[int] = NARROW_WAYS) -> tuple[TLBStruct, ...]:
     out = []
     for _ in range(draw(st.integers(1, 2))):
         shifts = tuple(sorted(draw(st.sets(st.sampled_from([12, 21, 30]), min_size=1))))
         sets = draw(SETS)
         xor = sets & (sets - 1) == 0 and draw(st.booleans())
-        out.append(TLBStruct(shifts=shifts, sets=sets, ways=draw(st.integers(1, 4)), xor_index=xor))
+        out.append(TLBStruct(shifts=shifts, sets=sets, ways=draw(ways), xor_index=xor))
     return tuple(out)
 
 
 @st.composite
-def small_cache(draw, lat_lo: int, lat_hi: int) -> SetAssoc:
+def small_cache(draw, lat_lo: int, lat_hi: int, any_shape: bool = True) -> SetAssoc:
     # mostly tiny caches (replacement on every few lines); sometimes 64-96 sets, whose 32-bit tags can tell
     # apart the frames of regions spanning 512 GiB slots (max_frames: tiny caches reject those layouts)
-    sets = draw(st.integers(1, 8) | st.sampled_from([64, 96]))
-    return SetAssoc(sets, draw(st.integers(1, 4)), draw(st.integers(lat_lo, lat_hi)))
+    if any_shape:
+        sets = draw(st.integers(1, 8) | st.sampled_from([64, 96]))
+        ways = draw(ANY_WAYS)
+    else:
+        sets = draw(st.sampled_from([1, 2, 4, 8, 64]))
+        ways = draw(NARROW_WAYS)
+    return SetAssoc(sets, ways, draw(st.integers(lat_lo, lat_hi)))
 
 
 @st.composite
-def pwcs(draw, levels: int) -> tuple[tuple[SetAssoc, ...], tuple[int, ...]]:
+def pwcs(draw, levels: int, ways: st.SearchStrategy[int] = NARROW_WAYS) -> tuple[tuple[SetAssoc, ...], tuple[int, ...]]:
     mode = draw(st.sampled_from(["per_level", "per_level", "unified", "none"]))
     of_level = [-1] * 6
     structs: list[SetAssoc] = []
     if mode == "unified":
-        structs.append(SetAssoc(draw(SETS), draw(st.integers(1, 4))))
+        structs.append(SetAssoc(draw(SETS), draw(ways)))
         for lv in range(2, levels + 1):
             of_level[lv] = 0
     elif mode == "per_level":
         for lv in range(2, levels + 1):
             if draw(st.integers(0, 4)) > 0:
                 of_level[lv] = len(structs)
-                structs.append(SetAssoc(draw(SETS), draw(st.integers(1, 4))))
+                structs.append(SetAssoc(draw(SETS), draw(ways)))
     return tuple(structs), tuple(of_level)
 
 
 @st.composite
 def machines(draw) -> SimParams:
     levels = draw(st.sampled_from([4, 4, 5]))
-    pwc_structs, pwc_of_level = draw(pwcs(levels))
+    shape = draw(st.sampled_from(SHAPES))
+    tlb_ways = NARROW_WAYS if shape == "one_block" else ANY_WAYS
+    any_cache = shape == "any"
+    pwc_structs, pwc_of_level = draw(pwcs(levels, tlb_ways))
     warmup = draw(st.one_of(st.just(0), st.integers(1, 600)))
     interval = draw(st.one_of(st.just(0), st.just(0), st.integers(7, 300)))
     return SimParams(
         n_cpus=draw(st.integers(1, 3)),
         levels=levels,
         pcid=draw(st.booleans()),
-        l1i=draw(tlb_level()),
-        l1d=draw(tlb_level()),
-        l2d=draw(tlb_level()),
-        l2i=draw(st.one_of(st.none(), tlb_level())),
+        l1i=draw(tlb_level(tlb_ways)),
+        l1d=draw(tlb_level(tlb_ways)),
+        l2d=draw(tlb_level(tlb_ways)),
+        l2i=draw(st.one_of(st.none(), tlb_level(tlb_ways))),
         l2_latency=draw(st.integers(0, 20)),
         pwc_structs=pwc_structs,
         pwc_of_level=pwc_of_level,
-        l1d_cache=draw(small_cache(1, 6)),
-        l2_cache=draw(small_cache(8, 20)),
-        llc=draw(small_cache(20, 60)),
+        l1d_cache=draw(small_cache(1, 6, any_cache)),
+        l2_cache=draw(small_cache(8, 20, any_cache)),
+        llc=draw(small_cache(20, 60, any_cache)),
         dram_latency=draw(st.integers(60, 300)),
         data_caches=draw(st.booleans()),
         oracle=draw(st.booleans()),
@@ -263,6 +277,10 @@ def record_coverage(cpu_counters: np.ndarray, params: SimParams) -> None:
     if pm > pf:
         event("fault-around mapped > 1 page")
     event(f"pt_config={params.pt_config}/{params.share_level if params.pt_config == 'mshare' else '-'}")
+    event(f"hot loop compiled for {SHAPE_NAMES[_engine.set_shape(params)]}")
+
+
+SHAPE_NAMES = {2: "one-block sets", 1: "one-block cache sets", 0: "any sets"}
 
 
 # ---- comparison ------------------------------------------------------------------------------------
@@ -439,3 +457,18 @@ def test_xor_index_needs_power_of_two_sets():
     # the engine masks the xor index with sets - 1; a non-power-of-two set count is refused up front
     with pytest.raises(ValueError, match="power-of-two"):
         TLBStruct((12, 21, 30), 3, 1, True)
+
+
+@pytest.mark.parametrize(
+    ("uarch", "shape"),
+    [
+        ("skylake_sp", "one-block sets"),  # all sets <= 16 ways, 2^k cache sets
+        ("zen3", "one-block cache sets"),  # fully associative 64-entry L1 TLBs: 4 blocks
+        ("icelake_sp", "any sets"),  # 20-way L2 cache: 2 blocks
+    ],
+)
+def test_hot_loop_copy_follows_the_set_shapes(uarch, shape):
+    from mshare_hw.config.uarch import load_uarch
+    from mshare_hw.engine.params import build_params
+
+    assert SHAPE_NAMES[_engine.set_shape(build_params(load_uarch(uarch), n_cpus=2))] == shape
