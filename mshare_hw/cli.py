@@ -269,6 +269,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
+    if not args.shard and not args.scheduler:  # a local cluster: its fork server imports while we do
+        from mshare_hw.forkserver import start_forkserver
+
+        start_forkserver()
     from mshare_hw.sweep import SweepError, parse_shard, sweep
     from mshare_hw.workload.manifest import load_run_file
 

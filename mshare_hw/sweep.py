@@ -10,16 +10,16 @@ included) and started again computes only the runs that are neither in OUT nor i
 files of the killed processes are removed.
 
 Executors: an in-process `LocalCluster` (worker processes, one thread each, forked from a server that
-has imported mshare-hw, started while the client resolves the grid, and given the client's generated
-workloads as memory-mapped files instead of generating them again), an existing Dask scheduler
-(`scheduler="tcp://host:8786"`, e.g. one started by dask-jobqueue on SLURM/PBS; its workers need
-mshare-hw installed and the shard directory on a shared file system), or, with `shard=(i, n)`, this
-process alone on the grid points k with k % n == i - 1 (job arrays without Dask).
+has imported mshare-hw (mshare_hw.forkserver), started once the client has generated its first workload,
+and given the client's generated workloads as memory-mapped files instead of generating them again),
+an existing Dask scheduler (`scheduler="tcp://host:8786"`, e.g. one started by dask-jobqueue on
+SLURM/PBS; its workers need mshare-hw installed and the shard directory on a shared file system), or,
+with `shard=(i, n)`, this process alone on the grid points k with k % n == i - 1 (job arrays without
+Dask).
 """
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import time
 from collections import OrderedDict
@@ -31,6 +31,7 @@ from pathlib import Path
 
 from mshare_hw.config.errors import ConfigError
 from mshare_hw.config.experiment import Experiment, expand, get_dotted
+from mshare_hw.forkserver import START_METHOD, start_forkserver
 from mshare_hw.results.hdf5 import write_results
 from mshare_hw.results.merge import MergeError, summary_run_ids, write_merged
 from mshare_hw.runner import (
@@ -276,10 +277,10 @@ def sweep(
     cluster: _BackgroundCluster | None = None
     try:
         if shard is None and not scheduler:
-            # the fork server loads mshare-hw for the workers, and the cluster starts, while this process
-            # resolves the grid (one worker per CPU, at most one per grid point: the runs to do are not
-            # known yet)
-            _start_forkserver()
+            # the fork server loads mshare-hw for the workers while this process resolves the grid; the
+            # cluster starts once the first workload is generated (one worker per CPU, at most one per
+            # grid point: the runs to do are not known yet)
+            start_forkserver()  # started by the CLI already; here for API callers
             cluster = _BackgroundCluster(_default_workers(workers, len(expand(exp))))
         return _sweep(exp, out, scheduler, cluster, shard, keep_shards, on_start, on_progress, temps)
     finally:
@@ -319,11 +320,14 @@ def _sweep(
         if shard is not None:
             _WORKER_CACHE.put(key, workload, digests)
         elif local and can_hand_off(workload):
+            cluster.start()  # type: ignore[union-attr]  # its start-up overlaps the saving
             meta, files = save_workload(workload, digests, shard_dir, key)
             temps.extend(files)
             handoff[key] = str(meta)
 
     grid = resolve_points(exp, shard, keep)
+    if cluster is not None:
+        cluster.start()
     result = SweepResult(out=out, points=len(grid))
 
     in_out: set[str] = set()
@@ -397,39 +401,8 @@ def _sweep(
     return result
 
 
-# Local workers are forked from a server process that has imported mshare-hw once (where the platform
-# has one), instead of each importing it afresh: a cluster starts and stops in seconds, not ten.
-_START_METHOD = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
-
-
-def _start_forkserver() -> None:
-    """Start the fork server local workers are forked from, preloading mshare-hw, without waiting for
-    it: its imports overlap the client's own work. No effect once the server runs (a second sweep in
-    this process reuses it as it is)."""
-    if _START_METHOD != "forkserver":
-        return
-    from multiprocessing import forkserver
-
-    from distributed.utils import get_mp_context
-
-    get_mp_context().set_forkserver_preload(forkserver_preload(Path.cwd()))
-    forkserver.ensure_running()
-
-
-def forkserver_preload(cwd: Path) -> list[str]:
-    """Modules the fork server imports once for all workers. It imports them with the current
-    directory first on its path (CPython 3.11), so from a source checkout that is not the package this
-    process runs (e.g. a clone without the compiled engine) it would import the wrong mshare_hw, and
-    every task would fail on the workers: then mshare_hw is left for each worker to import normally."""
-    import mshare_hw
-
-    here = Path(mshare_hw.__file__).resolve().parent
-    shadow = cwd / "mshare_hw"
-    return ["distributed"] + ([] if shadow.exists() and shadow.resolve() != here else ["mshare_hw.sweep"])
-
-
 _WORKER_CONFIG = {
-    "distributed.worker.multiprocessing-method": _START_METHOD,
+    "distributed.worker.multiprocessing-method": START_METHOD,
     # the workers' statistical profiler samples the running task every 10 ms: a task is one long replay,
     # and the samples would only cost its core time
     "distributed.worker.profile.enabled": False,
@@ -452,21 +425,31 @@ def _local_cluster(n_workers: int):
 
 
 class _BackgroundCluster:
-    """A LocalCluster started in a thread, so that its start-up (scheduler, worker processes) overlaps
-    the client's own work; `get()` waits until it is up (and raises what its start raised)."""
+    """A LocalCluster started in a thread by `start()`, so that its start-up (scheduler, worker processes)
+    overlaps the client's own work; `get()` starts it if need be and waits until it is up (and raises
+    what its start raised)."""
 
     def __init__(self, n_workers: int) -> None:
         self.n_workers = n_workers
         self._closed = False
-        pool = ThreadPoolExecutor(1, thread_name_prefix="mshare-hw-cluster")
-        self._future = pool.submit(_local_cluster, n_workers)
-        pool.shutdown(wait=False)
+        self._future = None
+
+    def start(self) -> None:
+        """Idempotent. The client calls it once its first workload is generated: starting the cluster
+        alongside the generation, which keeps both cores busy, would slow both down."""
+        if self._future is None:
+            pool = ThreadPoolExecutor(1, thread_name_prefix="mshare-hw-cluster")
+            self._future = pool.submit(_local_cluster, self.n_workers)
+            pool.shutdown(wait=False)
 
     def get(self):
+        self.start()
         return self._future.result()
 
     def close(self) -> None:
         """Stop the workers and the scheduler (waiting for a start still under way); idempotent."""
+        if self._future is None:
+            return
         try:
             cluster = self._future.result()
         except Exception:  # it never started: nothing to close (the error reached the caller via get())

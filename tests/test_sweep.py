@@ -305,7 +305,7 @@ def test_fork_server_does_not_preload_a_shadowing_source_tree(tmp_path: Path):
     """From a directory holding another mshare_hw (a checkout without the compiled engine, as in CI),
     the fork server must not import it for the workers."""
     import mshare_hw
-    from mshare_hw.sweep import forkserver_preload
+    from mshare_hw.forkserver import forkserver_preload
 
     assert forkserver_preload(tmp_path) == ["distributed", "mshare_hw.sweep"]
     (tmp_path / "mshare_hw").mkdir()
