@@ -70,90 +70,137 @@ def _parse(buf, pos, end, out_a, out_k, n_out, stop_at, skip_bad, hexv):
     four = np.uint64(4)
     page = np.uint64(4096)
     while n_out < stop_at:
-        # find the end of the line
-        j = pos
-        while j < end and buf[j] != 10:
-            j += 1
-        if j >= end:
-            break
-        s = pos
-        e = j
-        nxt = j + 1
-        while e > s and (buf[e - 1] == 13 or buf[e - 1] == 32 or buf[e - 1] == 9):
-            e -= 1
-        p = s
-        while p < e and (buf[p] == 32 or buf[p] == 9):
-            p += 1
-        if p == e:  # blank
-            pos = nxt
-            lines += 1
-            continue
-        c = buf[p]
-        if c == 61 or (c == 45 and p == s and p + 1 < e and buf[p + 1] == 45):  # '==PID==' or '--PID--'
-            pos = nxt
-            lines += 1
-            continue
-        err = 0
-        kind = -1
-        if c == 73:
-            kind = 0
-        elif c == 76:
-            kind = 1
-        elif c == 83:
-            kind = 2
-        elif c == 77:
-            kind = 3
-        else:
-            err = E_KIND
-        addr = np.uint64(0)
-        size = np.uint64(0)
-        if err == 0:
-            p += 1
-            if p >= e or not (buf[p] == 32 or buf[p] == 9):
-                err = E_KIND
-            else:
-                while p < e and (buf[p] == 32 or buf[p] == 9):
-                    p += 1
+        # fast path: a line exactly as lackey writes it ("I  ADDR,SIZE" or " K ADDR,SIZE", then '\n');
+        # anything else (or a line cut at the buffer's end) goes through the general parser below
+        ok = False
+        if pos + 3 < end:
+            c0 = buf[pos]
+            c1 = buf[pos + 1]
+            kind = -1
+            if buf[pos + 2] == 32:
+                if c0 == 73 and c1 == 32:
+                    kind = 0
+                elif c0 == 32:
+                    if c1 == 76:
+                        kind = 1
+                    elif c1 == 83:
+                        kind = 2
+                    elif c1 == 77:
+                        kind = 3
+            if kind >= 0:
+                p = pos + 3
+                addr = np.uint64(0)
                 nd = 0
-                while p < e:
+                while p < end:
                     v = hexv[buf[p]]
                     if v == 255:
                         break
                     addr = (addr << four) | np.uint64(v)
                     nd += 1
                     p += 1
-                    if addr >= limit:
-                        err = E_WIDTH
-                        break
-                if err == 0:
-                    if nd == 0:
-                        err = E_HEX
-                    elif p >= e:
-                        err = E_NOSIZE
-                    elif buf[p] != 44:
-                        err = E_HEX
-                    else:
+                if 0 < nd <= 15 and p < end and buf[p] == 44:  # 15 digits: no overflow before the width check
+                    p += 1
+                    size = np.uint64(0)
+                    nd = 0
+                    while p < end and nd < 8 and buf[p] >= 48 and buf[p] <= 57:
+                        size = size * np.uint64(10) + np.uint64(buf[p] - 48)
+                        nd += 1
                         p += 1
-                        nd = 0
-                        while p < e and buf[p] >= 48 and buf[p] <= 57:
-                            size = size * np.uint64(10) + np.uint64(buf[p] - 48)
-                            nd += 1
-                            p += 1
-                            if size > np.uint64(1048576):
-                                break
-                        if nd == 0:
-                            err = E_NOSIZE if p >= e else E_SIZE
-                        elif p != e or size == np.uint64(0) or size > np.uint64(1048576):
-                            err = E_SIZE
-                        elif addr + size - one >= limit:
-                            err = E_WIDTH
-        if err != 0:
-            if skip_bad:
-                bad += 1
+                    if (
+                        nd > 0
+                        and p < end
+                        and buf[p] == 10
+                        and size != np.uint64(0)
+                        and size <= np.uint64(1048576)
+                        and addr + size - one < limit
+                    ):
+                        ok = True
+                        nxt = p + 1
+        if not ok:
+            # find the end of the line
+            j = pos
+            while j < end and buf[j] != 10:
+                j += 1
+            if j >= end:
+                break
+            s = pos
+            e = j
+            nxt = j + 1
+            while e > s and (buf[e - 1] == 13 or buf[e - 1] == 32 or buf[e - 1] == 9):
+                e -= 1
+            p = s
+            while p < e and (buf[p] == 32 or buf[p] == 9):
+                p += 1
+            if p == e:  # blank
                 pos = nxt
                 lines += 1
                 continue
-            return pos, n_out, lines, bad, err, pos
+            c = buf[p]
+            if c == 61 or (c == 45 and p == s and p + 1 < e and buf[p + 1] == 45):  # '==PID==' or '--PID--'
+                pos = nxt
+                lines += 1
+                continue
+            err = 0
+            kind = -1
+            if c == 73:
+                kind = 0
+            elif c == 76:
+                kind = 1
+            elif c == 83:
+                kind = 2
+            elif c == 77:
+                kind = 3
+            else:
+                err = E_KIND
+            addr = np.uint64(0)
+            size = np.uint64(0)
+            if err == 0:
+                p += 1
+                if p >= e or not (buf[p] == 32 or buf[p] == 9):
+                    err = E_KIND
+                else:
+                    while p < e and (buf[p] == 32 or buf[p] == 9):
+                        p += 1
+                    nd = 0
+                    while p < e:
+                        v = hexv[buf[p]]
+                        if v == 255:
+                            break
+                        addr = (addr << four) | np.uint64(v)
+                        nd += 1
+                        p += 1
+                        if addr >= limit:
+                            err = E_WIDTH
+                            break
+                    if err == 0:
+                        if nd == 0:
+                            err = E_HEX
+                        elif p >= e:
+                            err = E_NOSIZE
+                        elif buf[p] != 44:
+                            err = E_HEX
+                        else:
+                            p += 1
+                            nd = 0
+                            while p < e and buf[p] >= 48 and buf[p] <= 57:
+                                size = size * np.uint64(10) + np.uint64(buf[p] - 48)
+                                nd += 1
+                                p += 1
+                                if size > np.uint64(1048576):
+                                    break
+                            if nd == 0:
+                                err = E_NOSIZE if p >= e else E_SIZE
+                            elif p != e or size == np.uint64(0) or size > np.uint64(1048576):
+                                err = E_SIZE
+                            elif addr + size - one >= limit:
+                                err = E_WIDTH
+            if err != 0:
+                if skip_bad:
+                    bad += 1
+                    pos = nxt
+                    lines += 1
+                    continue
+                return pos, n_out, lines, bad, err, pos
         first = addr & page_mask
         last = (addr + size - one) & page_mask
         k0 = 1 if kind == 3 else kind
