@@ -173,6 +173,7 @@ cdef class Engine:
                 s.pwc[c * s.n_pwc + k].sets = spec.sets
                 s.pwc[c * s.n_pwc + k].ways = spec.ways
                 s.pwc[c * s.n_pwc + k].set_mask = spec.sets - 1 if _is_pow2(spec.sets) else 0
+                s.pwc[c * s.n_pwc + k].pow2 = _is_pow2(spec.sets)
                 s.pwc[c * s.n_pwc + k].e = <PWCEntry*>_calloc(spec.sets * spec.ways, sizeof(PWCEntry))
                 s.pwc[c * s.n_pwc + k].keys = <uint64_t*>_calloc(spec.sets * spec.ways, sizeof(uint64_t))
                 s.pwc[c * s.n_pwc + k].blocks = (spec.ways + SCAN_BLOCK - 1) // SCAN_BLOCK
@@ -250,6 +251,7 @@ cdef class Engine:
             lv.arrays[i].ways = spec.ways
             lv.arrays[i].set_bits = spec.sets.bit_length() - 1
             lv.arrays[i].set_mask = spec.sets - 1 if _is_pow2(spec.sets) else 0
+            lv.arrays[i].pow2 = _is_pow2(spec.sets)
             lv.arrays[i].xor_index = spec.xor_index
             lv.arrays[i].n_shifts = len(spec.shifts)
             for j, sh in enumerate(spec.shifts):

@@ -13,7 +13,7 @@ cdef inline uint64_t pwc_key(int level, int pcid, uint64_t tag) noexcept nogil:
 
 
 cdef inline uint64_t pwc_set(PWCArray* a, uint64_t tag) noexcept nogil:
-    if a.set_mask:
+    if a.pow2:
         return tag & a.set_mask
     return tag % <uint64_t>a.sets
 

@@ -72,6 +72,7 @@ ctypedef struct TLBArray:
     int blocks             # 16-way blocks per set
     int set_bits
     uint64_t set_mask      # sets - 1 when sets is a power of two, else 0
+    int pow2               # sets is a power of two (1 included: no division for fully associative arrays)
     int xor_index
     int n_shifts
     int shifts[MAX_SHIFTS]
@@ -103,7 +104,8 @@ ctypedef struct PWCArray:
     int sets
     int ways
     int blocks
-    uint64_t set_mask
+    uint64_t set_mask      # sets - 1 when sets is a power of two, else 0
+    int pow2
 
 ctypedef struct Cache:
     uint32_t* tags         # per set, blocks * 16 tags (line // sets + 1; 0 = invalid or padding), 64-byte aligned

@@ -22,7 +22,7 @@ cdef inline int tlb_key_code(uint64_t key) noexcept nogil:
 cdef inline uint64_t tlb_set_index(TLBArray* a, uint64_t vpn) noexcept nogil:
     if a.xor_index:
         return (vpn ^ (vpn >> a.set_bits)) & a.set_mask
-    if a.set_mask:
+    if a.pow2:
         return vpn & a.set_mask
     return vpn % <uint64_t>a.sets
 
@@ -78,9 +78,11 @@ cdef inline void tlb_fill(TLBLevel* lv, TLBEntry* src, uint64_t key, shape_t sha
     victim = ranks_replace(&a.ranks[set_ * blocks * SCAN_BLOCK], blocks, a.ways)
     k = set_ * a.ways + victim
     old = a.keys[k]
-    if old != 0:
+    if old == 0:
+        tlb_count(a, code, 1)
+    elif tlb_key_code(old) != code:  # a victim of the same page size leaves the counts as they are
         tlb_count(a, tlb_key_code(old), -1)
-    tlb_count(a, code, 1)
+        tlb_count(a, code, 1)
     a.e[k] = src[0]
     a.keys[k] = key
     a.tags[set_ * blocks * SCAN_BLOCK + victim] = key_tag(key)
