@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import atexit
 import logging
+import os
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 from rich.console import Console
@@ -485,5 +488,23 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def run() -> NoReturn:
+    """The console script: `main()`, then the exit handlers (atexit: multiprocessing's clean-up, Dask's,
+    logging's), then the process ends without the interpreter tearing down its modules one by one. With
+    NumPy, pandas, h5py, numba and Dask loaded that teardown took 0.4-0.7 s and released nothing the OS
+    does not: every file the command wrote is closed (and renamed into place) before `main()` returns."""
+    code = main()
+    run_exit_handlers = getattr(atexit, "_run_exitfuncs", None)  # CPython's; elsewhere, the usual exit
+    if run_exit_handlers is None:
+        sys.exit(code)
+    run_exit_handlers()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe (`| head`): nothing more can be written anyway
+            pass
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

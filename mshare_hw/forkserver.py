@@ -35,4 +35,5 @@ def forkserver_preload(cwd: Path) -> list[str]:
 
     here = Path(mshare_hw.__file__).resolve().parent
     shadow = cwd / "mshare_hw"
-    return ["distributed"] + ([] if shadow.exists() and shadow.resolve() != here else ["mshare_hw.sweep"])
+    ours = ["mshare_hw.sweep", "mshare_hw._forkserver_exit"]
+    return ["distributed"] + ([] if shadow.exists() and shadow.resolve() != here else ours)

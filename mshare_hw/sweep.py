@@ -24,7 +24,7 @@ import os
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,7 +44,7 @@ from mshare_hw.runner import (
     workload_key,
 )
 from mshare_hw.workload.build import build_workload
-from mshare_hw.workload.handoff import can_hand_off, load_workload, save_workload
+from mshare_hw.workload.handoff import can_hand_off, load_workload, save_meta, save_traces
 from mshare_hw.workload.model import Workload
 
 __all__ = [
@@ -117,12 +117,14 @@ def resolve_points(
     exp: Experiment,
     shard: tuple[int, int] | None = None,
     on_workload: Callable[[str, Workload, list[str]], None] | None = None,
+    on_generated: Callable[[str, Workload], None] | None = None,
 ) -> list[GridPoint]:
     """Expand the grid and check every point as far as possible without replaying it: its workload is
     generated (once per distinct workload) for the trace digests, and its engine parameters, memory
     layout and event schedule are built. Raises ConfigError for the first point that cannot run.
     With `shard=(i, n)`, only the points k with k % n == i - 1 (all are still expanded).
-    `on_workload(key, workload, digests)` sees each workload before it is dropped."""
+    `on_generated(key, workload)` sees each workload as soon as it is generated (before its digests),
+    `on_workload(key, workload, digests)` before it is dropped."""
     points = expand(exp)
     selected = [k for k in range(len(points)) if shard is None or k % shard[1] == shard[0] - 1]
     by_workload: dict[str, list[int]] = {}
@@ -132,6 +134,8 @@ def resolve_points(
     for ks in by_workload.values():
         first = points[ks[0]]
         workload = build_workload(first.workload, first.seed)  # one at a time: only its digests are kept
+        if on_generated is not None:
+            on_generated(workload_key(first), workload)
         digests = workload.trace_digests()
         for k in ks:
             label = _label(exp, points[k])
@@ -313,19 +317,36 @@ def _sweep(
     _remove_stale_temps(out.parent, f".{out.name}.tmp.*")
     _remove_stale_temps(shard_dir, ".*.tmp.*")
     handoff: dict[str, str] = {}  # workload key -> its files for local workers
+    saving: dict[str, Future] = {}  # workload key -> its traces being written (save_traces)
+    writer = ThreadPoolExecutor(1, thread_name_prefix="mshare-hw-handoff") if local else None
+
+    def generated(key: str, workload: Workload) -> None:
+        """A local cluster starts once the first workload is generated, and each workload's traces are
+        written for the workers while its digests are computed (both mostly outside the GIL)."""
+        cluster.start()  # type: ignore[union-attr]
+        if can_hand_off(workload):
+            saving[key] = writer.submit(save_traces, workload, shard_dir, key)  # type: ignore[union-attr]
 
     def keep(key: str, workload: Workload, digests: list[str]) -> None:
         """Each workload the grid resolution generated: replayed from memory when this process runs the
         shard, from memory-mapped files on local workers (instead of being generated again there)."""
         if shard is not None:
             _WORKER_CACHE.put(key, workload, digests)
-        elif local and can_hand_off(workload):
-            cluster.start()  # type: ignore[union-attr]  # its start-up overlaps the saving
-            meta, files = save_workload(workload, digests, shard_dir, key)
+        elif key in saving:
+            arrays, files = saving.pop(key).result()
             temps.extend(files)
+            meta = save_meta(workload, digests, arrays, shard_dir, key)
+            temps.append(meta)
             handoff[key] = str(meta)
 
-    grid = resolve_points(exp, shard, keep)
+    try:
+        grid = resolve_points(exp, shard, keep, generated if local else None)
+    finally:
+        if writer is not None:
+            writer.shutdown(wait=True)  # an error while resolving: let the writes end before their clean-up
+            for fut in saving.values():
+                if fut.exception() is None:
+                    temps.extend(fut.result()[1])
     if cluster is not None:
         cluster.start()
     result = SweepResult(out=out, points=len(grid))
@@ -401,11 +422,22 @@ def _sweep(
     return result
 
 
+# A local cluster shares the cores with its tasks: its scheduler and nannies run in this process, each
+# worker beside its task. Dask's defaults wake them for bookkeeping tens of times a second, which took 6-8%
+# of the task's wall time on this 2-core machine (measured: a task's wall minus its thread's CPU time);
+# with these settings, 1-2%. Tasks are long replays, one per worker at a time.
 _WORKER_CONFIG = {
     "distributed.worker.multiprocessing-method": START_METHOD,
-    # the workers' statistical profiler samples the running task every 10 ms: a task is one long replay,
-    # and the samples would only cost its core time
+    # the workers' statistical profiler samples the running task every 10 ms
     "distributed.worker.profile.enabled": False,
+    # every server (scheduler, nannies, workers) times its event loop every 20 ms, only to warn when the loop
+    # was blocked for over `tick.limit` (3 s): once a second still tells that
+    "distributed.admin.tick.interval": "1s",
+    # host metrics for the dashboard, every 500 ms in each server, disk counters included
+    "distributed.admin.system-monitor.interval": "5s",
+    "distributed.admin.system-monitor.disk": False,
+    # the scheduler queues tasks and hands one to a worker as it frees up, so there is nothing to steal
+    "distributed.scheduler.work-stealing": False,
 }
 
 

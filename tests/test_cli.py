@@ -278,3 +278,32 @@ def test_python_dash_m(tmp_path: Path):
                          capture_output=True, text=True, timeout=120)  # fmt: skip
     assert bad.returncode == 2
     assert "unknown uarch" in bad.stderr
+
+
+def test_console_script_runs_exit_handlers_and_flushes(tmp_path: Path):
+    """The `mshare-hw` entry point ends the process without the interpreter's teardown: the exit handlers
+    (here one registered before the command) must still run, piped output must arrive whole, and the exit
+    code must reach the shell."""
+    import os
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    marker = tmp_path / "atexit-ran"
+    script = (
+        "import atexit, sys\n"
+        f"atexit.register(lambda: open({str(marker)!r}, 'w').write('yes'))\n"
+        "sys.argv = ['mshare-hw', *sys.argv[1:]]\n"
+        "from mshare_hw.cli import run\n"
+        "run()\n"
+    )
+    ok = subprocess.run([sys.executable, "-c", script, "uarch", "list"], env=env, cwd=tmp_path,
+                        capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert ok.returncode == 0, ok.stderr
+    assert "skylake_sp" in ok.stdout and "zen3" in ok.stdout
+    assert marker.read_text() == "yes"
+    marker.unlink()
+    bad = subprocess.run([sys.executable, "-c", script, "uarch", "show", "nosuch"], env=env, cwd=tmp_path,
+                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert bad.returncode == 2 and "unknown uarch" in bad.stderr
+    assert marker.read_text() == "yes"

@@ -307,11 +307,24 @@ def test_fork_server_does_not_preload_a_shadowing_source_tree(tmp_path: Path):
     import mshare_hw
     from mshare_hw.forkserver import forkserver_preload
 
-    assert forkserver_preload(tmp_path) == ["distributed", "mshare_hw.sweep"]
+    assert forkserver_preload(tmp_path) == ["distributed", "mshare_hw.sweep", "mshare_hw._forkserver_exit"]
     (tmp_path / "mshare_hw").mkdir()
     assert forkserver_preload(tmp_path) == ["distributed"]
     source_tree = Path(mshare_hw.__file__).resolve().parents[1]
-    assert forkserver_preload(source_tree) == ["distributed", "mshare_hw.sweep"]
+    assert forkserver_preload(source_tree) == ["distributed", "mshare_hw.sweep", "mshare_hw._forkserver_exit"]
+
+
+def test_only_the_fork_server_imports_its_quick_exit():
+    """mshare_hw._forkserver_exit ends the process that imports it at exit with os._exit: the client (and
+    anything importing mshare-hw's modules) must not import it; only the fork server's preload does."""
+    code = (
+        "import sys, mshare_hw.cli, mshare_hw.sweep, mshare_hw.forkserver, mshare_hw.runner\n"
+        "assert 'mshare_hw._forkserver_exit' not in sys.modules\n"
+    )
+    root = Path(__file__).resolve().parent.parent
+    proc = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(root)},
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
 
 
 def test_serial_shard_replays_the_workload_generated_to_name_its_traces(grid: Path, tmp_path: Path, monkeypatch):

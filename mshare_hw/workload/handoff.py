@@ -27,10 +27,10 @@ def can_hand_off(workload: Workload) -> bool:
     return all(isinstance(p.trace, ArrayTrace) for p in workload.processes)
 
 
-def save_workload(workload: Workload, digests: list[str], directory: Path, key: str) -> tuple[Path, list[Path]]:
-    """Write `workload` (ArrayTrace traces only) to files in `directory`; returns the file to pass to
-    `load_workload` and every file written (to delete when done)."""
-    stem = "." + hashlib.blake2b(key.encode(), digest_size=8).hexdigest()
+def save_traces(workload: Workload, directory: Path, key: str) -> tuple[list[tuple[str, str]], list[Path]]:
+    """Write the trace arrays of `workload` (ArrayTrace traces only) to files in `directory`; returns their
+    names per process (for `save_meta`) and every file written (to delete when done). Needs no digests,
+    so a sweep writes them while the digests are computed."""
     suffix = f".tmp.{os.getpid()}"
     directory.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
@@ -39,13 +39,19 @@ def save_workload(workload: Workload, digests: list[str], directory: Path, key: 
         assert isinstance(p.trace, ArrayTrace)
         names = []
         for part, arr in (("addrs", p.trace.addrs), ("kinds", p.trace.kinds)):
-            path = directory / f"{stem}.p{i}.{part}.npy{suffix}"
+            path = directory / f"{_stem(key)}.p{i}.{part}.npy{suffix}"
             with open(path, "wb") as f:
                 np.save(f, arr)
             written.append(path)
             names.append(path.name)
-        arrays.append(names)
-    meta = directory / f"{stem}.workload.pickle{suffix}"
+        arrays.append((names[0], names[1]))
+    return arrays, written
+
+
+def save_meta(workload: Workload, digests: list[str], arrays: list[tuple[str, str]], directory: Path, key: str) -> Path:
+    """Write the file `load_workload` reads: the workload without its traces, the names of the trace files
+    `save_traces` wrote, and the digests."""
+    meta = directory / f"{_stem(key)}.workload.pickle.tmp.{os.getpid()}"
     skeleton = {
         "regions": workload.regions,
         "description": workload.description,
@@ -54,8 +60,18 @@ def save_workload(workload: Workload, digests: list[str], directory: Path, key: 
         "digests": digests,
     }
     meta.write_bytes(pickle.dumps(skeleton))
-    written.append(meta)
-    return meta, written
+    return meta
+
+
+def save_workload(workload: Workload, digests: list[str], directory: Path, key: str) -> tuple[Path, list[Path]]:
+    """`save_traces` then `save_meta`: returns the file to pass to `load_workload` and every file written."""
+    arrays, written = save_traces(workload, directory, key)
+    meta = save_meta(workload, digests, arrays, directory, key)
+    return meta, [*written, meta]
+
+
+def _stem(key: str) -> str:
+    return "." + hashlib.blake2b(key.encode(), digest_size=8).hexdigest()
 
 
 def load_workload(meta: str | Path) -> tuple[Workload, list[str]]:
