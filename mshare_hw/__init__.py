@@ -2,6 +2,18 @@
 
 __version__ = "0.1.0"
 
-from mshare_hw.results.hdf5 import load_run, load_summary  # noqa: E402
-
 __all__ = ["__version__", "load_run", "load_summary"]
+
+
+def __getattr__(name: str):
+    # the readers load h5py and pandas: imported on first use, so that `import mshare_hw.<module>` (every
+    # command, every Dask worker) does not pay for them
+    if name in ("load_run", "load_summary"):
+        from mshare_hw.results import hdf5
+
+        return getattr(hdf5, name)
+    raise AttributeError(f"module 'mshare_hw' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -26,6 +26,22 @@ def start_forkserver() -> None:
     forkserver.ensure_running()
 
 
+def wants_local_cluster(argv: list[str]) -> bool:
+    """Whether a command line (without the program name) is `sweep` on a local cluster: no --shard, no
+    --scheduler (nor a prefix argparse would take for them), no help. Read before the command's parser
+    exists, to start the server early (mshare_hw.__main__); a wrong guess costs only the time: an unused
+    server, or one started later by the sweep itself."""
+    if not argv or argv[0] != "sweep":
+        return False
+    for arg in argv[1:]:
+        name = arg.split("=", 1)[0]
+        if name in ("-h", "--help") or (
+            len(name) >= 4 and ("--shard".startswith(name) or "--scheduler".startswith(name))
+        ):
+            return False
+    return True
+
+
 def forkserver_preload(cwd: Path) -> list[str]:
     """Modules the fork server imports once for all workers. It imports them with the current
     directory first on its path (CPython 3.11), so from a source checkout that is not the package this

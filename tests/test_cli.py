@@ -280,6 +280,45 @@ def test_python_dash_m(tmp_path: Path):
     assert "unknown uarch" in bad.stderr
 
 
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["sweep", "x.toml"], True),
+        (["sweep", "x.toml", "--workers", "2", "-o", "out.h5"], True),
+        (["sweep", "x.toml", "--set", "seed=2"], True),
+        (["sweep", "x.toml", "--shard", "1/2"], False),
+        (["sweep", "x.toml", "--shard=1/2"], False),
+        (["sweep", "x.toml", "--sha", "1/2"], False),  # argparse takes unambiguous prefixes
+        (["sweep", "x.toml", "--scheduler", "tcp://h:8786"], False),
+        (["sweep", "--sched=tcp://h:8786", "x.toml"], False),
+        (["sweep", "-h"], False),
+        (["run"], False),
+        (["merge", "out.h5", "sweep"], False),
+        ([], False),
+    ],
+)
+def test_which_command_lines_start_the_fork_server_early(argv: list[str], expected: bool):
+    from mshare_hw.forkserver import wants_local_cluster
+
+    assert wants_local_cluster(argv) is expected
+
+
+def test_python_dash_m_package_is_the_command(tmp_path: Path):
+    """`python -m mshare_hw` runs the `mshare-hw` console script's entry point."""
+    import os
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    ok = subprocess.run([sys.executable, "-m", "mshare_hw", "uarch", "list"], env=env, cwd=tmp_path,
+                        capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert ok.returncode == 0, ok.stderr
+    assert "zen3" in ok.stdout
+    bad = subprocess.run([sys.executable, "-m", "mshare_hw", "uarch", "show", "nosuch"], env=env, cwd=tmp_path,
+                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert bad.returncode == 2 and "unknown uarch" in bad.stderr
+
+
 def test_console_script_runs_exit_handlers_and_flushes(tmp_path: Path):
     """The `mshare-hw` entry point ends the process without the interpreter's teardown: the exit handlers
     (here one registered before the command) must still run, piped output must arrive whole, and the exit

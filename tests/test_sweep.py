@@ -136,7 +136,8 @@ def test_sweep_keeps_other_runs_of_the_output_after_the_grid(grid: Path, swept, 
 
 
 def _sweep_cmd(grid: Path, out: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "mshare_hw.cli", "sweep", str(grid), "-o", str(out), "--workers", "2", *extra]
+    """`python -m mshare_hw` is the `mshare-hw` command (mshare_hw.__main__: the fork server starts first)."""
+    return [sys.executable, "-m", "mshare_hw", "sweep", str(grid), "-o", str(out), "--workers", "2", *extra]
 
 
 def _sub_env() -> dict[str, str]:

@@ -149,7 +149,7 @@ def test_sweep_two_workers_vs_serial(benchmark, tmp_path):
     exp = tmp_path / "sweep8.toml"
     exp.write_text(EXPERIMENT.format(accesses=accesses))
     env = {**os.environ, "PYTHONPATH": str(Path(mshare_hw.__file__).resolve().parents[1])}
-    cli = [sys.executable, "-m", "mshare_hw.cli", "sweep", str(exp), "-q"]
+    cli = [sys.executable, "-m", "mshare_hw", "sweep", str(exp), "-q"]  # as the `mshare-hw` command
     timeout = 120 + accesses * PROCESSES * RUNS // 500_000  # at least 0.5 M accesses/s
 
     commands = {
