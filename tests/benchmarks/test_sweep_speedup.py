@@ -1,15 +1,17 @@
 """A sweep of 8 runs on a 2-worker LocalCluster against the same sweep serially (issue #6 target: >= 1.7x
 on this 2-core machine).
 
-Both are `mshare-hw sweep` commands in subprocesses, timed from start to exit, as a user sees them:
+Both are `mshare-hw sweep` commands (`python -m mshare_hw`, the console script's entry point) in
+subprocesses, timed from start until their output closes, as a user sees them:
 serially with `--shard 1/1` (the same runs, shards and merge, in one process) and with `--workers 2`.
 The 8 runs are configs/experiments/flush_strategies.toml's kind: 3 database clients sharing a 256 MiB
 pool and an unrelated process on 4 CPUs, invalidation events at 20,000/s, the oracle and data caches on;
 2 uarchs x 4 mshare flush strategies over one workload. Run length: under the default
 `--benchmark-disable` each run replays 4 x 100k accesses (a smoke test: start-up dominates and the
 speedup means nothing); with `--benchmark-enable`, 4 x 10M accesses, ~6 s each on this machine
-(measured: 1.86x; with 4 x 4M, ~2.8 s runs, 1.56x: a sweep's fixed costs, ~2.5 s of Python start-up,
-imports and generating the workload once to name its traces, are paid serially once per sweep). Real
+(measured in session 2 on an idle VM: 1.86x; with 4 x 4M, ~2.8 s runs, 1.56x: a sweep's fixed costs,
+~2.5-3 s of Python start-up, imports and generating the workload once to name its traces, are paid
+serially once per sweep, and the parallel command adds the cluster's start). Real
 experiments run for seconds to minutes per point; MSHARE_HW_SWEEP_ACCESSES=N (accesses per process)
 sets the run length. Both outputs must be
 identical.
