@@ -322,8 +322,7 @@ def test_only_the_fork_server_imports_its_quick_exit():
         "import sys, mshare_hw.cli, mshare_hw.sweep, mshare_hw.forkserver, mshare_hw.runner\n"
         "assert 'mshare_hw._forkserver_exit' not in sys.modules\n"
     )
-    root = Path(__file__).resolve().parent.parent
-    proc = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(root)},
+    proc = subprocess.run([sys.executable, "-c", code], env=_sub_env(), cwd=Path(__file__).parent,
                           capture_output=True, text=True, timeout=120)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
 
