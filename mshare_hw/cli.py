@@ -272,10 +272,6 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    if not args.shard and not args.scheduler:  # a local cluster: its fork server imports while we do
-        from mshare_hw.forkserver import start_forkserver
-
-        start_forkserver()
     from mshare_hw.sweep import SweepError, parse_shard, sweep
     from mshare_hw.workload.manifest import load_run_file
 
@@ -421,7 +417,7 @@ def build_parser() -> argparse.ArgumentParser:
     where = sw.add_mutually_exclusive_group()
     where.add_argument("--scheduler", metavar="ADDRESS", help="an existing Dask scheduler, e.g. tcp://host:8786")
     where.add_argument(
-        "--workers", type=int, help="worker processes of the local Dask cluster (default: CPUs, at most one per run)"
+        "--workers", type=int, help="workers (threads) of the local Dask cluster (default: CPUs, at most one per run)"
     )
     sw.add_argument(
         "--shard",

@@ -188,14 +188,20 @@ class WorkloadCache:
     def get(self, point: Experiment) -> tuple[Workload, list[str]]:
         key = workload_key(point)
         if key not in self._cache:
-            w = build_workload(point.workload, point.seed)
-            self._cache[key] = (w, w.trace_digests())
-            _log_bad_lines(w)
+            self._cache[key] = generate_workload(point)
         return self._cache[key]
 
     def put(self, key: str, workload: Workload, digests: list[str]) -> None:
         """Add a workload built elsewhere (its `workload_key` and trace digests)."""
         self._cache[key] = (workload, digests)
+
+
+def generate_workload(point: Experiment) -> tuple[Workload, list[str]]:
+    """The point's workload and its trace digests."""
+    w = build_workload(point.workload, point.seed)
+    digests = w.trace_digests()
+    _log_bad_lines(w)
+    return w, digests
 
 
 def _log_bad_lines(workload: Workload) -> None:

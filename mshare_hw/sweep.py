@@ -9,10 +9,10 @@ into OUT (atomically, in grid order) and deletes the shards. A sweep killed at a
 included) and started again computes only the runs that are neither in OUT nor in a shard; temporary
 files of the killed processes are removed.
 
-Executors: an in-process `LocalCluster` (worker processes, one thread each, forked from a server that
-has imported mshare-hw (mshare_hw.forkserver), started once the client has generated its first workload,
-and given the client's generated workloads as memory-mapped files instead of generating them again),
-an existing Dask scheduler (`scheduler="tcp://host:8786"`, e.g. one started by dask-jobqueue on
+Executors: an in-process `LocalCluster` (worker threads in this process, one task each at a time: the
+engine replays without the GIL; started once the client has generated its first workload, and given the
+client's generated workloads instead of generating them again: held in memory, or past a memory budget
+as memory-mapped files), an existing Dask scheduler (`scheduler="tcp://host:8786"`, e.g. one started by dask-jobqueue on
 SLURM/PBS; its workers need mshare-hw installed and the shard directory on a shared file system), or,
 with `shard=(i, n)`, this process alone on the grid points k with k % n == i - 1 (job arrays without
 Dask).
@@ -21,6 +21,7 @@ Dask).
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -31,12 +32,12 @@ from pathlib import Path
 
 from mshare_hw.config.errors import ConfigError
 from mshare_hw.config.experiment import Experiment, expand, get_dotted
-from mshare_hw.forkserver import START_METHOD, start_forkserver
 from mshare_hw.results.hdf5 import write_results
 from mshare_hw.results.merge import MergeError, summary_run_ids, write_merged
 from mshare_hw.runner import (
     WorkloadCache,
     check_point,
+    generate_workload,
     params_for,
     prepare_point,
     run_id_for,
@@ -45,7 +46,7 @@ from mshare_hw.runner import (
 )
 from mshare_hw.workload.build import build_workload
 from mshare_hw.workload.handoff import can_hand_off, load_workload, save_meta, save_traces
-from mshare_hw.workload.model import Workload
+from mshare_hw.workload.model import ArrayTrace, Workload
 
 __all__ = [
     "GridPoint",
@@ -155,32 +156,48 @@ def resolve_points(
 
 
 class _RecentWorkloads(WorkloadCache):
-    """A WorkloadCache that keeps only the last few workloads (a worker may see many)."""
+    """A WorkloadCache that keeps only the last few workloads (a worker may see many), and besides them
+    the workloads a local sweep's client `hold`s for its worker threads until it calls `release`.
+    Thread-safe: those workers share it (two tasks missing the same workload both generate it)."""
 
     def __init__(self, size: int = 2) -> None:
         super().__init__()
         self._size = size
-        self._cache = OrderedDict()
+        self._cache: OrderedDict[str, tuple[Workload, list[str]]] = OrderedDict()
+        self._held: dict[str, tuple[Workload, list[str]]] = {}
+        self._lock = threading.Lock()
 
-    def get(self, point: Experiment):
+    def get(self, point: Experiment) -> tuple[Workload, list[str]]:
         key = workload_key(point)
-        if key in self._cache:
-            self._cache.move_to_end(key)
-        value = super().get(point)
-        self._trim()
+        with self._lock:
+            value = self._held.get(key) or self._cache.get(key)
+            if key in self._cache:
+                self._cache.move_to_end(key)
+        if value is None:
+            value = generate_workload(point)
+            self.put(key, *value)
         return value
 
     def put(self, key: str, workload: Workload, digests: list[str]) -> None:
-        super().put(key, workload, digests)
-        self._cache.move_to_end(key)
-        self._trim()
+        with self._lock:
+            self._cache[key] = (workload, digests)
+            self._cache.move_to_end(key)
+            while len(self._cache) > self._size:
+                self._cache.popitem(last=False)
 
     def has(self, point: Experiment) -> bool:
-        return workload_key(point) in self._cache
+        key = workload_key(point)
+        with self._lock:
+            return key in self._held or key in self._cache
 
-    def _trim(self) -> None:
-        while len(self._cache) > self._size:
-            self._cache.popitem(last=False)
+    def hold(self, key: str, workload: Workload, digests: list[str]) -> None:
+        with self._lock:
+            self._held[key] = (workload, digests)
+
+    def release(self, keys: list[str]) -> None:
+        with self._lock:
+            for key in keys:
+                self._held.pop(key, None)
 
 
 _WORKER_CACHE = _RecentWorkloads()
@@ -277,18 +294,18 @@ def sweep(
     """Run the experiment's grid (or one `shard` of it) and write OUT. See the module docstring.
     `on_start(result, n_todo, where)` is called once the plan is known; `on_progress(done, n_todo)`
     as runs finish. Raises SweepError (after merging the runs that finished) if any run failed."""
-    temps: list[Path] = []  # workloads handed to local workers
+    temps: list[Path] = []  # workloads handed to local workers as files
+    held: list[str] = []  # workloads held in memory for local workers (_WORKER_CACHE.hold)
     cluster: _BackgroundCluster | None = None
     try:
         if shard is None and not scheduler:
-            # the fork server loads mshare-hw for the workers while this process resolves the grid; the
-            # cluster starts once the first workload is generated (one worker per CPU, at most one per
+            # the cluster starts once the first workload is generated (one worker per CPU, at most one per
             # grid point: the runs to do are not known yet)
-            start_forkserver()  # started by the CLI already; here for API callers
             cluster = _BackgroundCluster(_default_workers(workers, len(expand(exp))))
-        return _sweep(exp, out, scheduler, cluster, shard, keep_shards, on_start, on_progress, temps)
+        return _sweep(exp, out, scheduler, cluster, shard, keep_shards, on_start, on_progress, temps, held)
     finally:
         _unlink_all(temps)
+        _WORKER_CACHE.release(held)
         if cluster is not None:
             cluster.close()
 
@@ -309,6 +326,7 @@ def _sweep(
     on_start: Callable[[SweepResult, int, str], None] | None,
     on_progress: ProgressHook | None,
     temps: list[Path],
+    held: list[str],
 ) -> SweepResult:
     t0 = time.perf_counter()
     out = Path(out).absolute()
@@ -318,20 +336,33 @@ def _sweep(
     _remove_stale_temps(shard_dir, ".*.tmp.*")
     handoff: dict[str, str] = {}  # workload key -> its files for local workers
     saving: dict[str, Future] = {}  # workload key -> its traces being written (save_traces)
+    to_hold: set[str] = set()  # workload keys to hold in memory for local workers
+    room = [_HOLD_BYTES]  # what is left of the budget for held traces
     writer = ThreadPoolExecutor(1, thread_name_prefix="mshare-hw-handoff") if local else None
 
     def generated(key: str, workload: Workload) -> None:
-        """A local cluster starts once the first workload is generated, and each workload's traces are
-        written for the workers while its digests are computed (both mostly outside the GIL)."""
+        """A local cluster starts once the first workload is generated. Its workers are threads of this
+        process, so a workload is handed to them in memory, unless its traces would take the held ones past
+        the budget: then its traces are written to files (while its digests are computed) for the workers
+        to map, and the memory is freed once the grid is resolved."""
         cluster.start()  # type: ignore[union-attr]
-        if can_hand_off(workload):
+        size = _trace_bytes(workload)
+        if size <= room[0]:
+            room[0] -= size
+            to_hold.add(key)
+        elif can_hand_off(workload):
             saving[key] = writer.submit(save_traces, workload, shard_dir, key)  # type: ignore[union-attr]
+        # else the workers generate it again
 
     def keep(key: str, workload: Workload, digests: list[str]) -> None:
         """Each workload the grid resolution generated: replayed from memory when this process runs the
-        shard, from memory-mapped files on local workers (instead of being generated again there)."""
+        shard or its local workers do, else from memory-mapped files on local workers (instead of being
+        generated again there)."""
         if shard is not None:
             _WORKER_CACHE.put(key, workload, digests)
+        elif key in to_hold:
+            _WORKER_CACHE.hold(key, workload, digests)
+            held.append(key)
         elif key in saving:
             arrays, files = saving.pop(key).result()
             temps.extend(files)
@@ -382,7 +413,7 @@ def _sweep(
         where = f"Dask scheduler {scheduler}"
     else:
         n = cluster.n_workers  # type: ignore[union-attr]
-        where = f"a local Dask cluster of {n} worker process{'es' if n != 1 else ''}"
+        where = f"a local Dask cluster of {n} worker thread{'s' if n != 1 else ''}"
     if on_start:
         on_start(result, len(todo), where)
 
@@ -422,16 +453,40 @@ def _sweep(
     return result
 
 
-# A local cluster shares the cores with its tasks: its scheduler and nannies run in this process, each
-# worker beside its task. Dask's defaults wake them for bookkeeping tens of times a second, which took 6-8%
-# of the task's wall time on this 2-core machine (measured: a task's wall minus its thread's CPU time);
-# with these settings, 1-2%. Tasks are long replays, one per worker at a time.
+def _memory_bytes() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, OSError, ValueError):  # no sysconf (Windows): assume a small machine
+        return 8 << 30
+
+
+# A local sweep holds its generated workloads in memory for its workers up to a quarter of the machine's
+# memory (the runs need the rest); the traces of any further workload go through files.
+_HOLD_BYTES = _memory_bytes() // 4
+
+
+def _trace_bytes(workload: Workload) -> int:
+    """Memory held by the workload's in-memory traces (others read files or draw streams as they go)."""
+    total = 0
+    for p in workload.processes:
+        trace = p.trace
+        while hasattr(trace, "inner"):  # a RelocatedTrace around another
+            trace = trace.inner
+        if isinstance(trace, ArrayTrace):
+            total += trace.addrs.nbytes + trace.kinds.nbytes
+    return total
+
+
+# A local cluster's workers are threads of this process: the engine replays without the GIL, so they
+# scale like processes (measured on this 2-core machine: 8 runs in 18.1-18.8 s on two threads against
+# 37.6-40.0 s serially) and need no process start, no imports and no copies of the workloads. Its scheduler
+# and workers run an event loop in this process too; Dask's defaults wake them for bookkeeping tens of
+# times a second, which (with worker processes) took 6-8% of a task's wall time; with these settings, 1-2%.
 _WORKER_CONFIG = {
-    "distributed.worker.multiprocessing-method": START_METHOD,
-    # the workers' statistical profiler samples the running task every 10 ms
+    # the workers' statistical profiler samples the running tasks every 10 ms (taking the GIL)
     "distributed.worker.profile.enabled": False,
-    # every server (scheduler, nannies, workers) times its event loop every 20 ms, only to warn when the loop
-    # was blocked for over `tick.limit` (3 s): once a second still tells that
+    # every server (scheduler, workers) times its event loop every 20 ms, only to warn when the loop was
+    # blocked for over `tick.limit` (3 s): once a second still tells that
     "distributed.admin.tick.interval": "1s",
     # host metrics for the dashboard, every 500 ms in each server, disk counters included
     "distributed.admin.system-monitor.interval": "5s",
@@ -449,16 +504,16 @@ def _local_cluster(n_workers: int):
         return LocalCluster(
             n_workers=n_workers,
             threads_per_worker=1,
-            processes=True,
+            processes=False,
             dashboard_address=None,
             scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},  # its HTTP routes on any free port
-            memory_limit=0,  # a run needs what it needs: no pausing or killing of workers
+            memory_limit=0,  # a run needs what it needs: no pausing of workers
         )
 
 
 class _BackgroundCluster:
-    """A LocalCluster started in a thread by `start()`, so that its start-up (scheduler, worker processes)
-    overlaps the client's own work; `get()` starts it if need be and waits until it is up (and raises
+    """A LocalCluster started in a thread by `start()`, so that its start-up (Dask's imports, scheduler,
+    workers) overlaps the client's own work; `get()` starts it if need be and waits until it is up (and raises
     what its start raised)."""
 
     def __init__(self, n_workers: int) -> None:
@@ -555,7 +610,7 @@ def _run_dask(
                 exp.name,
                 workload_file=handoff.get(workload_key(gp.point)),
                 key=f"mshare-hw-run-{gp.run_id}-{token}",
-                retries=1,
+                retries=0 if cluster is not None else 1,  # a remote worker may die; a local one fails for good
             )
             futures.append(fut)
             point_of[fut.key] = gp

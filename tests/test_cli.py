@@ -280,29 +280,6 @@ def test_python_dash_m(tmp_path: Path):
     assert "unknown uarch" in bad.stderr
 
 
-@pytest.mark.parametrize(
-    ("argv", "expected"),
-    [
-        (["sweep", "x.toml"], True),
-        (["sweep", "x.toml", "--workers", "2", "-o", "out.h5"], True),
-        (["sweep", "x.toml", "--set", "seed=2"], True),
-        (["sweep", "x.toml", "--shard", "1/2"], False),
-        (["sweep", "x.toml", "--shard=1/2"], False),
-        (["sweep", "x.toml", "--sha", "1/2"], False),  # argparse takes unambiguous prefixes
-        (["sweep", "x.toml", "--scheduler", "tcp://h:8786"], False),
-        (["sweep", "--sched=tcp://h:8786", "x.toml"], False),
-        (["sweep", "-h"], False),
-        (["run"], False),
-        (["merge", "out.h5", "sweep"], False),
-        ([], False),
-    ],
-)
-def test_which_command_lines_start_the_fork_server_early(argv: list[str], expected: bool):
-    from mshare_hw.forkserver import wants_local_cluster
-
-    assert wants_local_cluster(argv) is expected
-
-
 def test_python_dash_m_package_is_the_command(tmp_path: Path):
     """`python -m mshare_hw` runs the `mshare-hw` console script's entry point."""
     import os

@@ -88,7 +88,7 @@ def serial(grid: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def swept(grid: Path) -> tuple[Path, str]:
-    """The uninterrupted sweep on a LocalCluster of 2 worker processes (`mshare-hw sweep` in a subprocess,
+    """The uninterrupted sweep on a LocalCluster of 2 worker threads (`mshare-hw sweep` in a subprocess,
     so that a cluster that cannot start fails the test instead of hanging it)."""
     out = grid.parent / "swept.h5"
     cmd = _sweep_cmd(grid, out)
@@ -103,7 +103,7 @@ def swept(grid: Path) -> tuple[Path, str]:
 def test_dask_sweep_equals_serial_run(grid: Path, serial: Path, swept):
     out, log = swept
     assert f"{N_POINTS} points; 0 already in" in log and "0 in finished shards" in log, log
-    assert f"{N_POINTS} to run on a local Dask cluster of 2 worker processes" in log, log
+    assert f"{N_POINTS} to run on a local Dask cluster of 2 worker threads" in log, log
     assert f"computed {N_POINTS} runs" in log, log
     same_files(serial, out)  # same rows in the same (grid) order, same per-run data
     ids = [gp.run_id for gp in resolve_points(load_experiment(grid))]
@@ -136,7 +136,7 @@ def test_sweep_keeps_other_runs_of_the_output_after_the_grid(grid: Path, swept, 
 
 
 def _sweep_cmd(grid: Path, out: Path, *extra: str) -> list[str]:
-    """`python -m mshare_hw` is the `mshare-hw` command (mshare_hw.__main__: the fork server starts first)."""
+    """`python -m mshare_hw` is the `mshare-hw` command."""
     return [sys.executable, "-m", "mshare_hw", "sweep", str(grid), "-o", str(out), "--workers", "2", *extra]
 
 
@@ -163,7 +163,7 @@ def test_sigkilled_sweep_resumes_with_only_the_missing_runs(grid: Path, swept, t
                 break
             time.sleep(0.002)
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)  # the client, its scheduler and its worker processes
+        os.killpg(proc.pid, signal.SIGKILL)  # the client and its in-process cluster
         proc.wait()
         log.close()
     assert proc.returncode == -signal.SIGKILL, (tmp_path / "first.log").read_text()
@@ -288,10 +288,10 @@ def test_failed_run_keeps_the_others_and_a_rerun_retries_only_it(grid: Path, swe
             raise ConfigError("simulated failure")
         return real(point, *args, **kwargs)
 
-    monkeypatch.setattr(sweep_mod, "run_point", flaky)
+    monkeypatch.setattr(sweep_mod, "run_point", flaky)  # the local cluster's workers are threads of this process
     out = tmp_path / "flaky.h5"
     with pytest.raises(SweepError, match="1 of 12 runs failed") as e:
-        sweep(exp, out, shard=(1, 1))
+        sweep(exp, out, workers=2)
     assert victim.label in str(e.value) and "simulated failure" in str(e.value)
     ids = list(load_summary(out)["run_id"])
     assert len(ids) == N_POINTS - 1 and victim.run_id not in ids
@@ -300,31 +300,6 @@ def test_failed_run_keeps_the_others_and_a_rerun_retries_only_it(grid: Path, swe
     res = sweep(exp, out, shard=(1, 1))
     assert res.computed == [victim.run_id] and len(res.in_out) == N_POINTS - 1
     same_files(swept[0], out)
-
-
-def test_fork_server_does_not_preload_a_shadowing_source_tree(tmp_path: Path):
-    """From a directory holding another mshare_hw (a checkout without the compiled engine, as in CI),
-    the fork server must not import it for the workers."""
-    import mshare_hw
-    from mshare_hw.forkserver import forkserver_preload
-
-    assert forkserver_preload(tmp_path) == ["distributed", "mshare_hw.sweep", "mshare_hw._forkserver_exit"]
-    (tmp_path / "mshare_hw").mkdir()
-    assert forkserver_preload(tmp_path) == ["distributed"]
-    source_tree = Path(mshare_hw.__file__).resolve().parents[1]
-    assert forkserver_preload(source_tree) == ["distributed", "mshare_hw.sweep", "mshare_hw._forkserver_exit"]
-
-
-def test_only_the_fork_server_imports_its_quick_exit():
-    """mshare_hw._forkserver_exit ends the process that imports it at exit with os._exit: the client (and
-    anything importing mshare-hw's modules) must not import it; only the fork server's preload does."""
-    code = (
-        "import sys, mshare_hw.cli, mshare_hw.sweep, mshare_hw.forkserver, mshare_hw.runner\n"
-        "assert 'mshare_hw._forkserver_exit' not in sys.modules\n"
-    )
-    proc = subprocess.run([sys.executable, "-c", code], env=_sub_env(), cwd=Path(__file__).parent,
-                          capture_output=True, text=True, timeout=120)  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
 
 
 def test_serial_shard_replays_the_workload_generated_to_name_its_traces(grid: Path, tmp_path: Path, monkeypatch):
@@ -347,3 +322,61 @@ def test_serial_shard_replays_the_workload_generated_to_name_its_traces(grid: Pa
     res = sweep(exp, tmp_path / "one.h5", shard=(1, 1))
     assert len(res.computed) == 6
     assert calls == {"check": 1, "runs": 0}
+
+
+@pytest.mark.parametrize("budget", ["all", "none"])
+def test_local_workers_replay_the_workloads_the_client_generated(
+    grid: Path, swept, tmp_path: Path, monkeypatch, budget: str
+):
+    """A local sweep's workers (threads of the client) take each workload the grid check generated: held in
+    memory, or past the memory budget through memory-mapped files; either way none is generated again, the
+    results are those of the subprocess sweep, and nothing is left held or on disk."""
+    import mshare_hw.runner as runner_mod
+    import mshare_hw.sweep as sweep_mod
+    from mshare_hw.config.experiment import expand
+    from mshare_hw.workload import handoff
+
+    calls = {"check": 0, "runs": 0, "saved": 0}
+
+    def counting(where: str, real):
+        def wrapped(*args, **kwargs):
+            calls[where] += 1
+            return real(*args, **kwargs)
+
+        return wrapped
+
+    monkeypatch.setattr(sweep_mod, "build_workload", counting("check", sweep_mod.build_workload))
+    monkeypatch.setattr(runner_mod, "build_workload", counting("runs", runner_mod.build_workload))
+    monkeypatch.setattr(sweep_mod, "save_traces", counting("saved", handoff.save_traces))
+    monkeypatch.setattr(sweep_mod, "_HOLD_BYTES", 1 << 40 if budget == "all" else 0)
+    out = tmp_path / "local.h5"
+    res = sweep(load_experiment(grid), out, workers=2)
+    assert len(res.computed) == N_POINTS
+    n_workloads = len({sweep_mod.workload_key(p) for p in expand(load_experiment(grid))})
+    assert calls == {"check": n_workloads, "runs": 0, "saved": 0 if budget == "all" else n_workloads}
+    assert not sweep_mod._WORKER_CACHE._held
+    same_files(swept[0], out)
+    assert no_temp_files(out.parent) and not shard_dir_for(out).exists()
+
+
+def test_worker_cache_keeps_held_workloads_until_released(grid: Path, monkeypatch):
+    import mshare_hw.sweep as sweep_mod
+    from mshare_hw.config.experiment import expand
+
+    generated: list[str] = []
+    monkeypatch.setattr(sweep_mod, "generate_workload", lambda point: generated.append("x") or ("w", ["d"]))
+    a, b = (p for p in expand(load_experiment(grid, ["seed=11", "sweep.uarch=['zen3']"]))[:1] +
+            expand(load_experiment(grid, ["seed=12", "sweep.uarch=['zen3']"]))[:1])  # fmt: skip
+    cache = sweep_mod._RecentWorkloads(size=1)
+    held = ("held", ["digest"])
+    cache.hold(sweep_mod.workload_key(a), *held)
+    for k in range(3):  # recent workloads come and go; the held one stays
+        cache.put(f"other{k}", "w", ["d"])
+    assert cache.has(a) and cache.get(a) == held and not generated
+    assert not cache.has(b)
+    cache.get(b)
+    assert generated == ["x"] and cache.has(b)
+    cache.release([sweep_mod.workload_key(a)])
+    assert not cache.has(a)
+    cache.get(a)
+    assert generated == ["x", "x"]

@@ -159,7 +159,7 @@ def _zipf_draw(cdf, z):
     return lo
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _zipf_sample_kernel(cdf, n, state):
     out = np.empty(n, dtype=np.int64)
     for i in range(n):
@@ -176,7 +176,7 @@ def zipf_sample(cdf: np.ndarray, n: int, seed: int) -> np.ndarray:
     return _zipf_sample_kernel(cdf, int(n), np.uint64(_derive_seed(seed, _TAG_MISC)))
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _permutation_kernel(n, state, cyclic):
     """Fisher-Yates (cyclic=False) or Sattolo (cyclic=True: one single cycle) on 0..n-1."""
     p = np.arange(n).astype(np.int64)
@@ -565,7 +565,7 @@ def _region_of(regions: list[Region], i: int) -> Region:
     return regions[0] if len(regions) == 1 and regions[0].shared else regions[i]
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)  # nogil: streams are drawn during replay, maybe in two worker threads
 def _uniform_kernel(n, state, start, words, thr_store):
     addrs = np.empty(n, dtype=np.uint64)
     kinds = np.empty(n, dtype=np.uint8)
@@ -578,7 +578,7 @@ def _uniform_kernel(n, state, start, words, thr_store):
     return addrs, kinds
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _strided_kernel(n, state, start, size, stride, offset, thr_store):
     addrs = np.empty(n, dtype=np.uint64)
     kinds = np.empty(n, dtype=np.uint8)
@@ -593,7 +593,7 @@ def _strided_kernel(n, state, start, size, stride, offset, thr_store):
     return addrs, kinds
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _chase_kernel(n, state, start, nxt, elem_offsets, element_bytes, first, thr_store):
     addrs = np.empty(n, dtype=np.uint64)
     kinds = np.empty(n, dtype=np.uint8)
