@@ -20,6 +20,7 @@ Dask).
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -203,6 +204,15 @@ class _RecentWorkloads(WorkloadCache):
 _WORKER_CACHE = _RecentWorkloads()
 
 
+# tokens of the sweeps in this process that were stopped (interrupted): their local workers' runs end at
+# their next progress checkpoint instead of replaying to the end while the client waits for them
+_STOPPED: set[str] = set()
+
+
+class _Stopped(Exception):
+    pass
+
+
 def run_task(
     point_data: dict,
     run_id: str,
@@ -210,11 +220,13 @@ def run_task(
     experiment: str,
     on_fraction: Callable[[float], None] | None = None,
     workload_file: str | None = None,
+    sweep_token: str | None = None,
 ) -> dict:
     """Compute one run and write its shard (a complete results file, renamed into place). Runs on a Dask
     worker (module-level, so workers import it by name) or in the client for `--shard`, where
     `on_fraction(f)` follows the replay (0 <= f <= 1). `workload_file`: the point's workload as the
-    client saved it (mshare_hw.workload.handoff), used instead of generating it here."""
+    client saved it (mshare_hw.workload.handoff), used instead of generating it here. `sweep_token`: the
+    run stops early if that sweep is stopped in this process (a local worker's)."""
     t0 = time.perf_counter()
     point = Experiment.model_validate(point_data)
     path = Path(shard_path)
@@ -229,8 +241,15 @@ def run_task(
             f"run id {actual} on this worker, {run_id} on the client: do they run the same mshare-hw "
             "version with the same dependencies?"
         )
-    hook = (lambda _label, done, total: on_fraction(done / total if total else 1.0)) if on_fraction else None
-    run = run_point(point, workload, digests, params, run_id=run_id, on_progress=hook)
+
+    def hook(_label: str, done: int, total: int) -> None:
+        if sweep_token in _STOPPED:
+            raise _Stopped(f"sweep {sweep_token} stopped")
+        if on_fraction:
+            on_fraction(done / total if total else 1.0)
+
+    watch = on_fraction is not None or sweep_token is not None
+    run = run_point(point, workload, digests, params, run_id=run_id, on_progress=hook if watch else None)
     write_results(path, experiment, [run])
     return {"run_id": run_id, "seconds": time.perf_counter() - t0, "pid": os.getpid(), "skipped": False}
 
@@ -543,7 +562,14 @@ class _BackgroundCluster:
             return
         if not self._closed:
             self._closed = True
-            cluster.close()
+            # closed while tasks still run (an interrupted sweep), each worker warns that it cancelled one
+            worker_log = logging.getLogger("distributed.worker")
+            level = worker_log.level
+            worker_log.setLevel(logging.ERROR)
+            try:
+                cluster.close()
+            finally:
+                worker_log.setLevel(level)
 
 
 def _default_workers(workers: int | None, n_todo: int) -> int:
@@ -588,16 +614,17 @@ def _run_dask(
 
     from dask.distributed import Client, as_completed
 
+    token = uuid.uuid4().hex[:8]
     with ExitStack() as stack:
         if cluster is not None:
-            stack.callback(cluster.close)  # after the client (callbacks run last in, first out)
+            stack.callback(_STOPPED.discard, token)  # callbacks run last in, first out
+            stack.callback(cluster.close)  # after the client; waits for the running tasks
             client = stack.enter_context(Client(cluster.get()))
         else:
             try:
                 client = stack.enter_context(Client(scheduler, timeout="30s"))
             except (OSError, TimeoutError) as e:
                 raise ConfigError(f"--scheduler {scheduler}: cannot connect ({e})") from None
-        token = uuid.uuid4().hex[:8]
         futures = []
         point_of = {}
         # first in, first run: a worker's next task mostly replays the workload it holds (_WORKER_CACHE)
@@ -609,24 +636,29 @@ def _run_dask(
                 str(shard_dir / f"{gp.run_id}.h5"),
                 exp.name,
                 workload_file=handoff.get(workload_key(gp.point)),
+                sweep_token=token if cluster is not None else None,
                 key=f"mshare-hw-run-{gp.run_id}-{token}",
                 retries=0 if cluster is not None else 1,  # a remote worker may die; a local one fails for good
             )
             futures.append(fut)
             point_of[fut.key] = gp
         done = 0
-        for fut in as_completed(futures):
-            gp = point_of[fut.key]
-            if fut.status == "error":
-                exc = fut.exception()
-                result.failed.append((gp.label, f"{type(exc).__name__}: {exc}"))
-            else:
-                result.run_seconds[gp.run_id] = fut.result()["seconds"]
-                result.computed.append(gp.run_id)
-            fut.release()
-            done += 1
-            if on_progress:
-                on_progress(done, len(todo))
+        try:
+            for fut in as_completed(futures):
+                gp = point_of[fut.key]
+                if fut.status == "error":
+                    exc = fut.exception()
+                    result.failed.append((gp.label, f"{type(exc).__name__}: {exc}"))
+                else:
+                    result.run_seconds[gp.run_id] = fut.result()["seconds"]
+                    result.computed.append(gp.run_id)
+                fut.release()
+                done += 1
+                if on_progress:
+                    on_progress(done, len(todo))
+        except BaseException:  # interrupted (Ctrl-C): local workers' runs stop at their next progress checkpoint
+            _STOPPED.add(token)
+            raise
     # computed in grid order, whatever the completion order
     order = {gp.run_id: gp.index for gp in todo}
     result.computed.sort(key=order.__getitem__)

@@ -380,3 +380,48 @@ def test_worker_cache_keeps_held_workloads_until_released(grid: Path, monkeypatc
     assert not cache.has(a)
     cache.get(a)
     assert generated == ["x", "x"]
+
+
+def test_a_stopped_sweeps_local_run_ends_at_its_next_checkpoint(grid: Path, tmp_path: Path, monkeypatch):
+    """Ctrl-C on a local sweep: the client marks the sweep stopped, and its workers' runs (threads that
+    cannot be killed) end at their next progress checkpoint, writing nothing, instead of replaying on."""
+    import mshare_hw.sweep as sweep_mod
+
+    # enough accesses for a progress checkpoint before the end (every 2^22)
+    gp = resolve_points(load_experiment(grid, ["workload.params.accesses_per_process=2_500_000"]))[0]
+    checkpoints: list[int] = []
+    real = sweep_mod.run_point
+
+    def watched(*args, on_progress=None, **kwargs):
+        def hook(label: str, done: int, total: int) -> None:
+            checkpoints.append(done)
+            on_progress(label, done, total)
+
+        return real(*args, on_progress=hook, **kwargs)
+
+    monkeypatch.setattr(sweep_mod, "run_point", watched)
+    monkeypatch.setattr(sweep_mod, "_STOPPED", {"tok"})
+    shard = tmp_path / "s.h5"
+    with pytest.raises(sweep_mod._Stopped):
+        sweep_mod.run_task(gp.point.model_dump(), gp.run_id, str(shard), "grid12", sweep_token="tok")
+    total = 2_500_000 * gp.point.workload.params["n_processes"]
+    assert len(checkpoints) == 1 and checkpoints[0] < total
+    assert not shard.exists() and no_temp_files(tmp_path)
+    res = sweep_mod.run_task(gp.point.model_dump(), gp.run_id, str(shard), "grid12", sweep_token="other")
+    assert not res["skipped"] and shard.exists()
+
+
+def test_interrupted_local_sweep_exits_and_resumes(grid: Path, swept, tmp_path: Path):
+    out = tmp_path / "int.h5"
+    proc = subprocess.Popen(_sweep_cmd(grid, out), stderr=subprocess.PIPE, text=True, cwd=tmp_path, env=_sub_env(),
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
+    deadline = time.monotonic() + 120
+    while "to run on" not in (proc.stderr.readline() or "to run on") and time.monotonic() < deadline:
+        pass
+    proc.send_signal(signal.SIGINT)
+    err = proc.communicate(timeout=120)[1]
+    assert proc.returncode == 130 and "interrupted" in err, err
+    assert "Traceback" not in err and "CancelledError" not in err, err
+    assert not out.exists() and no_temp_files(tmp_path, shard_dir_for(out))
+    assert main(["sweep", str(grid), "-o", str(out), "--workers", "2", "-q"]) == 0
+    same_files(swept[0], out)
