@@ -11,7 +11,8 @@ pool and an unrelated process on 4 CPUs, invalidation events at 20,000/s, the or
 speedup means nothing); with `--benchmark-enable`, 4 x 10M accesses, ~6 s each on this machine
 (measured in session 2 on an idle VM: 1.86x; with 4 x 4M, ~2.8 s runs, 1.56x: a sweep's fixed costs,
 ~2.5-3 s of Python start-up, imports and generating the workload once to name its traces, are paid
-serially once per sweep, and the parallel command adds the cluster's start). Real
+serially once per sweep, and the parallel command adds the cluster's start: since session 6 worker
+threads in the client, 0.4 s of Dask import and 0.05 s of start, overlapping the client's work). Real
 experiments run for seconds to minutes per point; MSHARE_HW_SWEEP_ACCESSES=N (accesses per process)
 sets the run length. Both outputs must be
 identical.
