@@ -12,10 +12,10 @@ files of the killed processes are removed.
 Executors: an in-process `LocalCluster` (worker threads in this process, one task each at a time: the
 engine replays without the GIL; started once the client has generated its first workload, and given the
 client's generated workloads instead of generating them again: held in memory, or past a memory budget
-as memory-mapped files), an existing Dask scheduler (`scheduler="tcp://host:8786"`, e.g. one started by dask-jobqueue on
-SLURM/PBS; its workers need mshare-hw installed and the shard directory on a shared file system), or,
-with `shard=(i, n)`, this process alone on the grid points k with k % n == i - 1 (job arrays without
-Dask).
+as memory-mapped files; Ctrl-C stops their runs at the next progress checkpoint), an existing Dask
+scheduler (`scheduler="tcp://host:8786"`, e.g. one started by dask-jobqueue on SLURM/PBS; its workers
+need mshare-hw installed and the shard directory on a shared file system), or, with `shard=(i, n)`, this
+process alone on the grid points k with k % n == i - 1 (job arrays without Dask).
 """
 
 from __future__ import annotations
