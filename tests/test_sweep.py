@@ -425,3 +425,16 @@ def test_interrupted_local_sweep_exits_and_resumes(grid: Path, swept, tmp_path: 
     assert not out.exists() and no_temp_files(tmp_path, shard_dir_for(out))
     assert main(["sweep", str(grid), "-o", str(out), "--workers", "2", "-q"]) == 0
     same_files(swept[0], out)
+
+
+def test_sweep_on_an_existing_scheduler_equals_the_local_one(grid: Path, swept, tmp_path: Path):
+    """`--scheduler`: the runs go to a cluster's worker processes, which generate their workloads themselves
+    (nothing is handed over) and write the shards the client merges."""
+    from dask.distributed import LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        out = tmp_path / "remote.h5"
+        res = sweep(load_experiment(grid), out, scheduler=cluster.scheduler_address)
+    assert len(res.computed) == N_POINTS and not res.failed
+    same_files(swept[0], out)
+    assert no_temp_files(out.parent) and not shard_dir_for(out).exists()
