@@ -247,7 +247,7 @@ def _progress(quiet: bool) -> Progress:
     return Progress(
         TextColumn("{task.description}"),
         BarColumn(),
-        TextColumn("{task.fields[runs]}/{task.total:.0f} runs"),
+        TextColumn("{task.completed:.1f}/{task.total:.0f} runs"),  # running runs count by their fraction done
         TimeElapsedColumn(),
         TextColumn("ETA"),
         TimeRemainingColumn(),
@@ -295,10 +295,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             f"{len(res.in_shards)} in finished shards; "
             + (f"{n_todo} to run on {where}" if n_todo else "nothing to run"),
         )
-        task.append(progress.add_task(f"sweep {exp.name}", total=n_todo, runs=0))
+        task.append(progress.add_task(f"sweep {exp.name}", total=n_todo))
 
     def on_progress(done: float, total: int) -> None:
-        progress.update(task[0], completed=done, runs=int(done))
+        progress.update(task[0], completed=done)
 
     try:
         with progress:

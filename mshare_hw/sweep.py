@@ -85,7 +85,8 @@ class SweepResult:
     run_seconds: dict[str, float] = field(default_factory=dict)  # run id -> its task's time (build, replay, write)
 
 
-ProgressHook = Callable[[float, int], None]  # (runs done, fractional; runs to do)
+# (runs done: the finished ones plus the replayed fraction of those running, where known; runs to do)
+ProgressHook = Callable[[float, int], None]
 
 
 def shard_dir_for(out: str | Path) -> Path:
@@ -213,6 +214,11 @@ class _Stopped(Exception):
     pass
 
 
+# local sweeps' progress: sweep token -> run id -> fraction of the run replayed (at progress checkpoints)
+_RUNNING: dict[str, dict[str, float]] = {}
+_POLL_SECONDS = 0.5  # how often a local sweep's client reports its running runs' progress
+
+
 def run_task(
     point_data: dict,
     run_id: str,
@@ -242,11 +248,16 @@ def run_task(
             "version with the same dependencies?"
         )
 
+    running = _RUNNING.get(sweep_token) if sweep_token is not None else None
+
     def hook(_label: str, done: int, total: int) -> None:
         if sweep_token in _STOPPED:
             raise _Stopped(f"sweep {sweep_token} stopped")
+        fraction = done / total if total else 1.0
         if on_fraction:
-            on_fraction(done / total if total else 1.0)
+            on_fraction(fraction)
+        if running is not None:
+            running[run_id] = fraction
 
     watch = on_fraction is not None or sweep_token is not None
     run = run_point(point, workload, digests, params, run_id=run_id, on_progress=hook if watch else None)
@@ -312,7 +323,8 @@ def sweep(
 ) -> SweepResult:
     """Run the experiment's grid (or one `shard` of it) and write OUT. See the module docstring.
     `on_start(result, n_todo, where)` is called once the plan is known; `on_progress(done, n_todo)`
-    as runs finish. Raises SweepError (after merging the runs that finished) if any run failed."""
+    as runs progress (ProgressHook). Raises SweepError (after merging the runs that finished) if any run
+    failed."""
     temps: list[Path] = []  # workloads handed to local workers as files
     held: list[str] = []  # workloads held in memory for local workers (_WORKER_CACHE.hold)
     cluster: _BackgroundCluster | None = None
@@ -625,6 +637,10 @@ def _run_dask(
                 client = stack.enter_context(Client(scheduler, timeout="30s"))
             except (OSError, TimeoutError) as e:
                 raise ConfigError(f"--scheduler {scheduler}: cannot connect ({e})") from None
+        running: dict[str, float] | None = None  # run id -> fraction replayed, reported by local workers
+        if cluster is not None and on_progress:
+            running = _RUNNING.setdefault(token, {})
+            stack.callback(_RUNNING.pop, token, None)
         futures = []
         point_of = {}
         # first in, first run: a worker's next task mostly replays the workload it holds (_WORKER_CACHE)
@@ -643,19 +659,36 @@ def _run_dask(
             futures.append(fut)
             point_of[fut.key] = gp
         done = 0
+
+        def finished(fut) -> None:
+            nonlocal done
+            gp = point_of[fut.key]
+            if fut.status == "error":
+                exc = fut.exception()
+                result.failed.append((gp.label, f"{type(exc).__name__}: {exc}"))
+            else:
+                result.run_seconds[gp.run_id] = fut.result()["seconds"]
+                result.computed.append(gp.run_id)
+            fut.release()
+            done += 1
+            if running is not None:
+                running.pop(gp.run_id, None)
+            if on_progress:
+                on_progress(done + (sum(running.values()) if running is not None else 0), len(todo))
+
         try:
-            for fut in as_completed(futures):
-                gp = point_of[fut.key]
-                if fut.status == "error":
-                    exc = fut.exception()
-                    result.failed.append((gp.label, f"{type(exc).__name__}: {exc}"))
-                else:
-                    result.run_seconds[gp.run_id] = fut.result()["seconds"]
-                    result.computed.append(gp.run_id)
-                fut.release()
-                done += 1
-                if on_progress:
-                    on_progress(done, len(todo))
+            if running is None:
+                for fut in as_completed(futures):
+                    finished(fut)
+            else:  # local runs report their progress: poll it while waiting for the next to finish
+                pending = as_completed(futures)
+                while not pending.is_empty():
+                    batch = pending.next_batch(block=False)
+                    for fut in batch:
+                        finished(fut)
+                    if not batch:
+                        on_progress(done + sum(running.values()), len(todo))  # type: ignore[misc]
+                        time.sleep(_POLL_SECONDS)
         except BaseException:  # interrupted (Ctrl-C): local workers' runs stop at their next progress checkpoint
             _STOPPED.add(token)
             raise

@@ -147,12 +147,28 @@ def _sub_env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(Path(mshare_hw.__file__).resolve().parents[1])}
 
 
-def test_sigkilled_sweep_resumes_with_only_the_missing_runs(grid: Path, swept, tmp_path: Path):
+# 25x longer runs (~0.2-0.5 s each, 2-3 s a sweep): a kill or Ctrl-C lands mid-sweep even on a busy machine
+LONGER = "workload.params.accesses_per_process=1_500_000"
+
+
+@pytest.fixture(scope="module")
+def longer_swept(grid: Path) -> Path:
+    out = grid.parent / "longer.h5"
+    sweep(load_experiment(grid, [LONGER]), out, workers=2)
+    return out
+
+
+def test_sigkilled_sweep_resumes_with_only_the_missing_runs(grid: Path, longer_swept: Path, tmp_path: Path):
     out = tmp_path / "killed.h5"
     shards = shard_dir_for(out)
     log = (tmp_path / "first.log").open("w")
     proc = subprocess.Popen(
-        _sweep_cmd(grid, out), stdout=log, stderr=log, start_new_session=True, cwd=tmp_path, env=_sub_env()
+        _sweep_cmd(grid, out, "--set", LONGER),
+        stdout=log,
+        stderr=log,
+        start_new_session=True,
+        cwd=tmp_path,
+        env=_sub_env(),
     )
     done: list[Path] = []
     deadline = time.monotonic() + 120
@@ -171,7 +187,7 @@ def test_sigkilled_sweep_resumes_with_only_the_missing_runs(grid: Path, swept, t
     complete = {p.stem: p.stat().st_mtime_ns for p in shards.glob("*.h5") if not p.name.startswith(".")}
     assert 2 <= len(complete) < N_POINTS
 
-    cmd = _sweep_cmd(grid, out, "--keep-shards")
+    cmd = _sweep_cmd(grid, out, "--keep-shards", "--set", LONGER)
     rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path, env=_sub_env())
     assert rerun.returncode == 0, rerun.stderr
     m = re.search(r"(\d+) in finished shards; (\d+) to run", rerun.stderr)
@@ -186,7 +202,7 @@ def test_sigkilled_sweep_resumes_with_only_the_missing_runs(grid: Path, swept, t
         assert (shards / f"{rid}.h5").stat().st_mtime_ns == mtime
     assert len(list(shards.glob("*.h5"))) == N_POINTS
     assert no_temp_files(shards, out.parent)  # the killed processes' temporary files are gone
-    same_files(swept[0], out)
+    same_files(longer_swept, out)
 
 
 def test_shards_then_merge_equal_the_full_sweep(grid: Path, swept, tmp_path: Path):
@@ -411,9 +427,10 @@ def test_a_stopped_sweeps_local_run_ends_at_its_next_checkpoint(grid: Path, tmp_
     assert not res["skipped"] and shard.exists()
 
 
-def test_interrupted_local_sweep_exits_and_resumes(grid: Path, swept, tmp_path: Path):
+def test_interrupted_local_sweep_exits_and_resumes(grid: Path, longer_swept: Path, tmp_path: Path):
     out = tmp_path / "int.h5"
-    proc = subprocess.Popen(_sweep_cmd(grid, out), stderr=subprocess.PIPE, text=True, cwd=tmp_path, env=_sub_env(),
+    proc = subprocess.Popen(_sweep_cmd(grid, out, "--set", LONGER), stderr=subprocess.PIPE, text=True,
+                            cwd=tmp_path, env=_sub_env(),
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
     deadline = time.monotonic() + 120
     while "to run on" not in (proc.stderr.readline() or "to run on") and time.monotonic() < deadline:
@@ -423,8 +440,8 @@ def test_interrupted_local_sweep_exits_and_resumes(grid: Path, swept, tmp_path: 
     assert proc.returncode == 130 and "interrupted" in err, err
     assert "Traceback" not in err and "CancelledError" not in err, err
     assert not out.exists() and no_temp_files(tmp_path, shard_dir_for(out))
-    assert main(["sweep", str(grid), "-o", str(out), "--workers", "2", "-q"]) == 0
-    same_files(swept[0], out)
+    assert main(["sweep", str(grid), "-o", str(out), "--workers", "2", "-q", "--set", LONGER]) == 0
+    same_files(longer_swept, out)
 
 
 def test_sweep_on_an_existing_scheduler_equals_the_local_one(grid: Path, swept, tmp_path: Path):
@@ -438,3 +455,25 @@ def test_sweep_on_an_existing_scheduler_equals_the_local_one(grid: Path, swept, 
     assert len(res.computed) == N_POINTS and not res.failed
     same_files(swept[0], out)
     assert no_temp_files(out.parent) and not shard_dir_for(out).exists()
+
+
+def test_local_sweep_reports_the_progress_of_running_runs(tmp_path: Path, monkeypatch):
+    """Runs on local workers report their progress at their checkpoints (every 2^22 accesses), so the
+    progress moves between finished runs: an hour-long run does not leave the bar at 0."""
+    import mshare_hw.sweep as sweep_mod
+
+    monkeypatch.setattr(sweep_mod, "_POLL_SECONDS", 0.01)
+    two = tmp_path / "two.toml"  # 2 runs of 10M accesses: two checkpoints in each before its end
+    two.write_text(
+        GRID.replace("accesses_per_process = 60_000", "accesses_per_process = 5_000_000")
+        .replace('uarch = ["skylake_sp", "zen3"]', 'uarch = ["zen3"]')
+        .replace('pt_config = ["private", "mshare"]', 'pt_config = ["mshare"]')
+        .replace('"machine.n_cpus" = [1, 2, 4]', '"machine.n_cpus" = [1, 2]')
+    )
+    exp = load_experiment(two)
+    seen: list[float] = []
+    res = sweep(exp, tmp_path / "progress.h5", workers=2, on_progress=lambda done, n: seen.append(done))
+    assert len(res.computed) == 2
+    assert seen == sorted(seen) and seen[-1] == 2  # never backwards, and complete at the end
+    assert any(0 < d < 2 and d != int(d) for d in seen), seen  # a running run's fraction showed
+    assert not sweep_mod._RUNNING
