@@ -22,12 +22,14 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
+import signal
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -542,6 +544,9 @@ def _local_cluster(n_workers: int):
         )
 
 
+_START_TIMEOUT = 120.0  # seconds a local cluster's start may take (it takes 1-2)
+
+
 class _BackgroundCluster:
     """A LocalCluster started in a thread by `start()`, so that its start-up (Dask's imports, scheduler,
     workers) overlaps the client's own work; `get()` starts it if need be and waits until it is up (and raises
@@ -569,7 +574,10 @@ class _BackgroundCluster:
         if self._future is None:
             return
         try:
-            cluster = self._future.result()
+            cluster = self._future.result(timeout=_START_TIMEOUT)
+        except TimeoutError:  # wedged (see _run_dask): the process is on its way out; do not hang it
+            logging.getLogger("mshare_hw").warning("the local Dask cluster did not start; not waiting for it")
+            return
         except Exception:  # it never started: nothing to close (the error reached the caller via get())
             return
         if not self._closed:
@@ -582,6 +590,32 @@ class _BackgroundCluster:
                 cluster.close()
             finally:
                 worker_log.setLevel(level)
+
+
+@contextmanager
+def _sigint_noted() -> Iterator[threading.Event]:
+    """An Event set by Ctrl-C (SIGINT), which still raises KeyboardInterrupt. Python drops an exception
+    raised inside a garbage-collector callback, and Dask's scheduler and workers, in this process, install
+    one: a Ctrl-C that lands there is lost (seen once in 30 tries), and the event tells the caller. Only in
+    the main thread, and only over Python's own handler."""
+    noted = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield noted
+        return
+    previous = signal.getsignal(signal.SIGINT)
+    if previous is not signal.default_int_handler:
+        yield noted
+        return
+
+    def note(signum, frame):
+        noted.set()
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, note)
+    try:
+        yield noted
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _default_workers(workers: int | None, n_todo: int) -> int:
@@ -624,24 +658,28 @@ def _run_dask(
 ) -> None:
     import uuid
 
-    from dask.distributed import Client, as_completed
-
     token = uuid.uuid4().hex[:8]
     with ExitStack() as stack:
         if cluster is not None:
             stack.callback(_STOPPED.discard, token)  # callbacks run last in, first out
             stack.callback(cluster.close)  # after the client; waits for the running tasks
-            client = stack.enter_context(Client(cluster.get()))
+            # the cluster's thread imports Dask: this one imports it only once that is done. A Ctrl-C that
+            # lands while two threads import the same modules can leave a module lock held for good
+            # (CPython 3.11), and the cluster's thread waiting on it: seen here, 1 in ~10 tests
+            local = cluster.get()
+            from dask.distributed import Client
+
+            client = stack.enter_context(Client(local))
         else:
+            from dask.distributed import Client
+
             try:
                 client = stack.enter_context(Client(scheduler, timeout="30s"))
             except (OSError, TimeoutError) as e:
                 raise ConfigError(f"--scheduler {scheduler}: cannot connect ({e})") from None
-        running: dict[str, float] | None = None  # run id -> fraction replayed, reported by local workers
-        if cluster is not None and on_progress:
-            running = _RUNNING.setdefault(token, {})
-            stack.callback(_RUNNING.pop, token, None)
-        futures = []
+        running: dict[str, float] = _RUNNING.setdefault(token, {})  # run id -> fraction replayed (local runs)
+        stack.callback(_RUNNING.pop, token, None)
+        finished: queue.Queue = queue.Queue()  # futures as they finish (their callbacks run in Dask's thread)
         point_of = {}
         # first in, first run: a worker's next task mostly replays the workload it holds (_WORKER_CACHE)
         for gp in sorted(todo, key=lambda gp: workload_key(gp.point)):
@@ -656,39 +694,31 @@ def _run_dask(
                 key=f"mshare-hw-run-{gp.run_id}-{token}",
                 retries=0 if cluster is not None else 1,  # a remote worker may die; a local one fails for good
             )
-            futures.append(fut)
             point_of[fut.key] = gp
-        done = 0
-
-        def finished(fut) -> None:
-            nonlocal done
-            gp = point_of[fut.key]
-            if fut.status == "error":
-                exc = fut.exception()
-                result.failed.append((gp.label, f"{type(exc).__name__}: {exc}"))
-            else:
-                result.run_seconds[gp.run_id] = fut.result()["seconds"]
-                result.computed.append(gp.run_id)
-            fut.release()
-            done += 1
-            if running is not None:
-                running.pop(gp.run_id, None)
-            if on_progress:
-                on_progress(done + (sum(running.values()) if running is not None else 0), len(todo))
-
+            fut.add_done_callback(finished.put)
+        interrupted = stack.enter_context(_sigint_noted())
         try:
-            if running is None:
-                for fut in as_completed(futures):
-                    finished(fut)
-            else:  # local runs report their progress: poll it while waiting for the next to finish
-                pending = as_completed(futures)
-                while not pending.is_empty():
-                    batch = pending.next_batch(block=False)
-                    for fut in batch:
-                        finished(fut)
-                    if not batch:
-                        on_progress(done + sum(running.values()), len(todo))  # type: ignore[misc]
-                        time.sleep(_POLL_SECONDS)
+            for done in range(1, len(todo) + 1):
+                while True:
+                    try:
+                        fut = finished.get(timeout=_POLL_SECONDS)
+                        break
+                    except queue.Empty:  # meanwhile: a Ctrl-C that a library swallowed, local runs' progress
+                        if interrupted.is_set():
+                            raise KeyboardInterrupt from None
+                        if on_progress and running:
+                            on_progress(done - 1 + sum(running.values()), len(todo))
+                gp = point_of[fut.key]
+                if fut.status == "error":
+                    exc = fut.exception()
+                    result.failed.append((gp.label, f"{type(exc).__name__}: {exc}"))
+                else:
+                    result.run_seconds[gp.run_id] = fut.result()["seconds"]
+                    result.computed.append(gp.run_id)
+                fut.release()
+                running.pop(gp.run_id, None)
+                if on_progress:
+                    on_progress(done + sum(running.values()), len(todo))
         except BaseException:  # interrupted (Ctrl-C): local workers' runs stop at their next progress checkpoint
             _STOPPED.add(token)
             raise

@@ -477,3 +477,25 @@ def test_local_sweep_reports_the_progress_of_running_runs(tmp_path: Path, monkey
     assert seen == sorted(seen) and seen[-1] == 2  # never backwards, and complete at the end
     assert any(0 < d < 2 and d != int(d) for d in seen), seen  # a running run's fraction showed
     assert not sweep_mod._RUNNING
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # the swallowed exception
+def test_sigint_noted_survives_a_swallowed_keyboard_interrupt():
+    """Ctrl-C during a local sweep raises KeyboardInterrupt and is also noted, so the client can act on it
+    when a library swallowed the exception (a garbage-collector callback does); the handler is restored."""
+    import gc
+
+    from mshare_hw.sweep import _sigint_noted
+
+    def swallowing(phase, info):  # as Dask's gc diagnosis: an exception raised here is dropped
+        if phase == "start":
+            os.kill(os.getpid(), signal.SIGINT)
+
+    with _sigint_noted() as noted:
+        gc.callbacks.append(swallowing)
+        try:
+            gc.collect()
+        finally:
+            gc.callbacks.remove(swallowing)
+        assert noted.is_set()  # the KeyboardInterrupt itself was lost in the callback
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
