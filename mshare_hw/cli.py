@@ -21,7 +21,7 @@ err_console = Console(stderr=True)
 
 
 def _fmt_bytes(n: float) -> str:
-    from mshare_hw.analysis.ptmem import format_bytes
+    from mshare_hw.units import format_bytes
 
     return format_bytes(n)
 

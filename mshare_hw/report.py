@@ -32,9 +32,10 @@ import h5py
 import numpy as np
 import pandas as pd
 
-from mshare_hw.analysis.ptmem import format_bytes, parse_size, ptmem
+from mshare_hw.analysis.ptmem import ptmem
 from mshare_hw.config.errors import ConfigError
 from mshare_hw.results.hdf5 import load_summary
+from mshare_hw.units import format_bytes, parse_size
 
 __all__ = ["report"]
 

@@ -1,5 +1,5 @@
-"""Analytic page-table memory for one shared region: private page tables vs shared ones (DESIGN §2.2,
-§2.10 "analytic projection to N processes x region size").
+"""Analytic page-table memory for one shared region: private page tables vs shared ones, projected to
+N processes and any region size.
 
 Levels are numbered from the leaf up: 1 = PT (holds 4 KiB PTEs; one table maps 2 MiB), 2 = PD / PMD
 (1 GiB), 3 = PDPT / PUD (512 GiB), 4 = PML4 (P4D under 5-level paging; 256 TiB), 5 = PML5 (128 PiB).
@@ -26,18 +26,15 @@ Configurations:
 Only the region's own tables are counted: the rest of each address space (text, heap, stack, kernel
 half) is the same in both configurations.
 
-Sizes: `parse_size` reads "300GiB", "4K", "1.5 TiB", "600MB" ... Every unit is binary: K = KB = KiB =
-1024, and so on. "GB" means GiB on purpose — the mshare cover letter's "300 GB SGA ... 878 GB+ of PTEs"
-only adds up in binary units (300 GiB / 4 KiB x 8 B x 1500 = 878.9 GiB), and memory sizes in kernel
-discussions are binary.
+Sizes may be given as strings such as "300GiB" (`mshare_hw.units.parse_size`).
 """
 
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
+
+from mshare_hw.units import format_bytes, parse_size
 
 __all__ = [
     "LEVEL_COVERAGE",
@@ -45,8 +42,6 @@ __all__ = [
     "PT_PAGE_BYTES",
     "SHARE_LEVELS",
     "PtMem",
-    "format_bytes",
-    "parse_size",
     "ptmem",
 ]
 
@@ -55,74 +50,6 @@ LEVEL_NAMES = {1: "pt", 2: "pd", 3: "pdpt", 4: "pml4", 5: "pml5"}
 LEVEL_COVERAGE = {1: 1 << 21, 2: 1 << 30, 3: 1 << 39, 4: 1 << 48, 5: 1 << 57}  # bytes one table maps
 PAGE_LEAF_LEVEL = {"4K": 1, "2M": 2, "1G": 3}  # lowest level of tables that exists
 SHARE_LEVELS = {"p4d": 3, "pud": 2, "pmd": 1}  # highest level whose tables are shared
-
-_UNITS = {
-    "": 0,
-    "b": 0,
-    "k": 1,
-    "kb": 1,
-    "kib": 1,
-    "m": 2,
-    "mb": 2,
-    "mib": 2,
-    "g": 3,
-    "gb": 3,
-    "gib": 3,
-    "t": 4,
-    "tb": 4,
-    "tib": 4,
-    "p": 5,
-    "pb": 5,
-    "pib": 5,
-}
-_SIZE_RE = re.compile(r"^\s*([0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*([A-Za-z]*)\s*$")
-
-
-def parse_size(text: str | int) -> int:
-    """Bytes in a size such as "300GiB", "4K", "2 MiB", "1.5T", "4096" (bytes) or an int.
-    Units (case-insensitive): B, K/KB/KiB, M/MB/MiB, G/GB/GiB, T/TB/TiB, P/PB/PiB — all binary
-    (GB = GiB, as in the mshare cover letter). The result must be a whole number of bytes.
-    Raises ValueError for a malformed string, TypeError for a non-int, non-str argument."""
-    if isinstance(text, bool) or not isinstance(text, (int, str)):
-        raise TypeError(f"invalid size {text!r}: expected a number of bytes or a string like '300GiB'")
-    if isinstance(text, int):
-        if text < 0:
-            raise ValueError(f"invalid size {text!r}: must not be negative")
-        return text
-    m = _SIZE_RE.match(text)
-    if not m:
-        raise ValueError(
-            f"invalid size {text!r}: expected a non-negative number and an optional unit "
-            "(B, K/KiB, M/MiB, G/GiB, T/TiB, P/PiB), e.g. '300GiB'"
-        )
-    number, unit = m.group(1), m.group(2).lower()
-    if unit not in _UNITS:
-        raise ValueError(
-            f"invalid size {text!r}: unknown unit {m.group(2)!r} "
-            "(use B, K/KB/KiB, M/MB/MiB, G/GB/GiB, T/TB/TiB or P/PB/PiB; all binary)"
-        )
-    try:
-        value = Decimal(number) * (1 << (10 * _UNITS[unit]))
-    except InvalidOperation as e:  # pragma: no cover - the regex admits only valid decimals
-        raise ValueError(f"invalid size {text!r}") from e
-    if value != value.to_integral_value():
-        raise ValueError(f"invalid size {text!r}: not a whole number of bytes ({value} B)")
-    return int(value)
-
-
-def format_bytes(n: float, precision: int = 1) -> str:
-    """A byte count in the largest binary unit it reaches: 943718400 -> "900 MiB",
-    943718400000 -> "878.9 GiB". Whole values print without decimals."""
-    if n < 0:
-        return "-" + format_bytes(-n, precision)
-    units = ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB")
-    i = 0
-    while i + 1 < len(units) and n >= 1 << (10 * (i + 1)):
-        i += 1
-    value = n / (1 << (10 * i))
-    if i == 0 or value == int(value):
-        return f"{int(value) if value == int(value) else value} {units[i]}"
-    return f"{value:.{precision}f} {units[i]}"
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,8 @@ from mshare_hw.config.errors import ConfigError, from_validation_error
 from mshare_hw.config.paths import config_dir
 from mshare_hw.config.uarch import Strict, list_uarchs, load_toml
 
-GENERATORS = ("database", "uniform", "strided", "pointer_chase", "uniform_stream")
+# the synthetic generators (mshare_hw.workload.generators registers one function per name)
+GeneratorName = Literal["database", "uniform", "strided", "pointer_chase", "uniform_stream"]
 
 
 class MachineCfg(Strict):
@@ -106,7 +107,7 @@ class WorkloadCfg(Strict):
     """A generator with its params, or a workload manifest of traces (`manifest`, relative to the
     experiment file)."""
 
-    generator: Literal["database", "uniform", "strided", "pointer_chase", "uniform_stream"] | None = "database"
+    generator: GeneratorName | None = "database"
     params: dict[str, Any] = Field(default_factory=dict)
     manifest: str | None = None
     skip_bad_lines: bool = False  # manifest traces: skip and count malformed lackey lines
@@ -222,44 +223,38 @@ def set_dotted(data: dict, key: str, value: Any, source: str) -> None:
     node[parts[-1]] = value
 
 
-def _validate(data: dict, source: str | Path) -> Experiment:
+def validate_experiment(data: dict, source: str | Path) -> Experiment:
     try:
         return Experiment.model_validate(data)
     except ValidationError as e:
         raise from_validation_error(source, e) from None
 
 
-def load_experiment(path: str | Path | None = None, overrides: list[str] | None = None) -> Experiment:
-    """Load an experiment file (the built-in default when `path` is None) and apply `--set` overrides."""
-    p = Path(path) if path is not None else default_experiment_path()
-    data = load_toml(p)
-    _resolve_manifest(data, p.parent)
+def experiment_data(path: Path, overrides: list[str] | None = None) -> dict:
+    """An experiment file's TOML data with `--set` overrides applied. A relative `workload.manifest` is
+    relative to the experiment file (to the working directory when given with --set)."""
+    data = load_toml(path)
+    _resolve_manifest(data, path.parent)
     for text in overrides or []:
         key, value = parse_override(text)
         set_dotted(data, key, value, f"--set {text}")
     _resolve_manifest(data, Path.cwd())
-    _fill_from_manifest(data, p)
-    return _validate(data, p)
+    return data
+
+
+def load_experiment(path: str | Path | None = None, overrides: list[str] | None = None) -> Experiment:
+    """Load an experiment file (the built-in default when `path` is None) and apply `--set` overrides.
+    The settings a named workload manifest carries are merged in by the workload layer's
+    `mshare_hw.workload.manifest.load_run_file`, which is how the command line loads experiments."""
+    p = Path(path) if path is not None else default_experiment_path()
+    return validate_experiment(experiment_data(p, overrides), p)
 
 
 def _resolve_manifest(data: dict, base: Path) -> None:
-    """A relative `workload.manifest` is relative to the experiment file (to the working directory when
-    given with --set)."""
     w = data.get("workload")
     if isinstance(w, dict) and isinstance(w.get("manifest"), str):
         q = Path(w["manifest"]).expanduser()
         w["manifest"] = str(q if q.is_absolute() else (base / q).resolve())
-
-
-def _fill_from_manifest(data: dict, source: Path) -> None:
-    w = data.get("workload")
-    if isinstance(w, dict) and isinstance(w.get("manifest"), str):
-        from mshare_hw.workload.manifest import fill_from_manifest
-
-        try:
-            fill_from_manifest(data, Path(w["manifest"]))
-        except ConfigError as e:
-            raise ConfigError(f"{source}: key 'workload.manifest': {e}") from None
 
 
 def get_dotted(data: dict, key: str) -> Any:
@@ -282,7 +277,7 @@ def expand(exp: Experiment) -> list[Experiment]:
     base["exclude"] = []
     axes = list(exp.sweep.items())
     if not axes:
-        return [_validate(base, f"experiment '{exp.name}'")]
+        return [validate_experiment(base, f"experiment '{exp.name}'")]
     out = []
     for combo in itertools.product(*(values for _, values in axes)):
         data = copy.deepcopy(base)
@@ -299,5 +294,7 @@ def expand(exp: Experiment) -> list[Experiment]:
                 set_dotted(data, key, value, f"sweep axis '{key}'")
         if any(all(get_dotted(data, k) == v for k, v in rule.items()) for rule in exp.exclude):
             continue
-        out.append(_validate(data, f"experiment '{exp.name}', sweep point {dict(zip([k for k, _ in axes], combo))}"))
+        out.append(
+            validate_experiment(data, f"experiment '{exp.name}', sweep point {dict(zip([k for k, _ in axes], combo))}")
+        )
     return out

@@ -14,9 +14,9 @@ from pydantic import BaseModel, ConfigDict, NonNegativeInt, PositiveInt, Validat
 
 from mshare_hw.config.errors import ConfigError, from_validation_error
 from mshare_hw.config.paths import config_dir
+from mshare_hw.units import PAGE_SIZES, PageSize
 
-PageSize = Literal["4K", "2M", "1G"]
-PAGE_SHIFT: dict[str, int] = {"4K": 12, "2M": 21, "1G": 30}
+PAGE_SHIFT: dict[str, int] = {name: size.bit_length() - 1 for name, size in PAGE_SIZES.items()}
 
 
 class Strict(BaseModel):

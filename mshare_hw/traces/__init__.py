@@ -1,6 +1,6 @@
 """Trace readers (lackey text, ChampSim binary, the native HDF5 format) and conversion between them.
 
-Every reader is a `mshare_hw.workload.model.TraceSource`: it streams (addrs uint64, kinds uint8)
+Every reader is a `mshare_hw.traces.source.TraceSource`: it streams (addrs uint64, kinds uint8)
 chunks in constant memory and raises only `ConfigError` (naming the file and the line or byte offset)
 on bad input.
 """

@@ -1,5 +1,6 @@
 """`mshare-hw trace capture`: run a command under valgrind lackey, one trace per process, with maps
-snapshots of every traced process, then compress the traces and write the workload manifest.
+snapshots of every traced process, then compress the traces (the caller writes the workload manifest,
+`mshare_hw.workload.init`).
 
 Valgrind runs the program inside its own process, so the pid in `trace.%p` is the traced process's pid
 and /proc/PID/maps shows the program's mappings (next to valgrind's). Snapshots are taken every
@@ -121,10 +122,8 @@ def capture(
     compression: str = "zstd",
     valgrind: str | None = None,
     say=print,
-) -> tuple[int, Path]:
-    """Run `command` under lackey; returns (its exit status, the manifest written)."""
-    from mshare_hw.workload.init import write_manifest
-
+) -> int:
+    """Run `command` under lackey, leaving its traces and maps snapshots in `out_dir`; returns its exit status."""
     if not command:
         raise ConfigError("trace capture: no command given; usage: mshare-hw trace capture -o DIR -- COMMAND ...")
     if interval <= 0:
@@ -163,10 +162,4 @@ def capture(
     say(f"traced {len(traces)} processes in {time.monotonic() - t0:.1f} s (exit status {status}); compressing")
     for t in traces:
         compress_file(t, compression)
-    manifest, notes, common = write_manifest(out)
-    for n in notes:
-        say(f"note: {n}")
-    for m, k in common:
-        say(f"shared region: {m.path or '(anonymous)'} at {m.start:#x}, {m.size} bytes, {k} processes")
-    say(f"wrote {manifest}")
-    return status, manifest
+    return status

@@ -27,7 +27,7 @@ import numpy as np
 
 from mshare_hw.config.errors import ConfigError
 from mshare_hw.traces._io import VA_BITS, VA_LIMIT, file_key, fill, open_stream, rechunk, stream_digest
-from mshare_hw.workload.model import DEFAULT_CHUNK
+from mshare_hw.traces.source import DEFAULT_CHUNK
 
 RECORD = np.dtype(
     [

@@ -85,18 +85,16 @@ def cmd_trace_info(args: argparse.Namespace) -> int:
 
 def cmd_trace_capture(args: argparse.Namespace) -> int:
     from mshare_hw.traces.capture import capture
+    from mshare_hw.workload.init import summary_lines, write_manifest
 
     command = list(args.command)
     if command and command[0] == "--":
         command = command[1:]
-    status, _ = capture(
-        args.output, command, interval=args.maps_interval, compression=args.compression, say=_say(args.quiet)
-    )
+    say = (lambda _text: None) if args.quiet else print
+    status = capture(args.output, command, interval=args.maps_interval, compression=args.compression, say=say)
+    for line in summary_lines(*write_manifest(args.output)):
+        say(line)
     return 0 if status == 0 else 1
-
-
-def _say(quiet: bool):
-    return (lambda _text: None) if quiet else print
 
 
 def cmd_trace_generate(args: argparse.Namespace) -> int:

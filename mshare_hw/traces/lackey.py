@@ -27,7 +27,7 @@ import numpy as np
 
 from mshare_hw.config.errors import ConfigError
 from mshare_hw.traces._io import VA_BITS, file_key, fill, open_stream, read_head, stream_digest
-from mshare_hw.workload.model import DEFAULT_CHUNK
+from mshare_hw.traces.source import DEFAULT_CHUNK
 
 BUF_BYTES = 16 << 20
 MAX_SIZE = 1 << 20  # largest access size accepted (bytes); real ones are <= a few KiB (xsave)

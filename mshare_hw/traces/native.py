@@ -28,7 +28,7 @@ import numpy as np
 
 from mshare_hw.config.errors import ConfigError
 from mshare_hw.traces._io import HDF5_MAGIC, VA_LIMIT
-from mshare_hw.workload.model import DEFAULT_CHUNK, STORE, TraceSource
+from mshare_hw.traces.source import DEFAULT_CHUNK, STORE, TraceSource
 
 FORMAT_NAME = "mshare-hw-trace"
 FORMAT_VERSION = 1

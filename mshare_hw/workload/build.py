@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import inspect
 
-from mshare_hw.analysis.ptmem import parse_size
 from mshare_hw.config.errors import ConfigError
 from mshare_hw.config.experiment import WorkloadCfg
+from mshare_hw.units import parse_size
 from mshare_hw.workload import generators, streams
 from mshare_hw.workload.model import Workload
 

@@ -6,15 +6,11 @@ import argparse
 
 
 def cmd_workload_init(args: argparse.Namespace) -> int:
-    from mshare_hw.workload.init import write_manifest
+    from mshare_hw.workload.init import summary_lines, write_manifest
 
-    out, notes, common = write_manifest(args.directory, name=args.name)
+    written = write_manifest(args.directory, name=args.name)
     if not args.quiet:
-        for n in notes:
-            print(f"note: {n}")
-        for m, k in common:
-            print(f"shared region: {m.path or '(anonymous)'} at {m.start:#x}, {m.size} bytes, {k} processes")
-        print(f"wrote {out}")
+        print("\n".join(summary_lines(*written)))
     return 0
 
 

@@ -138,3 +138,15 @@ def write_manifest(d: str | Path, name: str | None = None) -> tuple[Path, list[s
     tmp.write_text("\n".join(lines).rstrip("\n") + "\n", encoding="utf-8")
     tmp.replace(out)
     return out, notes, [(m, len(p)) for m, p in common]
+
+
+def summary_lines(out: Path, notes: list[str], common: list[tuple[Mapping, int]]) -> list[str]:
+    """What `workload init` and `trace capture` tell the user about the manifest they wrote."""
+    return [
+        *(f"note: {n}" for n in notes),
+        *(
+            f"shared region: {m.path or '(anonymous)'} at {m.start:#x}, {m.size} bytes, {k} processes"
+            for m, k in common
+        ),
+        f"wrote {out}",
+    ]

@@ -28,12 +28,24 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, NonNegativeInt, PositiveInt, ValidationError, model_validator
 
-from mshare_hw.analysis.ptmem import parse_size
 from mshare_hw.config.errors import ConfigError, from_validation_error
-from mshare_hw.config.experiment import RunCfg, SchedulerCfg
-from mshare_hw.config.uarch import Strict
+from mshare_hw.config.experiment import (
+    Experiment,
+    RunCfg,
+    SchedulerCfg,
+    default_experiment_path,
+    experiment_data,
+    load_experiment,
+    parse_override,
+    set_dotted,
+    validate_experiment,
+)
+from mshare_hw.config.uarch import Strict, load_toml
+from mshare_hw.traces import detect_format, open_trace
+from mshare_hw.traces.native import NativeTrace
+from mshare_hw.units import PAGE_SIZES, PageSize, parse_size
 from mshare_hw.workload.maps import Mapping, find_mapping, read_maps
-from mshare_hw.workload.model import PAGE_SIZES, Process, Region, Workload
+from mshare_hw.workload.model import Process, Region, RegionKind, Workload
 from mshare_hw.workload.relocate import SLOT, SLOT_SHIFT, Move, RelocatedTrace, pick_bases, used_slots
 
 USER_TOP_4LEVEL = 1 << 47
@@ -56,7 +68,6 @@ def _int_or_text(v: Any) -> Any:
 
 Addr = Annotated[NonNegativeInt, BeforeValidator(_int_or_text)]
 Size = Annotated[PositiveInt, BeforeValidator(_int_or_text)]
-PageSize = Literal["4K", "2M", "1G"]
 
 
 class ProcessSpec(Strict):
@@ -76,7 +87,7 @@ class RegionSpec(Strict):
     size: Size | None = None
     from_maps: str | None = Field(default=None, min_length=1)
     maps_start: Addr | None = None
-    kind: Literal["anon", "shmem", "file"] | None = None
+    kind: RegionKind | None = None
     page_size: PageSize | None = None
     shared: bool | None = None
     processes: list[str | NonNegativeInt] | None = None  # names or pids; default: every process mapping it
@@ -172,9 +183,6 @@ def _resolve(base: Path, rel: str, where: str) -> Path:
 
 
 def _open_process(path: Path, i: int, spec: ProcessSpec, skip_bad_lines: bool):
-    from mshare_hw.traces import detect_format, open_trace
-    from mshare_hw.traces.native import NativeTrace
-
     where = f"{path}: key 'processes[{i}].trace'"
     tp = _resolve(path.parent, spec.trace, where)
     try:
@@ -402,26 +410,24 @@ def fill_from_manifest(data: dict, manifest_path: Path) -> None:
             machine["n_cpus"] = max(4, ms["n_cpus_at_least"])
 
 
-def load_run_file(path: str | Path | None, overrides: list[str] | None = None):
-    """What `mshare-hw run FILE` runs: an experiment file as it is, or, for a workload manifest, the
-    default comparison (private vs mshare on the default uarch) of its traces."""
-    from mshare_hw.config.experiment import (
-        _validate,
-        default_experiment_path,
-        load_experiment,
-        parse_override,
-        set_dotted,
-    )
-    from mshare_hw.config.uarch import load_toml
-
+def load_run_file(path: str | Path | None, overrides: list[str] | None = None) -> Experiment:
+    """What `mshare-hw run FILE` runs: an experiment file, with the settings of the workload manifest it
+    names filled in, or, for a workload manifest, the default comparison (private vs mshare on the
+    default uarch) of its traces."""
     if path is None:
         return load_experiment(None, overrides)
     p = Path(path)
-    data = load_toml(p)
-    if not is_manifest_data(data):
-        return load_experiment(p, overrides)
-    exp = manifest_experiment_data(p, load_toml(default_experiment_path()))
-    for text in overrides or []:
-        key, value = parse_override(text)
-        set_dotted(exp, key, value, f"--set {text}")
-    return _validate(exp, p)
+    if is_manifest_data(load_toml(p)):
+        data = manifest_experiment_data(p, load_toml(default_experiment_path()))
+        for text in overrides or []:
+            key, value = parse_override(text)
+            set_dotted(data, key, value, f"--set {text}")
+        return validate_experiment(data, p)
+    data = experiment_data(p, overrides)
+    w = data.get("workload")
+    if isinstance(w, dict) and isinstance(w.get("manifest"), str):
+        try:
+            fill_from_manifest(data, Path(w["manifest"]))
+        except ConfigError as e:
+            raise ConfigError(f"{p}: key 'workload.manifest': {e}") from None
+    return validate_experiment(data, p)

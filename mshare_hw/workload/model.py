@@ -1,63 +1,20 @@
-"""A workload: processes with their access streams, the regions they map, and where they run.
-
-Traces are consumed in chunks (`TraceSource.chunks`), so a workload never has to hold a whole trace.
-Access kinds: 0 = instruction fetch, 1 = load, 2 = store.
-"""
+"""A workload: processes with their access streams (`mshare_hw.traces.source`), the regions they map,
+and where they run."""
 
 from __future__ import annotations
 
-import hashlib
 import os
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Literal
 
-import numpy as np
+from mshare_hw.traces.source import DEFAULT_CHUNK, ArrayTrace, TraceSource
+from mshare_hw.units import PAGE_SIZES, PageSize
 
-IFETCH, LOAD, STORE = 0, 1, 2
-KIND_NAMES = ("ifetch", "load", "store")
-PAGE_SIZES = {"4K": 1 << 12, "2M": 1 << 21, "1G": 1 << 30}
-DEFAULT_CHUNK = 1 << 20
+# the trace-level names are used with the workload's by the engine and the tests
+__all__ = ["DEFAULT_CHUNK", "PAGE_SIZES", "ArrayTrace", "Process", "Region", "TraceSource", "Workload"]
 
-
-class TraceSource(Protocol):
-    """Anything that yields (addresses uint64, kinds uint8) chunks and can name its content."""
-
-    def chunks(self, chunk_size: int = DEFAULT_CHUNK) -> Iterator[tuple[np.ndarray, np.ndarray]]: ...
-
-    def digest(self) -> str: ...
-
-    def __len__(self) -> int: ...
-
-
-@dataclass
-class ArrayTrace:
-    """An in-memory trace (generators, tests)."""
-
-    addrs: np.ndarray
-    kinds: np.ndarray
-
-    def __post_init__(self) -> None:
-        self.addrs = np.ascontiguousarray(self.addrs, dtype=np.uint64)
-        self.kinds = np.ascontiguousarray(self.kinds, dtype=np.uint8)
-        if self.addrs.shape != self.kinds.shape or self.addrs.ndim != 1:
-            raise ValueError("addrs and kinds must be 1-D arrays of the same length")
-        if self.kinds.size and int(self.kinds.max()) > STORE:
-            raise ValueError("kinds must be 0 (ifetch), 1 (load) or 2 (store)")
-
-    def chunks(self, chunk_size: int = DEFAULT_CHUNK) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        for i in range(0, len(self.addrs), chunk_size):
-            yield self.addrs[i : i + chunk_size], self.kinds[i : i + chunk_size]
-
-    def digest(self) -> str:
-        h = hashlib.blake2b(digest_size=16)
-        h.update(self.addrs)  # the contiguous arrays' bytes, hashed in place (no copy)
-        h.update(self.kinds)
-        return h.hexdigest()
-
-    def __len__(self) -> int:
-        return len(self.addrs)
+RegionKind = Literal["anon", "shmem", "file"]
 
 
 @dataclass(frozen=True)
@@ -70,8 +27,8 @@ class Region:
     name: str
     start: int
     size: int
-    page_size: Literal["4K", "2M", "1G"] = "4K"
-    kind: Literal["anon", "shmem", "file"] = "anon"
+    page_size: PageSize = "4K"
+    kind: RegionKind = "anon"
     shared: bool = False
     processes: tuple[int, ...] | None = None
     share_tables: bool = True

@@ -22,7 +22,7 @@ import numpy as np
 
 from mshare_hw.config.errors import ConfigError
 from mshare_hw.traces._io import file_key, stream_digest
-from mshare_hw.workload.model import DEFAULT_CHUNK, TraceSource
+from mshare_hw.traces.source import DEFAULT_CHUNK, TraceSource
 
 SLOT_SHIFT = 39  # 512 GiB: what one P4D entry maps, the coarsest alignment any share level needs
 SLOT = 1 << SLOT_SHIFT

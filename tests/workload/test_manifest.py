@@ -242,11 +242,11 @@ def test_experiment_with_manifest(tmp_path):
     sub = tmp_path / "exp"
     sub.mkdir()
     (sub / "e.toml").write_text('name = "e"\n[workload]\nmanifest = "../workload.toml"\n[sweep]\nuarch = ["zen3"]\n')
-    exp = load_experiment(sub / "e.toml")
+    exp = load_run_file(sub / "e.toml")
     assert exp.workload.manifest == str((tmp_path / "workload.toml").resolve())
     (sub / "bad.toml").write_text('name = "e"\n[workload]\nmanifest = "../workload.toml"\ngenerator = "uniform"\n')
     with pytest.raises(ConfigError, match="generator or manifest, not both"):
-        load_experiment(sub / "bad.toml")
+        load_run_file(sub / "bad.toml")
     # generator experiments hash as before: the manifest keys are not part of their run ids
     assert set(_id_config(load_experiment())["workload"]) == {"generator", "params"}
     assert "manifest" in _id_config(exp)["workload"]
