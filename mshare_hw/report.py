@@ -22,7 +22,6 @@ Matplotlib draws through its Agg canvas (no display, no global backend switch).
 
 from __future__ import annotations
 
-import inspect
 import json
 import math
 from dataclasses import dataclass
@@ -78,12 +77,9 @@ def _configs(path: Path) -> dict[str, dict]:
 
 
 def _generator_defaults(generator: str) -> dict:
-    from mshare_hw.workload.build import GENERATOR_FUNCS
+    from mshare_hw.workload.generators import GENERATORS, default_params
 
-    fn = GENERATOR_FUNCS.get(generator)
-    if fn is None:
-        return {}
-    return {k: p.default for k, p in inspect.signature(fn).parameters.items() if p.default is not p.empty}
+    return default_params(generator) if generator in GENERATORS else {}
 
 
 def _param(cfg: dict, key: str):

@@ -98,17 +98,17 @@ def cmd_trace_capture(args: argparse.Namespace) -> int:
 
 
 def cmd_trace_generate(args: argparse.Namespace) -> int:
-    from mshare_hw.config.experiment import WorkloadCfg, parse_override
+    from mshare_hw.config.experiment import parse_override
     from mshare_hw.traces import write_native
-    from mshare_hw.workload.build import GENERATOR_FUNCS, generator_kwargs
+    from mshare_hw.workload.generators import generator_params
 
     out = Path(args.output)
     if out.suffix not in (".h5", ".hdf5", ".mtrace"):
         raise ConfigError(f"{out}: output must be a native trace (.h5, .hdf5 or .mtrace)")
     params = dict(parse_override(text) for text in args.param)
-    kwargs = generator_kwargs(WorkloadCfg(generator=args.generator, params=params), args.seed)
+    checked = generator_params(args.generator, params, args.seed)
     try:
-        workload = GENERATOR_FUNCS[args.generator](**kwargs)
+        workload = checked.generate()
     except (ValueError, TypeError) as e:
         raise ConfigError(f"--param: generator '{args.generator}': {e}") from None
     meta = {"generator": args.generator, "seed": args.seed, "params": params, "description": workload.description}

@@ -27,21 +27,13 @@ import h5py
 import numpy as np
 
 from mshare_hw.config.errors import ConfigError
-from mshare_hw.traces._io import HDF5_MAGIC, VA_LIMIT
+from mshare_hw.traces._io import VA_LIMIT
 from mshare_hw.traces.source import DEFAULT_CHUNK, STORE, TraceSource
 
 FORMAT_NAME = "mshare-hw-trace"
 FORMAT_VERSION = 1
 CHUNK_ELEMS = 1 << 18  # HDF5 chunk: 2 MiB of addresses
 COMPRESSIONS = ("lzf", "gzip", "none")
-
-
-def is_native(path: str | Path) -> bool:
-    try:
-        with open(path, "rb") as f:
-            return f.read(8) == HDF5_MAGIC
-    except OSError:
-        return False
 
 
 # what h5py raises on a damaged file (corrupt metadata, failed decompression, missing objects)

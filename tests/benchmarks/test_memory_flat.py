@@ -32,7 +32,7 @@ CHILD = textwrap.dedent(
     from mshare_hw.config.uarch import load_uarch
     from mshare_hw.engine.driver import run_workload
     from mshare_hw.engine.params import build_params
-    from mshare_hw.workload.streams import uniform_stream_workload
+    from mshare_hw.workload.generators.stream import uniform_stream_workload
 
     n, working_set = int(sys.argv[1]), int(sys.argv[2])
     w = uniform_stream_workload(1, n, working_set, seed=1, store_fraction=0.1)

@@ -10,7 +10,8 @@ from mshare_hw.config.errors import ConfigError
 from mshare_hw.config.experiment import WorkloadCfg, expand, load_experiment
 from mshare_hw.runner import WorkloadCache
 from mshare_hw.workload import generators
-from mshare_hw.workload.build import build_workload, generator_kwargs
+from mshare_hw.workload.build import build_workload
+from mshare_hw.workload.generators import generator_params
 
 SMALL_DB = {
     "n_processes": 2,
@@ -21,6 +22,10 @@ SMALL_DB = {
 }
 
 
+def params_of(cfg: WorkloadCfg, seed: int) -> dict:
+    return generator_params(cfg.generator, cfg.params, seed).model_dump()
+
+
 def db(**extra) -> WorkloadCfg:
     return WorkloadCfg(generator="database", params={**SMALL_DB, **extra})
 
@@ -29,7 +34,7 @@ def db(**extra) -> WorkloadCfg:
 def test_unknown_param_names_key(generator: str):
     cfg = WorkloadCfg(generator=generator, params={"n_processes": 1, "bogus_knob": 3})
     with pytest.raises(ConfigError) as ei:
-        generator_kwargs(cfg, 1)
+        params_of(cfg, 1)
     msg = str(ei.value)
     assert msg.startswith("workload.params.bogus_knob:")
     assert f"generator '{generator}'" in msg
@@ -40,7 +45,7 @@ def test_unknown_param_names_key(generator: str):
 
 def test_seed_is_not_a_param():
     with pytest.raises(ConfigError) as ei:
-        generator_kwargs(db(seed=5), 1)
+        params_of(db(seed=5), 1)
     msg = str(ei.value)
     assert msg.startswith("workload.params.seed:")
     assert "`seed`" in msg  # points at the experiment's seed
@@ -59,13 +64,13 @@ def test_unknown_param_from_experiment_file(tmp_path: Path):
     [("64MiB", 64 << 20), ("16MiB", 16 << 20), ("256KiB", 256 << 10), ("1.5 MiB", 3 << 19), ("4K", 4096)],
 )
 def test_size_strings(text: str, value: int):
-    kw = generator_kwargs(db(pool_bytes=text), 1)
+    kw = params_of(db(pool_bytes=text), 1)
     assert kw["pool_bytes"] == value
     assert type(kw["pool_bytes"]) is int
 
 
 def test_sizes_as_integers_pass_through():
-    kw = generator_kwargs(db(pool_bytes=1 << 24, private_bytes=1 << 20), 1)
+    kw = params_of(db(pool_bytes=1 << 24, private_bytes=1 << 20), 1)
     assert kw["pool_bytes"] == 1 << 24
     assert kw["private_bytes"] == 1 << 20
 
@@ -93,14 +98,14 @@ def test_size_strings_for_micro_benchmarks():
 
 def test_bad_size_string_names_key():
     with pytest.raises(ConfigError) as ei:
-        generator_kwargs(db(pool_bytes="lots"), 1)
+        params_of(db(pool_bytes="lots"), 1)
     msg = str(ei.value)
     assert msg.startswith("workload.params.pool_bytes:")
     assert "lots" in msg
 
 
 def test_seed_comes_from_experiment():
-    kw = generator_kwargs(db(), 7)
+    kw = params_of(db(), 7)
     assert kw["seed"] == 7
     w7 = build_workload(db(), 7)
     direct = generators.database_workload(
@@ -131,7 +136,7 @@ def test_experiment_seed_reaches_the_workload(tmp_path: Path):
 def test_missing_required_params():
     cfg = WorkloadCfg(generator="uniform", params={"n_processes": 1})
     with pytest.raises(ConfigError) as ei:
-        generator_kwargs(cfg, 1)
+        params_of(cfg, 1)
     msg = str(ei.value)
     assert "generator 'uniform'" in msg
     assert "accesses_per_process" in msg and "working_set_bytes" in msg

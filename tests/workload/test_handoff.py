@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from mshare_hw.workload.generators import database_workload
+from mshare_hw.workload.generators.stream import uniform_stream_workload
 from mshare_hw.workload.handoff import can_hand_off, load_workload, save_workload
-from mshare_hw.workload.streams import uniform_stream_workload
 
 
 def test_round_trip(tmp_path):

@@ -8,8 +8,8 @@ import pytest
 from mshare_hw.config.experiment import WorkloadCfg
 from mshare_hw.engine.driver import run_workload
 from mshare_hw.workload.build import build_workload
+from mshare_hw.workload.generators.stream import STREAM_BLOCK, UniformStream, uniform_stream_workload
 from mshare_hw.workload.model import ArrayTrace, Workload
-from mshare_hw.workload.streams import STREAM_BLOCK, UniformStream, uniform_stream_workload
 
 N = 2 * STREAM_BLOCK + 12_345  # two whole blocks and a partial one
 

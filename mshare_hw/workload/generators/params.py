@@ -1,0 +1,79 @@
+"""What every generator's parameter model shares: the field types, one-line errors, the CPU placement.
+
+A generator is a pydantic model of its parameters whose `generate()` draws the workload. Fractions and
+exponents keep the type they were given (an int stays an int), because workload descriptions print them
+as given. Sizes (`*_bytes`) may be written as "64MiB" (`mshare_hw.units.parse_size`).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, ClassVar, Self
+
+from pydantic import BeforeValidator, Field, PositiveInt, ValidationError
+
+from mshare_hw.config.uarch import Strict
+from mshare_hw.units import parse_size
+from mshare_hw.workload.model import Workload
+
+GIB = 1 << 30
+SLOT_BYTES = 1 << 39  # 512 GiB: what one PML4/P4D entry maps; mshare's alignment
+USER_TOP = 1 << 47  # end of the 4-level user address space (128 TiB)
+
+
+def _size(v: Any) -> Any:
+    return parse_size(v) if isinstance(v, str) else v
+
+
+Bytes = Annotated[PositiveInt, BeforeValidator(_size)]
+Fraction = Annotated[int | float, Field(ge=0, le=1)]
+
+
+class ParamError(ValueError):
+    """A bad generator parameter: `key` ("" for a rule over several) and why."""
+
+    def __init__(self, key: str, reason: str) -> None:
+        super().__init__(f"{key}: {reason}" if key else reason)
+        self.key = key
+        self.reason = reason
+
+
+def param_error(err: ValidationError) -> ParamError:
+    """The first of pydantic's errors as one line naming the parameter (all missing ones at once)."""
+    missing = [str(e["loc"][0]) for e in err.errors() if e["type"] == "missing"]
+    if missing:
+        return ParamError("", f"needs {', '.join(missing)}")
+    first = err.errors()[0]
+    msg = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "extra_forbidden":
+        msg = "unknown parameter"
+    return ParamError(".".join(str(x) for x in first["loc"][:1]), msg)
+
+
+class GeneratorParams(Strict):
+    """A generator's parameters; subclasses add theirs and `generate()`."""
+
+    label: ClassVar[str]  # how its workload descriptions start
+    positional: ClassVar[tuple[str, ...]] = ()  # the parameters its function takes by position
+
+    @classmethod
+    def call(cls, args: tuple, params: dict[str, Any]) -> Workload:
+        """The workload of `positional` arguments `args` and keyword `params` (for direct calls)."""
+        if len(args) > len(cls.positional):
+            raise TypeError(f"{cls.label}: at most {len(cls.positional)} positional arguments, got {len(args)}")
+        return cls.checked(**dict(zip(cls.positional, args)), **params).generate()
+
+    @classmethod
+    def checked(cls, **params: Any) -> Self:
+        """The validated parameters, or a `ParamError` naming the first bad one."""
+        try:
+            return cls.model_validate(params)
+        except ValidationError as e:
+            raise param_error(e) from None
+
+    def generate(self) -> Workload:
+        raise NotImplementedError
+
+
+def check_cpu_of(cpu_of: list[int] | None, n: int) -> None:
+    if cpu_of is not None and len(cpu_of) != n:
+        raise ValueError(f"cpu_of has {len(cpu_of)} entries for {n} processes")
