@@ -109,6 +109,12 @@ class PWCConfig(Strict):
         return self
 
 
+def _check_ways(size_kib: int, ways: int, per: str = "") -> None:
+    lines = size_kib * 1024 // 64
+    if lines % ways:
+        raise ValueError(f"ways ({ways}) must divide the number of 64-byte lines{per} ({lines})")
+
+
 class CacheLevel(Strict):
     size_kib: PositiveInt
     ways: PositiveInt
@@ -116,9 +122,7 @@ class CacheLevel(Strict):
 
     @model_validator(mode="after")
     def _check(self) -> CacheLevel:
-        lines = self.size_kib * 1024 // 64
-        if lines % self.ways:
-            raise ValueError(f"ways ({self.ways}) must divide the number of 64-byte lines ({lines})")
+        _check_ways(self.size_kib, self.ways)
         return self
 
 
@@ -129,9 +133,7 @@ class LLCLevel(Strict):
 
     @model_validator(mode="after")
     def _check(self) -> LLCLevel:
-        lines = self.size_kib_per_cpu * 1024 // 64
-        if lines % self.ways:
-            raise ValueError(f"ways ({self.ways}) must divide the number of 64-byte lines per CPU ({lines})")
+        _check_ways(self.size_kib_per_cpu, self.ways, " per CPU")
         return self
 
 

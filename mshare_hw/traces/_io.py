@@ -206,3 +206,29 @@ def stream_digest(chunks: Iterable[tuple[np.ndarray, np.ndarray]]) -> tuple[str,
 def file_key(path: Path) -> tuple[int, int]:
     st = os.stat(path)
     return st.st_size, st.st_mtime_ns
+
+
+class ScannedFile:
+    """A trace file whose digest, length and counts per kind come from one pass over `_pieces()`, cached
+    and keyed on the file's size and mtime (so a rewritten file is scanned again)."""
+
+    path: Path
+    _scan: tuple | None = None
+
+    def _pieces(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        raise NotImplementedError
+
+    def _scanned(self) -> tuple[str, int, np.ndarray]:
+        key = file_key(self.path)
+        if self._scan is None or self._scan[0] != key:
+            self._scan = (key, *stream_digest(self._pieces()))
+        return self._scan[1], self._scan[2], self._scan[3]
+
+    def digest(self) -> str:
+        return self._scanned()[0]
+
+    def __len__(self) -> int:
+        return self._scanned()[1]
+
+    def kind_counts(self) -> np.ndarray:
+        return self._scanned()[2]

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from mshare_hw.config.errors import ConfigError
-from mshare_hw.traces._io import VA_BITS, VA_LIMIT, file_key, fill, open_stream, rechunk, stream_digest
+from mshare_hw.traces._io import VA_BITS, VA_LIMIT, ScannedFile, fill, open_stream, rechunk
 from mshare_hw.traces.source import DEFAULT_CHUNK
 
 RECORD = np.dtype(
@@ -74,7 +74,7 @@ def decode_records(raw: np.ndarray, first_offset: int = 0, path: str | Path = "<
     return addrs, np.ascontiguousarray(kinds)
 
 
-class ChampSimTrace:
+class ChampSimTrace(ScannedFile):
     """A ChampSim trace file as a TraceSource (`len()`/`digest()` take one cached pass)."""
 
     format_name = "champsim"
@@ -82,7 +82,6 @@ class ChampSimTrace:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.records: int | None = None
-        self._scan: tuple | None = None
         open_stream(self.path)[0].close()
 
     def _pieces(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -114,22 +113,6 @@ class ChampSimTrace:
 
     def chunks(self, chunk_size: int = DEFAULT_CHUNK) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         return rechunk(self._pieces(), chunk_size)
-
-    def _scanned(self):
-        key = file_key(self.path)
-        if self._scan is None or self._scan[0] != key:
-            d, n, counts = stream_digest(self._pieces())
-            self._scan = (key, d, n, counts)
-        return self._scan[1], self._scan[2], self._scan[3]
-
-    def digest(self) -> str:
-        return self._scanned()[0]
-
-    def __len__(self) -> int:
-        return self._scanned()[1]
-
-    def kind_counts(self) -> np.ndarray:
-        return self._scanned()[2]
 
     def meta(self) -> dict:
         return {"source": str(self.path), "source_format": "champsim", "pid": -1}

@@ -6,8 +6,10 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
+from typing import get_args
 
 from mshare_hw.config.errors import ConfigError
+from mshare_hw.config.experiment import GeneratorName
 
 
 def _fmt_size(n: int) -> str:
@@ -221,7 +223,8 @@ def add_trace_parser(sub) -> None:
         description="Writes OUT (native trace, one process per generated process) and OUT with .toml (a workload "
         "manifest with the generator's regions), runnable with `mshare-hw run OUT.toml`.",
     )
-    gn.add_argument("generator", choices=["database", "uniform", "strided", "pointer_chase"])
+    # uniform_stream draws while it is replayed: it has no arrays to write
+    gn.add_argument("generator", choices=[g for g in get_args(GeneratorName) if g != "uniform_stream"])
     gn.add_argument("output", metavar="OUT", help="native trace to write (.h5)")
     gn.add_argument("--seed", type=int, default=1)
     gn.add_argument(

@@ -26,7 +26,7 @@ import numba as nb
 import numpy as np
 
 from mshare_hw.config.errors import ConfigError
-from mshare_hw.traces._io import VA_BITS, file_key, fill, open_stream, read_head, stream_digest
+from mshare_hw.traces._io import VA_BITS, ScannedFile, fill, open_stream, read_head
 from mshare_hw.traces.source import DEFAULT_CHUNK
 
 BUF_BYTES = 16 << 20
@@ -240,7 +240,7 @@ _PID_RE = re.compile(rb"^==(\d+)==", re.M)
 _PID_NAME_RE = re.compile(r"\.(\d+)(?:\.[A-Za-z0-9]+)*$")
 
 
-class LackeyTrace:
+class LackeyTrace(ScannedFile):
     """A lackey trace file as a TraceSource. `len()` and `digest()` need one pass over the file (cached,
     keyed on the file's size and mtime); `bad_lines` is known after a full pass."""
 
@@ -252,7 +252,6 @@ class LackeyTrace:
         self.buf_bytes = int(buf_bytes)
         self.bad_lines: int | None = None
         self.lines: int | None = None
-        self._scan: tuple | None = None
         open_stream(self.path)[0].close()  # missing file etc. -> ConfigError now
 
     # -- TraceSource -------------------------------------------------------------------------------
@@ -326,21 +325,8 @@ class LackeyTrace:
         finally:
             fh.close()
 
-    def _scanned(self) -> tuple[str, int, np.ndarray]:
-        key = file_key(self.path)
-        if self._scan is None or self._scan[0] != key:
-            d, n, counts = stream_digest(self.chunks())
-            self._scan = (key, d, n, counts)
-        return self._scan[1], self._scan[2], self._scan[3]
-
-    def digest(self) -> str:
-        return self._scanned()[0]
-
-    def __len__(self) -> int:
-        return self._scanned()[1]
-
-    def kind_counts(self) -> np.ndarray:
-        return self._scanned()[2]
+    def _pieces(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        return self.chunks()
 
     # -- metadata ----------------------------------------------------------------------------------
     def pid(self) -> int | None:

@@ -1,4 +1,4 @@
-"""Region relocation (DESIGN §3.3): move a captured shared region to an mshare-aligned base.
+"""Region relocation: move a captured shared region to an mshare-aligned base.
 
 A captured region sits wherever mmap put it, usually next to other mappings in the same 512 GiB
 P4D slot, so mshare could not link it. Relocation rewrites the trace's addresses on the fly: every

@@ -33,51 +33,35 @@ def test_string_region_size_is_parsed():
     assert ptmem(1500, "300GB").private_bytes == ptmem(1500, 300 * GiB).private_bytes
 
 
+# 3 processes, 3 GiB + 4 KiB region, 4K pages: per copy pt=1537, pd=4, pdpt=1, pml4=1
+PRIVATE_4K = {"pt": 3 * 1537, "pd": 12, "pdpt": 3, "pml4": 3}
+# 10 processes, 600 GiB (two 512 GiB slots), 2M pages: per copy pd=600, pdpt=2, pml4=1
+PRIVATE_2M = {"pt": 0, "pd": 6000, "pdpt": 20, "pml4": 10}
+# 4 processes, 1 TiB + 1 GiB, 1G pages: per copy pdpt=3, pml4=1
+PRIVATE_1G = {"pt": 0, "pd": 0, "pdpt": 12, "pml4": 4}
+
+
 @pytest.mark.parametrize(
-    ("share_level", "shared"),
+    ("n", "region", "page_size", "share_level", "private", "shared"),
     [
-        # 3 processes, 3 GiB + 4 KiB region, 4K pages: per copy pt=1537, pd=4, pdpt=1, pml4=1
-        ("p4d", {"pt": 1537, "pd": 4, "pdpt": 1, "pml4": 4}),
+        (3, 3 * GiB + 4096, "4K", "p4d", PRIVATE_4K, {"pt": 1537, "pd": 4, "pdpt": 1, "pml4": 4}),
         # levels above the shared one: one copy per process plus one for the host (owner) mm
-        ("pud", {"pt": 1537, "pd": 4, "pdpt": 4, "pml4": 4}),
-        ("pmd", {"pt": 1537, "pd": 16, "pdpt": 4, "pml4": 4}),
+        (3, 3 * GiB + 4096, "4K", "pud", PRIVATE_4K, {"pt": 1537, "pd": 4, "pdpt": 4, "pml4": 4}),
+        (3, 3 * GiB + 4096, "4K", "pmd", PRIVATE_4K, {"pt": 1537, "pd": 16, "pdpt": 4, "pml4": 4}),
+        (10, 600 * GiB, "2M", "p4d", PRIVATE_2M, {"pt": 0, "pd": 600, "pdpt": 2, "pml4": 11}),
+        (10, 600 * GiB, "2M", "pud", PRIVATE_2M, {"pt": 0, "pd": 600, "pdpt": 22, "pml4": 11}),
+        # nothing below a PMD to share: no host
+        (10, 600 * GiB, "2M", "pmd", PRIVATE_2M, {"pt": 0, "pd": 6000, "pdpt": 20, "pml4": 10}),
+        (4, (1 << 40) + GiB, "1G", "p4d", PRIVATE_1G, {"pt": 0, "pd": 0, "pdpt": 3, "pml4": 5}),
+        (4, (1 << 40) + GiB, "1G", "pud", PRIVATE_1G, {"pt": 0, "pd": 0, "pdpt": 12, "pml4": 4}),
+        (4, (1 << 40) + GiB, "1G", "pmd", PRIVATE_1G, {"pt": 0, "pd": 0, "pdpt": 12, "pml4": 4}),
     ],
 )
-def test_4k_share_levels(share_level, shared):
-    r = ptmem(3, 3 * GiB + 4096, "4K", share_level)
-    assert r.private_pages == {"pt": 3 * 1537, "pd": 12, "pdpt": 3, "pml4": 3}
+def test_share_levels_per_page_size(n, region, page_size, share_level, private, shared):
+    r = ptmem(n, region, page_size, share_level)
+    assert r.private_pages == private
     assert r.shared_pages == shared
     assert r.shared_bytes == {k: v * PAGE for k, v in shared.items()}
-
-
-@pytest.mark.parametrize(
-    ("share_level", "shared"),
-    [
-        # 10 processes, 600 GiB (two 512 GiB slots), 2M pages: per copy pd=600, pdpt=2, pml4=1
-        ("p4d", {"pt": 0, "pd": 600, "pdpt": 2, "pml4": 11}),
-        ("pud", {"pt": 0, "pd": 600, "pdpt": 22, "pml4": 11}),
-        ("pmd", {"pt": 0, "pd": 6000, "pdpt": 20, "pml4": 10}),  # nothing below a PMD to share: no host
-    ],
-)
-def test_2m_pages(share_level, shared):
-    r = ptmem(10, 600 * GiB, "2M", share_level)
-    assert r.private_pages == {"pt": 0, "pd": 6000, "pdpt": 20, "pml4": 10}
-    assert r.shared_pages == shared
-
-
-@pytest.mark.parametrize(
-    ("share_level", "shared"),
-    [
-        # 4 processes, 1 TiB + 1 GiB, 1G pages: per copy pdpt=3, pml4=1
-        ("p4d", {"pt": 0, "pd": 0, "pdpt": 3, "pml4": 5}),
-        ("pud", {"pt": 0, "pd": 0, "pdpt": 12, "pml4": 4}),
-        ("pmd", {"pt": 0, "pd": 0, "pdpt": 12, "pml4": 4}),
-    ],
-)
-def test_1g_pages(share_level, shared):
-    r = ptmem(4, (1 << 40) + GiB, "1G", share_level)
-    assert r.private_pages == {"pt": 0, "pd": 0, "pdpt": 12, "pml4": 4}
-    assert r.shared_pages == shared
 
 
 def test_five_level_paging_and_host_switch():

@@ -1,4 +1,4 @@
-"""Experiment files (DESIGN §3.2): loading, `--set` overrides, sweep expansion, and error messages."""
+"""Experiment files: loading, `--set` overrides, sweep expansion, and error messages."""
 
 from __future__ import annotations
 
@@ -15,40 +15,34 @@ from mshare_hw.config.experiment import (
     parse_override,
 )
 
-TINY = """\
-name = "tiny"
-seed = 3
-uarch = "skylake_sp"
-
-[machine]
-n_cpus = 2
-
-[workload]
-generator = "database"
-
-[workload.params]
-n_processes = 2
-accesses_per_process = 1000
-pool_bytes = "16MiB"
-private_bytes = "1MiB"
-text_bytes = "256KiB"
-
-[sweep]
-pt_config = ["private", "mshare"]
-"""
-
-
-@pytest.fixture
-def tiny(tmp_path: Path) -> Path:
-    p = tmp_path / "tiny.toml"
-    p.write_text(TINY)
-    return p
-
 
 def write(tmp_path: Path, text: str, name: str = "exp.toml") -> Path:
     p = tmp_path / name
     p.write_text(text)
     return p
+
+
+def edited(tiny: Path, old: str, new: str) -> Path:
+    """The tiny experiment (tests/conftest.py) with `old` replaced by `new`."""
+    text = tiny.read_text()
+    assert old in text
+    tiny.write_text(text.replace(old, new, 1))
+    return tiny
+
+
+def load_error(path: Path, overrides: list[str] | None = None) -> str:
+    """The message of the ConfigError that loading `path` with `overrides` raises."""
+    with pytest.raises(ConfigError) as ei:
+        load_experiment(path, overrides)
+    return str(ei.value)
+
+
+def expand_error(path: Path, overrides: list[str] | None = None) -> str:
+    """The message of the ConfigError that expanding the experiment at `path` raises."""
+    exp = load_experiment(path, overrides)
+    with pytest.raises(ConfigError) as ei:
+        expand(exp)
+    return str(ei.value)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -96,14 +90,11 @@ def test_dotted_sweep_axis_from_set(tiny: Path):
     assert sorted({p.machine.n_cpus for p in expand(exp)}) == [1, 2]
 
 
-def test_expand_dotted_axes(tmp_path: Path):
-    p = write(
-        tmp_path,
-        TINY.replace(
-            '[sweep]\npt_config = ["private", "mshare"]',
-            '[sweep]\n"machine.n_cpus" = [1, 2]\n"workload.params.n_processes" = [2, 3]\n'
-            'pt_config = ["private", "mshare"]',
-        ),
+def test_expand_dotted_axes(tiny: Path):
+    p = edited(
+        tiny,
+        '[sweep]\npt_config = ["private", "mshare"]',
+        '[sweep]\n"machine.n_cpus" = [1, 2]\n"workload.params.n_processes" = [2, 3]\npt_config = ["private", "mshare"]',
     )
     points = expand(load_experiment(p))
     got = [(q.machine.n_cpus, q.workload.params["n_processes"], q.pt_config) for q in points]
@@ -168,7 +159,7 @@ def test_overrides_apply(tiny: Path):
         "text_bytes": "256KiB",
     }
     assert exp.run.warmup_accesses == 10
-    assert exp.seed == 3
+    assert exp.seed == 1
 
 
 def test_later_override_wins(tiny: Path):
@@ -199,36 +190,29 @@ def test_overrides_do_not_touch_file(tiny: Path):
 # bad inputs: a ConfigError that names the file and the key
 
 
-def test_unknown_top_level_key(tmp_path: Path):
-    p = write(tmp_path, "bogus = 1\n" + TINY)
-    with pytest.raises(ConfigError) as ei:
-        load_experiment(p)
-    msg = str(ei.value)
+def test_unknown_top_level_key(tiny: Path):
+    p = edited(tiny, 'name = "tiny"', 'bogus = 1\nname = "tiny"')
+    msg = load_error(p)
     assert str(p) in msg
     assert "'bogus'" in msg and "unknown key" in msg
 
 
-def test_unknown_nested_key(tmp_path: Path):
-    p = write(tmp_path, TINY.replace("n_cpus = 2", "n_cpus = 2\nn_cpu = 4"))
-    with pytest.raises(ConfigError) as ei:
-        load_experiment(p)
-    msg = str(ei.value)
+def test_unknown_nested_key(tiny: Path):
+    p = edited(tiny, "n_cpus = 2", "n_cpus = 2\nn_cpu = 4")
+    msg = load_error(p)
     assert str(p) in msg
     assert "machine.n_cpu'" in msg and "unknown key" in msg
 
 
 def test_unknown_key_from_override(tiny: Path):
-    with pytest.raises(ConfigError) as ei:
-        load_experiment(tiny, ["machine.nosuch=1"])
-    assert "machine.nosuch" in str(ei.value)
-    assert "unknown key" in str(ei.value)
+    msg = load_error(tiny, ["machine.nosuch=1"])
+    assert "machine.nosuch" in msg
+    assert "unknown key" in msg
 
 
-def test_unknown_uarch(tmp_path: Path):
-    p = write(tmp_path, TINY.replace('uarch = "skylake_sp"', 'uarch = "pentium4"'))
-    with pytest.raises(ConfigError) as ei:
-        load_experiment(p)
-    msg = str(ei.value)
+def test_unknown_uarch(tiny: Path):
+    p = edited(tiny, 'uarch = "skylake_sp"', 'uarch = "pentium4"')
+    msg = load_error(p)
     assert str(p) in msg
     assert "unknown uarch 'pentium4'" in msg
     assert "skylake_sp" in msg and "zen3" in msg  # lists the known ones
@@ -239,70 +223,53 @@ def test_unknown_uarch(tmp_path: Path):
     [("uarch=pentium4", "uarch"), ("sweep.uarch=[]", "sweep.uarch")],
 )
 def test_experiment_level_errors_name_their_key(tiny: Path, override: str, key: str):
-    with pytest.raises(ConfigError) as ei:
-        load_experiment(tiny, [override])
-    assert f"key '{key}'" in str(ei.value)
+    msg = load_error(tiny, [override])
+    assert f"key '{key}'" in msg
 
 
-def test_bad_pt_config(tmp_path: Path):
-    p = write(tmp_path, TINY.replace("[machine]", 'pt_config = "shared"\n\n[machine]'))
-    with pytest.raises(ConfigError) as ei:
-        load_experiment(p)
-    msg = str(ei.value)
+def test_bad_pt_config(tiny: Path):
+    p = edited(tiny, "[machine]", 'pt_config = "shared"\n\n[machine]')
+    msg = load_error(p)
     assert str(p) in msg
     assert "'pt_config'" in msg
     assert "private" in msg and "mshare" in msg
 
 
 def test_bad_pt_config_in_sweep_fails_at_expand(tiny: Path):
-    exp = load_experiment(tiny, ["sweep.pt_config=['private', 'shared']"])
-    with pytest.raises(ConfigError) as ei:
-        expand(exp)
-    assert "pt_config" in str(ei.value)
-    assert "tiny" in str(ei.value)
+    msg = expand_error(tiny, ["sweep.pt_config=['private', 'shared']"])
+    assert "pt_config" in msg
+    assert "tiny" in msg
 
 
 def test_sweep_axis_unknown_key_fails_at_expand(tiny: Path):
-    exp = load_experiment(tiny, ["sweep.nosuch=[1, 2]"])  # the axis name is only checked per point
-    with pytest.raises(ConfigError) as ei:
-        expand(exp)
-    msg = str(ei.value)
+    msg = expand_error(tiny, ["sweep.nosuch=[1, 2]"])  # the axis name is only checked per point
     assert "'nosuch'" in msg and "unknown key" in msg
     assert "sweep point" in msg and "tiny" in msg
 
 
 def test_sweep_axis_unknown_nested_key_fails_at_expand(tiny: Path):
-    p = tiny
-    p.write_text(TINY.replace('pt_config = ["private", "mshare"]', '"machine.ncpus" = [1, 2]'))
-    exp = load_experiment(p)
-    with pytest.raises(ConfigError) as ei:
-        expand(exp)
-    assert "machine.ncpus" in str(ei.value)
+    p = edited(tiny, 'pt_config = ["private", "mshare"]', '"machine.ncpus" = [1, 2]')
+    msg = expand_error(p)
+    assert "machine.ncpus" in msg
 
 
-def test_sweep_axis_bad_value_fails_at_expand(tmp_path: Path):
-    p = write(tmp_path, TINY.replace('pt_config = ["private", "mshare"]', '"machine.n_cpus" = [2, 0]'))
-    exp = load_experiment(p)
-    with pytest.raises(ConfigError) as ei:
-        expand(exp)
-    msg = str(ei.value)
+def test_sweep_axis_bad_value_fails_at_expand(tiny: Path):
+    p = edited(tiny, 'pt_config = ["private", "mshare"]', '"machine.n_cpus" = [2, 0]')
+    msg = expand_error(p)
     assert "key 'machine.n_cpus'" in msg
     assert "'machine.n_cpus': 0" in msg  # names the failing point
 
 
-def test_empty_sweep_list(tmp_path: Path):
-    p = write(tmp_path, TINY.replace('pt_config = ["private", "mshare"]', "pt_config = []"))
-    with pytest.raises(ConfigError) as ei:
-        load_experiment(p)
-    msg = str(ei.value)
+def test_empty_sweep_list(tiny: Path):
+    p = edited(tiny, 'pt_config = ["private", "mshare"]', "pt_config = []")
+    msg = load_error(p)
     assert str(p) in msg
     assert "key 'sweep.pt_config'" in msg and "at least 1 item" in msg
 
 
 def test_sweep_axis_not_a_list(tiny: Path):
-    with pytest.raises(ConfigError) as ei:
-        load_experiment(tiny, ["sweep.uarch=zen3"])
-    assert "sweep.uarch" in str(ei.value)
+    msg = load_error(tiny, ["sweep.uarch=zen3"])
+    assert "sweep.uarch" in msg
 
 
 @pytest.mark.parametrize("text", ["machine.n_cpus", "machine.n_cpus:4", ""])
@@ -321,17 +288,13 @@ def test_set_empty_key(tiny: Path):
 
 
 def test_set_into_a_scalar(tiny: Path):
-    with pytest.raises(ConfigError) as ei:
-        load_experiment(tiny, ["uarch.name=zen3"])
-    msg = str(ei.value)
+    msg = load_error(tiny, ["uarch.name=zen3"])
     assert "uarch.name" in msg and "not a table" in msg
 
 
-def test_both_warmups(tmp_path: Path):
-    p = write(tmp_path, TINY + "\n[run]\nwarmup_accesses = 100\nwarmup_fraction = 0.1\n")
-    with pytest.raises(ConfigError) as ei:
-        load_experiment(p)
-    msg = str(ei.value)
+def test_both_warmups(tiny: Path):
+    p = edited(tiny, "[sweep]", "[run]\nwarmup_accesses = 100\nwarmup_fraction = 0.1\n\n[sweep]")
+    msg = load_error(p)
     assert str(p) in msg
     assert "'run'" in msg
     assert "warmup_accesses or warmup_fraction" in msg
@@ -354,32 +317,28 @@ def test_one_warmup_is_fine(tiny: Path):
     ],
 )
 def test_bad_values_name_their_key(tiny: Path, override: str, key: str):
-    with pytest.raises(ConfigError) as ei:
-        load_experiment(tiny, [override])
-    assert f"key '{key}'" in str(ei.value)
-    assert str(tiny) in str(ei.value)
+    msg = load_error(tiny, [override])
+    assert f"key '{key}'" in msg
+    assert str(tiny) in msg
 
 
 def test_missing_name(tmp_path: Path):
     p = write(tmp_path, "seed = 1\n")
-    with pytest.raises(ConfigError) as ei:
-        load_experiment(p)
-    assert "'name'" in str(ei.value) and str(p) in str(ei.value)
+    msg = load_error(p)
+    assert "'name'" in msg and str(p) in msg
 
 
 def test_missing_file(tmp_path: Path):
     p = tmp_path / "nope.toml"
-    with pytest.raises(ConfigError) as ei:
-        load_experiment(p)
-    assert str(p) in str(ei.value)
+    msg = load_error(p)
+    assert str(p) in msg
 
 
 def test_invalid_toml(tmp_path: Path):
     p = write(tmp_path, "name = \n")
-    with pytest.raises(ConfigError) as ei:
-        load_experiment(p)
-    assert str(p) in str(ei.value)
-    assert "TOML" in str(ei.value)
+    msg = load_error(p)
+    assert str(p) in msg
+    assert "TOML" in msg
 
 
 def test_config_error_is_a_value_error():

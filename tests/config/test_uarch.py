@@ -17,7 +17,8 @@ from mshare_hw.config.uarch import Uarch, list_uarchs, load_uarch, uarch_dir
 
 SHIPPED = ["icelake_sp", "sapphire_rapids", "skylake_sp", "zen3", "zen4", "zen5"]
 
-# What each part supports, from microarch_tlb_params.md §0 and the per-part tables.
+# What each part supports: LA57 is CPUID.(EAX=07H,ECX=0):ECX[16] (Intel SDM vol. 2A, CPUID), INVLPGB is
+# CPUID Fn8000_0008_EBX[3] (AMD APM vol. 3, appendix E); the shipped files' CPUID sources say which part has which.
 EXPECTED = {
     #                  vendor   la57   invlpgb
     "skylake_sp": ("intel", False, False),

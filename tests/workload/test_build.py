@@ -108,14 +108,7 @@ def test_seed_comes_from_experiment():
     kw = params_of(db(), 7)
     assert kw["seed"] == 7
     w7 = build_workload(db(), 7)
-    direct = generators.database_workload(
-        n_processes=2,
-        accesses_per_process=500,
-        pool_bytes=16 << 20,
-        private_bytes=1 << 20,
-        text_bytes=256 << 10,
-        seed=7,
-    )
+    direct = generators.database_workload(**SMALL_DB, seed=7)  # sizes as strings work in direct calls too
     assert w7.trace_digests() == direct.trace_digests()
     assert build_workload(db(), 8).trace_digests() != w7.trace_digests()
     assert build_workload(db(), 7).trace_digests() == w7.trace_digests()  # deterministic

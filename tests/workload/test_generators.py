@@ -4,13 +4,17 @@ pointer-chase cycles, region layout."""
 from __future__ import annotations
 
 import itertools
+from typing import get_args
 
 import numpy as np
 import pytest
 
+from mshare_hw.config.experiment import GeneratorName
 from mshare_hw.workload.generators import (
+    GENERATORS,
     SLOT_BYTES,
     database_workload,
+    default_params,
     pointer_chase_workload,
     pool_block_order,
     random_cycle,
@@ -286,3 +290,34 @@ def test_private_regions_large_working_sets_get_own_slots():
     assert all(s % SLOT_BYTES == 0 for s in starts)
     _assert_no_overlap(w)
     _assert_inside_mapped_regions(w)
+
+
+# ---------------------------------------------------------------------------------------- registry
+
+
+def test_registry_names_the_generators_experiments_accept():
+    assert tuple(GENERATORS) == get_args(GeneratorName)
+
+
+def test_default_params_leave_out_required_ones():
+    db = default_params("database")
+    assert db["pool_bytes"] == 1 << 30 and db["pool_page_size"] == "4K" and db["seed"] == 1
+    uniform = default_params("uniform")
+    assert "n_processes" not in uniform and "seed" not in uniform
+    assert uniform == {"base": 1 << 39, "shared": True, "page_size": "4K", "store_fraction": 0.0, "cpu_of": None}
+    assert default_params("pointer_chase")["element_bytes"] == 4096
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: database_workload(store_fraction=1.5), "store_fraction: Input should be less than or equal to 1"),
+        (lambda: uniform_workload(1, 10, "lots", seed=1), "working_set_bytes: invalid size 'lots'"),
+        (lambda: uniform_workload(1, 10, 4096, seed=1, bogus=2), "bogus: unknown parameter"),
+        (lambda: strided_workload(1, 10, 4096, 12, seed=1), "stride_bytes (12) must be a multiple of 8"),
+    ],
+)
+def test_direct_calls_fail_with_one_line_naming_the_parameter(call, message):
+    with pytest.raises(ValueError) as ei:
+        call()
+    assert message in str(ei.value) and "\n" not in str(ei.value)

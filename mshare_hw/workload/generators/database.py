@@ -43,15 +43,7 @@ from pydantic import Field, NonNegativeInt, PositiveInt, model_validator
 
 from mshare_hw.traces.source import ArrayTrace
 from mshare_hw.units import PAGE_SIZES, PageSize
-from mshare_hw.workload.generators.params import (
-    GIB,
-    SLOT_BYTES,
-    USER_TOP,
-    Bytes,
-    Fraction,
-    GeneratorParams,
-    check_cpu_of,
-)
+from mshare_hw.workload.generators.params import GIB, SLOT_BYTES, USER_TOP, Bytes, Fraction, GeneratorParams
 from mshare_hw.workload.generators.random import (
     TAG_POOL_PERM,
     TAG_PROC,
@@ -221,7 +213,7 @@ class DatabaseParams(GeneratorParams):
             raise ValueError(f"private_bytes ({self.private_bytes}) must be a multiple of 4 KiB")
         if pool_base + pool_bytes > USER_TOP:
             raise ValueError("buffer pool ends above the 128 TiB user address space")
-        check_cpu_of(self.cpu_of, self.n_processes + self.n_unrelated)
+        self.check_cpu_of(self.n_processes + self.n_unrelated)
         return self
 
     def heap_starts(self) -> list[int]:

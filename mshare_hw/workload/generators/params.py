@@ -73,7 +73,8 @@ class GeneratorParams(Strict):
     def generate(self) -> Workload:
         raise NotImplementedError
 
-
-def check_cpu_of(cpu_of: list[int] | None, n: int) -> None:
-    if cpu_of is not None and len(cpu_of) != n:
-        raise ValueError(f"cpu_of has {len(cpu_of)} entries for {n} processes")
+    def check_cpu_of(self, n: int) -> None:
+        """`cpu_of`, if given, names a home CPU for each of the `n` processes."""
+        cpu_of = getattr(self, "cpu_of", None)
+        if cpu_of is not None and len(cpu_of) != n:
+            raise ValueError(f"cpu_of has {len(cpu_of)} entries for {n} processes")

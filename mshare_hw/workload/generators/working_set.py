@@ -17,15 +17,7 @@ from pydantic import NonNegativeInt, PositiveInt, model_validator
 
 from mshare_hw.traces.source import ArrayTrace, TraceSource
 from mshare_hw.units import PAGE_SIZES, PageSize
-from mshare_hw.workload.generators.params import (
-    GIB,
-    SLOT_BYTES,
-    USER_TOP,
-    Bytes,
-    Fraction,
-    GeneratorParams,
-    check_cpu_of,
-)
+from mshare_hw.workload.generators.params import GIB, SLOT_BYTES, USER_TOP, Bytes, Fraction, GeneratorParams
 from mshare_hw.workload.generators.random import (
     TAG_CYCLE,
     TAG_MISC,
@@ -58,7 +50,7 @@ class WorkingSetParams(GeneratorParams):
 
     @model_validator(mode="after")
     def _check_cpus(self) -> WorkingSetParams:
-        check_cpu_of(self.cpu_of, self.n_processes)
+        self.check_cpu_of(self.n_processes)
         return self
 
     def regions(self) -> list[Region]:
