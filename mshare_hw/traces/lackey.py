@@ -57,6 +57,34 @@ def _hex_table() -> np.ndarray:
 _HEX = _hex_table()
 
 
+@nb.njit(cache=True, inline="always")
+def _data_kind(c):
+    """The access kind of a data line's letter: L(oad) 1, S(tore) 2, M(odify) 3; -1 for anything else."""
+    if c == 76:
+        return 1
+    if c == 83:
+        return 2
+    if c == 77:
+        return 3
+    return -1
+
+
+@nb.njit(cache=True, inline="always", boundscheck=False)
+def _emit(out_a, out_k, n_out, addr, first, last, kind):
+    """One access of `kind` at addr, then one at each further 4 KiB page up to `last`; the new n_out."""
+    page = np.uint64(4096)
+    out_a[n_out] = addr
+    out_k[n_out] = kind
+    n_out += 1
+    pg = first + page
+    while pg <= last:
+        out_a[n_out] = pg
+        out_k[n_out] = kind
+        n_out += 1
+        pg += page
+    return n_out
+
+
 @nb.njit(cache=True, nogil=True, boundscheck=False)
 def _parse(buf, pos, end, out_a, out_k, n_out, stop_at, skip_bad, hexv):
     """Parse complete lines of buf[pos:end] into out_a/out_k from n_out on, until no complete line is
@@ -68,7 +96,6 @@ def _parse(buf, pos, end, out_a, out_k, n_out, stop_at, skip_bad, hexv):
     limit = np.uint64(1) << np.uint64(57)
     page_mask = ~np.uint64(4095)
     four = np.uint64(4)
-    page = np.uint64(4096)
     while n_out < stop_at:
         # fast path: a line exactly as lackey writes it ("I  ADDR,SIZE" or " K ADDR,SIZE", then '\n');
         # anything else (or a line cut at the buffer's end) goes through the general parser below
@@ -81,12 +108,7 @@ def _parse(buf, pos, end, out_a, out_k, n_out, stop_at, skip_bad, hexv):
                 if c0 == 73 and c1 == 32:
                     kind = 0
                 elif c0 == 32:
-                    if c1 == 76:
-                        kind = 1
-                    elif c1 == 83:
-                        kind = 2
-                    elif c1 == 77:
-                        kind = 3
+                    kind = _data_kind(c1)
             if kind >= 0:
                 p = pos + 3
                 addr = np.uint64(0)
@@ -140,18 +162,8 @@ def _parse(buf, pos, end, out_a, out_k, n_out, stop_at, skip_bad, hexv):
                 pos = nxt
                 lines += 1
                 continue
-            err = 0
-            kind = -1
-            if c == 73:
-                kind = 0
-            elif c == 76:
-                kind = 1
-            elif c == 83:
-                kind = 2
-            elif c == 77:
-                kind = 3
-            else:
-                err = E_KIND
+            kind = 0 if c == 73 else _data_kind(c)
+            err = E_KIND if kind < 0 else 0
             addr = np.uint64(0)
             size = np.uint64(0)
             if err == 0:
@@ -203,26 +215,9 @@ def _parse(buf, pos, end, out_a, out_k, n_out, stop_at, skip_bad, hexv):
                 return pos, n_out, lines, bad, err, pos
         first = addr & page_mask
         last = (addr + size - one) & page_mask
-        k0 = 1 if kind == 3 else kind
-        out_a[n_out] = addr
-        out_k[n_out] = k0
-        n_out += 1
-        pg = first + page
-        while pg <= last:
-            out_a[n_out] = pg
-            out_k[n_out] = k0
-            n_out += 1
-            pg += page
-        if kind == 3:
-            out_a[n_out] = addr
-            out_k[n_out] = 2
-            n_out += 1
-            pg = first + page
-            while pg <= last:
-                out_a[n_out] = pg
-                out_k[n_out] = 2
-                n_out += 1
-                pg += page
+        n_out = _emit(out_a, out_k, n_out, addr, first, last, 1 if kind == 3 else kind)
+        if kind == 3:  # a modify is a load, then a store
+            n_out = _emit(out_a, out_k, n_out, addr, first, last, 2)
         pos = nxt
         lines += 1
     return pos, n_out, lines, bad, 0, pos
