@@ -27,8 +27,21 @@ def _is_pow2(n: int) -> bool:
     return n > 0 and n & (n - 1) == 0
 
 
-class TLBStructure(Strict):
-    """One set-associative array; `ways == entries` makes it fully associative."""
+class SetArray:
+    """A set-associative array's `entries` and `ways` (on the model that mixes this in): `ways` divides
+    `entries`; `ways == entries` is fully associative."""
+
+    def check_ways(self) -> None:
+        if self.entries % self.ways:
+            raise ValueError(f"ways ({self.ways}) must divide entries ({self.entries})")
+
+    @property
+    def sets(self) -> int:
+        return self.entries // self.ways
+
+
+class TLBStructure(Strict, SetArray):
+    """One TLB array: the page sizes it holds, its geometry and set indexing."""
 
     sizes: list[PageSize]
     entries: PositiveInt
@@ -41,15 +54,10 @@ class TLBStructure(Strict):
             raise ValueError("sizes must name at least one page size")
         if len(set(self.sizes)) != len(self.sizes):
             raise ValueError(f"sizes {self.sizes} repeats a page size")
-        if self.entries % self.ways:
-            raise ValueError(f"ways ({self.ways}) must divide entries ({self.entries})")
+        self.check_ways()
         if self.index == "xor" and not _is_pow2(self.entries // self.ways):
             raise ValueError(f"index 'xor' needs a power-of-two number of sets, got {self.entries // self.ways}")
         return self
-
-    @property
-    def sets(self) -> int:
-        return self.entries // self.ways
 
 
 class TLBConfig(Strict):
@@ -77,19 +85,14 @@ class TLBConfig(Strict):
         return self
 
 
-class PWCStructure(Strict):
+class PWCStructure(Strict, SetArray):
     entries: PositiveInt
     ways: PositiveInt
 
     @model_validator(mode="after")
     def _check(self) -> PWCStructure:
-        if self.entries % self.ways:
-            raise ValueError(f"ways ({self.ways}) must divide entries ({self.entries})")
+        self.check_ways()
         return self
-
-    @property
-    def sets(self) -> int:
-        return self.entries // self.ways
 
 
 class PWCConfig(Strict):
