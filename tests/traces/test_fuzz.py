@@ -99,7 +99,7 @@ def test_detect_and_open_fuzz(tmp_path, data):
 
 def _native_bytes(tmp_path) -> bytes:
     from mshare_hw.traces import write_native
-    from mshare_hw.workload.model import ArrayTrace
+    from mshare_hw.traces.source import ArrayTrace
 
     rng = np.random.default_rng(9)
     t = ArrayTrace(rng.integers(0, 1 << 40, 3000, dtype=np.uint64), rng.integers(0, 3, 3000, dtype=np.uint8))

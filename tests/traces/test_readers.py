@@ -21,7 +21,7 @@ from mshare_hw.traces import (
     trace_info,
     write_native,
 )
-from mshare_hw.workload.model import ArrayTrace
+from mshare_hw.traces.source import ArrayTrace
 
 LACKEY = b"""==4242== Lackey, an example Valgrind tool
 ==4242== Command: ./a.out
