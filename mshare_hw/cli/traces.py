@@ -1,5 +1,5 @@
-"""`mshare-hw trace ...`: convert, inspect, capture and generate traces. Kept here so that cli.py only
-wires the group in; imports are deferred so `mshare-hw --help` stays fast."""
+"""`mshare-hw trace ...`: convert, inspect, capture and generate traces; imports are deferred so
+`mshare-hw --help` stays fast."""
 
 from __future__ import annotations
 

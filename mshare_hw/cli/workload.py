@@ -1,4 +1,4 @@
-"""`mshare-hw workload init DIR`: wired into cli.py, imports deferred."""
+"""`mshare-hw workload init DIR`; imports are deferred so `mshare-hw --help` stays fast."""
 
 from __future__ import annotations
 
