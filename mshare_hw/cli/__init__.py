@@ -72,8 +72,9 @@ def main(argv: list[str] | None = None) -> int:
 def run() -> NoReturn:
     """The console script: `main()`, then the exit handlers (atexit: multiprocessing's clean-up, Dask's,
     logging's), then the process ends without the interpreter tearing down its modules one by one. With
-    NumPy, pandas, h5py, numba and Dask loaded that teardown took 0.4-0.7 s and released nothing the OS
-    does not: every file the command wrote is closed (and renamed into place) before `main()` returns."""
+    NumPy, pandas, h5py, numba and Dask loaded that teardown takes a noticeable part of a second and
+    releases nothing the OS does not: every file the command wrote is closed (and renamed into place)
+    before `main()` returns."""
     code = main()
     run_exit_handlers = getattr(atexit, "_run_exitfuncs", None)  # CPython's; elsewhere, the usual exit
     if run_exit_handlers is None:

@@ -37,7 +37,7 @@ STALE_WHERE = ("l1_tlb", "l2_tlb", "pwc")
 if TYPE_CHECKING:
     import pandas as pd
 # pandas is imported by the readers that return DataFrames only: `mshare-hw run` and `sweep` (and the sweep's
-# workers) write results without it, and importing it took 0.4 s of every command's start.
+# workers) write results without it, and importing it would add a good fraction of a second to every command.
 
 
 def tool_version() -> str:
