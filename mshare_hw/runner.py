@@ -6,6 +6,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Callable
+from dataclasses import fields
 from pathlib import Path
 
 from mshare_hw.config.errors import ConfigError
@@ -103,6 +104,10 @@ def events_for(point: Experiment, workload: Workload, layout: Layout):
     return rate_schedule(rate_per_second=ev.rate_per_second, clock_ghz=ev.clock_ghz, **draws)
 
 
+# DeviceCfg fields that DeviceSpec takes under the same name
+_DEVICE_FIELDS = {"name", "kind", "region", "pattern", "first_page", "period_accesses", "burst"}
+
+
 def devices_for(point: Experiment, layout: Layout, params: SimParams) -> SecondaryMMUs | None:
     """Fresh secondary MMUs (IOMMU devices, KVM-style mirrors) for one run; None when there are none."""
     if not point.devices:
@@ -128,26 +133,14 @@ def devices_for(point: Experiment, layout: Layout, params: SimParams) -> Seconda
         entries, ways = (d.iotlb_entries, d.iotlb_ways) if d.iotlb_entries else (sec.iotlb_entries, sec.iotlb_ways)
         specs.append(
             DeviceSpec(
-                name=d.name,
-                kind=d.kind,
+                **d.model_dump(include=_DEVICE_FIELDS),
                 proc=d.process,
-                region=d.region,
-                pattern=d.pattern,
-                first_page=d.first_page,
                 footprint_pages=footprint,
-                period_accesses=d.period_accesses,
-                burst=d.burst,
                 iotlb_sets=entries // ways,  # type: ignore[operator]
                 iotlb_ways=ways,  # type: ignore[arg-type]
             )
         )
-    costs = SecondaryCosts(
-        iommu_walk_base_cycles=sec.iommu_walk_base_cycles,
-        iotlb_invalidation_cycles=sec.iotlb_invalidation_cycles,
-        page_request_cycles=sec.page_request_cycles,
-        mirror_fill_cycles=sec.mirror_fill_cycles,
-        mirror_invalidation_cycles=sec.mirror_invalidation_cycles,
-    )
+    costs = SecondaryCosts(**{f.name: getattr(sec, f.name) for f in fields(SecondaryCosts)})
     return SecondaryMMUs(
         specs,
         layout,

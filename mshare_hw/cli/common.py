@@ -17,3 +17,9 @@ def say(quiet: bool, text: str) -> None:
     """A status line on stderr (none with --quiet)."""
     if not quiet:
         err_console.print(text, highlight=False, soft_wrap=True)
+
+
+def command_group(sub, name: str, help: str):
+    """Add the command group `mshare-hw NAME ...` to the top-level subparsers; returns its subparsers."""
+    group = sub.add_parser(name, help=help)
+    return group.add_subparsers(dest=f"{name}_command", required=True)

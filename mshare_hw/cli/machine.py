@@ -8,7 +8,7 @@ import argparse
 from rich.console import Console
 from rich.table import Table
 
-from mshare_hw.cli.common import fmt_bytes
+from mshare_hw.cli.common import command_group, fmt_bytes
 from mshare_hw.config.errors import ConfigError
 
 
@@ -86,8 +86,7 @@ def cmd_ptmem(args: argparse.Namespace) -> int:
 
 
 def add_uarch_parser(sub) -> None:
-    ua = sub.add_parser("uarch", help="list or show microarchitecture files")
-    ua_sub = ua.add_subparsers(dest="uarch_command", required=True)
+    ua_sub = command_group(sub, "uarch", "list or show microarchitecture files")
     ua_list = ua_sub.add_parser("list", help="list the shipped microarchitectures")
     ua_list.set_defaults(func=cmd_uarch_list)
     ua_show = ua_sub.add_parser("show", help="show one microarchitecture's parameters")

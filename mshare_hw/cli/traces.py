@@ -7,6 +7,7 @@ import argparse
 import os
 from pathlib import Path
 
+from mshare_hw.cli.common import command_group
 from mshare_hw.config.errors import ConfigError
 
 
@@ -166,8 +167,7 @@ def _generated_manifest(out: Path, workload, args: argparse.Namespace) -> str:
 
 def add_trace_parser(sub) -> None:
     """Add the `trace` command group to the top-level subparsers."""
-    tr = sub.add_parser("trace", help="convert and inspect traces (lackey, ChampSim, native)")
-    tr_sub = tr.add_subparsers(dest="trace_command", required=True)
+    tr_sub = command_group(sub, "trace", "convert and inspect traces (lackey, ChampSim, native)")
 
     cv = tr_sub.add_parser(
         "convert",

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from mshare_hw.cli.common import command_group
+
 
 def cmd_workload_init(args: argparse.Namespace) -> int:
     from mshare_hw.workload.init import write_manifest
@@ -19,8 +21,7 @@ def cmd_workload_init(args: argparse.Namespace) -> int:
 
 
 def add_workload_parser(sub) -> None:
-    wl = sub.add_parser("workload", help="workload manifests of captured traces")
-    wl_sub = wl.add_subparsers(dest="workload_command", required=True)
+    wl_sub = command_group(sub, "workload", "workload manifests of captured traces")
     ini = wl_sub.add_parser(
         "init",
         help="write DIR/workload.toml from per-process traces (PREFIX.PID[.gz|.xz|.zst]) and maps snapshots",

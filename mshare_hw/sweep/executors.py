@@ -17,12 +17,12 @@ from mshare_hw.sweep.plan import GridPoint, SweepResult
 from mshare_hw.sweep.shards import shard_path
 
 # (runs done: the finished ones plus the replayed fraction of those running, where known; runs to do)
-ProgressHook = Callable[[float, int], None]
+SweepProgressHook = Callable[[float, int], None]
 POLL_SECONDS = 0.5  # how often a local sweep's client reports its running runs' progress
 
 
 def run_serial(
-    exp: Experiment, todo: list[GridPoint], shard_dir: Path, result: SweepResult, on_progress: ProgressHook | None
+    exp: Experiment, todo: list[GridPoint], shard_dir: Path, result: SweepResult, on_progress: SweepProgressHook | None
 ) -> None:
     for i, gp in enumerate(todo):
 
@@ -49,7 +49,7 @@ def run_dask(
     result: SweepResult,
     scheduler: str | None,
     cluster: BackgroundCluster | None,
-    on_progress: ProgressHook | None,
+    on_progress: SweepProgressHook | None,
     workload_files: dict[str, str],
 ) -> None:
     import uuid

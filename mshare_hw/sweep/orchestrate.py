@@ -9,7 +9,7 @@ from pathlib import Path
 from mshare_hw.config.experiment import Experiment, expand
 from mshare_hw.fileio import remove_stale_temps
 from mshare_hw.sweep.cluster import BackgroundCluster, default_workers
-from mshare_hw.sweep.executors import ProgressHook, run_dask, run_serial
+from mshare_hw.sweep.executors import SweepProgressHook, run_dask, run_serial
 from mshare_hw.sweep.local_workloads import Handoff, LocalHandoff, SerialHandoff
 from mshare_hw.sweep.plan import SweepError, SweepResult, plan_runs, resolve_points
 from mshare_hw.sweep.shards import merge_shards, remove_shards, shard_dir_for
@@ -24,11 +24,11 @@ def sweep(
     shard: tuple[int, int] | None = None,
     keep_shards: bool = False,
     on_start: Callable[[SweepResult, int, str], None] | None = None,
-    on_progress: ProgressHook | None = None,
+    on_progress: SweepProgressHook | None = None,
 ) -> SweepResult:
     """Run the experiment's grid (or one `shard` of it) and write OUT. See the package docstring.
     `on_start(result, n_todo, where)` is called once the plan is known; `on_progress(done, n_todo)`
-    as runs progress (ProgressHook). Raises SweepError (after merging the runs that finished) if any run
+    as runs progress (SweepProgressHook). Raises SweepError (after merging the runs that finished) if any run
     failed."""
     out = Path(out).absolute()
     shard_dir = shard_dir_for(out)
@@ -69,7 +69,7 @@ def _sweep(
     shard: tuple[int, int] | None,
     keep_shards: bool,
     on_start: Callable[[SweepResult, int, str], None] | None,
-    on_progress: ProgressHook | None,
+    on_progress: SweepProgressHook | None,
     handoff: Handoff,
 ) -> SweepResult:
     t0 = time.perf_counter()
