@@ -34,7 +34,7 @@ extensions = [
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
         library_dirs=NUMPY_LIBS,
         libraries=["npyrandom", "npymath"],
-        extra_compile_args=["-O3", "-funroll-loops"],  # unrolled block scans: ~4% on walk-heavy replay
+        extra_compile_args=["-O3", "-funroll-loops"],  # unrolled block scans: faster walk-heavy replay
     )
 ]
 

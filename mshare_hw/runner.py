@@ -6,6 +6,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Callable
+from dataclasses import fields
 from pathlib import Path
 
 from mshare_hw.config.errors import ConfigError
@@ -16,6 +17,7 @@ from mshare_hw.engine.layout import Layout, build_layout
 from mshare_hw.engine.params import SimParams, build_params
 from mshare_hw.engine.secondary import DeviceSpec, SecondaryCosts, SecondaryMMUs
 from mshare_hw.results.hdf5 import read_runs, tool_version, write_results
+from mshare_hw.results.record import RunRecord
 from mshare_hw.results.summary import EXTRA_COLUMNS, STABLE_COLUMNS, summary_row
 from mshare_hw.workload.build import build_workload
 from mshare_hw.workload.events import file_schedule, fixed_schedule, rate_schedule
@@ -44,24 +46,18 @@ def _id_config(point: Experiment) -> dict:
 
 
 def params_for(point: Experiment, total_accesses: int) -> SimParams:
-    m, s, r = point.machine, point.scheduler, point.run
-    warmup = r.warmup_accesses or int(r.warmup_fraction * total_accesses)
+    """The engine parameters of one grid point (the machine's and scheduler's settings by their names)."""
+    r = point.run
     return build_params(
         load_uarch(point.uarch),
-        n_cpus=m.n_cpus,
+        **point.machine.model_dump(),
+        **point.scheduler.model_dump(exclude={"kind"}),
+        **r.model_dump(include={"fault_around_pages", "interval_accesses"}),
+        scheduler=point.scheduler.kind,
         pt_config=point.pt_config,
         share_level=point.share_level,
-        five_level=m.five_level,
-        data_caches=m.data_caches,
-        oracle=m.oracle,
-        scheduler=s.kind,
-        quantum_cycles=s.quantum_cycles,
-        slice_accesses=s.slice_accesses,
-        fault_around_pages=r.fault_around_pages,
-        warmup_accesses=warmup,
-        interval_accesses=r.interval_accesses,
         strategy=point.strategy,
-        kernel_invlpgb=m.kernel_invlpgb,
+        warmup_accesses=r.warmup_accesses or int(r.warmup_fraction * total_accesses),
     )
 
 
@@ -74,16 +70,19 @@ def bystanders(point: Experiment, layout: Layout) -> list[int]:
     return [p for p in range(layout.n_procs) if p not in span.mappers]
 
 
+def _span(layout: Layout, region: str, where: str):
+    span = layout.spans.get(region)
+    if span is None:
+        raise ConfigError(f"{where}: the workload has no region '{region}' (it has: {', '.join(layout.spans)})")
+    return span
+
+
 def events_for(point: Experiment, workload: Workload, layout: Layout):
     """A fresh event iterator for one run (None when events are off)."""
     ev = point.events
     if not ev.enabled:
         return None
-    span = layout.spans.get(ev.region)
-    if span is None:
-        raise ConfigError(
-            f"events.region: the workload has no region '{ev.region}' (it has: {', '.join(layout.spans)})"
-        )
+    span = _span(layout, ev.region, "events.region")
     if ev.file is not None:
         return file_schedule(ev.file, layout.n_procs, set(layout.spans))
     if ev.initiator == "random":
@@ -92,19 +91,7 @@ def events_for(point: Experiment, workload: Workload, layout: Layout):
         if ev.initiator >= layout.n_procs:
             raise ConfigError(f"events.initiator: process {ev.initiator} does not exist")
         initiators = [ev.initiator]
-    if ev.times is not None or ev.at_accesses is not None:
-        return fixed_schedule(
-            at=list(ev.times if ev.times is not None else ev.at_accesses),
-            kinds=dict(ev.kinds),
-            region=ev.region,
-            region_pages=(span.end - span.start) >> span.shift,
-            pages=list(ev.pages),
-            initiators=initiators,
-            seed=point.seed,
-        )
-    return rate_schedule(
-        rate_per_second=ev.rate_per_second,
-        clock_ghz=ev.clock_ghz,
+    draws = dict(
         kinds=dict(ev.kinds),
         region=ev.region,
         region_pages=(span.end - span.start) >> span.shift,
@@ -112,6 +99,13 @@ def events_for(point: Experiment, workload: Workload, layout: Layout):
         initiators=initiators,
         seed=point.seed,
     )
+    if ev.times is not None or ev.at_accesses is not None:
+        return fixed_schedule(at=list(ev.times if ev.times is not None else ev.at_accesses), **draws)
+    return rate_schedule(rate_per_second=ev.rate_per_second, clock_ghz=ev.clock_ghz, **draws)
+
+
+# DeviceCfg fields that DeviceSpec takes under the same name
+_DEVICE_FIELDS = {"name", "kind", "region", "pattern", "first_page", "period_accesses", "burst"}
 
 
 def devices_for(point: Experiment, layout: Layout, params: SimParams) -> SecondaryMMUs | None:
@@ -126,11 +120,7 @@ def devices_for(point: Experiment, layout: Layout, params: SimParams) -> Seconda
             raise ConfigError(
                 f"{where}.process: process {d.process} does not exist (the workload has {layout.n_procs})"
             )
-        span = layout.spans.get(d.region)
-        if span is None:
-            raise ConfigError(
-                f"{where}.region: the workload has no region '{d.region}' (it has: {', '.join(layout.spans)})"
-            )
+        span = _span(layout, d.region, f"{where}.region")
         if d.process not in span.mappers:
             raise ConfigError(f"{where}.region: process {d.process} does not map region '{d.region}'")
         region_pages = (span.end - span.start) >> span.shift
@@ -143,26 +133,14 @@ def devices_for(point: Experiment, layout: Layout, params: SimParams) -> Seconda
         entries, ways = (d.iotlb_entries, d.iotlb_ways) if d.iotlb_entries else (sec.iotlb_entries, sec.iotlb_ways)
         specs.append(
             DeviceSpec(
-                name=d.name,
-                kind=d.kind,
+                **d.model_dump(include=_DEVICE_FIELDS),
                 proc=d.process,
-                region=d.region,
-                pattern=d.pattern,
-                first_page=d.first_page,
                 footprint_pages=footprint,
-                period_accesses=d.period_accesses,
-                burst=d.burst,
                 iotlb_sets=entries // ways,  # type: ignore[operator]
                 iotlb_ways=ways,  # type: ignore[arg-type]
             )
         )
-    costs = SecondaryCosts(
-        iommu_walk_base_cycles=sec.iommu_walk_base_cycles,
-        iotlb_invalidation_cycles=sec.iotlb_invalidation_cycles,
-        page_request_cycles=sec.page_request_cycles,
-        mirror_fill_cycles=sec.mirror_fill_cycles,
-        mirror_invalidation_cycles=sec.mirror_invalidation_cycles,
-    )
+    costs = SecondaryCosts(**{f.name: getattr(sec, f.name) for f in fields(SecondaryCosts)})
     return SecondaryMMUs(
         specs,
         layout,
@@ -240,8 +218,8 @@ def run_point(
     *,
     run_id: str | None = None,
     on_progress: ProgressHook | None = None,
-) -> dict:
-    """Replay one grid point; returns the run record `write_results` takes."""
+) -> RunRecord:
+    """Replay one grid point; returns the record `write_results` takes."""
     run_id = run_id or run_id_for(point, digests)
     label = f"{point.uarch} {point.pt_config}"
     total = workload.total_accesses()
@@ -260,15 +238,15 @@ def run_point(
         progress=hook if on_progress else None,
         devices=devices_for(point, layout, params),
     )
-    return {
-        "run_id": run_id,
-        "row": summary_row(run_id, point, result, len(workload.processes), bystanders(point, layout)),
-        "config": point.model_dump(),
-        "seed": point.seed,
-        "trace_digests": digests,
-        "proc_names": [p.name for p in workload.processes],
-        "result": result,
-    }
+    return RunRecord(
+        run_id=run_id,
+        row=summary_row(run_id, point, result, len(workload.processes), bystanders(point, layout)),
+        config=point.model_dump(),
+        seed=point.seed,
+        trace_digests=digests,
+        proc_names=[p.name for p in workload.processes],
+        result=result,
+    )
 
 
 def run_experiment(exp: Experiment, out: str | Path, *, on_progress: ProgressHook | None = None) -> list[dict]:
@@ -276,7 +254,7 @@ def run_experiment(exp: Experiment, out: str | Path, *, on_progress: ProgressHoo
     (same run id: same resolved config, traces and tool version) are kept and not replayed. Returns
     the summary rows of the grid's points, in grid order."""
     points = expand(exp)
-    existing = {r["run_id"]: r for r in _existing_runs(Path(out))}
+    existing = {r.run_id: r for r in _existing_runs(Path(out))}
     cache = WorkloadCache()
     prepared = [(point, *prepare_point(point, cache)) for point in points]
     runs = []
@@ -287,15 +265,15 @@ def run_experiment(exp: Experiment, out: str | Path, *, on_progress: ProgressHoo
             continue
         runs.append(run_point(point, workload, digests, params, run_id=run_id, on_progress=on_progress))
     write_results(out, exp.name, runs + list(existing.values()))
-    return [r["row"] for r in runs]
+    return [r.row for r in runs]
 
 
-def _existing_runs(out: Path) -> list[dict]:
+def _existing_runs(out: Path) -> list[RunRecord]:
     if not out.exists():
         return []
     try:
         # a run written before the summary gained columns is replayed, not kept
-        return [r for r in read_runs(out) if set(r["row"]) == set(STABLE_COLUMNS + EXTRA_COLUMNS)]
+        return [r for r in read_runs(out) if set(r.row) == set(STABLE_COLUMNS + EXTRA_COLUMNS)]
     except (OSError, ValueError, KeyError) as e:
         raise ConfigError(
             f"{out}: exists and is not a readable mshare-hw results file ({e}); choose another output path"

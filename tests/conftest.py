@@ -38,6 +38,12 @@ def tiny_experiment_text(*, seed: int = 1, accesses: int = 1000) -> str:
     return TINY_EXPERIMENT.format(seed=seed, accesses=accesses)
 
 
+@pytest.fixture(scope="session")
+def tiny_text() -> Callable[..., str]:
+    """`tiny_text(seed=1, accesses=1000)`: the tiny experiment's TOML, for fixtures wider than one test."""
+    return tiny_experiment_text
+
+
 @pytest.fixture
 def make_tiny(tmp_path: Path) -> Callable[..., Path]:
     """Writes the tiny experiment (see `tiny_experiment_text`) into tmp_path and returns its path."""

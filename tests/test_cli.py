@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,43 +16,13 @@ from mshare_hw.results.hdf5 import load_run, load_summary
 
 UARCHS = ("skylake_sp", "icelake_sp", "sapphire_rapids", "zen3", "zen4", "zen5")
 
-TINY = """\
-name = "tiny"
-seed = 1
-uarch = "skylake_sp"
-
-[machine]
-n_cpus = 2
-
-[workload]
-generator = "database"
-
-[workload.params]
-n_processes = 2
-accesses_per_process = 1000
-pool_bytes = "16MiB"
-private_bytes = "1MiB"
-text_bytes = "256KiB"
-
-[sweep]
-pt_config = ["private", "mshare"]
-"""
-
-
-@pytest.fixture
-def exp_path(tmp_path: Path) -> Path:
-    p = tmp_path / "tiny.toml"
-    p.write_text(TINY)
-    return p
-
-
 # --------------------------------------------------------------------------------------------------
 # run
 
 
-def test_run_quiet(exp_path: Path, tmp_path: Path, capsys):
+def test_run_quiet(tiny: Path, tmp_path: Path, capsys):
     out = tmp_path / "out.h5"
-    assert main(["run", str(exp_path), "-o", str(out), "-q"]) == 0
+    assert main(["run", str(tiny), "-o", str(out), "-q"]) == 0
     assert out.is_file()
     df = load_summary(out)
     assert list(df["pt_config"]) == ["private", "mshare"]
@@ -60,10 +32,10 @@ def test_run_quiet(exp_path: Path, tmp_path: Path, capsys):
     assert "error" not in captured.err
 
 
-def test_run_with_set(exp_path: Path, tmp_path: Path, capsys):
+def test_run_with_set(tiny: Path, tmp_path: Path, capsys):
     out = tmp_path / "out.h5"
     rc = main(
-        ["run", str(exp_path), "-o", str(out), "-q", "--set", "machine.n_cpus=1", "--set", "sweep.pt_config=['mshare']"]
+        ["run", str(tiny), "-o", str(out), "-q", "--set", "machine.n_cpus=1", "--set", "sweep.pt_config=['mshare']"]
     )
     assert rc == 0
     df = load_summary(out)
@@ -75,17 +47,17 @@ def test_run_with_set(exp_path: Path, tmp_path: Path, capsys):
     assert run["cpu_counters"]["context_switches"].sum() >= 1  # two processes share the one CPU
 
 
-def test_run_nested_workload_set(exp_path: Path, tmp_path: Path):
+def test_run_nested_workload_set(tiny: Path, tmp_path: Path):
     out = tmp_path / "out.h5"
-    assert main(["run", str(exp_path), "-o", str(out), "-q", "--set", "workload.params.n_processes=3"]) == 0
+    assert main(["run", str(tiny), "-o", str(out), "-q", "--set", "workload.params.n_processes=3"]) == 0
     df = load_summary(out)
     assert list(df["n_processes"]) == [3, 3]
     assert list(df["accesses"]) == [3000, 3000]
 
 
-def test_run_prints_table_and_comparison(exp_path: Path, tmp_path: Path, capsys):
+def test_run_prints_table_and_comparison(tiny: Path, tmp_path: Path, capsys):
     out = tmp_path / "out.h5"
-    assert main(["run", str(exp_path), "-o", str(out)]) == 0
+    assert main(["run", str(tiny), "-o", str(out)]) == 0
     text = capsys.readouterr().out
     assert "tiny: totals over all CPUs and processes" in text
     assert "page faults" in text and "page-table memory" in text
@@ -93,11 +65,11 @@ def test_run_prints_table_and_comparison(exp_path: Path, tmp_path: Path, capsys)
     assert "results:" in text and "out.h5" in text.replace("\n", "")
 
 
-def test_run_default_output_name(exp_path: Path, tmp_path: Path, monkeypatch):
+def test_run_default_output_name(tiny: Path, tmp_path: Path, monkeypatch):
     work = tmp_path / "cwd"
     work.mkdir()
     monkeypatch.chdir(work)
-    assert main(["run", str(exp_path), "-q"]) == 0
+    assert main(["run", str(tiny), "-q"]) == 0
     assert [p.name for p in work.iterdir()] == ["tiny.h5"]
 
 
@@ -138,9 +110,9 @@ def test_run_builtin_default_experiment(tmp_path: Path):
         ("workload.params.bogus=1", "workload.params.bogus"),  # only caught when the workload is built
     ],
 )
-def test_run_bad_set_exits_2(exp_path: Path, tmp_path: Path, capsys, setting: str, names: str):
+def test_run_bad_set_exits_2(tiny: Path, tmp_path: Path, capsys, setting: str, names: str):
     out = tmp_path / "out.h5"
-    rc = main(["run", str(exp_path), "-o", str(out), "-q", "--set", setting])
+    rc = main(["run", str(tiny), "-o", str(out), "-q", "--set", setting])
     assert rc == 2
     err = capsys.readouterr().err
     assert "error:" in err
@@ -264,47 +236,29 @@ def test_console_script():
     assert "usage: mshare-hw" in proc.stdout
 
 
-def test_python_dash_m(tmp_path: Path):
-    """`python -m mshare_hw.cli` runs main() and passes its exit code to the shell."""
-    import os
-    import sys
-
-    root = Path(__file__).resolve().parent.parent
-    env = {**os.environ, "PYTHONPATH": str(root)}
-    ok = subprocess.run([sys.executable, "-m", "mshare_hw.cli", "uarch", "list"], env=env, cwd=tmp_path,
-                        capture_output=True, text=True, timeout=120)  # fmt: skip
-    assert ok.returncode == 0, ok.stderr
-    bad = subprocess.run([sys.executable, "-m", "mshare_hw.cli", "uarch", "show", "nosuch"], env=env, cwd=tmp_path,
-                         capture_output=True, text=True, timeout=120)  # fmt: skip
-    assert bad.returncode == 2
-    assert "unknown uarch" in bad.stderr
+@pytest.fixture
+def env() -> dict[str, str]:
+    """A subprocess's environment that imports this source tree's mshare_hw."""
+    return {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
 
 
-def test_python_dash_m_package_is_the_command(tmp_path: Path):
-    """`python -m mshare_hw` runs the `mshare-hw` console script's entry point."""
-    import os
-    import sys
-
-    root = Path(__file__).resolve().parent.parent
-    env = {**os.environ, "PYTHONPATH": str(root)}
-    ok = subprocess.run([sys.executable, "-m", "mshare_hw", "uarch", "list"], env=env, cwd=tmp_path,
+@pytest.mark.parametrize("module", ["mshare_hw", "mshare_hw.cli"])
+def test_python_dash_m_is_the_command(module: str, tmp_path: Path, env: dict[str, str]):
+    """`python -m mshare_hw` (and `python -m mshare_hw.cli`) run the console script's entry point and pass
+    its exit code to the shell."""
+    ok = subprocess.run([sys.executable, "-m", module, "uarch", "list"], env=env, cwd=tmp_path,
                         capture_output=True, text=True, timeout=120)  # fmt: skip
     assert ok.returncode == 0, ok.stderr
     assert "zen3" in ok.stdout
-    bad = subprocess.run([sys.executable, "-m", "mshare_hw", "uarch", "show", "nosuch"], env=env, cwd=tmp_path,
+    bad = subprocess.run([sys.executable, "-m", module, "uarch", "show", "nosuch"], env=env, cwd=tmp_path,
                          capture_output=True, text=True, timeout=120)  # fmt: skip
     assert bad.returncode == 2 and "unknown uarch" in bad.stderr
 
 
-def test_console_script_runs_exit_handlers_and_flushes(tmp_path: Path):
+def test_console_script_runs_exit_handlers_and_flushes(tmp_path: Path, env: dict[str, str]):
     """The `mshare-hw` entry point ends the process without the interpreter's teardown: the exit handlers
     (here one registered before the command) must still run, piped output must arrive whole, and the exit
     code must reach the shell."""
-    import os
-    import sys
-
-    root = Path(__file__).resolve().parent.parent
-    env = {**os.environ, "PYTHONPATH": str(root)}
     marker = tmp_path / "atexit-ran"
     script = (
         "import atexit, sys\n"

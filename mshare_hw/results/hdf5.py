@@ -1,4 +1,4 @@
-"""The HDF5 results file (DESIGN.md §4), written to a temporary name and renamed into place.
+"""The HDF5 results file, written to a temporary name and renamed into place (mshare_hw.fileio).
 
 Layout (format "mshare-hw-results", version 1):
   /            attrs: format, format_version, tool_version, created, experiment
@@ -14,7 +14,8 @@ Layout (format "mshare-hw-results", version 1):
 from __future__ import annotations
 
 import json
-import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -24,6 +25,8 @@ import numpy as np
 
 from mshare_hw.counters import COUNTERS
 from mshare_hw.engine.secondary import DEVICE_COUNTERS, DEVICE_STALE_COLUMNS, PROC_COUNTERS
+from mshare_hw.fileio import atomic_write
+from mshare_hw.results.record import RunRecord
 from mshare_hw.results.summary import EXTRA_COLUMNS, STABLE_COLUMNS, STRING_COLUMNS, summary_dtype
 
 FORMAT_NAME = "mshare-hw-results"
@@ -34,7 +37,7 @@ STALE_WHERE = ("l1_tlb", "l2_tlb", "pwc")
 if TYPE_CHECKING:
     import pandas as pd
 # pandas is imported by the readers that return DataFrames only: `mshare-hw run` and `sweep` (and the sweep's
-# workers) write results without it, and importing it took 0.4 s of every command's start.
+# workers) write results without it, and importing it would add a good fraction of a second to every command.
 
 
 def tool_version() -> str:
@@ -43,49 +46,63 @@ def tool_version() -> str:
     return __version__
 
 
-def write_results(path: str | Path, experiment_name: str, runs: list[dict]) -> Path:
-    """`runs`: dicts with keys run_id, row (summary dict), config (dict), seed, trace_digests,
-    proc_names, result (driver output). Nothing appears at `path` unless the whole file was written."""
-    path = Path(path)
+class ResultsFormatError(ValueError):
+    """A file that is not an mshare-hw results file of the format version this version reads."""
+
+
+def check_header(f: h5py.File, path: Path) -> None:
+    """The one check of a results file's root attributes (format name and version) before reading it."""
+    if f.attrs.get("format") != FORMAT_NAME:
+        raise ResultsFormatError(f"{path}: not an mshare-hw results file")
+    version = int(f.attrs.get("format_version", -1))
+    if version != FORMAT_VERSION:
+        raise ResultsFormatError(f"{path}: format version {version}, this mshare-hw reads version {FORMAT_VERSION}")
+
+
+@contextmanager
+def new_results_file(path: Path, experiment_name: str) -> Iterator[h5py.File]:
+    """An empty results file with its root attributes, open for writing; it appears at `path` (parent
+    directories created) only when the block ends without an exception."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.{os.getpid()}")
-    try:
-        with h5py.File(tmp, "w") as f:
-            f.attrs["format"] = FORMAT_NAME
-            f.attrs["format_version"] = FORMAT_VERSION
-            f.attrs["tool_version"] = tool_version()
-            f.attrs["created"] = datetime.now(UTC).isoformat(timespec="seconds")
-            f.attrs["experiment"] = experiment_name
-            table = np.empty(len(runs), dtype=summary_dtype())
-            for i, r in enumerate(runs):
-                table[i] = tuple(r["row"][c] for c in STABLE_COLUMNS + EXTRA_COLUMNS)
-            f.create_dataset("summary", data=table)
-            grp = f.create_group("runs")
-            for r in runs:
-                g = grp.create_group(r["run_id"])
-                g.attrs["config"] = json.dumps(r["config"], sort_keys=True)
-                g.attrs["seed"] = r["seed"]
-                g.attrs["trace_digests"] = json.dumps(r["trace_digests"])
-                g.attrs["process_names"] = json.dumps(r["proc_names"])
-                g.attrs["counter_names"] = json.dumps(list(COUNTERS))
-                res = r["result"]
-                g.create_dataset("cpu_counters", data=res["cpu_counters"], compression="gzip")
-                g.create_dataset("proc_counters", data=res["proc_counters"], compression="gzip")
-                g.create_dataset("clocks", data=res["clocks"])
-                g.create_dataset("pt_pages", data=res["pt_pages"])
-                stale = np.array(res["stale_examples"], dtype=np.int64).reshape(-1, len(STALE_COLUMNS))
-                ds = g.create_dataset("stale_examples", data=stale)
-                ds.attrs["columns"] = json.dumps(STALE_COLUMNS)
-                ds.attrs["where"] = json.dumps(STALE_WHERE)
-                if res.get("device_names"):
-                    _write_devices(g, res)
-                if res["intervals"]:
-                    g.create_dataset("intervals_at", data=np.array([a for a, _ in res["intervals"]], np.int64))
-                    g.create_dataset("intervals", data=np.stack([c for _, c in res["intervals"]]), compression="gzip")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_write(path) as tmp, h5py.File(tmp, "w") as f:
+        f.attrs["format"] = FORMAT_NAME
+        f.attrs["format_version"] = FORMAT_VERSION
+        f.attrs["tool_version"] = tool_version()
+        f.attrs["created"] = datetime.now(UTC).isoformat(timespec="seconds")
+        f.attrs["experiment"] = experiment_name
+        yield f
+
+
+def write_results(path: str | Path, experiment_name: str, runs: list[RunRecord]) -> Path:
+    """Write `runs` to a new results file at `path`. Nothing appears there unless the whole file was written."""
+    path = Path(path)
+    with new_results_file(path, experiment_name) as f:
+        table = np.empty(len(runs), dtype=summary_dtype())
+        for i, r in enumerate(runs):
+            table[i] = tuple(r.row[c] for c in STABLE_COLUMNS + EXTRA_COLUMNS)
+        f.create_dataset("summary", data=table)
+        grp = f.create_group("runs")
+        for r in runs:
+            g = grp.create_group(r.run_id)
+            g.attrs["config"] = json.dumps(r.config, sort_keys=True)
+            g.attrs["seed"] = r.seed
+            g.attrs["trace_digests"] = json.dumps(r.trace_digests)
+            g.attrs["process_names"] = json.dumps(r.proc_names)
+            g.attrs["counter_names"] = json.dumps(list(COUNTERS))
+            res = r.result
+            g.create_dataset("cpu_counters", data=res["cpu_counters"], compression="gzip")
+            g.create_dataset("proc_counters", data=res["proc_counters"], compression="gzip")
+            g.create_dataset("clocks", data=res["clocks"])
+            g.create_dataset("pt_pages", data=res["pt_pages"])
+            stale = np.array(res["stale_examples"], dtype=np.int64).reshape(-1, len(STALE_COLUMNS))
+            ds = g.create_dataset("stale_examples", data=stale)
+            ds.attrs["columns"] = json.dumps(STALE_COLUMNS)
+            ds.attrs["where"] = json.dumps(STALE_WHERE)
+            if res.get("device_names"):
+                _write_devices(g, res)
+            if res["intervals"]:
+                g.create_dataset("intervals_at", data=np.array([a for a, _ in res["intervals"]], np.int64))
+                g.create_dataset("intervals", data=np.stack([c for _, c in res["intervals"]]), compression="gzip")
     return path
 
 
@@ -115,18 +132,13 @@ def _read_devices(g: h5py.Group) -> dict:
     }
 
 
-def _check_format(f: h5py.File, path: Path) -> None:
-    if f.attrs.get("format") != FORMAT_NAME:
-        raise ValueError(f"{path}: not an mshare-hw results file")
-
-
 def load_summary(path: str | Path) -> pd.DataFrame:
     """The /summary table as a DataFrame, strings decoded."""
     import pandas as pd
 
     path = Path(path)
     with h5py.File(path, "r") as f:
-        _check_format(f, path)
+        check_header(f, path)
         df = pd.DataFrame(f["summary"][()])
     for col in df.columns:
         if col in STRING_COLUMNS:
@@ -140,7 +152,7 @@ def load_run(path: str | Path, run_id: str) -> dict:
 
     path = Path(path)
     with h5py.File(path, "r") as f:
-        _check_format(f, path)
+        check_header(f, path)
         if run_id not in f["runs"]:
             raise KeyError(f"{path}: no run '{run_id}'")
         g = f["runs"][run_id]
@@ -174,11 +186,11 @@ def load_run(path: str | Path, run_id: str) -> dict:
         return out
 
 
-def read_runs(path: str | Path) -> list[dict]:
+def read_runs(path: str | Path) -> list[RunRecord]:
     """Every run in a results file, in the shape `write_results` takes (so a rewrite keeps them)."""
     path = Path(path)
     with h5py.File(path, "r") as f:
-        _check_format(f, path)
+        check_header(f, path)
         summary = f["summary"][()]
         runs = []
         for rec in summary:
@@ -197,14 +209,14 @@ def read_runs(path: str | Path) -> list[dict]:
                 **_read_devices(g),
             }
             runs.append(
-                {
-                    "run_id": row["run_id"],
-                    "row": row,
-                    "config": json.loads(g.attrs["config"]),
-                    "seed": int(g.attrs["seed"]),
-                    "trace_digests": json.loads(g.attrs["trace_digests"]),
-                    "proc_names": json.loads(g.attrs["process_names"]),
-                    "result": result,
-                }
+                RunRecord(
+                    run_id=row["run_id"],
+                    row=row,
+                    config=json.loads(g.attrs["config"]),
+                    seed=int(g.attrs["seed"]),
+                    trace_digests=json.loads(g.attrs["trace_digests"]),
+                    proc_names=json.loads(g.attrs["process_names"]),
+                    result=result,
+                )
             )
     return runs

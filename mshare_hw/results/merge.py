@@ -2,24 +2,22 @@
 
 Every run group is copied as it is (datasets, compression and attributes included) and its summary row
 is carried over, so a merged file holds exactly what the inputs held. The output is written to a
-temporary name and renamed into place, like every results file (`write_results`).
+temporary name and renamed into place, like every results file (`new_results_file`).
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Sequence
 from contextlib import ExitStack
-from datetime import UTC, datetime
 from pathlib import Path
 
 import h5py
 import numpy as np
 
-from mshare_hw.results.hdf5 import FORMAT_NAME, FORMAT_VERSION, tool_version
+from mshare_hw.results.hdf5 import FORMAT_NAME, ResultsFormatError, check_header, new_results_file
 from mshare_hw.results.summary import EXTRA_COLUMNS, STABLE_COLUMNS, STRING_COLUMNS, summary_dtype
 
-__all__ = ["MergeError", "merge_results", "summary_run_ids", "temp_path", "write_merged"]
+__all__ = ["MergeError", "merge_results", "summary_run_ids", "write_merged"]
 
 COLUMNS = STABLE_COLUMNS + EXTRA_COLUMNS
 
@@ -28,17 +26,11 @@ class MergeError(ValueError):
     """An input is not a results file of this format, or two inputs disagree about one run."""
 
 
-def temp_path(path: Path) -> Path:
-    """Where a results file is written before the rename (the name `write_results` uses too)."""
-    return path.with_name(f".{path.name}.tmp.{os.getpid()}")
-
-
 def _check(f: h5py.File, path: Path) -> None:
-    if f.attrs.get("format") != FORMAT_NAME:
-        raise MergeError(f"{path}: not an mshare-hw results file")
-    version = int(f.attrs.get("format_version", -1))
-    if version != FORMAT_VERSION:
-        raise MergeError(f"{path}: format version {version}, this mshare-hw reads version {FORMAT_VERSION}")
+    try:
+        check_header(f, path)
+    except ResultsFormatError as e:
+        raise MergeError(str(e)) from None
     if "summary" not in f or "runs" not in f:
         raise MergeError(f"{path}: no /summary or /runs")
     names = f["summary"].dtype.names or ()
@@ -81,8 +73,6 @@ def write_merged(out: str | Path, picks: Sequence[tuple[str | Path, str]], exper
     attributes are those of a fresh results file; `experiment` defaults to the sources' experiment
     name(s)."""
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_path(out)
     with ExitStack() as stack:
         files: dict[Path, h5py.File] = {}
         rows: dict[Path, dict[str, dict]] = {}
@@ -105,21 +95,11 @@ def write_merged(out: str | Path, picks: Sequence[tuple[str | Path, str]], exper
         table = np.empty(len(picks), dtype=summary_dtype())
         for i, (src, rid) in enumerate(picks):
             table[i] = tuple(rows[Path(src)][rid][c] for c in COLUMNS)
-        try:
-            with h5py.File(tmp, "w") as dst:
-                dst.attrs["format"] = FORMAT_NAME
-                dst.attrs["format_version"] = FORMAT_VERSION
-                dst.attrs["tool_version"] = tool_version()
-                dst.attrs["created"] = datetime.now(UTC).isoformat(timespec="seconds")
-                dst.attrs["experiment"] = experiment
-                dst.create_dataset("summary", data=table)
-                grp = dst.create_group("runs")
-                for src, rid in picks:
-                    files[Path(src)].copy(files[Path(src)]["runs"][rid], grp, name=rid)
-            os.replace(tmp, out)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
+        with new_results_file(out, experiment) as dst:
+            dst.create_dataset("summary", data=table)
+            grp = dst.create_group("runs")
+            for src, rid in picks:
+                files[Path(src)].copy(files[Path(src)]["runs"][rid], grp, name=rid)
     return out
 
 

@@ -1,4 +1,4 @@
-"""One summary row per run: the stable columns of DESIGN.md §4 first, then extra columns."""
+"""One summary row per run: the stable columns first (analysis scripts rely on them), then extra columns."""
 
 from __future__ import annotations
 

@@ -19,7 +19,6 @@ import contextlib
 import datetime as _dt
 import hashlib
 import json
-import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -27,6 +26,7 @@ import h5py
 import numpy as np
 
 from mshare_hw.config.errors import ConfigError
+from mshare_hw.fileio import atomic_write
 from mshare_hw.traces._io import VA_LIMIT
 from mshare_hw.traces.source import DEFAULT_CHUNK, STORE, TraceSource
 
@@ -226,10 +226,9 @@ def write_native(
     if len(set(names)) != len(names):
         raise ConfigError(f"{path}: process names must be distinct, got {names}")
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     comp = None if compression == "none" else compression
     written = []
-    try:
+    with atomic_write(path) as tmp:
         with h5py.File(tmp, "w") as f:
             f.attrs["format"] = FORMAT_NAME
             f.attrs["format_version"] = FORMAT_VERSION
@@ -291,8 +290,4 @@ def write_native(
                 for k, v in attrs.items():
                     g.attrs[k] = v
                 written.append(attrs)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return written

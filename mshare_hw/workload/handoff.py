@@ -6,20 +6,20 @@ workers' cores, before their first run. Instead the client saves the trace array
 the shards and the workers map them read-only: the page cache holds one copy for all, loading costs
 nothing, and the content is the client's own, so the digests travel with it.
 
-Files are named like the other temporary files of a sweep (`.NAME.tmp.PID`), so those of a killed sweep
-are removed by the next one. Only workloads whose traces are all in memory (ArrayTrace) are handed off;
-others (streams, trace files) are cheap to open again.
+Files are named like every temporary file (mshare_hw.fileio.temp_path: `.NAME.tmp.PID`), so those of a
+killed sweep are removed by the next one. Only workloads whose traces are all in memory (ArrayTrace) are
+handed off; others (streams, trace files) are cheap to open again.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 import pickle
 from pathlib import Path
 
 import numpy as np
 
+from mshare_hw.fileio import temp_path
 from mshare_hw.workload.model import ArrayTrace, Process, Workload
 
 
@@ -31,7 +31,6 @@ def save_traces(workload: Workload, directory: Path, key: str) -> tuple[list[tup
     """Write the trace arrays of `workload` (ArrayTrace traces only) to files in `directory`; returns their
     names per process (for `save_meta`) and every file written (to delete when done). Needs no digests,
     so a sweep writes them while the digests are computed."""
-    suffix = f".tmp.{os.getpid()}"
     directory.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     arrays = []
@@ -39,7 +38,7 @@ def save_traces(workload: Workload, directory: Path, key: str) -> tuple[list[tup
         assert isinstance(p.trace, ArrayTrace)
         names = []
         for part, arr in (("addrs", p.trace.addrs), ("kinds", p.trace.kinds)):
-            path = directory / f"{_stem(key)}.p{i}.{part}.npy{suffix}"
+            path = temp_path(directory / f"{_stem(key)}.p{i}.{part}.npy")
             with open(path, "wb") as f:
                 np.save(f, arr)
             written.append(path)
@@ -51,7 +50,7 @@ def save_traces(workload: Workload, directory: Path, key: str) -> tuple[list[tup
 def save_meta(workload: Workload, digests: list[str], arrays: list[tuple[str, str]], directory: Path, key: str) -> Path:
     """Write the file `load_workload` reads: the workload without its traces, the names of the trace files
     `save_traces` wrote, and the digests."""
-    meta = directory / f"{_stem(key)}.workload.pickle.tmp.{os.getpid()}"
+    meta = temp_path(directory / f"{_stem(key)}.workload.pickle")
     skeleton = {
         "regions": workload.regions,
         "description": workload.description,
@@ -71,7 +70,7 @@ def save_workload(workload: Workload, digests: list[str], directory: Path, key: 
 
 
 def _stem(key: str) -> str:
-    return "." + hashlib.blake2b(key.encode(), digest_size=8).hexdigest()
+    return hashlib.blake2b(key.encode(), digest_size=8).hexdigest()
 
 
 def load_workload(meta: str | Path) -> tuple[Workload, list[str]]:

@@ -1,5 +1,5 @@
-"""A sweep of 8 runs on a 2-worker LocalCluster against the same sweep serially (issue #6 target: >= 1.7x
-on this 2-core machine).
+"""A sweep of 8 runs on a 2-worker LocalCluster against the same sweep serially (the target: at least
+1.7x on a 2-core machine).
 
 Both are `mshare-hw sweep` commands (`python -m mshare_hw`, the console script's entry point) in
 subprocesses, timed from start until their output closes, as a user sees them:
@@ -8,19 +8,16 @@ The 8 runs are configs/experiments/flush_strategies.toml's kind: 3 database clie
 pool and an unrelated process on 4 CPUs, invalidation events at 20,000/s, the oracle and data caches on;
 2 uarchs x 4 mshare flush strategies over one workload. Run length: under the default
 `--benchmark-disable` each run replays 4 x 100k accesses (a smoke test: start-up dominates and the
-speedup means nothing); with `--benchmark-enable`, 4 x 10M accesses, ~6 s each on this machine
-(measured in session 2 on an idle VM: 1.86x; with 4 x 4M, ~2.8 s runs, 1.56x: a sweep's fixed costs,
-~2.5-3 s of Python start-up, imports and generating the workload once to name its traces, are paid
-serially once per sweep, and the parallel command adds the cluster's start: since session 6 worker
-threads in the client, 0.4 s of Dask import and 0.05 s of start, overlapping the client's work). Real
-experiments run for seconds to minutes per point; MSHARE_HW_SWEEP_ACCESSES=N (accesses per process)
-sets the run length. Both outputs must be
-identical.
+speedup means nothing); with `--benchmark-enable`, 4 x 10M accesses, several seconds each. A sweep's fixed
+costs (Python start-up, imports, generating the workload once to name its traces) are paid serially once
+per sweep, and the parallel command adds the local cluster's start (overlapping the client's work), so
+shorter runs show a smaller speedup. Real experiments run for seconds to minutes per point;
+MSHARE_HW_SWEEP_ACCESSES=N (accesses per process) sets the run length. Both outputs must be identical.
 
-This VM's speed drifts by tens of percent within minutes (other tenants of its host), so with
-`--benchmark-enable` the two commands run in the order serial, parallel, parallel, serial (a linear drift
-cancels out) and the figures are best-of-two (as `timeit` takes the minimum: the noise only ever adds
-time); `speedup_mean` is the ratio of the means. Without it, each runs once.
+A shared VM's speed drifts, so with `--benchmark-enable` the two commands run in the order serial,
+parallel, parallel, serial (a linear drift cancels out) and the figures are best-of-two (as `timeit` takes
+the minimum: the noise only ever adds time); `speedup_mean` is the ratio of the means. Without it, each
+runs once.
 
 extra_info: runs, accesses_per_run, serial_seconds, parallel_seconds (best), speedup (best over best),
 speedup_mean, serial_rounds / parallel_rounds (every wall time), the CPU seconds each command's
@@ -37,14 +34,12 @@ import sys
 import time
 from pathlib import Path
 
-import h5py
 import numpy as np
-import pandas as pd
 
 from mshare_hw.results.hdf5 import load_summary
 
 SMOKE_ACCESSES = 100_000
-REAL_ACCESSES = 10_000_000  # per process: 4 x 10M accesses, ~6 s per run on this machine
+REAL_ACCESSES = 10_000_000  # per process: 4 x 10M accesses per run
 
 EXPERIMENT = """\
 # configs/experiments/flush_strategies.toml's machine, workload and events; 2 uarchs x 4 strategies
@@ -131,19 +126,7 @@ def run_measured(cmd: list[str], env: dict[str, str], timeout: float, cwd: Path)
     return {"seconds": wall, "cpu_seconds": ours, "others_cpu_seconds": max(0.0, _busy_seconds() - busy0 - ours)}
 
 
-def _same_results(a: Path, b: Path) -> None:
-    pd.testing.assert_frame_equal(load_summary(a), load_summary(b))
-    with h5py.File(a, "r") as fa, h5py.File(b, "r") as fb:
-        assert sorted(fa["runs"]) == sorted(fb["runs"])
-        for rid in fa["runs"]:
-            ga, gb = fa["runs"][rid], fb["runs"][rid]
-            assert dict(ga.attrs) == dict(gb.attrs), rid
-            assert sorted(ga) == sorted(gb), rid
-            for name in ga:
-                np.testing.assert_array_equal(ga[name][()], gb[name][()], err_msg=f"{rid}/{name}")
-
-
-def test_sweep_two_workers_vs_serial(benchmark, tmp_path):
+def test_sweep_two_workers_vs_serial(benchmark, tmp_path, same_results):
     import mshare_hw
 
     benchmark.group = "sweep: 2-worker LocalCluster vs serial"
@@ -168,7 +151,7 @@ def test_sweep_two_workers_vs_serial(benchmark, tmp_path):
             rounds[mode].append(run_measured(commands[mode], env, timeout, tmp_path))
 
     benchmark.pedantic(all_rounds, rounds=1, iterations=1)
-    _same_results(tmp_path / "serial.h5", tmp_path / "parallel.h5")
+    same_results(tmp_path / "serial.h5", tmp_path / "parallel.h5")
     assert len(load_summary(tmp_path / "parallel.h5")) == RUNS
 
     info = benchmark.extra_info

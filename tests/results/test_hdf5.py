@@ -1,4 +1,4 @@
-"""The HDF5 results file (DESIGN §4): layout, stable summary columns, readers, atomic writes, determinism."""
+"""The HDF5 results file: layout, stable summary columns, readers, atomic writes, determinism."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
@@ -21,39 +22,16 @@ from mshare_hw.counters import COUNTERS, INDEX
 from mshare_hw.results.hdf5 import FORMAT_NAME, FORMAT_VERSION, load_run, load_summary, write_results
 from mshare_hw.results.summary import EXTRA_COLUMNS, STABLE_COLUMNS, STRING_COLUMNS
 
-TINY = """\
-name = "tiny"
-seed = 1
-uarch = "skylake_sp"
-
-[machine]
-n_cpus = 2
-
-[workload]
-generator = "database"
-
-[workload.params]
-n_processes = 2
-accesses_per_process = 2000
-pool_bytes = "16MiB"
-private_bytes = "1MiB"
-text_bytes = "256KiB"
-
-[sweep]
-pt_config = ["private", "mshare"]
-"""
-
 LEVELS = {1: "pt", 2: "pd", 3: "pdpt", 4: "pml4", 5: "pml5"}
 
 
 class Tiny:
     """One run of the tiny experiment: its file, returned rows, the runs handed to write_results."""
 
-    def __init__(self, root: Path) -> None:
-        self.toml = root / "tiny.toml"
-        self.toml.write_text(TINY)
+    def __init__(self, toml: Path) -> None:
+        self.toml = toml
         self.exp = load_experiment(self.toml)
-        self.h5 = root / "tiny.h5"
+        self.h5 = toml.with_suffix(".h5")
         captured: list = []
 
         def capture(path, name, runs):
@@ -66,17 +44,19 @@ class Tiny:
         self.runs = captured[0]
 
 
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory) -> Tiny:
-    return Tiny(tmp_path_factory.mktemp("tiny"))
+@pytest.fixture
+def tiny_run(make_tiny, tmp_path: Path) -> Tiny:
+    """The tiny experiment (2,000 accesses per process) run in tmp_path/tiny/."""
+    (tmp_path / "tiny").mkdir()
+    return Tiny(make_tiny(accesses=2000, name="tiny/tiny_run.toml"))
 
 
 # --------------------------------------------------------------------------------------------------
 # layout
 
 
-def test_root_attributes(tiny: Tiny):
-    with h5py.File(tiny.h5, "r") as f:
+def test_root_attributes(tiny_run: Tiny):
+    with h5py.File(tiny_run.h5, "r") as f:
         attrs = dict(f.attrs)
     for key in ("format", "format_version", "tool_version", "created"):
         assert key in attrs
@@ -89,9 +69,9 @@ def test_root_attributes(tiny: Tiny):
     assert abs((datetime.now(created.tzinfo) - created).total_seconds()) < 3600
 
 
-def test_runs_groups(tiny: Tiny):
-    with h5py.File(tiny.h5, "r") as f:
-        assert sorted(f["runs"]) == sorted(r["run_id"] for r in tiny.rows)
+def test_runs_groups(tiny_run: Tiny):
+    with h5py.File(tiny_run.h5, "r") as f:
+        assert sorted(f["runs"]) == sorted(r["run_id"] for r in tiny_run.rows)
         for rid in f["runs"]:
             g = f["runs"][rid]
             for ds in ("cpu_counters", "proc_counters", "clocks", "pt_pages", "stale_examples"):
@@ -101,8 +81,8 @@ def test_runs_groups(tiny: Tiny):
             assert json.loads(g.attrs["counter_names"]) == list(COUNTERS)
 
 
-def test_summary_with_plain_h5py_and_pandas(tiny: Tiny):
-    with h5py.File(tiny.h5, "r") as f:
+def test_summary_with_plain_h5py_and_pandas(tiny_run: Tiny):
+    with h5py.File(tiny_run.h5, "r") as f:
         df = pd.DataFrame(f["summary"][()])
         dtype = f["summary"].dtype
     assert list(df.columns[: len(STABLE_COLUMNS)]) == list(STABLE_COLUMNS)
@@ -117,8 +97,8 @@ def test_summary_with_plain_h5py_and_pandas(tiny: Tiny):
     assert [v.decode() if isinstance(v, bytes) else v for v in df["pt_config"]] == ["private", "mshare"]
 
 
-def test_load_summary_decodes_strings(tiny: Tiny):
-    df = load_summary(tiny.h5)
+def test_load_summary_decodes_strings(tiny_run: Tiny):
+    df = load_summary(tiny_run.h5)
     assert list(df.columns) == list(STABLE_COLUMNS + EXTRA_COLUMNS)
     for col in STRING_COLUMNS:
         assert all(isinstance(v, str) for v in df[col]), col
@@ -131,7 +111,7 @@ def test_load_summary_decodes_strings(tiny: Tiny):
     assert list(df["n_processes"]) == [2, 2]
     assert list(df["accesses"]) == [4000, 4000]
     # the file holds exactly what run_experiment returned
-    for i, row in enumerate(tiny.rows):
+    for i, row in enumerate(tiny_run.rows):
         assert df.iloc[i].to_dict() == row
 
 
@@ -143,29 +123,29 @@ def test_load_summary_rejects_foreign_file(tmp_path: Path):
         load_summary(p)
 
 
-def test_load_run_config_is_the_resolved_point(tiny: Tiny):
-    points = expand(tiny.exp)
-    assert [r["pt_config"] for r in tiny.rows] == [p.pt_config for p in points]
-    for row, point in zip(tiny.rows, points):
-        run = load_run(tiny.h5, row["run_id"])
+def test_load_run_config_is_the_resolved_point(tiny_run: Tiny):
+    points = expand(tiny_run.exp)
+    assert [r["pt_config"] for r in tiny_run.rows] == [p.pt_config for p in points]
+    for row, point in zip(tiny_run.rows, points):
+        run = load_run(tiny_run.h5, row["run_id"])
         assert run["config"] == point.model_dump()
         assert run["config"]["sweep"] == {}
         assert run["seed"] == 1
         assert len(run["trace_digests"]) == 2
     # the same workload replayed under both configurations
-    a, b = (load_run(tiny.h5, r["run_id"])["trace_digests"] for r in tiny.rows)
+    a, b = (load_run(tiny_run.h5, r["run_id"])["trace_digests"] for r in tiny_run.rows)
     assert a == b
 
 
-def test_load_run_unknown_id(tiny: Tiny):
+def test_load_run_unknown_id(tiny_run: Tiny):
     with pytest.raises(KeyError):
-        load_run(tiny.h5, "0000000000000000")
+        load_run(tiny_run.h5, "0000000000000000")
 
 
-def test_load_run_tables_add_up_to_summary(tiny: Tiny):
-    df = load_summary(tiny.h5)
+def test_load_run_tables_add_up_to_summary(tiny_run: Tiny):
+    df = load_summary(tiny_run.h5)
     for _, s in df.iterrows():
-        run = load_run(tiny.h5, s["run_id"])
+        run = load_run(tiny_run.h5, s["run_id"])
         cpu, proc = run["cpu_counters"], run["proc_counters"]
         assert isinstance(cpu, pd.DataFrame) and isinstance(proc, pd.DataFrame)
         assert list(cpu.columns) == list(COUNTERS) == list(proc.columns)
@@ -193,9 +173,8 @@ def test_load_run_tables_add_up_to_summary(tiny: Tiny):
     assert mshare["link_faults"] > 0  # so the page_faults rule above is exercised
 
 
-def test_interval_series(tmp_path: Path):
-    (tmp_path / "e.toml").write_text(TINY)
-    exp = load_experiment(tmp_path / "e.toml", ["run.interval_accesses=1000", "sweep.pt_config=['mshare']"])
+def test_interval_series(make_tiny, tmp_path: Path):
+    exp = load_experiment(make_tiny(accesses=2000), ["run.interval_accesses=1000", "sweep.pt_config=['mshare']"])
     out = tmp_path / "i.h5"
     (row,) = runner.run_experiment(exp, out)
     iv = load_run(out, row["run_id"])["intervals"]
@@ -206,7 +185,7 @@ def test_interval_series(tmp_path: Path):
     assert iv.iloc[-1]["page_faults"] + iv.iloc[-1]["link_faults"] == row["page_faults"]
 
 
-def test_readable_without_mshare_hw(tiny: Tiny, tmp_path: Path):
+def test_readable_without_mshare_hw(tiny_run: Tiny, tmp_path: Path):
     """Analysis scripts read the summary with h5py and pandas only. -I keeps the checkout off sys.path, and
     mshare_hw is blocked outright (it may be installed in this environment): importing it would fail."""
     code = (
@@ -223,7 +202,7 @@ def test_readable_without_mshare_hw(tiny: Tiny, tmp_path: Path):
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
     proc = subprocess.run(
-        [sys.executable, "-I", "-c", code, str(tiny.h5)],
+        [sys.executable, "-I", "-c", code, str(tiny_run.h5)],
         cwd=tmp_path,
         env=env,
         capture_output=True,
@@ -236,7 +215,7 @@ def test_readable_without_mshare_hw(tiny: Tiny, tmp_path: Path):
     assert out["format"] == FORMAT_NAME
     assert out["columns"][: len(STABLE_COLUMNS)] == list(STABLE_COLUMNS)
     assert out["pt_config"] == ["private", "mshare"]
-    assert out["page_faults"] == [r["page_faults"] for r in tiny.rows]
+    assert out["page_faults"] == [r["page_faults"] for r in tiny_run.rows]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -258,51 +237,57 @@ def _fail_after_summary(monkeypatch, exc: type[BaseException] = RuntimeError) ->
     return created
 
 
-def test_failed_write_leaves_nothing(tiny: Tiny, tmp_path: Path, monkeypatch):
-    out_dir = tmp_path / "out"
-    out_dir.mkdir()
+@pytest.fixture
+def out_dir(tmp_path: Path) -> Path:
+    """An empty directory of its own, to check that a failed write leaves nothing in it."""
+    d = tmp_path / "out"
+    d.mkdir()
+    return d
+
+
+def test_failed_write_leaves_nothing(tiny_run: Tiny, out_dir: Path, monkeypatch):
     target = out_dir / "r.h5"
     created = _fail_after_summary(monkeypatch)
     with pytest.raises(RuntimeError, match="injected"):
-        write_results(target, "tiny", tiny.runs)
+        write_results(target, "tiny", tiny_run.runs)
     assert created == ["summary"]  # it did fail midway
     assert not target.exists()
     assert list(out_dir.iterdir()) == []  # no temporary file left behind
 
 
-def test_interrupted_write_leaves_nothing(tiny: Tiny, tmp_path: Path, monkeypatch):
-    target = tmp_path / "r.h5"
+def test_interrupted_write_leaves_nothing(tiny_run: Tiny, out_dir: Path, monkeypatch):
+    target = out_dir / "r.h5"
     _fail_after_summary(monkeypatch, KeyboardInterrupt)
     with pytest.raises(KeyboardInterrupt):
-        write_results(target, "tiny", tiny.runs)
-    assert list(tmp_path.iterdir()) == []
+        write_results(target, "tiny", tiny_run.runs)
+    assert list(out_dir.iterdir()) == []
 
 
-def test_bad_array_leaves_nothing(tiny: Tiny, tmp_path: Path):
-    target = tmp_path / "r.h5"
-    bad = [dict(r) for r in tiny.runs]
-    bad[1] = {**bad[1], "result": {**bad[1]["result"], "proc_counters": np.array([object(), object()], dtype=object)}}
+def test_bad_array_leaves_nothing(tiny_run: Tiny, out_dir: Path):
+    target = out_dir / "r.h5"
+    bad = list(tiny_run.runs)
+    bad[1] = replace(bad[1], result={**bad[1].result, "proc_counters": np.array([object(), object()], dtype=object)})
     with pytest.raises((TypeError, ValueError)):
         write_results(target, "tiny", bad)
-    assert list(tmp_path.iterdir()) == []
+    assert list(out_dir.iterdir()) == []
 
 
-def test_failed_rewrite_keeps_good_file(tiny: Tiny, tmp_path: Path, monkeypatch):
-    target = tmp_path / "r.h5"
-    write_results(target, "tiny", tiny.runs)
+def test_failed_rewrite_keeps_good_file(tiny_run: Tiny, out_dir: Path, monkeypatch):
+    target = out_dir / "r.h5"
+    write_results(target, "tiny", tiny_run.runs)
     before = target.read_bytes()
     mtime = target.stat().st_mtime_ns
     _fail_after_summary(monkeypatch)
     with pytest.raises(RuntimeError):
-        write_results(target, "tiny", tiny.runs[:1])
+        write_results(target, "tiny", tiny_run.runs[:1])
     monkeypatch.undo()
     assert target.read_bytes() == before
     assert target.stat().st_mtime_ns == mtime
-    assert list(tmp_path.iterdir()) == [target]
+    assert list(out_dir.iterdir()) == [target]
     assert len(load_summary(target)) == 2
 
 
-def test_crash_during_replay_writes_nothing(tiny: Tiny, tmp_path: Path, monkeypatch):
+def test_crash_during_replay_writes_nothing(tiny_run: Tiny, out_dir: Path, monkeypatch):
     """run_experiment writes once, after every point ran: a failure in the second point leaves no file."""
     calls = []
     real = runner.run_workload
@@ -314,16 +299,16 @@ def test_crash_during_replay_writes_nothing(tiny: Tiny, tmp_path: Path, monkeypa
         return real(workload, params, **kw)
 
     monkeypatch.setattr(runner, "run_workload", flaky)
-    target = tmp_path / "r.h5"
+    target = out_dir / "r.h5"
     with pytest.raises(RuntimeError, match="engine crashed"):
-        runner.run_experiment(tiny.exp, target)
+        runner.run_experiment(tiny_run.exp, target)
     assert calls == ["private", "mshare"]
-    assert list(tmp_path.iterdir()) == []
+    assert list(out_dir.iterdir()) == []
 
 
-def test_write_creates_parent_directories(tiny: Tiny, tmp_path: Path):
+def test_write_creates_parent_directories(tiny_run: Tiny, tmp_path: Path):
     target = tmp_path / "a" / "b" / "r.h5"
-    write_results(target, "tiny", tiny.runs)
+    write_results(target, "tiny", tiny_run.runs)
     assert len(load_summary(target)) == 2
     assert sorted(p.name for p in target.parent.iterdir()) == ["r.h5"]
 
@@ -332,26 +317,26 @@ def test_write_creates_parent_directories(tiny: Tiny, tmp_path: Path):
 # determinism
 
 
-def test_same_experiment_twice_gives_identical_counters(tiny: Tiny, tmp_path: Path):
+def test_same_experiment_twice_gives_identical_counters(tiny_run: Tiny, tmp_path: Path):
     again = tmp_path / "again.h5"
-    rows = runner.run_experiment(load_experiment(tiny.toml), again)
-    assert rows == tiny.rows
-    a, b = load_summary(tiny.h5), load_summary(again)
+    rows = runner.run_experiment(load_experiment(tiny_run.toml), again)
+    assert rows == tiny_run.rows
+    a, b = load_summary(tiny_run.h5), load_summary(again)
     int_cols = [c for c in a.columns if c not in STRING_COLUMNS]
     assert int_cols  # all counters are int64
     pd.testing.assert_frame_equal(a[int_cols], b[int_cols])
     assert list(a["run_id"]) == list(b["run_id"])
     pd.testing.assert_frame_equal(a, b)
     for rid in a["run_id"]:
-        ra, rb = load_run(tiny.h5, rid), load_run(again, rid)
+        ra, rb = load_run(tiny_run.h5, rid), load_run(again, rid)
         pd.testing.assert_frame_equal(ra["cpu_counters"], rb["cpu_counters"])
         pd.testing.assert_frame_equal(ra["proc_counters"], rb["proc_counters"])
         np.testing.assert_array_equal(ra["clocks"], rb["clocks"])
         np.testing.assert_array_equal(ra["pt_pages"], rb["pt_pages"])
 
 
-def test_summary_totals_are_cpu_totals(tiny: Tiny):
-    for r in tiny.runs:
-        totals = r["result"]["cpu_counters"].sum(axis=0)
-        assert r["row"]["accesses"] == totals[INDEX["accesses"]] == 4000
-        assert r["row"]["walks"] == totals[INDEX["walks"]]
+def test_summary_totals_are_cpu_totals(tiny_run: Tiny):
+    for r in tiny_run.runs:
+        totals = r.result["cpu_counters"].sum(axis=0)
+        assert r.row["accesses"] == totals[INDEX["accesses"]] == 4000
+        assert r.row["walks"] == totals[INDEX["walks"]]

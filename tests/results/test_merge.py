@@ -84,10 +84,10 @@ def test_merged_runs_are_exact_copies(files, tmp_path: Path):
         a, b = load_run(src, rid), load_run(out, rid)
         pd.testing.assert_frame_equal(a["proc_counters"], b["proc_counters"])
     # what the runner reads back (to keep runs on a rerun) is the same too
-    by_id = {r["run_id"]: r for r in read_runs(files["a"]) + read_runs(files["b"])}
+    by_id = {r.run_id: r for r in read_runs(files["a"]) + read_runs(files["b"])}
     for r in read_runs(out):
-        assert r["row"] == by_id[r["run_id"]]["row"]
-        assert r["config"] == by_id[r["run_id"]]["config"]
+        assert r.row == by_id[r.run_id].row
+        assert r.config == by_id[r.run_id].config
 
 
 def test_output_may_be_an_input(files, tmp_path: Path):

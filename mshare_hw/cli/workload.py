@@ -1,8 +1,10 @@
-"""`mshare-hw workload init DIR`: wired into cli.py, imports deferred."""
+"""`mshare-hw workload init DIR`; imports are deferred so `mshare-hw --help` stays fast."""
 
 from __future__ import annotations
 
 import argparse
+
+from mshare_hw.cli.common import command_group
 
 
 def cmd_workload_init(args: argparse.Namespace) -> int:
@@ -15,8 +17,7 @@ def cmd_workload_init(args: argparse.Namespace) -> int:
 
 
 def add_workload_parser(sub) -> None:
-    wl = sub.add_parser("workload", help="workload manifests of captured traces")
-    wl_sub = wl.add_subparsers(dest="workload_command", required=True)
+    wl_sub = command_group(sub, "workload", "workload manifests of captured traces")
     ini = wl_sub.add_parser(
         "init",
         help="write DIR/workload.toml from per-process traces (PREFIX.PID[.gz|.xz|.zst]) and maps snapshots",

@@ -1,5 +1,5 @@
-"""`mshare-hw trace ...`: convert, inspect, capture and generate traces. Kept here so that cli.py only
-wires the group in; imports are deferred so `mshare-hw --help` stays fast."""
+"""`mshare-hw trace ...`: convert, inspect, capture and generate traces; imports are deferred so
+`mshare-hw --help` stays fast."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 from typing import get_args
 
+from mshare_hw.cli.common import command_group
 from mshare_hw.config.errors import ConfigError
 from mshare_hw.config.experiment import GeneratorName
 
@@ -166,8 +167,7 @@ def _generated_manifest(out: Path, workload, args: argparse.Namespace) -> str:
 
 def add_trace_parser(sub) -> None:
     """Add the `trace` command group to the top-level subparsers."""
-    tr = sub.add_parser("trace", help="convert and inspect traces (lackey, ChampSim, native)")
-    tr_sub = tr.add_subparsers(dest="trace_command", required=True)
+    tr_sub = command_group(sub, "trace", "convert and inspect traces (lackey, ChampSim, native)")
 
     cv = tr_sub.add_parser(
         "convert",

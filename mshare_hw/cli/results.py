@@ -1,0 +1,111 @@
+"""`mshare-hw table`, `merge` and `report`: reading and combining results files."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from mshare_hw.cli.common import say
+from mshare_hw.config.errors import ConfigError
+
+TABLE_DEFAULT_COLUMNS = (
+    "uarch", "n_cpus", "n_processes", "pt_config", "strategy", "events_fired", "ipis_sent", "invlpg", "full_flushes",
+    "shootdown_cycles_initiator", "shootdown_cycles_responder", "collateral_entries_flushed",
+    "stale_translations", "page_faults", "walk_cycles", "cycles",
+)  # fmt: skip
+
+
+# shown too when a file has runs with secondary MMUs (devices)
+TABLE_DEVICE_COLUMNS = [
+    "notifier_policy", "iotlb_invalidations", "iotlb_invalidation_cycles", "mirror_invalidations",
+    "device_stale_translations",
+]  # fmt: skip
+
+
+def cmd_table(args: argparse.Namespace) -> int:
+    from mshare_hw.results.hdf5 import load_summary
+
+    try:
+        df = load_summary(args.results)
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"{args.results}: cannot read results ({e})") from None
+    default = list(TABLE_DEFAULT_COLUMNS)
+    if "devices" in df.columns and len(df) and df["devices"].max() > 0:
+        default += TABLE_DEVICE_COLUMNS
+    cols = args.columns.split(",") if args.columns else [c for c in default if c in df.columns]
+    unknown = [c for c in cols if c not in df.columns]
+    if unknown:
+        raise ConfigError(f"--columns: unknown column(s) {', '.join(unknown)} (see the README's HDF5 section)")
+    for cond in args.where:
+        key, _, value = cond.partition("=")
+        if key not in df.columns:
+            raise ConfigError(f"--where {cond!r}: unknown column '{key}'")
+        df = df[df[key].astype(str) == value]
+    df = df[cols]
+    if args.csv:
+        print(df.to_csv(index=False), end="")
+    elif args.markdown:
+        print(df.to_markdown(index=False))
+    else:
+        table = Table(title=str(args.results))
+        for c in cols:
+            table.add_column(c, justify="left" if df[c].dtype == object else "right")
+        for row in df.itertuples(index=False):
+            table.add_row(*(f"{v:,}" if isinstance(v, int | np.integer) else str(v) for v in row))
+        Console().print(table)
+    return 0
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    from mshare_hw.results.merge import MergeError, merge_results
+
+    try:
+        ids = merge_results(args.output, args.inputs)
+    except MergeError as e:
+        raise ConfigError(str(e)) from None
+    say(args.quiet, f"merged {len(ids)} runs from {len(args.inputs)} files into {args.output}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from mshare_hw.report import report
+
+    out_dir = Path(args.output) if args.output else Path(args.results).with_suffix("")
+    written = report(args.results, out_dir)
+    if not args.quiet:
+        for p in written:
+            print(p)
+    return 0
+
+
+def add_table_parser(sub) -> None:
+    tb = sub.add_parser("table", help="print a results file's summary table (terminal, Markdown or CSV)")
+    tb.add_argument("results", help="HDF5 results file")
+    tb.add_argument("--columns", help="comma-separated summary columns (default: the shootdown view)")
+    tb.add_argument("--where", action="append", default=[], metavar="COLUMN=VALUE", help="keep matching rows")
+    fmt = tb.add_mutually_exclusive_group()
+    fmt.add_argument("--markdown", action="store_true", help="a Markdown table")
+    fmt.add_argument("--csv", action="store_true", help="CSV")
+    tb.set_defaults(func=cmd_table)
+
+
+def add_merge_parser(sub) -> None:
+    mg = sub.add_parser("merge", help="merge results files (shards, job-array outputs) into one")
+    mg.add_argument("output", help="merged HDF5 file (written atomically; may also be one of the inputs)")
+    mg.add_argument(
+        "inputs", nargs="+", help="results files, merged in the order given; a run id seen twice is kept once"
+    )
+    mg.add_argument("-q", "--quiet", action="store_true")
+    mg.set_defaults(func=cmd_merge)
+
+
+def add_report_parser(sub) -> None:
+    rp = sub.add_parser("report", help="Markdown/CSV tables and PNG plots of a results file")
+    rp.add_argument("results", help="HDF5 results file")
+    rp.add_argument("-o", "--output", help="output directory (default: the results file's name without .h5)")
+    rp.add_argument("-q", "--quiet", action="store_true", help="do not list the files written")
+    rp.set_defaults(func=cmd_report)

@@ -1,0 +1,116 @@
+"""`mshare-hw validate` and `mshare-hw sweep`: check an experiment's grid, run it on Dask or in shards."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from mshare_hw.cli.common import err_console, say
+from mshare_hw.config.errors import ConfigError
+
+
+def _progress(quiet: bool) -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed:.1f}/{task.total:.0f} runs"),  # running runs count by their fraction done
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=err_console,
+        disable=quiet or not err_console.is_terminal,
+    )
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from mshare_hw.sweep import resolve_points
+    from mshare_hw.workload.manifest import load_run_file
+
+    exp = load_run_file(args.experiment, args.set)
+    points = resolve_points(exp)
+    print(f"{args.experiment}: OK, experiment '{exp.name}', {len(points)} point{'s' if len(points) != 1 else ''}")
+    return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from mshare_hw.sweep import SweepError, parse_shard, sweep
+    from mshare_hw.workload.manifest import load_run_file
+
+    exp = load_run_file(args.experiment, args.set)
+    shard = parse_shard(args.shard) if args.shard else None
+    if shard and args.scheduler:
+        raise ConfigError("--shard runs without Dask: give --shard or --scheduler, not both")
+    if args.output:
+        out = Path(args.output)
+    elif shard:
+        out = Path(f"{exp.name}.shard{shard[0]}of{shard[1]}.h5")
+    else:
+        out = Path(f"{exp.name}.h5")
+    progress = _progress(args.quiet)
+    task: list[int] = []
+
+    def on_start(res, n_todo: int, where: str) -> None:
+        say(
+            args.quiet,
+            f"sweep {exp.name}: {res.points} points; {len(res.in_out)} already in {out}, "
+            f"{len(res.in_shards)} in finished shards; "
+            + (f"{n_todo} to run on {where}" if n_todo else "nothing to run"),
+        )
+        task.append(progress.add_task(f"sweep {exp.name}", total=n_todo))
+
+    def on_progress(done: float, total: int) -> None:
+        progress.update(task[0], completed=done)
+
+    try:
+        with progress:
+            res = sweep(
+                exp,
+                out,
+                scheduler=args.scheduler,
+                workers=args.workers,
+                shard=shard,
+                keep_shards=args.keep_shards,
+                on_start=on_start,
+                on_progress=on_progress,
+            )
+    except SweepError as e:
+        err_console.print(f"[bold red]error:[/bold red] {e}", highlight=False, soft_wrap=True)
+        return 1
+    say(args.quiet, f"sweep {exp.name}: computed {len(res.computed)} runs in {res.seconds:.1f} s; results: {out}")
+    return 0
+
+
+def add_validate_parser(sub) -> None:
+    va = sub.add_parser("validate", help="check an experiment file (every grid point) without running it")
+    va.add_argument("experiment", help="experiment TOML file (or a workload manifest)")
+    va.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a setting (repeatable)")
+    va.set_defaults(func=cmd_validate)
+
+
+def add_sweep_parser(sub) -> None:
+    sw = sub.add_parser(
+        "sweep",
+        help="run an experiment's grid on Dask (or one --shard of it serially); resumable",
+        description="Each run writes its own shard (OUT.shards/<run_id>.h5); at the end the shards are merged "
+        "into OUT in grid order. Runs already in OUT or in a finished shard are not recomputed, so a killed "
+        "sweep started again finishes only the missing runs.",
+    )
+    sw.add_argument("experiment", help="experiment TOML file")
+    sw.add_argument("-o", "--output", help="HDF5 results file (default: <experiment name>.h5)")
+    sw.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a setting (repeatable)")
+    where = sw.add_mutually_exclusive_group()
+    where.add_argument("--scheduler", metavar="ADDRESS", help="an existing Dask scheduler, e.g. tcp://host:8786")
+    where.add_argument(
+        "--workers", type=int, help="workers (threads) of the local Dask cluster (default: CPUs, at most one per run)"
+    )
+    sw.add_argument(
+        "--shard",
+        metavar="I/N",
+        help="run only grid points k with k %% N == I-1, serially without Dask (job arrays); "
+        "default output <name>.shardIofN.h5",
+    )
+    sw.add_argument("--keep-shards", action="store_true", help="keep the per-run shard files after merging")
+    sw.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no status lines")
+    sw.set_defaults(func=cmd_sweep)

@@ -1,0 +1,49 @@
+"""A sweep's plan: `validate` checks every grid point without replaying it; `--shard I/N` parsing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mshare_hw.cli import main
+from mshare_hw.config.errors import ConfigError
+from mshare_hw.sweep import parse_shard
+
+N_POINTS = 12  # the grid fixture's
+
+
+def test_validate_ok_counts_points(grid: Path, capsys):
+    assert main(["validate", str(grid)]) == 0
+    assert f"{N_POINTS} points" in capsys.readouterr().out
+    assert main(["validate", str(grid), "--set", "sweep.uarch=['zen3']"]) == 0
+    assert "6 points" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        (["events.enabled=true", "events.region='nowhere'"], "no region 'nowhere'"),
+        (["workload.params.bogus=1"], "workload.params.bogus"),
+        (["sweep.machine.n_cpus=[1, 0]"], "n_cpus"),
+        (["events.enabled=true", "events.file='nope.csv'"], "nope.csv"),
+    ],
+)
+def test_validate_reports_bad_points(grid: Path, override: list[str], message: str, capsys):
+    args = ["validate", str(grid)]
+    for o in override:
+        args += ["--set", o]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "error" in err and message in err
+
+
+@pytest.mark.parametrize("text", ["0/3", "4/3", "1/0", "x/2", "1", "1/2/3"])
+def test_parse_shard_rejects(text: str):
+    with pytest.raises(ConfigError):
+        parse_shard(text)
+
+
+@pytest.mark.parametrize(("text", "shard"), [("2/3", (2, 3)), ("1/1", (1, 1))])
+def test_parse_shard(text: str, shard: tuple[int, int]):
+    assert parse_shard(text) == shard
