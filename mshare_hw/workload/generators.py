@@ -59,6 +59,7 @@ __all__ = [
     "SLOT_BYTES",
     "TEXT_BASE",
     "database_workload",
+    "default_params",
     "pointer_chase_workload",
     "pool_block_order",
     "random_cycle",
@@ -740,3 +741,15 @@ def pointer_chase_workload(
         f"({'shared' if shared else 'private'}, {page_size} pages), stores={store_fraction}, seed={seed}"
     )
     return Workload(processes=procs, regions=regions, description=desc)
+
+
+def default_params(name: str) -> dict:
+    """A generator's parameters that have defaults, with those defaults ({} for an unknown name)."""
+    import inspect
+
+    from mshare_hw.workload.build import GENERATOR_FUNCS  # build imports this module
+
+    fn = GENERATOR_FUNCS.get(name)
+    if fn is None:
+        return {}
+    return {k: p.default for k, p in inspect.signature(fn).parameters.items() if p.default is not p.empty}

@@ -13,7 +13,7 @@ from mshare_hw.report import report
 from mshare_hw.results.hdf5 import load_summary
 from mshare_hw.runner import run_experiment
 
-SHIPPED = Path(__file__).resolve().parents[1] / "results"
+SHIPPED = Path(__file__).resolve().parents[2] / "results"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 ALL_PLOTS = {
     "pt_bytes_vs_processes", "pt_bytes_projection", "private_vs_mshare", "shootdown_cost", "collateral_damage",
