@@ -11,6 +11,20 @@ HEADLINE_COLUMNS = (
 )  # fmt: skip
 # the columns that make two runs "the same configuration"
 PAIR_KEYS = ("uarch", "n_cpus", "n_processes", "accesses", "seed")
+# secondary MMUs: the notifier work per event (column, decimals), then the device counts
+NOTIFIER_PER_EVENT = (
+    ("iotlb_invalidations", 2),
+    ("iotlb_invalidation_cycles", 1),
+    ("mirror_invalidations", 2),
+    ("mirror_invalidation_cycles", 1),
+)
+SECONDARY_COUNTS = (
+    "device_accesses",
+    "iotlb_misses",
+    "device_faults",
+    "device_stale_translations",
+    "stale_translations",
+)
 COMPARE_METRICS = (
     ("page_faults", "page faults"),
     ("pt_bytes", "page-table bytes"),
@@ -66,60 +80,46 @@ def comparison_table(pairs) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _per_event_rows(ev: pd.DataFrame, row) -> pd.DataFrame:
+    """One row per run with events: `row(run, events_fired)`."""
+    return pd.DataFrame([row(r, int(r.events_fired)) for _, r in ev.iterrows()])
+
+
 def shootdown_table(df: pd.DataFrame) -> pd.DataFrame:
-    ev = df[df["events_fired"] > 0]
-    rows = []
-    for _, r in ev.iterrows():
-        n = int(r.events_fired)
+    def row(r, n: int) -> dict:
         base = baseline(df, r)
-        rows.append(
-            {
-                "uarch": r.uarch,
-                "n_cpus": int(r.n_cpus),
-                "n_sharers": int(r.n_sharers),
-                "n_processes": int(r.n_processes),
-                "pt_config": r.pt_config,
-                "strategy": r.strategy,
-                "events_fired": n,
-                "ipis_per_event": round(r.ipis_sent / n, 2),
-                "initiator_cycles_per_event": round(r.shootdown_cycles_initiator / n, 1),
-                "responder_cycles_per_event": round(r.shootdown_cycles_responder / n, 1),
-                "collateral_entries_flushed": int(r.collateral_entries_flushed),
-                "bystander_stlb_misses": int(r.bystander_stlb_misses),
-                "bystander_stlb_misses_without_events": int(base.bystander_stlb_misses) if base is not None else -1,
-                "bystander_walk_cycles": int(r.bystander_walk_cycles),
-                "bystander_walk_cycles_without_events": int(base.bystander_walk_cycles) if base is not None else -1,
-                "stale_translations": int(r.stale_translations),
-            }
-        )
-    return pd.DataFrame(rows)
+        return {
+            "uarch": r.uarch,
+            "n_cpus": int(r.n_cpus),
+            "n_sharers": int(r.n_sharers),
+            "n_processes": int(r.n_processes),
+            "pt_config": r.pt_config,
+            "strategy": r.strategy,
+            "events_fired": n,
+            "ipis_per_event": round(r.ipis_sent / n, 2),
+            "initiator_cycles_per_event": round(r.shootdown_cycles_initiator / n, 1),
+            "responder_cycles_per_event": round(r.shootdown_cycles_responder / n, 1),
+            "collateral_entries_flushed": int(r.collateral_entries_flushed),
+            "bystander_stlb_misses": int(r.bystander_stlb_misses),
+            "bystander_stlb_misses_without_events": int(base.bystander_stlb_misses) if base is not None else -1,
+            "bystander_walk_cycles": int(r.bystander_walk_cycles),
+            "bystander_walk_cycles_without_events": int(base.bystander_walk_cycles) if base is not None else -1,
+            "stale_translations": int(r.stale_translations),
+        }
+
+    return _per_event_rows(df[df["events_fired"] > 0], row)
 
 
 def secondary_table(df: pd.DataFrame) -> pd.DataFrame:
     """Runs with secondary MMUs and events: the notifier work per event, its cost, and the devices' safety."""
     if "devices" not in df.columns:
         return pd.DataFrame()
-    ev = df[(df["devices"] > 0) & (df["events_fired"] > 0)]
-    rows = []
-    for _, r in ev.iterrows():
-        n = int(r.events_fired)
-        rows.append(
-            {
-                "uarch": r.uarch,
-                "pt_config": r.pt_config,
-                "strategy": r.strategy,
-                "notifier_policy": r.notifier_policy,
-                "events_fired": n,
-                "iotlb_invalidations_per_event": round(r.iotlb_invalidations / n, 2),
-                "iotlb_invalidation_cycles_per_event": round(r.iotlb_invalidation_cycles / n, 1),
-                "mirror_invalidations_per_event": round(r.mirror_invalidations / n, 2),
-                "mirror_invalidation_cycles_per_event": round(r.mirror_invalidation_cycles / n, 1),
-                "initiator_cycles_per_event": round(r.shootdown_cycles_initiator / n, 1),
-                "device_accesses": int(r.device_accesses),
-                "iotlb_misses": int(r.iotlb_misses),
-                "device_faults": int(r.device_faults),
-                "device_stale_translations": int(r.device_stale_translations),
-                "stale_translations": int(r.stale_translations),
-            }
-        )
-    return pd.DataFrame(rows)
+
+    def row(r, n: int) -> dict:
+        out = {k: r[k] for k in ("uarch", "pt_config", "strategy", "notifier_policy")} | {"events_fired": n}
+        for key, digits in NOTIFIER_PER_EVENT:
+            out[f"{key}_per_event"] = round(r[key] / n, digits)
+        out["initiator_cycles_per_event"] = round(r.shootdown_cycles_initiator / n, 1)
+        return out | {k: int(r[k]) for k in SECONDARY_COUNTS}
+
+    return _per_event_rows(df[(df["devices"] > 0) & (df["events_fired"] > 0)], row)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from matplotlib.colors import LinearSegmentedColormap, LogNorm
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch, Rectangle
 
 from mshare_hw.report import style
 from mshare_hw.report.style import STRATEGY_COLORS, STRATEGY_LABELS, STRATEGY_ORDER, Drawn, new_figure, si_formatter
@@ -15,6 +18,12 @@ CONFIG_COLUMNS = ("n_cpus", "n_sharers", "n_processes")
 def _configs_of(ev: pd.DataFrame) -> list[tuple[int, int, int]]:
     """(n_cpus, n_sharers, n_processes) of the event runs, sorted."""
     return sorted({(int(r.n_cpus), int(r.n_sharers), int(r.n_processes)) for r in ev.itertuples()})
+
+
+def _layout(ev: pd.DataFrame) -> tuple[list[str], list[str], list[tuple[int, int, int]]]:
+    """What an events plot shows: its uarchs (one row or column of axes each), its strategies (bars or
+    rows) and its configurations (groups or columns)."""
+    return style.uarchs(ev), _strategies(ev), _configs_of(ev)
 
 
 def _strategies(ev: pd.DataFrame) -> list[str]:
@@ -72,8 +81,6 @@ def _grouped(ax, ev: pd.DataFrame, value, strategies, configs, *, hatch_value=No
 
 
 def _strategy_legend(fig, strategies: list[str], extra_handles=(), ncol: int = 2):
-    from matplotlib.patches import Patch
-
     handles = [Patch(color=STRATEGY_COLORS.get(s, "#444444"), label=STRATEGY_LABELS.get(s, s)) for s in strategies]
     fig.legend(handles=[*handles, *extra_handles], loc="outside lower center", ncol=ncol, fontsize=8)
 
@@ -84,11 +91,7 @@ def plot_shootdown(df: pd.DataFrame) -> Drawn | None:
     ev = df[df["events_fired"] > 0]
     if ev.empty:
         return None
-    from matplotlib.patches import Patch
-
-    uarchs = style.uarchs(ev)
-    strategies = _strategies(ev)
-    configs = _configs_of(ev)
+    uarchs, strategies, configs = _layout(ev)
     fig = new_figure(max(9.0, 1.6 * len(configs) + 3), 3.6 * len(uarchs) + 1.6)
     axes = np.atleast_1d(fig.subplots(len(uarchs), 1, squeeze=False)[:, 0])
     drawn = []
@@ -143,9 +146,7 @@ def plot_collateral(df: pd.DataFrame) -> Drawn | None:
         return None
     ev = pd.DataFrame(rows)
     who = "the unrelated process" if (ev["n_processes"] - ev["n_sharers"]).max() == 1 else "the unrelated processes"
-    uarchs = style.uarchs(ev)
-    strategies = _strategies(ev)
-    configs = _configs_of(ev)
+    uarchs, strategies, configs = _layout(ev)
     fig = new_figure(max(12.0, 3.0 * len(configs) + 2), 3.6 * len(uarchs) + 1.8)
     axes = fig.subplots(len(uarchs), 2, squeeze=False)
     drawn = []
@@ -168,8 +169,6 @@ def plot_collateral(df: pd.DataFrame) -> Drawn | None:
             ax.set_ylabel(f"{what} of {who.removeprefix('the ')}:\nwith events ÷ without events", fontsize=9)
             ax.set_ylim(0, ax.get_ylim()[1] * 1.2)
             ax.set_title(f"{u}: {what} of {who}", fontsize=10)
-    from matplotlib.lines import Line2D
-    from matplotlib.patches import Patch
 
     extra = [
         Line2D([], [], color="black", ls="--", label="1x = no collateral damage (as without events)"),
@@ -189,12 +188,7 @@ def plot_stale(df: pd.DataFrame) -> Drawn | None:
     ev = df[df["events_fired"] > 0]
     if ev.empty:
         return None
-    from matplotlib.colors import LinearSegmentedColormap, LogNorm
-    from matplotlib.patches import Patch, Rectangle
-
-    uarchs = style.uarchs(ev)
-    strategies = _strategies(ev)
-    configs = _configs_of(ev)
+    uarchs, strategies, configs = _layout(ev)
     reds = LinearSegmentedColormap.from_list("stale", ["#fcbba1", "#a50f15"])
     top = max(2.0, float(ev["stale_translations"].max()))
     norm = LogNorm(vmin=1, vmax=top)
