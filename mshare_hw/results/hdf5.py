@@ -146,6 +146,22 @@ def load_summary(path: str | Path) -> pd.DataFrame:
     return df
 
 
+def load_attrs(path: str | Path) -> dict:
+    """The file's root attributes: format, format_version, tool_version, created, experiment."""
+    path = Path(path)
+    with h5py.File(path, "r") as f:
+        check_header(f, path)
+        return {k: v.decode() if isinstance(v, bytes) else v for k, v in f.attrs.items()}
+
+
+def load_configs(path: str | Path) -> dict[str, dict]:
+    """The resolved configuration of every run, by run id."""
+    path = Path(path)
+    with h5py.File(path, "r") as f:
+        check_header(f, path)
+        return {rid: json.loads(g.attrs["config"]) for rid, g in f["runs"].items()}
+
+
 def load_run(path: str | Path, run_id: str) -> dict:
     """Everything stored for one run: config, per-CPU and per-process counter tables (DataFrames), ..."""
     import pandas as pd
