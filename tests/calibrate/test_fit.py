@@ -68,7 +68,8 @@ def test_find_steps_refuses_bad_input():
 
 def test_linear_fit_exact_and_spread():
     f = linear_fit([1, 8, 32, 64], [100 + 250 * p for p in (1, 8, 32, 64)])
-    assert f.intercept == pytest.approx(100) and f.slope == pytest.approx(250) and f.spread == pytest.approx(0, abs=1e-12)
+    assert (f.intercept, f.slope) == pytest.approx((100, 250))
+    assert f.spread == pytest.approx(0, abs=1e-12)
     assert linear_fit([0, 1, 2, 3], [0, 2, 0, 2]).spread > 0.3
 
 
