@@ -75,7 +75,8 @@ def main(args: argparse.Namespace) -> int:
                 run()
             except OSError as e:
                 bar.stop()
-                console.print(f"mshare-hw calibrate: probe {label!r} cannot run here ({e.strerror or e})", soft_wrap=True)
+                why = e.strerror or e
+                console.print(f"mshare-hw calibrate: probe {label!r} cannot run here ({why})", soft_wrap=True)
                 return 2
             bar.advance(task)
     out: Path = args.output
