@@ -35,7 +35,9 @@ extensions = [
         library_dirs=NUMPY_LIBS,
         libraries=["npyrandom", "npymath"],
         extra_compile_args=["-O3", "-funroll-loops"],  # unrolled block scans: faster walk-heavy replay
-    )
+    ),
+    # C microbenchmarks for `mshare-hw calibrate` (Linux x86-64); built with the package, never at run time
+    Extension("mshare_hw._probes", ["kernels/probes/probes.c"], extra_compile_args=["-O2"], libraries=["pthread"]),
 ]
 
 setup(

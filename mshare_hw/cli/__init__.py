@@ -28,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     machine.add_uarch_parser(sub)
     results.add_table_parser(sub)
     machine.add_ptmem_parser(sub)
+    machine.add_calibrate_parser(sub)
     sweep.add_validate_parser(sub)
     sweep.add_sweep_parser(sub)
     results.add_merge_parser(sub)

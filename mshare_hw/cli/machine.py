@@ -13,15 +13,19 @@ from mshare_hw.config.errors import ConfigError
 
 
 def cmd_uarch_list(args: argparse.Namespace) -> int:
-    from mshare_hw.config.uarch import list_uarchs, load_uarch
+    from mshare_hw.config.uarch import UARCH_PATH_ENV, load_uarch, uarch_catalog
 
-    table = Table(title="microarchitectures (configs/uarch)")
-    for head in ("name", "vendor", "description", "PCID", "INVLPGB", "LA57"):
+    table = Table(title=f"microarchitectures (shipped, then ${UARCH_PATH_ENV})")
+    for head in ("name", "vendor", "description", "PCID", "INVLPGB", "LA57", "file"):
         table.add_column(head)
-    for name in list_uarchs():
-        u = load_uarch(name)
+    for entry in uarch_catalog():
+        where = "shipped" if entry.shipped else str(entry.path)
+        if entry.error is not None:
+            table.add_row(entry.name, "", f"[red]does not load:[/red] {entry.error}", "", "", "", where)
+            continue
+        u = load_uarch(entry.path)
         f = u.features
-        table.add_row(name, u.vendor, u.description, _yn(f.pcid), _yn(f.invlpgb), _yn(f.la57))
+        table.add_row(entry.name, u.vendor, u.description, _yn(f.pcid), _yn(f.invlpgb), _yn(f.la57), where)
     Console().print(table)
     return 0
 
@@ -31,7 +35,7 @@ def _yn(b: bool) -> str:
 
 
 def cmd_uarch_show(args: argparse.Namespace) -> int:
-    from mshare_hw.config.uarch import load_uarch, uarch_dir
+    from mshare_hw.config.uarch import load_uarch, uarch_path
 
     u = load_uarch(args.name)
     console = Console()
@@ -54,7 +58,7 @@ def cmd_uarch_show(args: argparse.Namespace) -> int:
     )
     console.print("features: " + ", ".join(f"{k}={v}" for k, v in u.features.model_dump().items()))
     console.print("costs (cycles): " + ", ".join(f"{k}={v}" for k, v in u.costs.model_dump().items()))
-    console.print(f"sources: comments in {uarch_dir() / (u.name + '.toml')}")
+    console.print(f"sources: comments in {uarch_path(args.name)}")
     return 0
 
 
@@ -87,10 +91,10 @@ def cmd_ptmem(args: argparse.Namespace) -> int:
 
 def add_uarch_parser(sub) -> None:
     ua_sub = command_group(sub, "uarch", "list or show microarchitecture files")
-    ua_list = ua_sub.add_parser("list", help="list the shipped microarchitectures")
+    ua_list = ua_sub.add_parser("list", help="list the shipped microarchitectures and those on $MSHARE_HW_UARCH_PATH")
     ua_list.set_defaults(func=cmd_uarch_list)
     ua_show = ua_sub.add_parser("show", help="show one microarchitecture's parameters")
-    ua_show.add_argument("name")
+    ua_show.add_argument("name", help="a uarch name or the path of a uarch file (.toml)")
     ua_show.set_defaults(func=cmd_uarch_show)
 
 
@@ -107,3 +111,14 @@ def add_ptmem_parser(sub) -> None:
     )
     pm.add_argument("--levels", type=int, choices=[4, 5], default=4, help="paging levels (5 = LA57)")
     pm.set_defaults(func=cmd_ptmem)
+
+
+def add_calibrate_parser(sub) -> None:
+    from mshare_hw.calibrate.command import add_arguments, main
+
+    cal = sub.add_parser(
+        "calibrate",
+        help="measure this machine's TLB, cache, fault and shootdown costs into a uarch file, and validate it",
+    )
+    add_arguments(cal)
+    cal.set_defaults(func=main)

@@ -17,7 +17,7 @@ from pydantic import Field, NonNegativeInt, PositiveInt, ValidationError, field_
 
 from mshare_hw.config.errors import ConfigError, from_validation_error
 from mshare_hw.config.paths import config_dir
-from mshare_hw.config.uarch import Strict, list_uarchs, load_toml
+from mshare_hw.config.uarch import Strict, load_toml, load_uarch, resolve_uarch_ref, uarch_dir, uarch_path
 
 # the synthetic generators (mshare_hw.workload.generators registers one function per name)
 GeneratorName = Literal["database", "uniform", "strided", "pointer_chase", "uniform_stream"]
@@ -164,9 +164,12 @@ class Experiment(Strict):
     @field_validator("uarch")
     @classmethod
     def _known_uarch(cls, v: str) -> str:
-        known = list_uarchs()
-        if v not in known:
-            raise ValueError(f"unknown uarch '{v}' (known: {', '.join(known)})")
+        try:
+            path = uarch_path(v)
+            if not path.is_relative_to(uarch_dir()):  # a user file: validated here, not first in the runner
+                load_uarch(path)
+        except ConfigError as e:
+            raise ValueError(str(e)) from None
         return v
 
     @field_validator("sweep", mode="before")
@@ -235,10 +238,12 @@ def experiment_data(path: Path, overrides: list[str] | None = None) -> dict:
     relative to the experiment file (to the working directory when given with --set)."""
     data = load_toml(path)
     _resolve_manifest(data, path.parent)
+    _resolve_uarch(data, path.parent)
     for text in overrides or []:
         key, value = parse_override(text)
         set_dotted(data, key, value, f"--set {text}")
     _resolve_manifest(data, Path.cwd())
+    _resolve_uarch(data, Path.cwd())
     return data
 
 
@@ -255,6 +260,16 @@ def _resolve_manifest(data: dict, base: Path) -> None:
     if isinstance(w, dict) and isinstance(w.get("manifest"), str):
         q = Path(w["manifest"]).expanduser()
         w["manifest"] = str(q if q.is_absolute() else (base / q).resolve())
+
+
+def _resolve_uarch(data: dict, base: Path) -> None:
+    """A uarch given as a relative .toml path (also in a `uarch` sweep axis) is relative to the experiment
+    file (to the working directory when given with --set)."""
+    if "uarch" in data:
+        data["uarch"] = resolve_uarch_ref(data["uarch"], base)
+    sweep = data.get("sweep")
+    if isinstance(sweep, dict) and isinstance(sweep.get("uarch"), list):
+        sweep["uarch"] = [resolve_uarch_ref(v, base) for v in sweep["uarch"]]
 
 
 def get_dotted(data: dict, key: str) -> Any:

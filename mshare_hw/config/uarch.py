@@ -6,9 +6,11 @@ unknown keys and impossible values with a message naming the file, the key and t
 
 from __future__ import annotations
 
+import os
 import tomllib
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, NonNegativeInt, PositiveInt, ValidationError, model_validator
 
@@ -222,8 +224,79 @@ def uarch_dir() -> Path:
     return config_dir() / "uarch"
 
 
+# User uarch files: `MSHARE_HW_UARCH_PATH` (directories, colon-separated) adds files beside the shipped ones;
+# an experiment or `--set` may also name a file by path. A file may `extends = "<name or path>"` another
+# and give only the keys it changes (tables merge key by key; lists, like a TLB level, are replaced whole).
+UARCH_PATH_ENV = "MSHARE_HW_UARCH_PATH"
+
+
+@dataclass(frozen=True)
+class UarchEntry:
+    """One file `uarch list` shows: its name, where it is, and why it does not load (None when it does)."""
+
+    name: str
+    path: Path
+    shipped: bool
+    error: str | None = None
+
+
+def _user_dirs() -> list[Path]:
+    return [Path(d).expanduser() for d in os.environ.get(UARCH_PATH_ENV, "").split(os.pathsep) if d]
+
+
+def _named_files() -> dict[str, tuple[Path, bool]]:
+    """Name -> (file, shipped): the shipped files, then the search path's in order; the first of a name wins."""
+    found: dict[str, tuple[Path, bool]] = {p.stem: (p, True) for p in sorted(uarch_dir().glob("*.toml"))}
+    for d in _user_dirs():
+        for p in sorted(d.glob("*.toml")):
+            found.setdefault(p.stem, (p, False))
+    return found
+
+
+def uarch_catalog() -> list[UarchEntry]:
+    """Every shipped and user uarch file, sorted by name; a user file that does not load carries its error
+    (and a second file of a taken name says so) instead of breaking the list."""
+    named = _named_files()
+    out = []
+    for name, (path, shipped) in named.items():
+        try:
+            load_uarch(path)
+            error = None
+        except ConfigError as e:
+            error = str(e).splitlines()[0]
+        out.append(UarchEntry(name, path, shipped, error))
+    for d in _user_dirs():
+        for p in sorted(d.glob("*.toml")):
+            if named[p.stem][0] != p:
+                out.append(UarchEntry(p.stem, p, False, f"{p}: name '{p.stem}' is taken by {named[p.stem][0]}"))
+    return sorted(out, key=lambda e: (e.name, e.error is not None))
+
+
 def list_uarchs() -> list[str]:
-    return sorted(p.stem for p in uarch_dir().glob("*.toml"))
+    """The names of the uarch files that load: shipped, then from `MSHARE_HW_UARCH_PATH`."""
+    return sorted(e.name for e in uarch_catalog() if e.error is None)
+
+
+def is_uarch_path(ref: str | Path) -> bool:
+    return str(ref).endswith(".toml")
+
+
+def resolve_uarch_ref(ref: Any, base: Path) -> Any:
+    """A uarch given as a relative path to a .toml file, made absolute against `base`; names unchanged."""
+    if isinstance(ref, str) and is_uarch_path(ref):
+        q = Path(ref).expanduser()
+        return str(q if q.is_absolute() else (base / q).resolve())
+    return ref
+
+
+def uarch_path(name_or_path: str | Path) -> Path:
+    """The file of a uarch name (shipped or on the search path) or path."""
+    if is_uarch_path(name_or_path):
+        return Path(name_or_path).expanduser()
+    named = _named_files()
+    if str(name_or_path) not in named:
+        raise ConfigError(f"unknown uarch '{name_or_path}' (known: {', '.join(sorted(named))})")
+    return named[str(name_or_path)][0]
 
 
 def load_toml(path: Path) -> dict:
@@ -240,15 +313,36 @@ def load_toml(path: Path) -> dict:
         raise ConfigError(f"{path}: cannot read ({e.strerror or e})") from None
 
 
+def _deep_merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def load_uarch_data(path: Path, _chain: tuple[Path, ...] = ()) -> dict:
+    """A uarch file's keys with its `extends` chain merged in (a file without `name` takes its stem)."""
+    data = load_toml(path)
+    parent = data.pop("extends", None)
+    if parent is None:
+        return data
+    if not isinstance(parent, str):
+        raise ConfigError(f"{path}: key 'extends': expected a uarch name or a path to a .toml file")
+    here = path.resolve()
+    try:
+        parent_path = uarch_path(resolve_uarch_ref(parent, path.parent))
+        if parent_path.resolve() in (*_chain, here):
+            raise ConfigError(f"'{parent}' extends this file again (a cycle)")
+        base = load_uarch_data(parent_path, (*_chain, here))
+    except ConfigError as e:
+        raise ConfigError(f"{path}: key 'extends': {e}") from None
+    return _deep_merge({**base, "name": path.stem}, data)
+
+
 def load_uarch(name_or_path: str | Path) -> Uarch:
-    """Load a uarch by name (a file in configs/uarch/) or by path."""
-    p = Path(name_or_path)
-    if p.suffix != ".toml":
-        p = uarch_dir() / f"{name_or_path}.toml"
-        if not p.exists():
-            known = ", ".join(list_uarchs())
-            raise ConfigError(f"unknown uarch '{name_or_path}' (known: {known})")
-    data = load_toml(p)
+    """Load a uarch by name (a shipped file or one on `MSHARE_HW_UARCH_PATH`) or by path."""
+    p = uarch_path(name_or_path)
+    data = load_uarch_data(p)
     try:
         return Uarch.model_validate(data)
     except ValidationError as e:

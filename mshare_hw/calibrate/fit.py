@@ -1,0 +1,137 @@
+"""Fits that turn probe timings into uarch values (pure numpy, no timing of its own).
+
+* `find_steps`: a latency-vs-working-set curve as plateaus: the optimal piecewise-constant fit of
+  log latency over the sizes (dynamic programming, one penalty per segment), adjacent plateaus closer than
+  `min_rise` merged. A step's position is the largest working set still on the lower plateau, which is the
+  capacity for an LRU structure (its cliff is right after it); on a gradual rise (non-LRU replacement, set
+  conflicts) it is where the rise begins.
+* `linear_fit`: least squares y = intercept + slope x, with the spread of the residuals.
+* `ipi_costs`: the initiator's base and per-target cost and the responder's cost from the
+  madvise-with-N-CPUs series.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Step:
+    position: float  # the last working set on the lower plateau
+    before: float  # the lower plateau's level
+    after: float  # the upper plateau's level
+
+    @property
+    def height(self) -> float:
+        return self.after - self.before
+
+
+@dataclass(frozen=True)
+class LinearFit:
+    intercept: float
+    slope: float
+    spread: float  # root-mean-square residual over the mean |y|, as a fraction (0 for an exact line)
+
+
+def segment(y: np.ndarray, penalty: float) -> list[tuple[int, int]]:
+    """Optimal partition of y into runs [start, end) minimising the sum of squared deviations from each
+    run's mean plus `penalty` per run (the classic optimal-partitioning recursion)."""
+    n = len(y)
+    c1 = np.concatenate([[0.0], np.cumsum(y)])
+    c2 = np.concatenate([[0.0], np.cumsum(y * y)])
+
+    def sse(i: int, j: int) -> float:
+        s = c1[j] - c1[i]
+        return float(c2[j] - c2[i] - s * s / (j - i))
+
+    best = np.full(n + 1, np.inf)
+    best[0] = 0.0
+    prev = np.zeros(n + 1, dtype=int)
+    for j in range(1, n + 1):
+        for i in range(j):
+            cost = best[i] + sse(i, j) + penalty
+            if cost < best[j]:
+                best[j], prev[j] = cost, i
+    runs = []
+    j = n
+    while j > 0:
+        runs.append((int(prev[j]), j))
+        j = prev[j]
+    return runs[::-1]
+
+
+def find_steps(sizes, latencies, min_rise: float = 0.15) -> list[Step]:
+    """The upward steps of a latency curve, in order of size. `min_rise` is the smallest relative rise
+    that counts as a step (noise on a quiet machine stays well below it)."""
+    x = np.asarray(sizes, dtype=float)
+    y = np.asarray(latencies, dtype=float)
+    if len(x) != len(y) or len(x) < 2 or np.any(y <= 0) or np.any(np.diff(x) <= 0):
+        raise ValueError("find_steps needs >= 2 increasing sizes and positive latencies of the same length")
+    logy = np.log(y)
+    runs = segment(logy, penalty=np.log1p(min_rise) ** 2)
+    merged: list[list[int]] = []
+    for i, j in runs:  # merge neighbours closer than min_rise (the penalty alone lets small ones through)
+        if merged and abs(np.mean(logy[i:j]) - np.mean(logy[merged[-1][0] : merged[-1][1]])) < np.log1p(min_rise):
+            merged[-1][1] = j
+        else:
+            merged.append([i, j])
+    levels = [float(np.exp(np.median(logy[i:j]))) for i, j in merged]
+    steps = []
+    for k in range(1, len(merged)):
+        if levels[k] > levels[k - 1]:
+            steps.append(Step(position=float(x[merged[k - 1][1] - 1]), before=levels[k - 1], after=levels[k]))
+    return steps
+
+
+def plateaus(sizes, latencies, min_rise: float = 0.15) -> list[float]:
+    """The plateau levels of a curve, lowest first: the first level, then each step's upper level."""
+    steps = find_steps(sizes, latencies, min_rise)
+    first = steps[0].before if steps else float(np.median(latencies))
+    return [first] + [s.after for s in steps]
+
+
+def linear_fit(x, y) -> LinearFit:
+    x = np.asarray(x, dtype=float)
+    y = np.asarray(y, dtype=float)
+    if len(x) < 2 or np.ptp(x) == 0:
+        raise ValueError("linear_fit needs two or more distinct x")
+    slope, intercept = np.polyfit(x, y, 1)
+    resid = y - (intercept + slope * x)
+    spread = float(np.sqrt(np.mean(resid**2)) / max(np.mean(np.abs(y)), 1e-300))
+    return LinearFit(float(intercept), float(slope), spread)
+
+
+@dataclass(frozen=True)
+class IpiCosts:
+    base_ns: float
+    per_target_ns: float | None  # None: one remote CPU only, the base and per-target costs are not separable
+    responder_ns: float
+
+
+def ipi_costs(remote_counts, extra_ns, responder_ns) -> IpiCosts:
+    """IPI costs from a shootdown series: `extra_ns[k]` is the initiator's time per round with
+    `remote_counts[k]` other CPUs holding the mm less its time with none (same pages), `responder_ns[k]` the
+    time each remote CPU lost per round. With two or more remote counts, a line through the initiator's
+    extras gives base (intercept) and per target (slope); with one, the whole extra is the base."""
+    k = np.asarray(remote_counts, dtype=float)
+    e = np.asarray(extra_ns, dtype=float)
+    if len(k) == 0 or np.any(k < 1):
+        raise ValueError("ipi_costs needs series with >= 1 remote CPU")
+    responder = float(np.median(responder_ns))
+    if len(np.unique(k)) == 1:
+        return IpiCosts(float(np.median(e)), None, responder)
+    f = linear_fit(k, e)
+    return IpiCosts(f.intercept, f.slope, responder)
+
+
+def spread(values) -> float:
+    """Relative spread of repeated measurements: (max - min) / min."""
+    v = np.asarray(values, dtype=float)
+    return float((v.max() - v.min()) / v.min()) if v.min() > 0 else 0.0
+
+
+def to_cycles(ns: float, ghz: float) -> int:
+    """ns at a core clock of `ghz` cycles per ns, rounded; at least 1."""
+    return max(1, int(round(ns * ghz)))

@@ -1,0 +1,109 @@
+"""The probe plan: which C probes (mshare_hw._probes) run, with which sizes and repetitions, in what
+order; raw results gathered into one JSON-able dict (saved beside the profile so `--check` can replay).
+
+Fitted series and held-out series are kept apart: `fit.*` feed the profile, `held_out.*` only the
+validation table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from mshare_hw.calibrate.host import Host
+
+FIT_PAGES = (1, 8, 32, 64)  # madvise series the IPI and local-flush costs are fitted on
+HELD_OUT_PAGES = (16, 48)  # madvise series only the validation uses
+PINGPONG_PAGES = 64  # pages each side of the held-out ping-pong touches per round
+RESPONDER_GAP_NS = 300  # a gap longer than this in a spinning responder's clock reads was taken by the kernel
+SHMEM_PAGES = 4096
+FAULT_AROUND_PAGES = 16  # Linux's default fault_around_bytes (64 KiB) in 4 KiB pages
+
+
+@dataclass(frozen=True)
+class Plan:
+    page_sizes: list[int]  # pointer chase over random pages: working sets in pages
+    line_sizes: list[int]  # pointer chase over random lines (huge pages): working sets in lines
+    loads: int
+    trials: int
+    rounds: int  # madvise / mprotect rounds per trial
+    pingpong_rounds: int
+
+    @classmethod
+    def make(cls, quick: bool) -> Plan:
+        per_octave = 2 if quick else 4
+        return cls(
+            page_sizes=_geometric(16, 16384 if quick else 32768, per_octave),
+            line_sizes=_geometric(64, 1 << (18 if quick else 21), per_octave),
+            loads=100_000 if quick else 400_000,
+            trials=3 if quick else 7,
+            rounds=200 if quick else 1500,
+            pingpong_rounds=2000 if quick else 20000,
+        )
+
+
+def _geometric(lo: int, hi: int, per_octave: int) -> list[int]:
+    n = int(round(np.log2(hi / lo) * per_octave)) + 1
+    return sorted({int(round(lo * 2 ** (i / per_octave))) for i in range(n)})
+
+
+Step = tuple[str, Callable[[], None]]
+
+
+def steps(plan: Plan, host: Host, cpus: list[int], out: dict) -> list[Step]:
+    """The probes as (label, run) pairs that fill `out`; the caller runs them in order (a progress bar)."""
+    from mshare_hw import _probes as p
+
+    tsc_threshold = 0
+
+    def clocks() -> None:
+        nonlocal tsc_threshold
+        out["tsc_ghz"] = p.tsc_ghz(50.0)
+        out["core_ghz"] = p.core_ghz(20000, 9)
+        tsc_threshold = int(RESPONDER_GAP_NS * out["tsc_ghz"])
+
+    def chase(kind: str, sizes: list[int], spacing: int, huge: bool) -> Step:
+        def run() -> None:
+            out[f"fit.chase_{kind}"] = {"sizes": sizes, "ns": p.chase(sizes, spacing, huge, plan.loads, plan.trials, 1)}
+
+        return (f"pointer chase over random {kind}", run)
+
+    def faults() -> None:
+        out["fit.fault_anon_ns"] = p.fault_anon(2048, plan.trials)
+        out["fit.fault_shmem_one_ns"] = p.fault_shmem(SHMEM_PAGES, FAULT_AROUND_PAGES, False, plan.trials)
+        out["fit.fault_shmem_around_ns"] = p.fault_shmem(SHMEM_PAGES, FAULT_AROUND_PAGES, True, plan.trials)
+
+    def shootdown(kind: str, op: int, pages: tuple[int, ...]) -> Step:
+        def run() -> None:
+            series = []
+            for remote in range(len(cpus)):
+                for n in pages:
+                    ns, stolen = p.shootdown(cpus[: remote + 1], n, op, plan.rounds, plan.trials, tsc_threshold)
+                    series.append(
+                        {"remote": remote, "pages": n, "ns": ns, "responder_ns": [s / out["tsc_ghz"] for s in stolen]}
+                    )
+            out[kind] = series
+
+        return (f"{kind.split('.')[-1]} on {len(cpus)} CPUs", run)
+
+    def pingpong() -> None:
+        cpu = cpus[0]
+        out["fit.pipe_self_ns"] = p.pingpong(cpu, plan.pingpong_rounds, 0, plan.trials, False)
+        out["fit.pingpong_ns"] = p.pingpong(cpu, plan.pingpong_rounds, 0, plan.trials, True)
+        out["held_out.pingpong_touch"] = {
+            "pages": PINGPONG_PAGES,
+            "ns": p.pingpong(cpu, plan.pingpong_rounds // 4, PINGPONG_PAGES, plan.trials, True),
+        }
+
+    return [
+        ("clocks", clocks),
+        chase("pages", plan.page_sizes, 4096, False),
+        chase("lines", plan.line_sizes, 64, True),
+        ("page faults", faults),
+        shootdown("fit.madvise", 0, FIT_PAGES),
+        shootdown("held_out.madvise", 0, HELD_OUT_PAGES),
+        shootdown("fit.mprotect", 1, (1, 8, 32)),
+        ("context switches", pingpong),
+    ]

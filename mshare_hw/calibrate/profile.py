@@ -1,0 +1,219 @@
+"""From probe results to a uarch file: the values a probe measured (with the probe, the host, the date
+and the spread of its trials) over the nearest shipped part, which the file `extends`.
+
+What the probes cannot see (page-walk caches, INVLPGB/TLBSYNC latency, CR3 and INVPCID costs, secondary
+MMUs) stays inherited and is listed, commented out, with the part it comes from.
+"""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from mshare_hw.calibrate.fit import find_steps, ipi_costs, linear_fit, spread, to_cycles
+from mshare_hw.calibrate.host import Host, nearest_part
+from mshare_hw.calibrate.probes import FAULT_AROUND_PAGES
+from mshare_hw.config.uarch import load_uarch
+
+
+@dataclass(frozen=True)
+class Value:
+    key: str  # dotted uarch key, e.g. "costs.invlpg_cycles"
+    value: int | bool
+    probe: str
+    spread: float  # relative spread of the trials behind it (0 where not a timing)
+    note: str = ""
+
+
+def _series(rows: list[dict], remote: int) -> dict[int, float]:
+    return {r["pages"]: min(r["ns"]) for r in rows if r["remote"] == remote}
+
+
+def _series_spread(rows: list[dict]) -> float:
+    return float(np.median([spread(r["ns"]) for r in rows]))
+
+
+def cache_levels(host: Host) -> list[tuple[str, int]]:
+    """(uarch key, capacity in 64-byte lines) for L1D, L2 and the LLC as a whole, from sysfs."""
+    out = []
+    for level, key in ((1, "l1d"), (2, "l2"), (3, "llc")):
+        c = host.cache(level)
+        if c is not None and c.size_kib:
+            out.append((key, c.size_kib * 1024 // 64))
+    return out
+
+
+def plateau_ns(sizes: list[int], ns: list[float], lo: float, hi: float) -> float | None:
+    """The median latency of the working sets in (lo, hi] lines: inside one cache level."""
+    pick = [v for s, v in zip(sizes, ns) if lo < s <= hi]
+    return float(np.median(pick)) if pick else None
+
+
+def derive(m: dict, host: Host) -> list[Value]:
+    """The uarch values the measurements support, each with its probe and spread."""
+    ghz = m["core_ghz"]
+    vals: list[Value] = []
+    cyc = lambda ns: to_cycles(ns, ghz)  # noqa: E731
+
+    # cache geometry (sysfs) and latencies (plateaus of the line chase on huge pages, inside each level)
+    lines = m["fit.chase_lines"]
+    levels = cache_levels(host)
+    prev = 0
+    for key, cap in levels:
+        c = host.cache({"l1d": 1, "l2": 2, "llc": 3}[key])
+        size_key = "size_kib_per_cpu" if key == "llc" else "size_kib"
+        size = c.size_kib // (c.shared_cpus if key == "llc" else 1)
+        if size * 1024 // 64 % c.ways == 0:
+            vals.append(Value(f"caches.{key}.{size_key}", size, "sysfs cache info", 0.0))
+            vals.append(Value(f"caches.{key}.ways", c.ways, "sysfs cache info", 0.0))
+        lat = plateau_ns(lines["sizes"], lines["ns"], prev * 1.5, cap * 0.5)
+        if lat is not None:
+            vals.append(Value(f"caches.{key}.latency", cyc(lat), "chase_lines", 0.0, f"{lat:.2f} ns"))
+        prev = cap
+    if levels:
+        dram = plateau_ns(lines["sizes"], lines["ns"], levels[-1][1] * 4, float("inf"))
+        if dram is not None:
+            vals.append(Value("caches.dram_latency", cyc(dram), "chase_lines", 0.0, f"{dram:.1f} ns"))
+
+    # TLB reach: steps of the page chase that are not a cache level's (one line per page)
+    pages = m["fit.chase_pages"]
+    steps = find_steps(pages["sizes"], pages["ns"])
+    cache_caps = [cap for _, cap in levels]
+    tlb_steps = [s for s in steps if all(not (cap / 1.6 <= s.position <= cap * 1.6) for cap in cache_caps)]
+    # entries: CPUID where the CPU reports them (the reach-curve step is the cross-check), else the step
+    for i, level in enumerate(("l1d", "l2d")):
+        step = f"reach-curve step at {int(tlb_steps[i].position)} pages" if len(tlb_steps) > i else "no step"
+        if f"{level}_4k" in host.cpuid_tlb:
+            vals.append(Value(f"tlb.{level}.4K.entries", host.cpuid_tlb[f"{level}_4k"], "cpuid", 0.0, step))
+        elif len(tlb_steps) > i:
+            vals.append(Value(f"tlb.{level}.4K.entries", int(tlb_steps[i].position), "chase_pages", 0.0, step))
+    if tlb_steps:
+        h = tlb_steps[0].height
+        vals.append(Value("tlb.l2_hit_latency", cyc(h), "chase_pages", 0.0, f"first TLB step {h:.2f} ns"))
+
+    # page faults
+    vals.append(Value("costs.fault_cycles", cyc(m["fit.fault_anon_ns"]), "fault_anon", 0.0))
+    extra = (m["fit.fault_shmem_around_ns"] - m["fit.fault_shmem_one_ns"]) / (FAULT_AROUND_PAGES - 1)
+    vals.append(Value("costs.fault_per_page_cycles", max(0, round(extra * ghz)), "fault_shmem", 0.0))
+
+    # shootdowns: the initiator's extra time with k remote CPUs over none, the median over the page counts
+    # (a remote CPU the host did not run received no IPI: the minimum would be 0)
+    mad = m["fit.madvise"]
+    local = _series(mad, 0)
+    remotes = sorted({r["remote"] for r in mad if r["remote"] > 0})
+    if remotes:
+        extras = [float(np.median([s[n] - local[n] for n in s])) for s in (_series(mad, k) for k in remotes)]
+        resp = [float(np.median([min(r["responder_ns"]) for r in mad if r["remote"] == k])) / k for k in remotes]
+        ipi = ipi_costs(remotes, extras, resp)
+        sp = _series_spread(mad)
+        per_target = ipi.per_target_ns
+        note = ""
+        if per_target is None:  # one remote CPU: base and per-target are not separable
+            per_target = load_uarch(nearest_part(host)).costs.ipi_per_target_cycles / ghz
+            note = "one remote CPU: base = extra - the inherited per-target cost"
+        else:
+            vals.append(Value("costs.ipi_per_target_cycles", cyc(per_target), "madvise_ipi", sp))
+        base = ipi.base_ns - (per_target if ipi.per_target_ns is None else 0.0)
+        vals.append(Value("costs.ipi_initiator_base_cycles", cyc(base), "madvise_ipi", sp, note))
+        vals.append(Value("costs.ipi_responder_cycles", cyc(ipi.responder_ns), "madvise_responder", sp))
+    # mprotect round trip: two PTE changes and two single-page flushes per page (below Linux's 33-page
+    # tlb_single_page_flush_ceiling, arch/x86/mm/tlb.c): half the slope bounds INVLPG from above
+    mp = _series(m["fit.mprotect"], 0)
+    f = linear_fit(list(mp), list(mp.values()))
+    vals.append(Value("costs.invlpg_cycles", cyc(f.slope / 2), "mprotect", f.spread, "upper bound: PTE update in"))
+
+    # context switch: half a ping-pong round trip less the same pipe syscalls without a switch
+    cs = (m["fit.pingpong_ns"] - m["fit.pipe_self_ns"]) / 2
+    vals.append(Value("costs.context_switch_cycles", max(0, round(cs * ghz)), "pingpong", 0.0))
+
+    # features the CPU reports
+    for feat in ("pcid", "invpcid", "invlpgb", "la57"):
+        vals.append(Value(f"features.{feat}", feat in host.flags, "/proc/cpuinfo flags", 0.0))
+    return vals
+
+
+def _toml(v: int | bool) -> str:
+    return ("true" if v else "false") if isinstance(v, bool) else str(v)
+
+
+def render(vals: list[Value], host: Host, m: dict, name: str, parent: str, when: datetime.date) -> str:
+    """The uarch file's text: measured keys set and marked, the parent's other keys listed commented out."""
+    base = load_uarch(parent).model_dump()
+    where = f"{host.model_name}{' (virtual machine)' if host.hypervisor else ''}"
+    by_key = {v.key: v for v in vals}
+
+    def mark(v: Value) -> str:
+        note = f"; {v.note}" if v.note else ""
+        return f"# MEASURED: probe {v.probe}, {host.model_name}, {when.isoformat()}, spread {v.spread:.0%}{note}"
+
+    lines = [
+        f"# Measured profile of {where}, written by `mshare-hw calibrate`.",
+        f"# Core clock {m['core_ghz']:.3f} GHz (dependent-add chain), TSC {m['tsc_ghz']:.3f} GHz: ns -> cycles at",
+        "# the core clock. Keys marked MEASURED come from a probe on this host; the commented-out keys are",
+        f"# inherited from {parent} (see its file for their sources).",
+    ]
+    if host.hypervisor:
+        lines.append("# Under a hypervisor: page walks are two-dimensional and IPIs are virtualised; the costs say so.")
+    desc = f"{where}, measured {when.isoformat()} over {parent}"
+    lines += [f'extends = "{parent}"', f'name = "{name}"', f'description = "{desc}"', ""]
+    for table in ("features", "tlb", "caches", "costs"):
+        lines.append(f"[{table}]")
+        for k, v in base[table].items():
+            if isinstance(v, dict | list):
+                continue
+            key = f"{table}.{k}"
+            if key in by_key:
+                lines.append(f"{k} = {_toml(by_key[key].value)}  {mark(by_key[key])}")
+            else:
+                lines.append(f"# {k} = {_toml(v) if v is not None else ''}  # inherited from {parent}")
+        if table == "caches":
+            for level in ("l1d", "l2", "llc"):
+                lines.append(f"[caches.{level}]")
+                for k, v in base["caches"][level].items():
+                    key = f"caches.{level}.{k}"
+                    if key in by_key:
+                        lines.append(f"{k} = {by_key[key].value}  {mark(by_key[key])}")
+                    else:
+                        lines.append(f"# {k} = {v}  # inherited from {parent}")
+        if table == "tlb":
+            lines += _tlb_levels(base["tlb"], by_key, parent, mark)
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _tlb_levels(tlb: dict, by_key: dict[str, Value], parent: str, mark) -> list[str]:
+    """A measured 4K entry count replaces its level's structure list whole (lists do not merge)."""
+    out = []
+    for level in ("l1d", "l2d"):
+        v = by_key.get(f"tlb.{level}.4K.entries")
+        if v is None:
+            continue
+        for s in tlb[level]:
+            out.append(f"[[tlb.{level}]]")
+            out.append(f"sizes = {_list(s['sizes'])}")
+            if "4K" in s["sizes"]:
+                ways = s["entries"] if s["ways"] == s["entries"] else s["ways"]
+                entries = max(ways, round(v.value / ways) * ways) if ways != s["entries"] else v.value
+                out.append(f"entries = {entries}  {mark(v)}")
+                ways = entries if ways == s["entries"] else ways
+                out.append(f"ways = {ways}  # associativity inherited from {parent}")
+            else:
+                out.append(f"entries = {s['entries']}  # inherited from {parent}")
+                out.append(f"ways = {s['ways']}  # inherited from {parent}")
+            out.append(f'index = "{s["index"]}"  # inherited from {parent}')
+    return out
+
+
+def _list(items: list[str]) -> str:
+    return "[" + ", ".join(f'"{i}"' for i in items) + "]"
+
+
+def write_profile(path: Path, m: dict, host: Host, when: datetime.date | None = None) -> list[Value]:
+    parent = nearest_part(host)
+    vals = derive(m, host)
+    path.write_text(render(vals, host, m, path.stem, parent, when or datetime.date.today()))
+    load_uarch(path)  # what it wrote must load
+    return vals

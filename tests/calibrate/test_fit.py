@@ -1,0 +1,92 @@
+"""Step detection and the linear fits on synthetic curves with known answers (deterministic)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mshare_hw.calibrate.fit import find_steps, ipi_costs, linear_fit, plateaus, spread, to_cycles
+
+
+def _sizes(lo: int = 8, hi: int = 65536, per_octave: int = 4) -> np.ndarray:
+    n = int(np.log2(hi / lo) * per_octave) + 1
+    return np.unique(np.round(lo * 2 ** (np.arange(n) / per_octave)).astype(int))
+
+
+def _cliffs(x: np.ndarray, steps: list[tuple[int, float]], base: float) -> np.ndarray:
+    y = np.full(len(x), base)
+    for cap, height in steps:
+        y[x > cap] += height
+    return y
+
+
+def test_four_cliffs_are_found_at_their_capacities_with_their_heights():
+    x = _sizes()
+    truth = [(64, 1.0), (512, 3.0), (2048, 8.0), (16384, 40.0)]
+    y = _cliffs(x, truth, 1.2)
+    steps = find_steps(x, y)
+    assert len(steps) == 4
+    for s, (cap, height) in zip(steps, truth):
+        assert s.position == max(v for v in x if v <= cap)
+        assert s.height == pytest.approx(height)
+
+
+def test_noise_below_the_threshold_adds_no_step():
+    x = _sizes()
+    rng = np.random.default_rng(7)
+    y = _cliffs(x, [(72, 2.0), (3072, 20.0)], 1.0) * (1 + rng.uniform(-0.04, 0.04, len(x)))
+    steps = find_steps(x, y)
+    assert [s.position for s in steps] == [max(v for v in x if v <= 72), max(v for v in x if v <= 3072)]
+    assert steps[0].height == pytest.approx(2.0, rel=0.1) and steps[1].height == pytest.approx(20.0, rel=0.1)
+
+
+def test_gradual_rise_starts_where_the_rise_begins():
+    x = _sizes(16, 16384)
+    y = np.where(x <= 2400, 3.0, 3.0 + 10.0 * np.minimum(1.0, np.log2(x / 2400) / np.log2(2)))
+    steps = find_steps(x, y, min_rise=0.15)
+    assert 2400 <= steps[0].position <= 2400 * 1.1  # the first size past 2400 is still within 15% of 3.0
+    assert steps[-1].after == pytest.approx(13.0)
+
+
+def test_flat_curve_has_no_steps_and_one_plateau():
+    x = _sizes(16, 1024)
+    assert find_steps(x, np.full(len(x), 4.0)) == []
+    assert plateaus(x, np.full(len(x), 4.0)) == [4.0]
+
+
+def test_plateaus_lowest_first():
+    x = _sizes()
+    assert plateaus(x, _cliffs(x, [(64, 1.0), (16384, 50.0)], 1.0)) == pytest.approx([1.0, 2.0, 52.0])
+
+
+def test_find_steps_refuses_bad_input():
+    with pytest.raises(ValueError):
+        find_steps([1, 2, 2], [1, 1, 1])
+    with pytest.raises(ValueError):
+        find_steps([1, 2], [1, 0])
+
+
+def test_linear_fit_exact_and_spread():
+    f = linear_fit([1, 8, 32, 64], [100 + 250 * p for p in (1, 8, 32, 64)])
+    assert (f.intercept, f.slope) == pytest.approx((100, 250))
+    assert f.spread == pytest.approx(0, abs=1e-12)
+    assert linear_fit([0, 1, 2, 3], [0, 2, 0, 2]).spread > 0.3
+
+
+def test_ipi_costs_from_a_series_with_several_targets():
+    k = [1, 2, 3, 1, 2, 3]
+    extra = [1000 + 200 * n for n in k]
+    c = ipi_costs(k, extra, [500, 520, 480])
+    assert c.base_ns == pytest.approx(1000) and c.per_target_ns == pytest.approx(200) and c.responder_ns == 500
+
+
+def test_ipi_costs_with_one_remote_cpu_is_base_only():
+    c = ipi_costs([1, 1, 1], [1800, 1900, 2000], [700])
+    assert c.base_ns == 1900 and c.per_target_ns is None
+    with pytest.raises(ValueError):
+        ipi_costs([0, 1], [0, 1], [1])
+
+
+def test_spread_and_cycles():
+    assert spread([100, 110, 105]) == pytest.approx(0.1)
+    assert to_cycles(10.0, 2.5) == 25 and to_cycles(0.01, 1.0) == 1
