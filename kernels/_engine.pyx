@@ -8,7 +8,8 @@ mirror the reference model's modules one to one.
 
 import numpy as np
 
-from mshare_hw.engine.params import max_frames
+from mshare_hw.counters import COUNTERS
+from mshare_hw.names import EVENT_KINDS, SCHEDULERS, STRATEGIES, codes
 cimport numpy as cnp
 from libc.stdlib cimport calloc, free, malloc
 from libc.string cimport memset
@@ -44,7 +45,7 @@ include "asid.pxi"
 include "oracle.pxi"
 include "walker.pxi"
 include "scheduler.pxi"
-include "events.pxi"
+include "kernel.pxi"
 include "event_draws.pxi"
 
 DONE = ST_DONE
@@ -58,7 +59,7 @@ _ERRORS = {
     ERR_NOMEM: "out of memory while growing page tables",
     ERR_WALK: "a page walk kept faulting (internal error)",
     ERR_HUGE_CONFLICT: "a huge-page mapping overlaps a region with smaller pages",
-    ERR_PHYS: "the simulated physical memory outgrew what the cache models can tag (see params.max_frames)",
+    ERR_PHYS: "the simulated physical memory outgrew what the cache models can tag (see SimParams.max_frames)",
 }
 
 
@@ -107,7 +108,7 @@ def set_shape(params) -> int:
 
 cdef class Engine:
     cdef Sim s
-    cdef EventCtx ev       # the kernel side's configuration and state (events.pxi)
+    cdef EventCtx ev       # the kernel side's configuration and state (kernel.pxi)
     cdef object _regions   # region name -> index into ev's region arrays
     cdef object _notifiers # the secondary MMUs' mmu notifiers, or None
     cdef object _cpu_ctr
@@ -142,7 +143,7 @@ cdef class Engine:
         s.cr3_flush_cycles = params.cr3_flush_cycles
         s.fault_around_pages = params.fault_around_pages
         s.link_level = params.link_level
-        s.pinned = params.scheduler == "pinned"
+        s.pinned = codes(SCHEDULERS)[params.scheduler] == SCHED_PINNED
         s.quantum = params.quantum_cycles
         s.slice_len = params.slice_accesses
         s.dram_latency = params.dram_latency
@@ -190,7 +191,7 @@ cdef class Engine:
         s.shape = set_shape(params)
 
         s.next_frame = layout.dyn_frame_start
-        s.max_frames = max_frames(params)
+        s.max_frames = params.max_frames
         s.mm_ctx_id = <int64_t*>_calloc(s.n_mms, sizeof(int64_t))
         s.mm_tlb_gen = <uint64_t*>_calloc(s.n_mms, sizeof(uint64_t))
         s.mm_cpumask = <uint8_t*>_calloc(s.n_mms * n_cpus, sizeof(uint8_t))
@@ -488,7 +489,7 @@ cdef class Engine:
             level -= 1
 
 
-    # -- event time, and state the tests inspect (the kernel side itself is below and in events.pxi) --
+    # -- event time, and state the tests inspect (the kernel side itself is below and in kernel.pxi) --
     def set_next_event(self, uint64_t at):
         self.s.next_event_time = at
 
@@ -529,7 +530,7 @@ cdef class Engine:
         """Add `value` to a counter of a CPU (and of a process, if proc >= 0); cycles also move its clock."""
         ev_charge(&self.s, cpu, proc, _COUNTER_INDEX[counter], value)
 
-    # -- the kernel side of invalidation events (kernels/events.pxi; reference/kernel.py) ------------
+    # -- the kernel side of invalidation events (kernels/kernel.pxi; reference/kernel.py) ------------
     def set_kernel(self, *, str strategy, bint invlpgb, int slot_shift, int link_level, costs,
                    int64_t single_page_flush_ceiling, int64_t trim_interval, regions, home_cpu, notifiers):
         """Configure the kernel side (mshare_hw.engine.shootdown.Kernel does): the flush strategy, whether the
@@ -683,13 +684,8 @@ cdef class Engine:
         raise RuntimeError(_ERRORS[ERR_WALK])
 
 
-_COUNTER_INDEX = {name: i for i, name in enumerate(COUNTER_NAMES)}
-_STRATEGY_CODE = {"host_mm_only": S_HOST_MM_ONLY, "flush_all": S_FLUSH_ALL, "host_cpumask": S_HOST_CPUMASK,
-                  "per_sharer": S_PER_SHARER, "union_batch": S_UNION_BATCH, "broadcast": S_BROADCAST}
-_KIND_CODE = {"zap": EK_ZAP, "protect": EK_PROTECT, "migrate": EK_MIGRATE, "reclaim": EK_RECLAIM,
-              "detach": EK_DETACH}
+# names -> the C enums' codes (tests/test_names.py keeps the enums in step with mshare_hw.names)
+_COUNTER_INDEX = codes(COUNTERS)
+_STRATEGY_CODE = codes(STRATEGIES)
+_KIND_CODE = codes(EVENT_KINDS)
 _PAGE_LIMIT = 1 << 62
-
-
-def counter_names():
-    return COUNTER_NAMES

@@ -9,6 +9,10 @@ cdef enum:
     ST_ERROR = 3
     ST_EVENT = 4
 
+cdef enum:                 # schedulers: mshare_hw.names.SCHEDULERS
+    SCHED_PINNED
+    SCHED_GLOBAL
+
 
 cdef inline int queue_of(Sim* s, int cpu) noexcept nogil:
     return cpu if s.pinned else 0

@@ -8,6 +8,11 @@ cdef enum:
     MAX_SHIFTS = 3
     MAX_PROBES = 12
 
+cdef enum:                 # a trace's access kinds: mshare_hw.names.ACCESS_KINDS
+    AK_IFETCH
+    AK_LOAD
+    AK_STORE
+
 # Set shapes the hot path is compiled for: a Cython fused type, so every function taking a shape_t has
 # one C copy per shape, the shape a compile-time constant in each (Sim.shape picks the copy). Only the
 # type of the argument matters, never its value.

@@ -18,6 +18,7 @@ from pydantic import Field, NonNegativeInt, PositiveInt, ValidationError, field_
 from mshare_hw.config.errors import ConfigError, from_validation_error
 from mshare_hw.config.paths import config_dir
 from mshare_hw.config.uarch import Strict, list_uarchs, load_toml
+from mshare_hw.names import EventKind, PtConfig, SchedulerKind, ShareLevel, Strategy
 
 GENERATORS = ("database", "uniform", "strided", "pointer_chase", "uniform_stream")
 
@@ -31,7 +32,7 @@ class MachineCfg(Strict):
 
 
 class SchedulerCfg(Strict):
-    kind: Literal["pinned", "global"] = "pinned"
+    kind: SchedulerKind = "pinned"
     quantum_cycles: PositiveInt = 3_000_000
     slice_accesses: PositiveInt = 512
 
@@ -56,9 +57,7 @@ class EventsCfg(Strict):
     region: str = "buffer_pool"
     rate_per_second: float = Field(default=1000.0, gt=0)
     clock_ghz: float = Field(default=3.0, gt=0)
-    kinds: dict[Literal["zap", "protect", "migrate", "reclaim", "detach"], float] = Field(
-        default_factory=lambda: {"zap": 1.0}
-    )
+    kinds: dict[EventKind, float] = Field(default_factory=lambda: {"zap": 1.0})
     pages: list[PositiveInt] = Field(default_factory=lambda: [1])
     initiator: Literal["random"] | NonNegativeInt = "random"
     times: list[NonNegativeInt] | None = None  # fixed times in cycles instead of a rate
@@ -134,11 +133,9 @@ class Experiment(Strict):
     description: str = ""
     seed: int = 1
     uarch: str = "skylake_sp"
-    pt_config: Literal["private", "mshare"] = "private"
-    share_level: Literal["p4d", "pud", "pmd"] = "p4d"
-    strategy: Literal["host_mm_only", "flush_all", "host_cpumask", "per_sharer", "union_batch", "broadcast"] = (
-        "flush_all"
-    )
+    pt_config: PtConfig = "private"
+    share_level: ShareLevel = "p4d"
+    strategy: Strategy = "flush_all"
     # who hears a PTE change in a shared (mshare) region: only the host mm's notifiers (the posted series),
     # or also every sharer mm's (secondary MMUs bound to sharers); private page tables notify each mm
     notifier_policy: Literal["host_only", "forward_to_sharers"] = "host_only"

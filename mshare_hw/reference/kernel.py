@@ -3,7 +3,7 @@ Linux 6.18's flush paths as summarised in shared/reference/mshare_and_linux_tlb.
 with should_trim_cpumask, flush_tlb_multi/should_flush_tlb, flush_tlb_func, flush_tlb_all,
 arch_tlbbatch_*, INVLPGB) and the mshare flush strategies.
 
-Mirrors kernels/events.pxi step for step; mshare_hw.engine.shootdown configures it (set_kernel) and hands
+Mirrors kernels/kernel.pxi step for step; mshare_hw.engine.shootdown configures it (set_kernel) and hands
 it each event (execute_event). A mixin of ReferenceEngine, whose small primitives (loaded_mm, invlpg,
 flush_pcid, switch_to_init, charge, ...) it builds on. Every flush charges what it does (instructions,
 IPIs, the responders' cycles, entries destroyed of processes not mapping the event's region) and returns
@@ -15,12 +15,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from mshare_hw.engine.params import STRATEGIES
+from mshare_hw.names import KERNEL_COSTS, STRATEGIES
 
 FLUSH_ANY_MM = -2  # a kernel/batch flush: flush_tlb_func with no mm (whatever is loaded catches up)
-# kernel costs, in shootdown.KERNEL_COSTS order
-K_CR3_FLUSH, K_INVLPG, K_INVPCID, K_IPI_BASE, K_IPI_PER_TARGET, K_IPI_RESPONDER, K_INVLPGB, K_TLBSYNC = range(8)
-N_KCOSTS = 8
 KIND_OP = {"zap": 0, "protect": 1, "migrate": 2, "reclaim": 0, "detach": 0}  # pt_change_range's op
 OP_ZAP = 0
 BATCHED = ("reclaim", "migrate")  # try_to_unmap/try_to_migrate with TTU_BATCH_FLUSH
@@ -76,8 +73,8 @@ class KernelSide:
         the trim times."""
         if strategy not in STRATEGIES:
             raise ValueError(f"unknown strategy {strategy!r}")
-        if len(costs) != N_KCOSTS:
-            raise ValueError(f"expected {N_KCOSTS} kernel costs, got {len(costs)}")
+        if len(costs) != len(KERNEL_COSTS):
+            raise ValueError(f"expected {len(KERNEL_COSTS)} kernel costs, got {len(costs)}")
         if len(home_cpu) != len(self._removed) or any(not 0 <= c < self.p.n_cpus for c in home_cpu):
             raise ValueError("home_cpu: one CPU in range per process expected")
         spans = {}
@@ -91,7 +88,7 @@ class KernelSide:
         self._invlpgb = bool(invlpgb)
         self._slot_shift = slot_shift
         self._link_level = link_level
-        self._kcost = [int(c) for c in costs]
+        self._kcost = {k: int(c) for k, c in zip(KERNEL_COSTS, costs)}
         self._ceiling = single_page_flush_ceiling
         self._trim_interval = trim_interval
         self._next_trim = [trim_interval] * len(self.mms)
@@ -130,11 +127,11 @@ class KernelSide:
             for i in range(n_pages):
                 self.invlpg(cpu, va + (i << shift), self._removed)
             self.charge(cpu, proc, "invlpg", n_pages)
-            cost = n_pages * self._kcost[K_INVLPG]
+            cost = n_pages * self._kcost["invlpg_cycles"]
         else:
             self.flush_pcid(cpu, self.cpu_pcid(cpu), self._removed)
             self.charge(cpu, proc, "full_flushes", 1)
-            cost = self._kcost[K_CR3_FLUSH]
+            cost = self._kcost["cr3_flush_cycles"]
         self._account_removed(cpu)
         return cost
 
@@ -151,7 +148,7 @@ class KernelSide:
         if self.is_lazy(cpu):
             flushed = self.switch_to_init(cpu)
             self.charge(cpu, -1, "cr3_flushes" if flushed else "cr3_writes_noflush", 1)
-            return self._kcost[K_CR3_FLUSH]
+            return self._kcost["cr3_flush_cycles"]
         local = self.local_gen(cpu)
         mm_gen = self.mm_gen(loaded)
         if f.new_gen and f.new_gen <= local:
@@ -171,7 +168,7 @@ class KernelSide:
         self.charge(cpu, proc, "invpcid", 1)
         self.charge(cpu, proc, "full_flushes", 1)
         self._account_removed(cpu)
-        return self._kcost[K_INVPCID]
+        return self._kcost["invpcid_cycles"]
 
     def _loaded_pcid_only(self, cpu: int, sharers: frozenset[int], f: Flush) -> int:
         """host_cpumask: flush the loaded PCID if it belongs to a sharer, without touching any tlb_gen."""
@@ -194,7 +191,7 @@ class KernelSide:
         cost, a cost per target, and waits for the slowest responder. Returns the initiator's cycles."""
         slowest = 0
         for cpu in targets:
-            cost = self._kcost[K_IPI_RESPONDER] + work(cpu)
+            cost = self._kcost["ipi_responder_cycles"] + work(cpu)
             proc = self.current_proc(cpu)
             self.charge(cpu, proc, "ipis_received", 1)
             self.charge(cpu, proc, "shootdown_cycles_responder", cost)
@@ -203,7 +200,8 @@ class KernelSide:
         if not targets:
             return 0
         self.charge(initiator, iproc, "ipis_sent", len(targets))
-        return self._kcost[K_IPI_BASE] + self._kcost[K_IPI_PER_TARGET] * len(targets) + slowest
+        kc = self._kcost
+        return kc["ipi_initiator_base_cycles"] + kc["ipi_per_target_cycles"] * len(targets) + slowest
 
     # -- Linux's flush paths ------------------------------------------------------------------------
     def _flush_tlb_multi(
@@ -256,7 +254,7 @@ class KernelSide:
         self.charge(cpu, iproc, "invlpgb", 1)
         self.charge(cpu, iproc, "tlbsync", 1)
         self.charge(cpu, iproc, "full_flushes", 1)
-        return self._kcost[K_INVLPGB] + self._kcost[K_TLBSYNC]
+        return self._kcost["invlpgb_cycles"] + self._kcost["tlbsync_cycles"]
 
     def _tlbbatch_flush(self, cpu: int, iproc: int, mms: Iterable[int]) -> int:
         """arch_tlbbatch_add_pending for each of `mms` (bump its tlb_gen, OR its cpumask into the batch), then

@@ -2,7 +2,7 @@
 share of run time that events spend in Python.
 
 Events are control events: the engine stops at an event's time and returns to Python, whose event loop
-(mshare_hw.engine.shootdown) hands the event back to the engine's kernel side (kernels/events.pxi), which
+(mshare_hw.engine.shootdown) hands the event back to the engine's kernel side (kernels/kernel.pxi), which
 changes PTEs and runs the strategy's flushes, and draws the next event. DESIGN §5 keeps this return to
 Python only while it costs < 5% of run time on the benchmark workloads. The workload and event mix are
 configs/experiments/flush_strategies.toml's (3 database clients sharing a buffer pool on CPUs 0-2, an

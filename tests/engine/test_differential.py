@@ -51,10 +51,6 @@ STEP_SETTINGS = settings(
 )
 
 
-def test_counter_names_match():
-    assert tuple(_engine.counter_names()) == COUNTERS
-
-
 # ---- machines --------------------------------------------------------------------------------------
 
 SETS = st.sampled_from([1, 2, 4, 3])

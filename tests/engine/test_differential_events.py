@@ -25,8 +25,9 @@ from mshare_hw.config.errors import ConfigError
 from mshare_hw.counters import COUNTERS
 from mshare_hw.engine.driver import run_reference, run_workload
 from mshare_hw.engine.layout import Layout, build_layout
-from mshare_hw.engine.params import STRATEGIES, SimParams
-from mshare_hw.engine.shootdown import KINDS, Event
+from mshare_hw.engine.params import SimParams
+from mshare_hw.names import EVENT_KINDS, STRATEGIES
+from mshare_hw.workload.events import Event
 
 SAFE = ("flush_all", "per_sharer", "union_batch", "broadcast")
 COST_KEYS = (
@@ -82,7 +83,7 @@ def event_lists(draw, params: SimParams, layout: Layout, horizon: int, max_event
         region = draw(st.sampled_from(names))
         span = layout.spans[region]
         pages = (span.end - span.start) >> span.shift
-        kinds = list(KINDS)
+        kinds = list(EVENT_KINDS)
         if span.host < 0 and pages > MAX_PRIVATE_DETACH_PAGES:
             kinds.remove("detach")
         kind = draw(st.sampled_from(kinds))

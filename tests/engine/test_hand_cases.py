@@ -851,14 +851,13 @@ def test_layout_beyond_what_cache_tags_can_tell_apart_is_refused():
     2^32 - 1, i.e. frames below (2^32 - 1) // 64 = 67,108,863 (256 GiB). A 512 GiB region is refused with a
     clear error instead of aliasing tags; 64-set caches can tell 16 TiB apart and accept it."""
     from mshare_hw.config.errors import ConfigError
-    from mshare_hw.engine.params import max_frames
 
     p = tiny(l1d_cache=SetAssoc(1, 1, 4), l2_cache=SetAssoc(1, 1, 14), llc=SetAssoc(1, 1, 40))
-    assert max_frames(p) == ((1 << 32) - 1) // 64
+    assert p.max_frames == ((1 << 32) - 1) // 64
     trace = ArrayTrace(np.array([4 * SLOT], np.uint64), np.array([LOAD], np.uint8))
     big = Workload([Process("p", trace)], [Region("big", 4 * SLOT, SLOT)])
     with pytest.raises(ConfigError, match="physical memory"):
         build_layout(big, p)
     p64 = tiny(l1d_cache=SetAssoc(64, 1, 4), l2_cache=SetAssoc(64, 1, 14), llc=SetAssoc(64, 1, 40))
-    assert max_frames(p64) == (1 << 32) - 1
+    assert p64.max_frames == (1 << 32) - 1
     build_layout(big, p64)

@@ -26,7 +26,7 @@ from mshare_hw.engine.secondary import (
     SecondaryCosts,
     SecondaryMMUs,
 )
-from mshare_hw.engine.shootdown import Event
+from mshare_hw.workload.events import Event
 from mshare_hw.workload.model import Workload
 
 COSTS = SecondaryCosts(

@@ -25,7 +25,8 @@ from mshare_hw.config.uarch import load_uarch
 from mshare_hw.counters import INDEX
 from mshare_hw.engine.driver import run_reference, run_workload
 from mshare_hw.engine.params import SimParams, build_params
-from mshare_hw.engine.shootdown import TRIM_INTERVAL_CYCLES, Event, Kernel
+from mshare_hw.engine.shootdown import TRIM_INTERVAL_CYCLES, Kernel
+from mshare_hw.workload.events import Event
 from mshare_hw.workload.generators import database_workload
 from mshare_hw.workload.model import ArrayTrace, Process, Region, Workload
 

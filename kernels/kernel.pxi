@@ -9,15 +9,15 @@
 cdef enum:
     FLUSH_ANY_MM = -2      # a kernel/batch flush: flush_tlb_func with no mm (whatever is loaded catches up)
 
-cdef enum:                 # kernel costs (cycles), in the order of shootdown.KERNEL_COSTS
-    K_CR3_FLUSH
-    K_INVLPG
-    K_INVPCID
-    K_IPI_BASE
-    K_IPI_PER_TARGET
-    K_IPI_RESPONDER
-    K_INVLPGB
-    K_TLBSYNC
+cdef enum:                 # kernel costs (cycles): mshare_hw.names.KERNEL_COSTS
+    KC_CR3_FLUSH_CYCLES
+    KC_INVLPG_CYCLES
+    KC_INVPCID_CYCLES
+    KC_IPI_INITIATOR_BASE_CYCLES
+    KC_IPI_PER_TARGET_CYCLES
+    KC_IPI_RESPONDER_CYCLES
+    KC_INVLPGB_CYCLES
+    KC_TLBSYNC_CYCLES
     N_KCOSTS
 
 cdef enum:                 # the work each CPU of an IPI round does
@@ -26,7 +26,7 @@ cdef enum:                 # the work each CPU of an IPI round does
     W_LOADED_PCID          # host_cpumask: the loaded PCID if it belongs to a sharer, no tlb_gen
     W_CATCH_UP             # union_batch: a sharer's loaded PCID catches up to its tlb_gen
 
-cdef enum:                 # flush strategies for shared page tables (by name: _engine._STRATEGY_CODE)
+cdef enum:                 # flush strategies for shared page tables: mshare_hw.names.STRATEGIES
     S_HOST_MM_ONLY
     S_FLUSH_ALL
     S_HOST_CPUMASK
@@ -34,7 +34,7 @@ cdef enum:                 # flush strategies for shared page tables (by name: _
     S_UNION_BATCH
     S_BROADCAST
 
-cdef enum:                 # event kinds (by name: _engine._KIND_CODE)
+cdef enum:                 # event kinds: mshare_hw.names.EVENT_KINDS
     EK_ZAP
     EK_PROTECT
     EK_MIGRATE
@@ -149,11 +149,11 @@ cdef int64_t ev_flush_pages(Sim* s, EventCtx* e, int cpu, uint64_t va, int64_t n
         for i in range(n_pages):
             ev_invlpg(s, cpu, va + (<uint64_t>i << shift), e.removed)
         ev_charge(s, cpu, proc, C_INVLPG, n_pages)
-        cost = n_pages * e.cost[K_INVLPG]
+        cost = n_pages * e.cost[KC_INVLPG_CYCLES]
     else:
         flush_pcid(s, cpu, st.asid + 1, e.removed)
         ev_charge(s, cpu, proc, C_FULL_FLUSHES, 1)
-        cost = e.cost[K_CR3_FLUSH]
+        cost = e.cost[KC_CR3_FLUSH_CYCLES]
     ev_account_removed(s, e, cpu)
     return cost
 
@@ -178,7 +178,7 @@ cdef int64_t ev_flush_tlb_func(Sim* s, EventCtx* e, int cpu, int mm, uint64_t va
         if f & SW_FLUSH:
             flush_pcid(s, cpu, st.asid + 1, NULL)
         ev_charge(s, cpu, -1, C_CR3_FLUSHES if f & SW_FLUSH else C_CR3_WRITES_NOFLUSH, 1)
-        return e.cost[K_CR3_FLUSH]
+        return e.cost[KC_CR3_FLUSH_CYCLES]
     local = st.ctx_gens[st.asid]
     mm_gen = s.mm_tlb_gen[loaded]
     if new_gen and new_gen <= local:
@@ -202,7 +202,7 @@ cdef int64_t ev_work(Sim* s, EventCtx* e, int kind, int cpu) noexcept nogil:
         ev_charge(s, cpu, proc, C_INVPCID, 1)
         ev_charge(s, cpu, proc, C_FULL_FLUSHES, 1)
         ev_account_removed(s, e, cpu)
-        return e.cost[K_INVPCID]
+        return e.cost[KC_INVPCID_CYCLES]
     loaded = s.cpu_state[cpu].loaded_mm
     if loaded < 0 or not e.sharer[loaded]:
         return 0
@@ -223,7 +223,7 @@ cdef int64_t ev_ipi_round(Sim* s, EventCtx* e, int initiator, int iproc, int n_t
     cdef int64_t cost, slowest = 0
     for i in range(n_targets):
         t = e.targets[i]
-        cost = e.cost[K_IPI_RESPONDER] + ev_work(s, e, kind, t)
+        cost = e.cost[KC_IPI_RESPONDER_CYCLES] + ev_work(s, e, kind, t)
         proc = ev_current_proc(s, t)
         ev_charge(s, t, proc, C_IPIS_RECEIVED, 1)
         ev_charge(s, t, proc, C_SHOOTDOWN_CYCLES_RESPONDER, cost)
@@ -233,7 +233,7 @@ cdef int64_t ev_ipi_round(Sim* s, EventCtx* e, int initiator, int iproc, int n_t
     if n_targets == 0:
         return 0
     ev_charge(s, initiator, iproc, C_IPIS_SENT, n_targets)
-    return e.cost[K_IPI_BASE] + e.cost[K_IPI_PER_TARGET] * n_targets + slowest
+    return e.cost[KC_IPI_INITIATOR_BASE_CYCLES] + e.cost[KC_IPI_PER_TARGET_CYCLES] * n_targets + slowest
 
 
 cdef inline void ev_set_flush(EventCtx* e, int mm, uint64_t va, int64_t n_pages, int shift, uint64_t new_gen,
@@ -289,7 +289,7 @@ cdef int64_t ev_invlpgb_flush_all_nonglobals(Sim* s, EventCtx* e, int cpu, int i
     ev_charge(s, cpu, iproc, C_INVLPGB, 1)
     ev_charge(s, cpu, iproc, C_TLBSYNC, 1)
     ev_charge(s, cpu, iproc, C_FULL_FLUSHES, 1)
-    return e.cost[K_INVLPGB] + e.cost[K_TLBSYNC]
+    return e.cost[KC_INVLPGB_CYCLES] + e.cost[KC_TLBSYNC_CYCLES]
 
 
 cdef int64_t ev_flush_tlb_all(Sim* s, EventCtx* e, int cpu, int iproc) noexcept nogil:
