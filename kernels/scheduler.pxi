@@ -1,6 +1,6 @@
 # Run queues (ring buffers) and the choice of the next CPU: always the running CPU with the lowest
 # clock, ties to the lowest number. Mirrors mshare_hw/reference/scheduler.py and the scheduling part
-# of ReferenceEngine.
+# of ReferenceMachine.
 
 cdef enum:
     ST_DONE = 0

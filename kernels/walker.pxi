@@ -1,5 +1,5 @@
 # One access: L1 TLB, L2 TLB, page walk (PWCs, then cached entry reads), faults, fills, data read.
-# Mirrors ReferenceEngine.access / walk / handle_fault in mshare_hw/reference/engine.py.
+# Mirrors ReferenceMachine.access / walk / handle_fault in mshare_hw/reference/machine.py.
 
 cdef enum:
     WALK_ATTEMPTS = 4

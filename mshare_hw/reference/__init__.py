@@ -4,6 +4,6 @@ Each module mirrors one file of the Cython engine in `kernels/` (tlb, pwc, cache
 scheduler, oracle); differential tests demand identical counters from both.
 """
 
-from mshare_hw.reference.engine import ReferenceEngine
+from mshare_hw.reference.machine import ReferenceMachine
 
-__all__ = ["ReferenceEngine"]
+__all__ = ["ReferenceMachine"]

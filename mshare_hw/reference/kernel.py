@@ -1,10 +1,9 @@
-"""The kernel side of invalidation events in plain Python (DESIGN.md §2.6/§2.7): an event's PTE changes,
-Linux 6.18's flush paths as summarised in shared/reference/mshare_and_linux_tlb.md §2 (flush_tlb_mm_range
-with should_trim_cpumask, flush_tlb_multi/should_flush_tlb, flush_tlb_func, flush_tlb_all,
-arch_tlbbatch_*, INVLPGB) and the mshare flush strategies.
+"""The kernel side of invalidation events in plain Python: an event's PTE changes, Linux 6.18's flush paths
+(arch/x86/mm/tlb.c: flush_tlb_mm_range with should_trim_cpumask, flush_tlb_multi/should_flush_tlb,
+flush_tlb_func, flush_tlb_all, arch_tlbbatch_*, INVLPGB) and the mshare flush strategies.
 
 Mirrors kernels/kernel.pxi step for step; mshare_hw.engine.shootdown configures it (set_kernel) and hands
-it each event (execute_event). A mixin of ReferenceEngine, whose small primitives (loaded_mm, invlpg,
+it each event (execute_event). A mixin of ReferenceMachine, whose small primitives (loaded_mm, invlpg,
 flush_pcid, switch_to_init, charge, ...) it builds on. Every flush charges what it does (instructions,
 IPIs, the responders' cycles, entries destroyed of processes not mapping the event's region) and returns
 the initiator's cycles.
@@ -15,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from mshare_hw.engine.layout import RegionSpan
 from mshare_hw.names import KERNEL_COSTS, STRATEGIES
 
 FLUSH_ANY_MM = -2  # a kernel/batch flush: flush_tlb_func with no mm (whatever is loaded catches up)
@@ -33,16 +33,6 @@ class Flush:
     shift: int
     new_gen: int
     full: bool
-
-
-@dataclass(frozen=True)
-class Region:
-    start: int
-    end: int
-    shift: int
-    shared: bool
-    host: int  # host mm index (shared page tables), else -1
-    mappers: tuple[int, ...]
 
 
 class KernelSide:
@@ -83,7 +73,7 @@ class KernelSide:
                 raise ValueError(f"region {name!r}: host {host} out of range")
             if any(not 0 <= p < len(self._removed) for p in mappers):
                 raise ValueError(f"region {name!r}: a mapper is out of range")
-            spans[name] = Region(start, end, shift, bool(shared), host, tuple(mappers))
+            spans[name] = RegionSpan(start, end, shift, bool(shared), host, tuple(mappers))
         self._strategy = strategy
         self._invlpgb = bool(invlpgb)
         self._slot_shift = slot_shift

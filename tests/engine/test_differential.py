@@ -27,7 +27,7 @@ from mshare_hw.counters import COUNTERS
 from mshare_hw.engine.driver import run_reference, run_workload
 from mshare_hw.engine.layout import build_layout
 from mshare_hw.engine.params import SetAssoc, SimParams, TLBStruct
-from mshare_hw.reference import ReferenceEngine
+from mshare_hw.reference import ReferenceMachine
 from mshare_hw.workload.model import PAGE_SIZES, ArrayTrace, Process, Region, Workload
 
 KiB4 = 1 << 12
@@ -334,7 +334,7 @@ def test_single_steps_match(data):
         assume(False)
     n_procs, n_cpus = layout.n_procs, params.n_cpus
     eng = _engine.Engine(params, layout)
-    ref = ReferenceEngine(params, layout, _empty_traces(n_procs))
+    ref = ReferenceMachine(params, layout, _empty_traces(n_procs))
     rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1), label="seed"))
     pool = address_pool(list(workload.regions), rng, 47 if params.levels == 4 else 56)
     hot = pool[: int(rng.integers(1, 9))]

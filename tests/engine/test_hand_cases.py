@@ -20,7 +20,7 @@ from mshare_hw.counters import COUNTERS, INDEX
 from mshare_hw.engine.driver import run_reference, run_workload
 from mshare_hw.engine.layout import build_layout
 from mshare_hw.engine.params import SetAssoc, SimParams, TLBStruct
-from mshare_hw.reference import ReferenceEngine
+from mshare_hw.reference import ReferenceMachine
 from mshare_hw.workload.model import ArrayTrace, Process, Region, Workload
 
 IFETCH, LOAD, STORE = 0, 1, 2
@@ -84,7 +84,7 @@ class Drive:
         if kind == "cython":
             self.eng = _engine.Engine(params, self.layout)
         else:
-            self.eng = ReferenceEngine(params, self.layout, [empty] * n_procs)
+            self.eng = ReferenceMachine(params, self.layout, [empty] * n_procs)
 
     # actions
     def access(self, cpu: int, proc: int, va: int, kind: int = LOAD) -> None:

@@ -15,7 +15,7 @@ from mshare_hw.counters import INDEX
 from mshare_hw.engine.layout import build_layout
 from mshare_hw.engine.shootdown import TLB_SINGLE_PAGE_FLUSH_CEILING, TRIM_INTERVAL_CYCLES, Kernel
 from mshare_hw.names import KERNEL_COSTS
-from mshare_hw.reference import ReferenceEngine
+from mshare_hw.reference import ReferenceMachine
 from mshare_hw.workload.model import ArrayTrace, Process, Workload
 
 STORE = 2
@@ -32,7 +32,7 @@ def build(kind: str, n_cpus: int, homes: list[int], pt_config: str = "private"):
     p = machine(n_cpus, pt_config)
     wl = Workload([Process(f"p{i}", ArrayTrace(*EMPTY), cpu=c) for i, c in enumerate(homes)], [shm()])
     layout = build_layout(wl, p)
-    eng = _engine.Engine(p, layout) if kind == "cython" else ReferenceEngine(p, layout, [EMPTY] * len(homes))
+    eng = _engine.Engine(p, layout) if kind == "cython" else ReferenceMachine(p, layout, [EMPTY] * len(homes))
     return eng, p, layout
 
 

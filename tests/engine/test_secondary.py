@@ -209,14 +209,14 @@ def test_iotlb_set_associative_lru_and_pasid_tags():
 
 def test_primitives_agree_between_engines():
     from mshare_hw import _engine
-    from mshare_hw.reference import ReferenceEngine
+    from mshare_hw.reference import ReferenceMachine
 
     for pt_config in ("private", "mshare"):
         p = machine(2, pt_config, "flush_all")
         wl = Workload(procs((0, hammer(X, 10)), (1, hammer(X, 10))), [shm()])
         layout = build_layout(wl, p)
         eng = _engine.Engine(p, layout)
-        ref = ReferenceEngine(p, layout, [(np.zeros(0, np.uint64), np.zeros(0, np.uint8))] * 2)
+        ref = ReferenceMachine(p, layout, [(np.zeros(0, np.uint64), np.zeros(0, np.uint8))] * 2)
         for m in (eng, ref):
             assert m.fault_in(1, 1, X + 3 * PAGE, 1) >= 1
         for va in (X, X + 3 * PAGE, X + 5 * PAGE, X + 60 * PAGE):
