@@ -573,3 +573,80 @@ cdef int k_execute(Sim* s, EventCtx* e, object notifiers, int kind, int proc, in
     ev_charge(s, cpu, proc, C_SHOOTDOWN_CYCLES_INITIATOR, cycles)
     ev_charge(s, cpu, proc, C_CYCLES, cycles)
     return 0
+
+
+# -- set-up and teardown (Engine.__init__, Engine.set_kernel, Engine.__dealloc__) ------------------------
+cdef void kernel_init(EventCtx* e, Sim* s) except *:
+    """The per-event work arrays; unconfigured."""
+    e.removed = <int64_t*>_calloc(s.n_procs, sizeof(int64_t))
+    e.mapper = <uint8_t*>_calloc(s.n_procs, sizeof(uint8_t))
+    e.sharer = <uint8_t*>_calloc(s.n_mms, sizeof(uint8_t))
+    e.union_mask = <uint8_t*>_calloc(s.n_cpus, sizeof(uint8_t))
+    e.targets = <int*>_calloc(s.n_cpus, sizeof(int))
+
+
+cdef object kernel_configure(EventCtx* e, Sim* s, int strategy, bint invlpgb, int slot_shift, int link_level,
+                             costs, int64_t single_page_flush_ceiling, int64_t trim_interval, regions,
+                             home_cpu) except *:
+    """Configure the kernel side (arguments checked by Engine.set_kernel); reset the trim times. Returns
+    {region name: index}."""
+    cdef int i, j, k, n_map = sum(len(r[6]) for r in regions)
+    kernel_free_config(e)
+    e.strategy = strategy
+    e.invlpgb = invlpgb
+    e.slot_shift = slot_shift
+    e.link_level = link_level
+    for i in range(N_KCOSTS):
+        e.cost[i] = costs[i]
+    e.ceiling = single_page_flush_ceiling
+    e.trim_interval = trim_interval
+    e.next_trim = <int64_t*>_calloc(s.n_mms, sizeof(int64_t))
+    for i in range(s.n_mms):
+        e.next_trim[i] = trim_interval
+    e.n_regions = len(regions)
+    e.reg_start = <uint64_t*>_calloc(e.n_regions, sizeof(uint64_t))
+    e.reg_end = <uint64_t*>_calloc(e.n_regions, sizeof(uint64_t))
+    e.reg_shift = <int*>_calloc(e.n_regions, sizeof(int))
+    e.reg_shared = <int*>_calloc(e.n_regions, sizeof(int))
+    e.reg_host = <int*>_calloc(e.n_regions, sizeof(int))
+    e.reg_map_off = <int*>_calloc(e.n_regions + 1, sizeof(int))
+    e.reg_map = <int*>_calloc(n_map, sizeof(int))
+    e.mms = <int*>_calloc(s.n_procs + 1, sizeof(int))
+    e.home_cpu = <int*>_calloc(s.n_procs, sizeof(int))
+    for i in range(s.n_procs):
+        e.home_cpu[i] = home_cpu[i]
+    names = {}
+    k = 0
+    for i, (name, start, end, shift, shared, host, mappers) in enumerate(regions):
+        names[name] = i
+        e.reg_start[i] = start
+        e.reg_end[i] = end
+        e.reg_shift[i] = shift
+        e.reg_shared[i] = shared
+        e.reg_host[i] = host
+        e.reg_map_off[i] = k
+        for j in mappers:
+            e.reg_map[k] = j
+            k += 1
+    e.reg_map_off[e.n_regions] = k
+    e.configured = 1
+    return names
+
+
+cdef void kernel_free_config(EventCtx* e) noexcept:
+    cdef size_t ptr
+    for ptr in (<size_t>e.next_trim, <size_t>e.reg_start, <size_t>e.reg_end, <size_t>e.reg_shift,
+                <size_t>e.reg_shared, <size_t>e.reg_host, <size_t>e.reg_map_off, <size_t>e.reg_map,
+                <size_t>e.mms, <size_t>e.home_cpu):
+        free(<void*>ptr)
+    e.next_trim = NULL
+    e.reg_start = e.reg_end = NULL
+    e.reg_shift = e.reg_shared = e.reg_host = e.reg_map_off = e.reg_map = e.mms = e.home_cpu = NULL
+    e.configured = 0
+
+
+cdef void kernel_free(EventCtx* e) noexcept:
+    cdef size_t ptr
+    kernel_free_config(e)
+    for ptr in (<size_t>e.removed, <size_t>e.mapper, <size_t>e.sharer, <size_t>e.union_mask, <size_t>e.targets):
+        free(<void*>ptr)

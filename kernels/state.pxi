@@ -57,6 +57,20 @@ cdef inline bint cache_pow2(shape_t shape, int set_bits) noexcept nogil:
         return True
 
 
+ctypedef struct SetArray:
+    # The sets of a set-associative structure (a TLB array, a PWC, a data cache), LRU, scanned by scan.h:
+    # each set is `blocks` 16-way blocks of 32-bit tags (64-byte aligned, 0 = invalid or padding) and LRU
+    # rank bytes (invalid ways ranked oldest, so fills take them first). Set-up and teardown: set_array.pxi.
+    uint64_t* keys         # per way: the packed key its tag hashes (key_tag), 0 when invalid; NULL for caches
+    uint32_t* tags         # per set, blocks * 16
+    uint8_t* ranks         # per set, blocks * 16
+    int sets
+    int ways
+    int blocks             # 16-way blocks per set
+    int set_bits           # log2(sets) when sets is a power of two, else -1
+    uint64_t set_mask      # sets - 1 when sets is a power of two, else 0
+    int pow2               # sets is a power of two (1 included: no division for fully associative arrays)
+
 ctypedef struct TLBEntry:
     uint64_t vpn
     uint64_t pfn
@@ -68,16 +82,8 @@ ctypedef struct TLBEntry:
     uint8_t is_global
 
 ctypedef struct TLBArray:
-    uint64_t* keys         # per way: valid | pcid | page size | vpn packed in one word, 0 when invalid
-    uint32_t* tags         # per set, blocks * 16 key_tag(key) (scan.h), 0 when invalid or padding
-    uint8_t* ranks         # per set, blocks * 16 LRU ranks (scan.h), invalid ways ranked oldest
+    SetArray sa            # keys: valid | pcid | page size | vpn packed in one word
     TLBEntry* e            # per way: the payload
-    int sets
-    int ways
-    int blocks             # 16-way blocks per set
-    int set_bits
-    uint64_t set_mask      # sets - 1 when sets is a power of two, else 0
-    int pow2               # sets is a power of two (1 included: no division for fully associative arrays)
     int xor_index
     int n_shifts
     int shifts[MAX_SHIFTS]
@@ -102,25 +108,12 @@ ctypedef struct PWCEntry:
     int32_t pcid
 
 ctypedef struct PWCArray:
-    uint64_t* keys         # per way: valid | PCID | level | tag packed in one word, 0 when invalid
-    uint32_t* tags         # per set, blocks * 16 key_tag(key) (scan.h), 0 when invalid or padding
-    uint8_t* ranks         # per set, blocks * 16 LRU ranks (scan.h), invalid ways ranked oldest
+    SetArray sa            # keys: valid | PCID | level | tag packed in one word
     PWCEntry* e            # per way: the payload
-    int sets
-    int ways
-    int blocks
-    uint64_t set_mask      # sets - 1 when sets is a power of two, else 0
-    int pow2
 
 ctypedef struct Cache:
-    uint32_t* tags         # per set, blocks * 16 tags (line // sets + 1; 0 = invalid or padding), 64-byte aligned
-    uint8_t* ranks         # per set, blocks * 16 LRU ranks (see scan.h), 16-byte aligned
-    int sets
-    int ways
-    int blocks             # 16-way blocks per set
+    SetArray sa            # no keys: a tag (line // sets + 1) names a line
     int latency
-    int set_bits           # log2(sets) when sets is a power of two, else -1
-    uint64_t set_mask
 
 ctypedef struct CpuTlbState:
     int loaded_mm          # -1: init_mm
