@@ -44,6 +44,7 @@ include "asid.pxi"
 include "oracle.pxi"
 include "walker.pxi"
 include "scheduler.pxi"
+include "flush.pxi"
 include "kernel.pxi"
 include "event_draws.pxi"
 

@@ -221,3 +221,81 @@ ctypedef struct Sim:
     int64_t slice_done
     int need_proc
     int error              # 0 ok; 1 out of memory; 2 walk did not converge; 3 huge-page conflict
+
+
+# -- the kernel side of invalidation events (flush.pxi, kernel.pxi) ---------------------------------------
+cdef enum:
+    FLUSH_ANY_MM = -2      # a kernel/batch flush: flush_tlb_func with no mm (whatever is loaded catches up)
+
+cdef enum:                 # kernel costs (cycles): mshare_hw.names.KERNEL_COSTS
+    KC_CR3_FLUSH_CYCLES
+    KC_INVLPG_CYCLES
+    KC_INVPCID_CYCLES
+    KC_IPI_INITIATOR_BASE_CYCLES
+    KC_IPI_PER_TARGET_CYCLES
+    KC_IPI_RESPONDER_CYCLES
+    KC_INVLPGB_CYCLES
+    KC_TLBSYNC_CYCLES
+    N_KCOSTS
+
+cdef enum:                 # the work each CPU of an IPI round does
+    W_FLUSH_FUNC           # flush_tlb_func with the round's flush
+    W_EVERYTHING           # flush_tlb_all: INVPCID type 2
+    W_LOADED_PCID          # host_cpumask: the loaded PCID if it belongs to a sharer, no tlb_gen
+    W_CATCH_UP             # union_batch: a sharer's loaded PCID catches up to its tlb_gen
+
+cdef enum:                 # flush strategies for shared page tables: mshare_hw.names.STRATEGIES
+    S_HOST_MM_ONLY
+    S_FLUSH_ALL
+    S_HOST_CPUMASK
+    S_PER_SHARER
+    S_UNION_BATCH
+    S_BROADCAST
+
+cdef enum:                 # event kinds: mshare_hw.names.EVENT_KINDS
+    EK_ZAP
+    EK_PROTECT
+    EK_MIGRATE
+    EK_RECLAIM
+    EK_DETACH
+
+cdef enum:                 # pt_change_range's op: the PTE change of each kind
+    PT_OP_ZAP = 0          # cleared (zap, reclaim, detach)
+    PT_OP_PROTECT = 1      # rewritten in place
+    PT_OP_MIGRATE = 2      # pointed at a new frame
+
+
+ctypedef struct EventCtx:
+    int64_t* removed       # per process: entries the current flush destroyed (zeroed once accounted)
+    uint8_t* mapper        # per process: maps the current event's region (its losses are not collateral)
+    uint8_t* sharer        # per mm: in the current round's sharer set (W_LOADED_PCID, W_CATCH_UP)
+    uint8_t* union_mask    # per CPU: the OR of the current round's cpumasks
+    int* targets           # per CPU: the current round's responders
+    int64_t cost[N_KCOSTS]
+    # the current round's flush (W_FLUSH_FUNC, W_LOADED_PCID, W_CATCH_UP)
+    int mm
+    uint64_t va
+    int64_t n_pages
+    int shift
+    uint64_t new_gen
+    int full
+    # the kernel side's configuration (Engine.set_kernel) and state
+    int configured
+    int strategy
+    int invlpgb            # the kernel uses INVLPGB for flush_tlb_all and reclaim's batches
+    int slot_shift         # log2 of the VA one mshare link entry covers
+    int link_level         # level of the per-process entry that links to the shared table
+    int64_t ceiling        # tlb_single_page_flush_ceiling
+    int64_t trim_interval  # should_trim_cpumask says yes at most once per this many cycles per mm
+    int64_t* next_trim     # per mm
+    int batching           # inside a batched unmap (the flushes call no notifier of their own)
+    int n_regions
+    uint64_t* reg_start
+    uint64_t* reg_end
+    int* reg_shift
+    int* reg_shared
+    int* reg_host          # host mm index (shared page tables), else -1
+    int* reg_map_off       # per region: its mappers are reg_map[reg_map_off[r]:reg_map_off[r + 1]]
+    int* reg_map
+    int* mms               # scratch: the mms one event changes (n_procs)
+    int* home_cpu          # per process: the CPU an event initiates on when no CPU runs the process

@@ -48,57 +48,34 @@ class DrawnSchedule:
     mean_gap: float = 0.0
 
 
-def _drawn(kinds: dict[str, float], **spec) -> DrawnSchedule:
+def _drawn(
+    *,
+    kinds: dict[str, float],
+    region: str,
+    region_pages: int,
+    pages: list[int],
+    initiators: list[int],
+    seed: int,
+    times: tuple[int, ...] | None = None,
+    mean_gap: float = 0.0,
+) -> DrawnSchedule:
     names = tuple(kinds)
     cumulative = np.cumsum([kinds[k] for k in names], dtype=float)
     cumulative = (cumulative / cumulative[-1]).tolist()
-    return DrawnSchedule(kinds=names, cumulative=tuple(cumulative), **spec)
-
-
-def rate_schedule(
-    *,
-    rate_per_second: float,
-    clock_ghz: float,
-    kinds: dict[str, float],
-    region: str,
-    region_pages: int,
-    pages: list[int],
-    initiators: list[int],
-    seed: int,
-) -> DrawnSchedule:
-    """Poisson arrivals at `rate_per_second` of simulated time (cycles at `clock_ghz`)."""
-    mean_gap = clock_ghz * 1e9 / rate_per_second
-    return _drawn(
-        kinds,
-        region=region,
-        region_pages=region_pages,
-        pages=tuple(pages),
-        initiators=tuple(initiators),
-        seed=seed,
-        mean_gap=mean_gap,
+    return DrawnSchedule(
+        names, tuple(cumulative), region, region_pages, tuple(pages), tuple(initiators), seed, times, mean_gap
     )
 
 
-def fixed_schedule(
-    *,
-    at: list[int],
-    kinds: dict[str, float],
-    region: str,
-    region_pages: int,
-    pages: list[int],
-    initiators: list[int],
-    seed: int,
-) -> DrawnSchedule:
+def rate_schedule(*, rate_per_second: float, clock_ghz: float, **draws) -> DrawnSchedule:
+    """Poisson arrivals at `rate_per_second` of simulated time (cycles at `clock_ghz`). `draws`: kinds (name ->
+    weight), region, region_pages, pages, initiators, seed, as DrawnSchedule describes."""
+    return _drawn(**draws, mean_gap=clock_ghz * 1e9 / rate_per_second)
+
+
+def fixed_schedule(*, at: list[int], **draws) -> DrawnSchedule:
     """Events at the given points (cycles, or global access counts), kinds and sizes drawn as above."""
-    return _drawn(
-        kinds,
-        region=region,
-        region_pages=region_pages,
-        pages=tuple(pages),
-        initiators=tuple(initiators),
-        seed=seed,
-        times=tuple(sorted(at)),
-    )
+    return _drawn(**draws, times=tuple(sorted(at)))
 
 
 def file_schedule(path: str | Path, n_procs: int, regions: set[str]) -> Iterator[Event]:

@@ -26,20 +26,10 @@ from mshare_hw.counters import COUNTERS
 from mshare_hw.engine.driver import run_reference, run_workload
 from mshare_hw.engine.layout import Layout, build_layout
 from mshare_hw.engine.params import SimParams
-from mshare_hw.names import EVENT_KINDS, STRATEGIES
+from mshare_hw.names import EVENT_KINDS, KERNEL_COSTS, STRATEGIES
 from mshare_hw.workload.events import Event
 
 SAFE = ("flush_all", "per_sharer", "union_batch", "broadcast")
-COST_KEYS = (
-    "cr3_flush_cycles",
-    "invlpg_cycles",
-    "invpcid_cycles",
-    "ipi_initiator_base_cycles",
-    "ipi_per_target_cycles",
-    "ipi_responder_cycles",
-    "invlpgb_cycles",
-    "tlbsync_cycles",
-)
 # A private detach walks every page of the region (pt_change over the whole span); regions built to span
 # two 512 GiB slots have ~1.3e8 pages, far too many for the reference model. Detach those only under
 # mshare (where it unlinks one entry per slot).
@@ -67,7 +57,7 @@ def kernel_side(draw, params: SimParams, strategies=STRATEGIES) -> SimParams:
     # an index rather than sampled_from: Hypothesis's sampled_from favours the first elements
     strategy = strategies[draw(st.integers(0, len(strategies) - 1))]
     invlpgb = strategy == "broadcast" or draw(st.integers(0, 3)) == 0
-    costs = {k: draw(st.integers(0, 3000)) for k in COST_KEYS}
+    costs = {k: draw(st.integers(0, 3000)) for k in KERNEL_COSTS}
     return dataclasses.replace(params, strategy=strategy, invlpgb=invlpgb, kernel_costs=costs)
 
 

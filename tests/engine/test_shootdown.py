@@ -18,7 +18,7 @@ import dataclasses
 
 import numpy as np
 import pytest
-from test_hand_cases import Drive, tiny
+from machines import Drive, tiny
 
 from mshare_hw.config.errors import ConfigError
 from mshare_hw.config.uarch import load_uarch
