@@ -17,9 +17,9 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-from hypothesis import HealthCheck, assume, event, given, settings
+from hypothesis import assume, event, given, settings
 from hypothesis import strategies as st
-from test_differential import assert_same_results, machines, workloads
+from random_machines import assert_same_results, differential_settings, machines, workloads
 
 from mshare_hw.config.errors import ConfigError
 from mshare_hw.counters import COUNTERS
@@ -35,20 +35,8 @@ SAFE = ("flush_all", "per_sharer", "union_batch", "broadcast")
 # mshare (where it unlinks one entry per slot).
 MAX_PRIVATE_DETACH_PAGES = 1 << 14
 
-SETTINGS = settings(
-    max_examples=160,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large],
-)
-SAFETY_SETTINGS = settings(
-    max_examples=300,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large],
-)
+SETTINGS = differential_settings(160)
+SAFETY_SETTINGS = differential_settings(300)
 COL = {name: i for i, name in enumerate(COUNTERS)}
 
 

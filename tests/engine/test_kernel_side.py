@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_shootdown import BASE, INVLPG, KC, PAGE, PER, RESP, X, machine, shm
+from kernel_cases import BASE, INVLPG, KC, PAGE, PER, RESP, X, machine, shm
 
 from mshare_hw import _engine
 from mshare_hw.counters import INDEX

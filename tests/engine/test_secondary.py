@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_shootdown import KC, PAGE, RUNNERS, X, hammer, machine, procs, shm
+from kernel_cases import KC, PAGE, RUNNERS, X, hammer, machine, procs, shm
 
 from mshare_hw.counters import INDEX
 from mshare_hw.engine.layout import build_layout
