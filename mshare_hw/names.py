@@ -33,12 +33,18 @@ SCHEDULERS = ("pinned", "global")
 PT_CONFIGS = ("private", "mshare")
 # the level whose tables mshare shares among its sharers (Linux names)
 SHARE_LEVELS = ("p4d", "pud", "pmd")
+# who hears a PTE change in a shared region: the host mm's mmu notifiers only, or every sharer mm's too
+NOTIFIER_POLICIES = ("host_only", "forward_to_sharers")
+# secondary MMUs: a device behind an IOMMU with its IOTLB, or a KVM-style mirror of the page tables
+DEVICE_KINDS = ("iommu", "kvm_mirror")
 
 Strategy = Literal[STRATEGIES]  # type: ignore[valid-type]
 EventKind = Literal[EVENT_KINDS]  # type: ignore[valid-type]
 SchedulerKind = Literal[SCHEDULERS]  # type: ignore[valid-type]
 PtConfig = Literal[PT_CONFIGS]  # type: ignore[valid-type]
 ShareLevel = Literal[SHARE_LEVELS]  # type: ignore[valid-type]
+NotifierPolicy = Literal[NOTIFIER_POLICIES]  # type: ignore[valid-type]
+DeviceKind = Literal[DEVICE_KINDS]  # type: ignore[valid-type]
 
 
 def codes(names: tuple[str, ...]) -> dict[str, int]:

@@ -18,7 +18,7 @@ from pydantic import Field, NonNegativeInt, PositiveInt, ValidationError, field_
 from mshare_hw.config.errors import ConfigError, from_validation_error
 from mshare_hw.config.paths import config_dir
 from mshare_hw.config.uarch import Strict, list_uarchs, load_toml
-from mshare_hw.names import EventKind, PtConfig, SchedulerKind, ShareLevel, Strategy
+from mshare_hw.names import DeviceKind, EventKind, NotifierPolicy, PtConfig, SchedulerKind, ShareLevel, Strategy
 
 GENERATORS = ("database", "uniform", "strided", "pointer_chase", "uniform_stream")
 
@@ -81,7 +81,7 @@ class DeviceCfg(Strict):
     `period_accesses` global accesses, over `footprint_pages` pages from `first_page` (0 = to the end)."""
 
     name: str = Field(min_length=1)
-    kind: Literal["iommu", "kvm_mirror"] = "iommu"
+    kind: DeviceKind = "iommu"
     process: NonNegativeInt = 0
     region: str = "buffer_pool"
     pattern: Literal["uniform", "sequential"] = "uniform"
@@ -138,7 +138,7 @@ class Experiment(Strict):
     strategy: Strategy = "flush_all"
     # who hears a PTE change in a shared (mshare) region: only the host mm's notifiers (the posted series),
     # or also every sharer mm's (secondary MMUs bound to sharers); private page tables notify each mm
-    notifier_policy: Literal["host_only", "forward_to_sharers"] = "host_only"
+    notifier_policy: NotifierPolicy = "host_only"
     devices: list[DeviceCfg] = Field(default_factory=list)
     machine: MachineCfg = MachineCfg()
     scheduler: SchedulerCfg = SchedulerCfg()

@@ -5,9 +5,10 @@ region "shm" over and over; a device bound to P1 reads X (footprint 1 page, burs
 accesses; events fire at global access counts, so the device's accesses and the events are ordered
 exactly. 2 x 4000 accesses -> device bursts at 300, 600, ..., 7800 (26 of them); an event at 1000 has 3
 bursts before it (300 misses and fills, 600 and 900 hit) and 23 after it. Expected values are derived in
-the comments from what Linux calls (shared/reference/mshare_and_linux_tlb.md §2.5, §2.7): the notifier
-`arch_invalidate_secondary_tlbs(mm)` at the end of every flush_tlb_mm_range and, with 0..-1, once per
-page in arch_tlbbatch_add_pending; `invalidate_range_start(mm)` before PTEs change.
+the comments from what Linux 6.18 calls (arch/x86/mm/tlb.c, arch/x86/include/asm/tlbflush.h,
+include/linux/mmu_notifier.h): the notifier `arch_invalidate_secondary_tlbs(mm)` at the end of every
+flush_tlb_mm_range and, with 0..-1, once per page in arch_tlbbatch_add_pending; `invalidate_range_start(mm)`
+before PTEs change.
 """
 
 from __future__ import annotations
