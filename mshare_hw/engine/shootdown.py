@@ -27,20 +27,9 @@ TRIM_INTERVAL_CYCLES = 3_000_000_000  # trim_cpumask at most once per second (HZ
 class MachineOps(Protocol):
     """What an engine offers the kernel side. mm -1 is init_mm; host mms follow the processes."""
 
-    def set_kernel(
-        self,
-        *,
-        strategy: str,
-        invlpgb: bool,
-        slot_shift: int,
-        link_level: int,
-        costs: list[int],
-        single_page_flush_ceiling: int,
-        trim_interval: int,
-        regions: list[tuple],
-        home_cpu: tuple[int, ...],
-        notifiers,
-    ) -> None: ...
+    def set_kernel(self, **config) -> None:
+        """Configure the kernel side: the keywords Kernel passes (Engine.set_kernel documents them)."""
+
     def execute_event(
         self, kind: str, proc: int, region: str, first_page: int, n_pages: int, now: int, cpu: int = -1
     ) -> None: ...

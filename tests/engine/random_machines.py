@@ -4,11 +4,13 @@ events they record, and the comparison of two engines' results."""
 from __future__ import annotations
 
 import numpy as np
-from hypothesis import HealthCheck, event, settings
+from hypothesis import HealthCheck, assume, event, settings
 from hypothesis import strategies as st
 
 from mshare_hw import _engine
+from mshare_hw.config.errors import ConfigError
 from mshare_hw.counters import COUNTERS
+from mshare_hw.engine.layout import Layout, build_layout
 from mshare_hw.engine.params import SetAssoc, SimParams, TLBStruct
 from mshare_hw.workload.model import PAGE_SIZES, ArrayTrace, Process, Region, Workload
 
@@ -218,6 +220,18 @@ def workloads(draw, params: SimParams) -> Workload:
             cpu = draw(st.one_of(st.none(), st.integers(0, params.n_cpus - 1)))
         procs.append(Process(f"p{p}", ArrayTrace(addrs, kinds), cpu=cpu))
     return Workload(procs, regs)
+
+
+@st.composite
+def cases(draw) -> tuple[SimParams, Workload, Layout]:
+    """A machine, a workload on it and their layout (workloads the layout refuses are rejected)."""
+    params = draw(machines())
+    workload = draw(workloads(params))
+    try:
+        layout = build_layout(workload, params)
+    except ConfigError:
+        assume(False)
+    return params, workload, layout
 
 
 # ---- coverage events ----------------------------------------------------------------------------------

@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import assume, given
+from hypothesis import given
 from hypothesis import strategies as st
+from machines import tiny
 from random_machines import (
     SHAPE_NAMES,
     SLOT,
@@ -27,17 +28,14 @@ from random_machines import (
     MiB2,
     address_pool,
     assert_same_results,
+    cases,
     differential_settings,
-    machines,
     record_coverage,
-    workloads,
 )
 
 from mshare_hw import _engine
-from mshare_hw.config.errors import ConfigError
 from mshare_hw.counters import COUNTERS
 from mshare_hw.engine.driver import run_reference, run_workload
-from mshare_hw.engine.layout import build_layout
 from mshare_hw.engine.params import SetAssoc, SimParams, TLBStruct
 from mshare_hw.reference import ReferenceMachine
 from mshare_hw.workload.model import ArrayTrace, Process, Region, Workload
@@ -49,12 +47,7 @@ STEP_SETTINGS = differential_settings(120)
 @DIFF_SETTINGS
 @given(data=st.data())
 def test_engine_matches_reference(data):
-    params = data.draw(machines(), label="params")
-    workload = data.draw(workloads(params), label="workload")
-    try:
-        layout = build_layout(workload, params)
-    except ConfigError:
-        assume(False)
+    params, workload, layout = data.draw(cases(), label="case")
     chunk = data.draw(st.integers(1, 100), label="chunk_size")
     got = run_workload(workload, params, layout=layout, chunk_size=chunk)
     want = run_reference(workload, params, layout=layout)
@@ -74,12 +67,7 @@ def _empty_traces(n: int):
 @STEP_SETTINGS
 @given(data=st.data())
 def test_single_steps_match(data):
-    params = data.draw(machines(), label="params")
-    workload = data.draw(workloads(params), label="workload")
-    try:
-        layout = build_layout(workload, params)
-    except ConfigError:
-        assume(False)
+    params, workload, layout = data.draw(cases(), label="case")
     n_procs, n_cpus = layout.n_procs, params.n_cpus
     eng = _engine.Engine(params, layout)
     ref = ReferenceMachine(params, layout, _empty_traces(n_procs))
@@ -139,34 +127,24 @@ def test_single_steps_match(data):
 
 
 def _fixed_params() -> SimParams:
-    return SimParams(
+    return tiny(
         n_cpus=2,
-        levels=4,
-        pcid=True,
         l1i=(TLBStruct((12,), 2, 2, False), TLBStruct((21, 30), 1, 2, False)),
         l1d=(TLBStruct((12, 21, 30), 3, 2, False),),
         l2d=(TLBStruct((12, 21), 4, 2, True), TLBStruct((30,), 1, 1, False)),
-        l2i=None,
-        l2_latency=7,
         pwc_structs=(SetAssoc(2, 2), SetAssoc(1, 2), SetAssoc(1, 1)),
         pwc_of_level=(-1, -1, 0, 1, 2, -1),
         l1d_cache=SetAssoc(3, 2, 4),
         l2_cache=SetAssoc(5, 2, 12),
         llc=SetAssoc(7, 3, 40),
-        dram_latency=200,
         data_caches=True,
-        oracle=True,
-        access_cycles=1,
-        ifetch_cycles=1,
         fault_cycles=900,
         fault_per_page_cycles=30,
         link_fault_cycles=200,
         context_switch_cycles=150,
         cr3_noflush_cycles=10,
         cr3_flush_cycles=100,
-        fault_around_pages=16,
         pt_config="mshare",
-        share_level="p4d",
         scheduler="global",
         quantum_cycles=700,
         slice_accesses=13,
