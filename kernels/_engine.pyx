@@ -2,8 +2,9 @@
 """The replay engine: all MMU, cache and scheduler state in C structs, the access loop without the GIL.
 
 Python (mshare_hw.engine.driver) builds it from SimParams and a Layout, feeds each process's trace in
-chunks when `run()` asks for input, and reads the counter tables at the end. The component files
-mirror the reference model's modules one to one.
+chunks when `run()` asks for input, and reads the counter tables at the end. This file holds the
+Engine class (its reference counterpart: mshare_hw/reference/machine.py); the included .pxi files mirror
+the reference model's modules of the same names, each with its structure's set-up and teardown.
 """
 
 import numpy as np

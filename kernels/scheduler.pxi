@@ -1,6 +1,5 @@
 # Run queues (ring buffers) and the choice of the next CPU: always the running CPU with the lowest
-# clock, ties to the lowest number. Mirrors mshare_hw/reference/scheduler.py and the scheduling part
-# of ReferenceMachine.
+# clock, ties to the lowest number; the run loop. Mirrors mshare_hw/reference/scheduler.py.
 
 cdef enum:
     ST_DONE = 0

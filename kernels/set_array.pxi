@@ -1,5 +1,6 @@
 # A set-associative structure's sets (SetArray, state.pxi): set-up, teardown, set index and invalidation,
-# shared by the TLB arrays (tlb.pxi), the PWCs (pwc.pxi) and the data caches (caches.pxi).
+# shared by the TLB arrays (tlb.pxi), the PWCs (pwc.pxi) and the data caches (caches.pxi). Mirrors
+# mshare_hw/reference/set_array.py.
 
 cdef enum:
     MAX_WAYS = 120  # LRU ranks are bytes compared as signed

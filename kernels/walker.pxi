@@ -1,5 +1,5 @@
 # One access: L1 TLB, L2 TLB, page walk (PWCs, then cached entry reads), faults, fills, data read.
-# Mirrors ReferenceMachine.access / walk / handle_fault in mshare_hw/reference/machine.py.
+# Mirrors mshare_hw/reference/walker.py.
 
 cdef enum:
     WALK_ATTEMPTS = 4
