@@ -81,7 +81,6 @@ cdef class Engine:
     cdef object _cpu_ctr
     cdef object _proc_ctr
     cdef object _chunks
-    cdef object _keep
     cdef bint _started
 
     def __cinit__(self):
@@ -91,7 +90,6 @@ cdef class Engine:
     def __init__(self, params, layout):
         cdef Sim* s = &self.s
         cdef int c, i, k, n_cpus = params.n_cpus, n_procs = layout.n_procs
-        cdef int64_t lines
         s.n_cpus = n_cpus
         s.n_procs = n_procs
         s.n_mms = n_procs + layout.n_hosts
@@ -280,19 +278,12 @@ cdef class Engine:
 
     def plant_pte_change(self, int proc, uint64_t va):
         """Change va's leaf PTE in place without a flush (tests the oracle). False if not mapped."""
-        cdef Sim* s = &self.s
-        cdef int64_t t = s.roots[proc], loc, ent
-        cdef int level = s.levels
-        while True:
-            loc = t * PT_ENTRIES + pt_index(va, level)
-            ent = s.pt[loc]
-            if not (ent & 1):
-                return False
-            if ent & 2:
-                pt_set_entry(s, loc, pt_encode(pt_alloc_frame(s), 1))
-                return True
-            t = ent >> 2
-            level -= 1
+        cdef int level
+        cdef int64_t loc = pt_find(&self.s, proc, va, &level, NULL)
+        if not (self.s.pt[loc] & 1):
+            return False
+        pt_set_entry(&self.s, loc, pt_encode(pt_alloc_frame(&self.s), 1))
+        return True
 
 
     # -- event time, and state the tests inspect (the kernel side itself is below and in kernel.pxi) --
@@ -400,20 +391,14 @@ cdef class Engine:
     def pt_lookup(self, int proc, uint64_t va):
         """A side-effect-free walk of proc's tables: (present, loc, level, target, entry paddrs read).
         `loc`/`level` are the leaf entry's, or the first non-present entry's on a miss."""
-        cdef Sim* s = &self.s
-        cdef int64_t t = s.roots[proc], loc, ent
-        cdef int level = s.levels
-        paddrs = []
-        while True:
-            loc = t * PT_ENTRIES + pt_index(va, level)
-            paddrs.append(pt_entry_paddr(s, loc))
-            ent = s.pt[loc]
-            if not (ent & 1):
-                return False, loc, level, 0, paddrs
-            if ent & 2:
-                return True, loc, level, ent >> 2, paddrs
-            t = ent >> 2
-            level -= 1
+        cdef int level
+        cdef int64_t path[5]
+        cdef int64_t loc = pt_find(&self.s, proc, va, &level, path)
+        cdef int64_t ent = self.s.pt[loc]
+        paddrs = [pt_entry_paddr(&self.s, path[i]) for i in range(self.s.levels - level + 1)]
+        if not (ent & 1):
+            return False, loc, level, 0, paddrs
+        return True, loc, level, ent >> 2, paddrs
 
     def pte_stamp(self, int64_t loc):
         """An opaque stamp of the entry at `loc` that changes whenever the entry is written while present

@@ -18,7 +18,7 @@ from mshare_hw.reference import asid as asid_mod
 from mshare_hw.reference.caches import CacheHierarchy
 from mshare_hw.reference.kernel import KernelSide
 from mshare_hw.reference.oracle import Oracle
-from mshare_hw.reference.pagetables import ENTRIES, PageTables, encode, index, is_leaf, present, target
+from mshare_hw.reference.pagetables import ENTRIES, PageTables, encode, present, target
 from mshare_hw.reference.pwc import PWC
 from mshare_hw.reference.scheduler import NO_EVENT, RUNNING, Scheduler, SchedulingLoop
 from mshare_hw.reference.tlb import TLBLevel
@@ -136,16 +136,11 @@ class ReferenceMachine(Walker, SchedulingLoop, KernelSide):
     def plant_pte_change(self, proc: int, va: int) -> bool:
         """Change va's leaf PTE in place without any flush (tests the oracle). False if not mapped."""
         pt = self.pt
-        t, level = self.roots[proc], self.p.levels
-        while True:
-            loc = t * ENTRIES + index(va, level)
-            ent = pt.entries[loc]
-            if not present(ent):
-                return False
-            if is_leaf(ent):
-                pt.set_entry(loc, encode(pt.alloc_frame(), True))
-                return True
-            t, level = target(ent), level - 1
+        loc, _, _ = pt.find(self.roots[proc], va, self.p.levels)
+        if not present(pt.entries[loc]):
+            return False
+        pt.set_entry(loc, encode(pt.alloc_frame(), True))
+        return True
 
     # -- state and steps the kernel side (reference/kernel.py) builds on; tests inspect some ---------
     def loaded_mm(self, cpu: int) -> int:
@@ -228,17 +223,12 @@ class ReferenceMachine(Walker, SchedulingLoop, KernelSide):
         """A side-effect-free walk of proc's tables: (present, loc, level, target, entry paddrs read).
         `loc`/`level` are the leaf entry's, or the first non-present entry's on a miss."""
         pt = self.pt
-        t, level = self.roots[proc], self.p.levels
-        paddrs = []
-        while True:
-            loc = t * ENTRIES + index(va, level)
-            paddrs.append(pt.entry_paddr(loc))
-            ent = pt.entries[loc]
-            if not present(ent):
-                return False, loc, level, 0, paddrs
-            if is_leaf(ent):
-                return True, loc, level, target(ent), paddrs
-            t, level = target(ent), level - 1
+        loc, level, path = pt.find(self.roots[proc], va, self.p.levels)
+        paddrs = [pt.entry_paddr(x) for x in path]
+        ent = pt.entries[loc]
+        if not present(ent):
+            return False, loc, level, 0, paddrs
+        return True, loc, level, target(ent), paddrs
 
     def pte_stamp(self, loc: int) -> int:
         """An opaque stamp of the entry at `loc` that changes whenever it is written while present (here its

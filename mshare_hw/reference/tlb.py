@@ -34,22 +34,24 @@ class TLBArray(SetArray):
             return (vpn ^ (vpn >> self.set_bits)) & (self.sets - 1)
         return vpn % self.sets
 
-    def mapping(self, pcid: int, va: int):
-        """The indices of the entries mapping `va` in `pcid` or global, page sizes in spec order."""
+    def find(self, pcid: int, va: int) -> int:
+        """The index of the first entry mapping `va` in `pcid` or global (page sizes in spec order), or -1."""
         for shift in self.spec.shifts:
             vpn = va >> shift
             base = self.set_index(vpn) * self.ways
             for w in range(self.ways):
                 e = self.entries[base + w]
                 if e is not None and e.shift == shift and e.vpn == vpn and (e.pcid == pcid or e.is_global):
-                    yield base + w
+                    return base + w
+        return -1
 
     def lookup(self, pcid: int, va: int) -> TLBEntry | None:
-        for i in self.mapping(pcid, va):
-            e = self.entries[i]
-            self.touch(e)
-            return e
-        return None
+        i = self.find(pcid, va)
+        if i < 0:
+            return None
+        e = self.entries[i]
+        self.touch(e)
+        return e
 
     def fill(self, e: TLBEntry) -> None:
         self.fill_set(self.set_index(e.vpn), e)
@@ -70,7 +72,7 @@ class TLBArray(SetArray):
 
     def invlpg(self, pcid: int, va: int, removed) -> None:
         """The entries mapping `va` at any page size, in `pcid` or global."""
-        for i in list(self.mapping(pcid, va)):
+        while (i := self.find(pcid, va)) >= 0:
             self.drop(i, removed)
 
 
