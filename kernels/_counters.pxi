@@ -51,15 +51,3 @@ cdef enum:
     C_STALE_TRANSLATIONS
     C_CYCLES
     N_COUNTERS
-
-COUNTER_NAMES = (
-    "accesses", "ifetches", "loads", "stores", "l1_itlb_hits", "l1_itlb_misses", "l1_dtlb_hits",
-    "l1_dtlb_misses", "stlb_hits", "stlb_misses", "pwc_hits_pd", "pwc_hits_pdpt", "pwc_hits_pml4",
-    "pwc_hits_pml5", "walks", "walk_reads", "walk_reads_l1d", "walk_reads_l2", "walk_reads_llc",
-    "walk_reads_dram", "walk_cycles", "translation_cycles", "page_faults", "link_faults",
-    "pages_mapped", "fault_cycles", "data_l1d_hits", "data_l2_hits", "data_llc_hits",
-    "data_dram_reads", "context_switches", "asid_slot_hits", "asid_slot_misses", "asid_recycles",
-    "cr3_writes_noflush", "cr3_flushes", "lazy_catchup_flushes", "ipis_sent", "ipis_received",
-    "invlpg", "invpcid", "invlpgb", "tlbsync", "full_flushes", "shootdown_cycles_initiator",
-    "shootdown_cycles_responder", "collateral_entries_flushed", "stale_translations", "cycles",
-)

@@ -2,13 +2,15 @@
 """The replay engine: all MMU, cache and scheduler state in C structs, the access loop without the GIL.
 
 Python (mshare_hw.engine.driver) builds it from SimParams and a Layout, feeds each process's trace in
-chunks when `run()` asks for input, and reads the counter tables at the end. The component files
-mirror the reference model's modules one to one.
+chunks when `run()` asks for input, and reads the counter tables at the end. This file holds the
+Engine class (its reference counterpart: mshare_hw/reference/machine.py); the included .pxi files mirror
+the reference model's modules of the same names, each with its structure's set-up and teardown.
 """
 
 import numpy as np
 
-from mshare_hw.engine.params import max_frames
+from mshare_hw.counters import COUNTERS
+from mshare_hw.names import EVENT_KINDS, SCHEDULERS, STRATEGIES, codes
 cimport numpy as cnp
 from libc.stdlib cimport calloc, free, malloc
 from libc.string cimport memset
@@ -16,10 +18,6 @@ from libc.string cimport memset
 cnp.import_array()
 
 include "state.pxi"
-
-cdef extern from "<stdlib.h>" nogil:
-    void* aligned_alloc(size_t alignment, size_t size)  # C11
-
 
 # block-parallel scans of cache and TLB sets
 cdef extern from "scan.h" nogil:
@@ -35,16 +33,20 @@ cdef extern from "scan.h" nogil:
     void prefetch(const void* p)
     int lowest_bit(unsigned m)
 
+include "alloc.pxi"
+include "set_array.pxi"
 include "_counters.pxi"
 include "tlb.pxi"
 include "pwc.pxi"
 include "caches.pxi"
 include "pagetables.pxi"
+include "layout.pxi"
 include "asid.pxi"
 include "oracle.pxi"
 include "walker.pxi"
 include "scheduler.pxi"
-include "events.pxi"
+include "flush.pxi"
+include "kernel.pxi"
 include "event_draws.pxi"
 
 DONE = ST_DONE
@@ -58,42 +60,8 @@ _ERRORS = {
     ERR_NOMEM: "out of memory while growing page tables",
     ERR_WALK: "a page walk kept faulting (internal error)",
     ERR_HUGE_CONFLICT: "a huge-page mapping overlaps a region with smaller pages",
-    ERR_PHYS: "the simulated physical memory outgrew what the cache models can tag (see params.max_frames)",
+    ERR_PHYS: "the simulated physical memory outgrew what the cache models can tag (see SimParams.max_frames)",
 }
-
-
-cdef int _is_pow2(int n):
-    return n > 0 and (n & (n - 1)) == 0
-
-
-cdef void* _calloc(size_t n, size_t size) except NULL:
-    cdef void* p = calloc(n if n else 1, size)
-    if p == NULL:
-        raise MemoryError()
-    return p
-
-
-cdef void* _aligned_calloc(size_t size) except NULL:
-    """Zeroed memory on a 64-byte boundary (a cache set's tag block is one host cache line); free()."""
-    cdef size_t rounded = (size + 63) // 64 * 64 if size else 64
-    cdef void* p = aligned_alloc(64, rounded)
-    if p == NULL:
-        raise MemoryError()
-    memset(p, 0, rounded)
-    return p
-
-
-cdef uint8_t* _new_ranks(int64_t sets, int ways) except NULL:
-    """LRU ranks (scan.h) for `sets` sets of `ways` ways: a valid order (0, 1, ...), padding ways 127."""
-    cdef int64_t st, w, blocks = (ways + SCAN_BLOCK - 1) // SCAN_BLOCK
-    cdef uint8_t* r
-    if not 1 <= ways <= MAX_WAYS:
-        raise ValueError(f"a TLB or cache set has 1 to {MAX_WAYS} ways, not {ways}")
-    r = <uint8_t*>_aligned_calloc(sets * blocks * SCAN_BLOCK)
-    for st in range(sets):
-        for w in range(blocks * SCAN_BLOCK):
-            r[st * blocks * SCAN_BLOCK + w] = w if w < ways else 127
-    return r
 
 
 def set_shape(params) -> int:
@@ -107,13 +75,12 @@ def set_shape(params) -> int:
 
 cdef class Engine:
     cdef Sim s
-    cdef EventCtx ev       # the kernel side's configuration and state (events.pxi)
+    cdef EventCtx ev       # the kernel side's configuration and state (kernel.pxi)
     cdef object _regions   # region name -> index into ev's region arrays
     cdef object _notifiers # the secondary MMUs' mmu notifiers, or None
     cdef object _cpu_ctr
     cdef object _proc_ctr
     cdef object _chunks
-    cdef object _keep
     cdef bint _started
 
     def __cinit__(self):
@@ -123,7 +90,6 @@ cdef class Engine:
     def __init__(self, params, layout):
         cdef Sim* s = &self.s
         cdef int c, i, k, n_cpus = params.n_cpus, n_procs = layout.n_procs
-        cdef int64_t lines
         s.n_cpus = n_cpus
         s.n_procs = n_procs
         s.n_mms = n_procs + layout.n_hosts
@@ -142,7 +108,7 @@ cdef class Engine:
         s.cr3_flush_cycles = params.cr3_flush_cycles
         s.fault_around_pages = params.fault_around_pages
         s.link_level = params.link_level
-        s.pinned = params.scheduler == "pinned"
+        s.pinned = codes(SCHEDULERS)[params.scheduler] == SCHED_PINNED
         s.quantum = params.quantum_cycles
         s.slice_len = params.slice_accesses
         s.dram_latency = params.dram_latency
@@ -156,75 +122,31 @@ cdef class Engine:
         s.l2d = <TLBLevel*>_calloc(n_cpus, sizeof(TLBLevel))
         s.split_l2 = params.l2i is not None
         s.l2i = <TLBLevel*>_calloc(n_cpus, sizeof(TLBLevel)) if s.split_l2 else s.l2d
-        for c in range(n_cpus):
-            self._init_level(&s.l1i[c], params.l1i)
-            self._init_level(&s.l1d[c], params.l1d)
-            self._init_level(&s.l2d[c], params.l2d)
-            if s.split_l2:
-                self._init_level(&s.l2i[c], params.l2i)
-
         s.n_pwc = len(params.pwc_structs)
         for i in range(6):
             s.pwc_of_level[i] = params.pwc_of_level[i]
         s.pwc = <PWCArray*>_calloc(n_cpus * s.n_pwc, sizeof(PWCArray))
-        for c in range(n_cpus):
-            for k in range(s.n_pwc):
-                spec = params.pwc_structs[k]
-                s.pwc[c * s.n_pwc + k].sets = spec.sets
-                s.pwc[c * s.n_pwc + k].ways = spec.ways
-                s.pwc[c * s.n_pwc + k].set_mask = spec.sets - 1 if _is_pow2(spec.sets) else 0
-                s.pwc[c * s.n_pwc + k].pow2 = _is_pow2(spec.sets)
-                s.pwc[c * s.n_pwc + k].e = <PWCEntry*>_calloc(spec.sets * spec.ways, sizeof(PWCEntry))
-                s.pwc[c * s.n_pwc + k].keys = <uint64_t*>_calloc(spec.sets * spec.ways, sizeof(uint64_t))
-                s.pwc[c * s.n_pwc + k].blocks = (spec.ways + SCAN_BLOCK - 1) // SCAN_BLOCK
-                s.pwc[c * s.n_pwc + k].ranks = _new_ranks(spec.sets, spec.ways)
-                s.pwc[c * s.n_pwc + k].tags = <uint32_t*>_aligned_calloc(
-                    <int64_t>spec.sets * s.pwc[c * s.n_pwc + k].blocks * SCAN_BLOCK * sizeof(uint32_t))
-
         s.l1d_cache = <Cache*>_calloc(n_cpus, sizeof(Cache))
         s.l2_cache = <Cache*>_calloc(n_cpus, sizeof(Cache))
         for c in range(n_cpus):
-            self._init_cache(&s.l1d_cache[c], params.l1d_cache)
-            self._init_cache(&s.l2_cache[c], params.l2_cache)
-        self._init_cache(&s.llc, params.llc)
+            tlb_level_init(&s.l1i[c], params.l1i)
+            tlb_level_init(&s.l1d[c], params.l1d)
+            tlb_level_init(&s.l2d[c], params.l2d)
+            if s.split_l2:
+                tlb_level_init(&s.l2i[c], params.l2i)
+            for k in range(s.n_pwc):
+                pwc_init(&s.pwc[c * s.n_pwc + k], params.pwc_structs[k])
+            cache_init(&s.l1d_cache[c], params.l1d_cache)
+            cache_init(&s.l2_cache[c], params.l2_cache)
+        cache_init(&s.llc, params.llc)
         s.shape = set_shape(params)
 
         s.next_frame = layout.dyn_frame_start
-        s.max_frames = max_frames(params)
-        s.mm_ctx_id = <int64_t*>_calloc(s.n_mms, sizeof(int64_t))
-        s.mm_tlb_gen = <uint64_t*>_calloc(s.n_mms, sizeof(uint64_t))
-        s.mm_cpumask = <uint8_t*>_calloc(s.n_mms * n_cpus, sizeof(uint8_t))
-        s.roots = <int64_t*>_calloc(s.n_mms, sizeof(int64_t))
-        for i in range(s.n_mms):
-            s.mm_ctx_id[i] = INIT_MM_CTX_ID + 1 + i
-            s.roots[i] = pt_new_table(s, s.levels, i)
-            if s.error:
-                raise MemoryError()
-        s.cpu_state = <CpuTlbState*>_calloc(n_cpus, sizeof(CpuTlbState))
-        for c in range(n_cpus):
-            cpu_tlb_init(&s.cpu_state[c])
-
-        self._init_regions(layout)
-
-        s.cpu_running = <int*>_calloc(n_cpus, sizeof(int))
-        s.cpu_current = <int*>_calloc(n_cpus, sizeof(int))
-        s.quantum_end = <uint64_t*>_calloc(n_cpus, sizeof(uint64_t))
-        s.clock = <uint64_t*>_calloc(n_cpus, sizeof(uint64_t))
-        for c in range(n_cpus):
-            s.cpu_current[c] = -1
-        n_queues = n_cpus if s.pinned else 1
-        s.queue_cap = n_procs + 1
-        s.queue_buf = <int*>_calloc(n_queues * s.queue_cap, sizeof(int))
-        s.queue_head = <int*>_calloc(n_queues, sizeof(int))
-        s.queue_count = <int*>_calloc(n_queues, sizeof(int))
-        for i in range(n_procs):
-            queue_push(s, layout.home_cpu[i] if s.pinned else 0, i)
-
-        s.trace_addrs = <uint64_t**>_calloc(n_procs, sizeof(uint64_t*))
-        s.trace_kinds = <uint8_t**>_calloc(n_procs, sizeof(uint8_t*))
-        s.trace_len = <int64_t*>_calloc(n_procs, sizeof(int64_t))
-        s.trace_pos = <int64_t*>_calloc(n_procs, sizeof(int64_t))
-        s.trace_final = <int*>_calloc(n_procs, sizeof(int))
+        s.max_frames = params.max_frames
+        pt_roots_init(s)
+        asid_init(s)
+        layout_init(s, layout)
+        sched_init(s, layout.home_cpu)
         self._chunks = [None] * n_procs
 
         self._cpu_ctr = np.zeros((n_cpus, N_COUNTERS), dtype=np.int64)
@@ -234,143 +156,26 @@ cdef class Engine:
         s.row = <int64_t*>_calloc(N_COUNTERS, sizeof(int64_t))
         s.max_examples = params.max_stale_examples
         s.examples = <int64_t*>_calloc(s.max_examples * 5, sizeof(int64_t))
-        self.ev.removed = <int64_t*>_calloc(n_procs, sizeof(int64_t))
-        self.ev.mapper = <uint8_t*>_calloc(n_procs, sizeof(uint8_t))
-        self.ev.sharer = <uint8_t*>_calloc(s.n_mms, sizeof(uint8_t))
-        self.ev.union_mask = <uint8_t*>_calloc(n_cpus, sizeof(uint8_t))
-        self.ev.targets = <int*>_calloc(n_cpus, sizeof(int))
-
-    cdef void _init_level(self, TLBLevel* lv, specs) except *:
-        cdef int i, j, code
-        lv.n = len(specs)
-        lv.arrays = <TLBArray*>_calloc(lv.n, sizeof(TLBArray))
-        lv.n_probes = 0
-        lv.live = 0
-        for i, spec in enumerate(specs):
-            lv.arrays[i].sets = spec.sets
-            lv.arrays[i].ways = spec.ways
-            lv.arrays[i].set_bits = spec.sets.bit_length() - 1
-            lv.arrays[i].set_mask = spec.sets - 1 if _is_pow2(spec.sets) else 0
-            lv.arrays[i].pow2 = _is_pow2(spec.sets)
-            lv.arrays[i].xor_index = spec.xor_index
-            lv.arrays[i].n_shifts = len(spec.shifts)
-            for j, sh in enumerate(spec.shifts):
-                lv.arrays[i].shifts[j] = sh
-                if lv.n_probes == MAX_PROBES:
-                    raise ValueError(f"a TLB level holds at most {MAX_PROBES} (array, page size) pairs")
-                lv.probe_array[lv.n_probes] = i
-                lv.probe_code[lv.n_probes] = tlb_code(sh)
-                lv.arrays[i].probe_bits[tlb_code(sh)] |= <uint32_t>1 << lv.n_probes
-                lv.n_probes += 1
-            lv.arrays[i].live = &lv.live
-            lv.arrays[i].e = <TLBEntry*>_calloc(spec.sets * spec.ways, sizeof(TLBEntry))
-            lv.arrays[i].keys = <uint64_t*>_calloc(spec.sets * spec.ways, sizeof(uint64_t))
-            lv.arrays[i].blocks = (spec.ways + SCAN_BLOCK - 1) // SCAN_BLOCK
-            lv.arrays[i].tags = <uint32_t*>_aligned_calloc(
-                <int64_t>spec.sets * lv.arrays[i].blocks * SCAN_BLOCK * sizeof(uint32_t))
-            lv.arrays[i].ranks = _new_ranks(spec.sets, spec.ways)
-        for code in range(4):
-            lv.fill_array[code] = -1
-        for i in reversed(range(lv.n)):  # the first array that holds a page size fills it
-            for j in range(lv.arrays[i].n_shifts):
-                lv.fill_array[tlb_code(lv.arrays[i].shifts[j])] = i
-
-    cdef void _init_cache(self, Cache* c, spec) except *:
-        c.sets = spec.sets
-        c.ways = spec.ways
-        c.latency = spec.latency
-        c.set_mask = spec.sets - 1 if _is_pow2(spec.sets) else 0
-        c.set_bits = (spec.sets.bit_length() - 1) if _is_pow2(spec.sets) else -1
-        c.blocks = (spec.ways + SCAN_BLOCK - 1) // SCAN_BLOCK
-        c.tags = <uint32_t*>_aligned_calloc(<int64_t>spec.sets * c.blocks * SCAN_BLOCK * sizeof(uint32_t))
-        c.ranks = _new_ranks(spec.sets, spec.ways)
-
-    cdef void _init_regions(self, layout) except *:
-        cdef Sim* s = &self.s
-        cdef int64_t k = 0, j = 0
-        n_rows = sum(len(r) for r in layout.regions)
-        n_slots = sum(len(x) for x in layout.slots)
-        s.reg_off = <int64_t*>_calloc(s.n_procs + 1, sizeof(int64_t))
-        s.reg_start = <uint64_t*>_calloc(n_rows, sizeof(uint64_t))
-        s.reg_end = <uint64_t*>_calloc(n_rows, sizeof(uint64_t))
-        s.reg_shift = <int32_t*>_calloc(n_rows, sizeof(int32_t))
-        s.reg_fa = <int32_t*>_calloc(n_rows, sizeof(int32_t))
-        s.reg_host = <int32_t*>_calloc(n_rows, sizeof(int32_t))
-        s.reg_frame = <int64_t*>_calloc(n_rows, sizeof(int64_t))
-        s.slot_off = <int64_t*>_calloc(s.n_procs + 1, sizeof(int64_t))
-        s.slot_start = <uint64_t*>_calloc(n_slots, sizeof(uint64_t))
-        s.slot_end = <uint64_t*>_calloc(n_slots, sizeof(uint64_t))
-        s.slot_host = <int32_t*>_calloc(n_slots, sizeof(int32_t))
-        for p in range(s.n_procs):
-            s.reg_off[p] = k
-            for r in layout.regions[p]:
-                s.reg_start[k] = r.start
-                s.reg_end[k] = r.end
-                s.reg_shift[k] = r.shift
-                s.reg_fa[k] = r.fault_around
-                s.reg_host[k] = r.host
-                s.reg_frame[k] = r.frame_base
-                k += 1
-            s.slot_off[p] = j
-            for x in layout.slots[p]:
-                s.slot_start[j] = x.start
-                s.slot_end[j] = x.end
-                s.slot_host[j] = x.host
-                j += 1
-        s.reg_off[s.n_procs] = k
-        s.slot_off[s.n_procs] = j
+        kernel_init(&self.ev, s)
 
     def __dealloc__(self):
         cdef Sim* s = &self.s
-        cdef int c, i
-        cdef TLBLevel* levels[4]
-        if s.l1i != NULL:
-            levels[0] = s.l1i
-            levels[1] = s.l1d
-            levels[2] = s.l2d
-            levels[3] = s.l2i if s.split_l2 else NULL
-            for i in range(4):
-                if levels[i] == NULL:
-                    continue
-                for c in range(s.n_cpus):
-                    if levels[i][c].arrays != NULL:
-                        for k in range(levels[i][c].n):
-                            free(levels[i][c].arrays[k].e)
-                            free(levels[i][c].arrays[k].keys)
-                            free(levels[i][c].arrays[k].tags)
-                            free(levels[i][c].arrays[k].ranks)
-                        free(levels[i][c].arrays)
-                free(levels[i])
-        if s.pwc != NULL:
-            for i in range(s.n_cpus * s.n_pwc):
-                free(s.pwc[i].e)
-                free(s.pwc[i].keys)
-                free(s.pwc[i].tags)
-                free(s.pwc[i].ranks)
-            free(s.pwc)
-        if s.l1d_cache != NULL:
-            for c in range(s.n_cpus):
-                free(s.l1d_cache[c].tags)
-                free(s.l1d_cache[c].ranks)
-                free(s.l2_cache[c].tags)
-                free(s.l2_cache[c].ranks)
-            free(s.l1d_cache)
-            free(s.l2_cache)
-        free(s.llc.tags)
-        free(s.llc.ranks)
-        for ptr in (<size_t>s.pt, <size_t>s.pt_written, <size_t>s.table_level, <size_t>s.table_frame,
-                    <size_t>s.table_mm, <size_t>s.roots, <size_t>s.mm_ctx_id, <size_t>s.mm_tlb_gen,
-                    <size_t>s.mm_cpumask, <size_t>s.cpu_state, <size_t>s.reg_off, <size_t>s.reg_start,
-                    <size_t>s.reg_end, <size_t>s.reg_shift, <size_t>s.reg_fa, <size_t>s.reg_host,
-                    <size_t>s.reg_frame, <size_t>s.slot_off, <size_t>s.slot_start, <size_t>s.slot_end,
-                    <size_t>s.slot_host, <size_t>s.cpu_running, <size_t>s.cpu_current, <size_t>s.quantum_end,
-                    <size_t>s.clock, <size_t>s.queue_buf, <size_t>s.queue_head, <size_t>s.queue_count,
-                    <size_t>s.trace_addrs, <size_t>s.trace_kinds, <size_t>s.trace_len, <size_t>s.trace_pos,
-                    <size_t>s.trace_final, <size_t>s.row, <size_t>s.examples, <size_t>self.ev.removed,
-                    <size_t>self.ev.mapper, <size_t>self.ev.sharer, <size_t>self.ev.union_mask,
-                    <size_t>self.ev.targets):
-            free(<void*>ptr)
-        self._free_kernel()
+        tlb_levels_free(s.l1i, s.n_cpus)
+        tlb_levels_free(s.l1d, s.n_cpus)
+        tlb_levels_free(s.l2d, s.n_cpus)
+        if s.split_l2:
+            tlb_levels_free(s.l2i, s.n_cpus)
+        pwcs_free(s.pwc, s.n_cpus * s.n_pwc)
+        caches_free(s.l1d_cache, s.n_cpus)
+        caches_free(s.l2_cache, s.n_cpus)
+        set_array_free(&s.llc.sa)
+        pt_free(s)
+        asid_free(s)
+        layout_free(s)
+        sched_free(s)
+        free(s.row)
+        free(s.examples)
+        kernel_free(&self.ev)
 
     # -- driving ----------------------------------------------------------------------------------
     def feed(self, int proc, addrs, kinds, bint final):
@@ -473,22 +278,15 @@ cdef class Engine:
 
     def plant_pte_change(self, int proc, uint64_t va):
         """Change va's leaf PTE in place without a flush (tests the oracle). False if not mapped."""
-        cdef Sim* s = &self.s
-        cdef int64_t t = s.roots[proc], loc, ent
-        cdef int level = s.levels
-        while True:
-            loc = t * PT_ENTRIES + pt_index(va, level)
-            ent = s.pt[loc]
-            if not (ent & 1):
-                return False
-            if ent & 2:
-                pt_set_entry(s, loc, pt_encode(pt_alloc_frame(s), 1))
-                return True
-            t = ent >> 2
-            level -= 1
+        cdef int level
+        cdef int64_t loc = pt_find(&self.s, proc, va, &level, NULL)
+        if not (self.s.pt[loc] & 1):
+            return False
+        pt_set_entry(&self.s, loc, pt_encode(pt_alloc_frame(&self.s), 1))
+        return True
 
 
-    # -- event time, and state the tests inspect (the kernel side itself is below and in events.pxi) --
+    # -- event time, and state the tests inspect (the kernel side itself is below and in kernel.pxi) --
     def set_next_event(self, uint64_t at):
         self.s.next_event_time = at
 
@@ -529,7 +327,7 @@ cdef class Engine:
         """Add `value` to a counter of a CPU (and of a process, if proc >= 0); cycles also move its clock."""
         ev_charge(&self.s, cpu, proc, _COUNTER_INDEX[counter], value)
 
-    # -- the kernel side of invalidation events (kernels/events.pxi; reference/kernel.py) ------------
+    # -- the kernel side of invalidation events (kernels/kernel.pxi; reference/kernel.py) ------------
     def set_kernel(self, *, str strategy, bint invlpgb, int slot_shift, int link_level, costs,
                    int64_t single_page_flush_ceiling, int64_t trim_interval, regions, home_cpu, notifiers):
         """Configure the kernel side (mshare_hw.engine.shootdown.Kernel does): the flush strategy, whether the
@@ -538,7 +336,6 @@ cdef class Engine:
         mappers) each), each process's home CPU and the secondary MMUs' mmu notifiers (or None). Resets
         the trim times."""
         cdef EventCtx* e = &self.ev
-        cdef int i, j, k, n_map = 0
         if strategy not in _STRATEGY_CODE:
             raise ValueError(f"unknown strategy {strategy!r}")
         if len(costs) != N_KCOSTS:
@@ -551,58 +348,9 @@ cdef class Engine:
                 raise ValueError(f"region {r[0]!r}: host {r[5]} out of range")
             if any(not 0 <= p < self.s.n_procs for p in r[6]):
                 raise ValueError(f"region {r[0]!r}: a mapper is out of range")
-            n_map += len(r[6])
-        self._free_kernel()
-        e.strategy = _STRATEGY_CODE[strategy]
-        e.invlpgb = invlpgb
-        e.slot_shift = slot_shift
-        e.link_level = link_level
-        for i in range(N_KCOSTS):
-            e.cost[i] = costs[i]
-        e.ceiling = single_page_flush_ceiling
-        e.trim_interval = trim_interval
-        e.next_trim = <int64_t*>_calloc(self.s.n_mms, sizeof(int64_t))
-        for i in range(self.s.n_mms):
-            e.next_trim[i] = trim_interval
-        e.n_regions = len(regions)
-        e.reg_start = <uint64_t*>_calloc(e.n_regions, sizeof(uint64_t))
-        e.reg_end = <uint64_t*>_calloc(e.n_regions, sizeof(uint64_t))
-        e.reg_shift = <int*>_calloc(e.n_regions, sizeof(int))
-        e.reg_shared = <int*>_calloc(e.n_regions, sizeof(int))
-        e.reg_host = <int*>_calloc(e.n_regions, sizeof(int))
-        e.reg_map_off = <int*>_calloc(e.n_regions + 1, sizeof(int))
-        e.reg_map = <int*>_calloc(n_map, sizeof(int))
-        e.mms = <int*>_calloc(self.s.n_procs + 1, sizeof(int))
-        e.home_cpu = <int*>_calloc(self.s.n_procs, sizeof(int))
-        for i in range(self.s.n_procs):
-            e.home_cpu[i] = home_cpu[i]
-        self._regions = {}
-        k = 0
-        for i, (name, start, end, shift, shared, host, mappers) in enumerate(regions):
-            self._regions[name] = i
-            e.reg_start[i] = start
-            e.reg_end[i] = end
-            e.reg_shift[i] = shift
-            e.reg_shared[i] = shared
-            e.reg_host[i] = host
-            e.reg_map_off[i] = k
-            for j in mappers:
-                e.reg_map[k] = j
-                k += 1
-        e.reg_map_off[e.n_regions] = k
+        self._regions = kernel_configure(e, &self.s, _STRATEGY_CODE[strategy], invlpgb, slot_shift, link_level,
+                                         costs, single_page_flush_ceiling, trim_interval, regions, home_cpu)
         self._notifiers = notifiers
-        e.configured = 1
-
-    cdef void _free_kernel(self):
-        cdef EventCtx* e = &self.ev
-        for ptr in (<size_t>e.next_trim, <size_t>e.reg_start, <size_t>e.reg_end, <size_t>e.reg_shift,
-                    <size_t>e.reg_shared, <size_t>e.reg_host, <size_t>e.reg_map_off, <size_t>e.reg_map,
-                    <size_t>e.mms, <size_t>e.home_cpu):
-            free(<void*>ptr)
-        e.next_trim = NULL
-        e.reg_start = e.reg_end = NULL
-        e.reg_shift = e.reg_shared = e.reg_host = e.reg_map_off = e.reg_map = e.mms = e.home_cpu = NULL
-        e.configured = 0
 
     cdef int _configured(self) except -1:
         if not self.ev.configured:
@@ -643,20 +391,14 @@ cdef class Engine:
     def pt_lookup(self, int proc, uint64_t va):
         """A side-effect-free walk of proc's tables: (present, loc, level, target, entry paddrs read).
         `loc`/`level` are the leaf entry's, or the first non-present entry's on a miss."""
-        cdef Sim* s = &self.s
-        cdef int64_t t = s.roots[proc], loc, ent
-        cdef int level = s.levels
-        paddrs = []
-        while True:
-            loc = t * PT_ENTRIES + pt_index(va, level)
-            paddrs.append(pt_entry_paddr(s, loc))
-            ent = s.pt[loc]
-            if not (ent & 1):
-                return False, loc, level, 0, paddrs
-            if ent & 2:
-                return True, loc, level, ent >> 2, paddrs
-            t = ent >> 2
-            level -= 1
+        cdef int level
+        cdef int64_t path[5]
+        cdef int64_t loc = pt_find(&self.s, proc, va, &level, path)
+        cdef int64_t ent = self.s.pt[loc]
+        paddrs = [pt_entry_paddr(&self.s, path[i]) for i in range(self.s.levels - level + 1)]
+        if not (ent & 1):
+            return False, loc, level, 0, paddrs
+        return True, loc, level, ent >> 2, paddrs
 
     def pte_stamp(self, int64_t loc):
         """An opaque stamp of the entry at `loc` that changes whenever the entry is written while present
@@ -683,13 +425,8 @@ cdef class Engine:
         raise RuntimeError(_ERRORS[ERR_WALK])
 
 
-_COUNTER_INDEX = {name: i for i, name in enumerate(COUNTER_NAMES)}
-_STRATEGY_CODE = {"host_mm_only": S_HOST_MM_ONLY, "flush_all": S_FLUSH_ALL, "host_cpumask": S_HOST_CPUMASK,
-                  "per_sharer": S_PER_SHARER, "union_batch": S_UNION_BATCH, "broadcast": S_BROADCAST}
-_KIND_CODE = {"zap": EK_ZAP, "protect": EK_PROTECT, "migrate": EK_MIGRATE, "reclaim": EK_RECLAIM,
-              "detach": EK_DETACH}
+# names -> the C enums' codes (tests/test_names.py keeps the enums in step with mshare_hw.names)
+_COUNTER_INDEX = codes(COUNTERS)
+_STRATEGY_CODE = codes(STRATEGIES)
+_KIND_CODE = codes(EVENT_KINDS)
 _PAGE_LIMIT = 1 << 62
-
-
-def counter_names():
-    return COUNTER_NAMES

@@ -66,3 +66,22 @@ cdef int asid_switch_mm(Sim* s, int cpu, int mm) noexcept nogil:
     st.loaded_mm = mm
     st.asid = asid
     return SW_SWITCHED | (SW_FLUSH if flush else 0) | (SW_SLOT_HIT if hit else 0) | (SW_RECYCLED if recycled else 0)
+
+
+cdef void asid_init(Sim* s) except *:
+    """Each mm's context id and tlb_gen, empty cpumasks; every CPU in init_mm with fresh ASID slots."""
+    cdef int i, c
+    s.mm_ctx_id = <int64_t*>_calloc(s.n_mms, sizeof(int64_t))
+    s.mm_tlb_gen = <uint64_t*>_calloc(s.n_mms, sizeof(uint64_t))
+    s.mm_cpumask = <uint8_t*>_calloc(s.n_mms * s.n_cpus, sizeof(uint8_t))
+    for i in range(s.n_mms):
+        s.mm_ctx_id[i] = INIT_MM_CTX_ID + 1 + i
+    s.cpu_state = <CpuTlbState*>_calloc(s.n_cpus, sizeof(CpuTlbState))
+    for c in range(s.n_cpus):
+        cpu_tlb_init(&s.cpu_state[c])
+
+
+cdef void asid_free(Sim* s) noexcept:
+    cdef size_t ptr
+    for ptr in (<size_t>s.mm_ctx_id, <size_t>s.mm_tlb_gen, <size_t>s.mm_cpumask, <size_t>s.cpu_state):
+        free(<void*>ptr)

@@ -9,7 +9,22 @@ cdef enum:
     LV_L2 = 1
     LV_LLC = 2
     LV_DRAM = 3
-    MAX_WAYS = 120  # LRU ranks are bytes compared as signed
+
+
+cdef void cache_init(Cache* c, spec) except *:
+    """A cache of spec.sets sets of spec.ways ways (spec: params.SetAssoc), empty."""
+    set_array_init(&c.sa, spec.sets, spec.ways, False)
+    c.latency = spec.latency
+
+
+cdef void caches_free(Cache* caches, int n) noexcept:
+    """n caches and their array (NULL: nothing)."""
+    cdef int i
+    if caches == NULL:
+        return
+    for i in range(n):
+        set_array_free(&caches[i].sa)
+    free(caches)
 
 
 cdef inline bint cache_touch(Cache* c, uint64_t line, shape_t shape) noexcept nogil:
@@ -17,22 +32,22 @@ cdef inline bint cache_touch(Cache* c, uint64_t line, shape_t shape) noexcept no
     `shape`: see shape_t."""
     cdef uint64_t set_
     cdef uint32_t tag
-    cdef int blocks = cache_blocks(shape, c.blocks)
-    if cache_pow2(shape, c.set_bits):
-        set_ = line & c.set_mask
-        tag = <uint32_t>(line >> c.set_bits) + 1
+    cdef int blocks = cache_blocks(shape, c.sa.blocks)
+    if cache_pow2(shape, c.sa.set_bits):
+        set_ = line & c.sa.set_mask
+        tag = <uint32_t>(line >> c.sa.set_bits) + 1
     else:
-        set_ = line % <uint64_t>c.sets
-        tag = <uint32_t>(line // <uint64_t>c.sets) + 1
-    return set_touch(&c.tags[set_ * blocks * SCAN_BLOCK], &c.ranks[set_ * blocks * SCAN_BLOCK], blocks, c.ways, tag)
+        set_ = line % <uint64_t>c.sa.sets
+        tag = <uint32_t>(line // <uint64_t>c.sa.sets) + 1
+    return set_touch(&c.sa.tags[set_ * blocks * SCAN_BLOCK], &c.sa.ranks[set_ * blocks * SCAN_BLOCK], blocks, c.sa.ways, tag)
 
 
 cdef inline void cache_prefetch_set(Cache* c, uint64_t line, shape_t shape) noexcept nogil:
     """Start loading the host lines of `line`'s set (no effect on the model)."""
-    cdef int blocks = cache_blocks(shape, c.blocks)
-    cdef uint64_t set_ = line & c.set_mask if cache_pow2(shape, c.set_bits) else line % <uint64_t>c.sets
-    prefetch(&c.tags[set_ * blocks * SCAN_BLOCK])
-    prefetch(&c.ranks[set_ * blocks * SCAN_BLOCK])
+    cdef int blocks = cache_blocks(shape, c.sa.blocks)
+    cdef uint64_t set_ = line & c.sa.set_mask if cache_pow2(shape, c.sa.set_bits) else line % <uint64_t>c.sa.sets
+    prefetch(&c.sa.tags[set_ * blocks * SCAN_BLOCK])
+    prefetch(&c.sa.ranks[set_ * blocks * SCAN_BLOCK])
 
 
 cdef inline int cache_read_data(Sim* s, int cpu, uint64_t paddr, int* latency, shape_t shape) noexcept nogil:

@@ -144,3 +144,39 @@ cdef int64_t pt_change_range(Sim* s, int mm, uint64_t va, int64_t n_pages, int s
             t = e >> 2
             level -= 1
     return count
+
+
+cdef int64_t pt_find(Sim* s, int mm, uint64_t va, int* level, int64_t* path) noexcept nogil:
+    """Descend mm's tree along va without side effects: the location of va's leaf entry, or of the first
+    non-present entry on the way; *level: that entry's level; `path` (NULL, or room for 5): the locations
+    read, top level first."""
+    cdef int64_t t = s.roots[mm], loc, ent
+    cdef int lv = s.levels, n = 0
+    while True:
+        loc = t * PT_ENTRIES + pt_index(va, lv)
+        if path != NULL:
+            path[n] = loc
+        n += 1
+        ent = s.pt[loc]
+        if not (ent & 1) or (ent & 2):
+            level[0] = lv
+            return loc
+        t = ent >> 2
+        lv -= 1
+
+
+cdef void pt_roots_init(Sim* s) except *:
+    """Each mm's root table (mms in order, so their frames are the same run to run)."""
+    cdef int i
+    s.roots = <int64_t*>_calloc(s.n_mms, sizeof(int64_t))
+    for i in range(s.n_mms):
+        s.roots[i] = pt_new_table(s, s.levels, i)
+        if s.error:
+            raise MemoryError()
+
+
+cdef void pt_free(Sim* s) noexcept:
+    cdef size_t ptr
+    for ptr in (<size_t>s.pt, <size_t>s.pt_written, <size_t>s.table_level, <size_t>s.table_frame,
+                <size_t>s.table_mm, <size_t>s.roots):
+        free(<void*>ptr)

@@ -12,10 +12,21 @@ cdef inline uint64_t pwc_key(int level, int pcid, uint64_t tag) noexcept nogil:
     return (<uint64_t>1 << 63) | (<uint64_t>pcid << 48) | (<uint64_t>level << 45) | tag
 
 
-cdef inline uint64_t pwc_set(PWCArray* a, uint64_t tag) noexcept nogil:
-    if a.pow2:
-        return tag & a.set_mask
-    return tag % <uint64_t>a.sets
+cdef void pwc_init(PWCArray* a, spec) except *:
+    """A PWC of spec.sets sets of spec.ways ways (spec: params.SetAssoc), empty."""
+    set_array_init(&a.sa, spec.sets, spec.ways, True)
+    a.e = <PWCEntry*>_calloc(<int64_t>spec.sets * spec.ways, sizeof(PWCEntry))
+
+
+cdef void pwcs_free(PWCArray* pwcs, int n) noexcept:
+    """n PWCs and their array (NULL: nothing)."""
+    cdef int i
+    if pwcs == NULL:
+        return
+    for i in range(n):
+        set_array_free(&pwcs[i].sa)
+        free(pwcs[i].e)
+    free(pwcs)
 
 
 cdef inline PWCEntry* pwc_lookup(Sim* s, int cpu, int level, int pcid, uint64_t va, shape_t shape) noexcept nogil:
@@ -28,13 +39,13 @@ cdef inline PWCEntry* pwc_lookup(Sim* s, int cpu, int level, int pcid, uint64_t 
     a = &s.pwc[cpu * s.n_pwc + k]
     tag = va >> entry_shift(level)
     key = pwc_key(level, pcid, tag)
-    set_ = pwc_set(a, tag)
-    base = set_ * a.ways
-    blocks = tlb_blocks(shape, a.blocks)
-    w = find_key(&a.tags[set_ * blocks * SCAN_BLOCK], &a.keys[base], blocks, a.ways, key)
+    set_ = set_array_index(&a.sa, tag)
+    base = set_ * a.sa.ways
+    blocks = tlb_blocks(shape, a.sa.blocks)
+    w = find_key(&a.sa.tags[set_ * blocks * SCAN_BLOCK], &a.sa.keys[base], blocks, a.sa.ways, key)
     if w < 0:
         return NULL
-    ranks_touch(&a.ranks[set_ * blocks * SCAN_BLOCK], blocks, w)
+    ranks_touch(&a.sa.ranks[set_ * blocks * SCAN_BLOCK], blocks, w)
     return &a.e[base + w]
 
 
@@ -50,12 +61,12 @@ cdef inline void pwc_fill(Sim* s, int cpu, int level, int pcid, uint64_t va, int
         return
     a = &s.pwc[cpu * s.n_pwc + k]
     tag = va >> entry_shift(level)
-    set_ = pwc_set(a, tag)
-    base = set_ * a.ways
-    blocks = tlb_blocks(shape, a.blocks)
-    victim = ranks_replace(&a.ranks[set_ * blocks * SCAN_BLOCK], blocks, a.ways)
-    a.keys[base + victim] = pwc_key(level, pcid, tag)
-    a.tags[set_ * blocks * SCAN_BLOCK + victim] = key_tag(a.keys[base + victim])
+    set_ = set_array_index(&a.sa, tag)
+    base = set_ * a.sa.ways
+    blocks = tlb_blocks(shape, a.sa.blocks)
+    victim = ranks_replace(&a.sa.ranks[set_ * blocks * SCAN_BLOCK], blocks, a.sa.ways)
+    a.sa.keys[base + victim] = pwc_key(level, pcid, tag)
+    a.sa.tags[set_ * blocks * SCAN_BLOCK + victim] = key_tag(a.sa.keys[base + victim])
     e = &a.e[base + victim]
     e.pcid = pcid
     e.child = child
@@ -71,11 +82,9 @@ cdef int64_t pwc_flush(Sim* s, int cpu, int pcid, int64_t* removed) noexcept nog
     cdef PWCArray* a
     for k in range(s.n_pwc):
         a = &s.pwc[cpu * s.n_pwc + k]
-        for i in range(<int64_t>a.sets * a.ways):
-            if a.keys[i] != 0 and (pcid < 0 or a.e[i].pcid == pcid):
-                a.keys[i] = 0
-                a.tags[(i // a.ways) * a.blocks * SCAN_BLOCK + i % a.ways] = 0
-                ranks_drop(&a.ranks[(i // a.ways) * a.blocks * SCAN_BLOCK], a.blocks, a.ways, <int>(i % a.ways))
+        for i in range(<int64_t>a.sa.sets * a.sa.ways):
+            if a.sa.keys[i] != 0 and (pcid < 0 or a.e[i].pcid == pcid):
+                set_array_drop(&a.sa, i)
                 if removed != NULL:
                     removed[a.e[i].owner] += 1
                 n += 1

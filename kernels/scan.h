@@ -54,30 +54,31 @@ static inline void block_promote(uint8_t* ranks, __m128i r, int way, unsigned h)
 }
 #endif
 
+/* Bit i set when way i of a 16-way block has rank `rank`. */
+#if defined(__SSE2__)
+static inline unsigned block_rank_matches(const uint8_t* ranks, unsigned rank) {
+    return (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(_mm_load_si128((const __m128i*)ranks), bytes16(rank)));
+}
+#else
+static inline unsigned block_matches(const uint32_t* tags, uint32_t tag) {
+    unsigned m = 0;
+    for (int i = 0; i < SCAN_BLOCK; i++) m |= (unsigned)(tags[i] == tag) << i;
+    return m;
+}
+static inline unsigned block_rank_matches(const uint8_t* ranks, unsigned rank) {
+    unsigned m = 0;
+    for (int i = 0; i < SCAN_BLOCK; i++) m |= (unsigned)(ranks[i] == rank) << i;
+    return m;
+}
+#endif
+
 /* First way holding `tag` among n_blocks * 16 ways, or -1. */
 static inline int scan_tags(const uint32_t* tags, int n_blocks, uint32_t tag) {
-#if defined(__SSE2__)
-    if (n_blocks == 1) {
-        unsigned m = block_matches(tags, tag);
-        return m ? __builtin_ctz(m) : -1;
-    }
-    __m128i needle = _mm_set1_epi32((int)tag);
     for (int b = 0; b < n_blocks; b++) {
-        const __m128i* v = (const __m128i*)(tags + SCAN_BLOCK * b);
-        __m128i e0 = _mm_cmpeq_epi32(_mm_load_si128(v), needle);
-        __m128i e1 = _mm_cmpeq_epi32(_mm_load_si128(v + 1), needle);
-        __m128i e2 = _mm_cmpeq_epi32(_mm_load_si128(v + 2), needle);
-        __m128i e3 = _mm_cmpeq_epi32(_mm_load_si128(v + 3), needle);
-        int m = _mm_movemask_epi8(_mm_packs_epi16(_mm_packs_epi32(e0, e1), _mm_packs_epi32(e2, e3)));
-        if (m) return SCAN_BLOCK * b + __builtin_ctz((unsigned)m);
+        unsigned m = block_matches(tags + SCAN_BLOCK * b, tag);
+        if (m) return SCAN_BLOCK * b + __builtin_ctz(m);
     }
     return -1;
-#else
-    for (int i = 0; i < n_blocks * SCAN_BLOCK; i++)
-        if (tags[i] == tag) return i;
-    return -1;
-
-#endif
 }
 
 /* Index of the lowest set bit of a non-zero mask. */
@@ -103,19 +104,11 @@ static inline int find_key(const uint32_t* tags, const uint64_t* keys, int n_blo
 
 /* First way whose rank is `rank`, or -1. */
 static inline int ranks_find(const uint8_t* ranks, int n_blocks, unsigned rank) {
-#if defined(__SSE2__)
-    __m128i needle = bytes16(rank);
     for (int b = 0; b < n_blocks; b++) {
-        int m = _mm_movemask_epi8(_mm_cmpeq_epi8(_mm_load_si128((const __m128i*)(ranks + SCAN_BLOCK * b)), needle));
-        if (m) return SCAN_BLOCK * b + __builtin_ctz((unsigned)m);
+        unsigned m = block_rank_matches(ranks + SCAN_BLOCK * b, rank);
+        if (m) return SCAN_BLOCK * b + __builtin_ctz(m);
     }
     return -1;
-#else
-    for (int i = 0; i < n_blocks * SCAN_BLOCK; i++)
-        if (ranks[i] == rank) return i;
-    return -1;
-
-#endif
 }
 
 /* A hit: `way` becomes the most recent; every way more recent than it ages by one. */

@@ -1,6 +1,5 @@
 # Run queues (ring buffers) and the choice of the next CPU: always the running CPU with the lowest
-# clock, ties to the lowest number. Mirrors mshare_hw/reference/scheduler.py and the scheduling part
-# of ReferenceEngine.
+# clock, ties to the lowest number; the run loop. Mirrors mshare_hw/reference/scheduler.py.
 
 cdef enum:
     ST_DONE = 0
@@ -8,6 +7,10 @@ cdef enum:
     ST_CHECKPOINT = 2
     ST_ERROR = 3
     ST_EVENT = 4
+
+cdef enum:                 # schedulers: mshare_hw.names.SCHEDULERS
+    SCHED_PINNED
+    SCHED_GLOBAL
 
 
 cdef inline int queue_of(Sim* s, int cpu) noexcept nogil:
@@ -186,3 +189,36 @@ cdef int sim_run(Sim* s) noexcept nogil:
             return ST_ERROR
         if s.global_accesses == s.next_checkpoint:
             return ST_CHECKPOINT
+
+
+cdef void sched_init(Sim* s, home_cpu) except *:
+    """Every CPU idle at clock 0, each process queued on its home CPU's queue (pinned) or the one queue, no
+    trace input yet. s.n_cpus, s.n_procs and s.pinned are set."""
+    cdef int c, i, n_cpus = s.n_cpus, n_procs = s.n_procs
+    s.cpu_running = <int*>_calloc(n_cpus, sizeof(int))
+    s.cpu_current = <int*>_calloc(n_cpus, sizeof(int))
+    s.quantum_end = <uint64_t*>_calloc(n_cpus, sizeof(uint64_t))
+    s.clock = <uint64_t*>_calloc(n_cpus, sizeof(uint64_t))
+    for c in range(n_cpus):
+        s.cpu_current[c] = -1
+    n_queues = n_cpus if s.pinned else 1
+    s.queue_cap = n_procs + 1
+    s.queue_buf = <int*>_calloc(n_queues * s.queue_cap, sizeof(int))
+    s.queue_head = <int*>_calloc(n_queues, sizeof(int))
+    s.queue_count = <int*>_calloc(n_queues, sizeof(int))
+    for i in range(n_procs):
+        queue_push(s, home_cpu[i] if s.pinned else 0, i)
+
+    s.trace_addrs = <uint64_t**>_calloc(n_procs, sizeof(uint64_t*))
+    s.trace_kinds = <uint8_t**>_calloc(n_procs, sizeof(uint8_t*))
+    s.trace_len = <int64_t*>_calloc(n_procs, sizeof(int64_t))
+    s.trace_pos = <int64_t*>_calloc(n_procs, sizeof(int64_t))
+    s.trace_final = <int*>_calloc(n_procs, sizeof(int))
+
+
+cdef void sched_free(Sim* s) noexcept:
+    cdef size_t ptr
+    for ptr in (<size_t>s.cpu_running, <size_t>s.cpu_current, <size_t>s.quantum_end, <size_t>s.clock,
+                <size_t>s.queue_buf, <size_t>s.queue_head, <size_t>s.queue_count, <size_t>s.trace_addrs,
+                <size_t>s.trace_kinds, <size_t>s.trace_len, <size_t>s.trace_pos, <size_t>s.trace_final):
+        free(<void*>ptr)

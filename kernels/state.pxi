@@ -8,6 +8,11 @@ cdef enum:
     MAX_SHIFTS = 3
     MAX_PROBES = 12
 
+cdef enum:                 # a trace's access kinds: mshare_hw.names.ACCESS_KINDS
+    AK_IFETCH
+    AK_LOAD
+    AK_STORE
+
 # Set shapes the hot path is compiled for: a Cython fused type, so every function taking a shape_t has
 # one C copy per shape, the shape a compile-time constant in each (Sim.shape picks the copy). Only the
 # type of the argument matters, never its value.
@@ -52,6 +57,20 @@ cdef inline bint cache_pow2(shape_t shape, int set_bits) noexcept nogil:
         return True
 
 
+ctypedef struct SetArray:
+    # The sets of a set-associative structure (a TLB array, a PWC, a data cache), LRU, scanned by scan.h:
+    # each set is `blocks` 16-way blocks of 32-bit tags (64-byte aligned, 0 = invalid or padding) and LRU
+    # rank bytes (invalid ways ranked oldest, so fills take them first). Set-up and teardown: set_array.pxi.
+    uint64_t* keys         # per way: the packed key its tag hashes (key_tag), 0 when invalid; NULL for caches
+    uint32_t* tags         # per set, blocks * 16
+    uint8_t* ranks         # per set, blocks * 16
+    int sets
+    int ways
+    int blocks             # 16-way blocks per set
+    int set_bits           # log2(sets) when sets is a power of two, else -1
+    uint64_t set_mask      # sets - 1 when sets is a power of two, else 0
+    int pow2               # sets is a power of two (1 included: no division for fully associative arrays)
+
 ctypedef struct TLBEntry:
     uint64_t vpn
     uint64_t pfn
@@ -63,16 +82,8 @@ ctypedef struct TLBEntry:
     uint8_t is_global
 
 ctypedef struct TLBArray:
-    uint64_t* keys         # per way: valid | pcid | page size | vpn packed in one word, 0 when invalid
-    uint32_t* tags         # per set, blocks * 16 key_tag(key) (scan.h), 0 when invalid or padding
-    uint8_t* ranks         # per set, blocks * 16 LRU ranks (scan.h), invalid ways ranked oldest
+    SetArray sa            # keys: valid | pcid | page size | vpn packed in one word
     TLBEntry* e            # per way: the payload
-    int sets
-    int ways
-    int blocks             # 16-way blocks per set
-    int set_bits
-    uint64_t set_mask      # sets - 1 when sets is a power of two, else 0
-    int pow2               # sets is a power of two (1 included: no division for fully associative arrays)
     int xor_index
     int n_shifts
     int shifts[MAX_SHIFTS]
@@ -97,25 +108,12 @@ ctypedef struct PWCEntry:
     int32_t pcid
 
 ctypedef struct PWCArray:
-    uint64_t* keys         # per way: valid | PCID | level | tag packed in one word, 0 when invalid
-    uint32_t* tags         # per set, blocks * 16 key_tag(key) (scan.h), 0 when invalid or padding
-    uint8_t* ranks         # per set, blocks * 16 LRU ranks (scan.h), invalid ways ranked oldest
+    SetArray sa            # keys: valid | PCID | level | tag packed in one word
     PWCEntry* e            # per way: the payload
-    int sets
-    int ways
-    int blocks
-    uint64_t set_mask      # sets - 1 when sets is a power of two, else 0
-    int pow2
 
 ctypedef struct Cache:
-    uint32_t* tags         # per set, blocks * 16 tags (line // sets + 1; 0 = invalid or padding), 64-byte aligned
-    uint8_t* ranks         # per set, blocks * 16 LRU ranks (see scan.h), 16-byte aligned
-    int sets
-    int ways
-    int blocks             # 16-way blocks per set
+    SetArray sa            # no keys: a tag (line // sets + 1) names a line
     int latency
-    int set_bits           # log2(sets) when sets is a power of two, else -1
-    uint64_t set_mask
 
 ctypedef struct CpuTlbState:
     int loaded_mm          # -1: init_mm
@@ -223,3 +221,81 @@ ctypedef struct Sim:
     int64_t slice_done
     int need_proc
     int error              # 0 ok; 1 out of memory; 2 walk did not converge; 3 huge-page conflict
+
+
+# -- the kernel side of invalidation events (flush.pxi, kernel.pxi) ---------------------------------------
+cdef enum:
+    FLUSH_ANY_MM = -2      # a kernel/batch flush: flush_tlb_func with no mm (whatever is loaded catches up)
+
+cdef enum:                 # kernel costs (cycles): mshare_hw.names.KERNEL_COSTS
+    KC_CR3_FLUSH_CYCLES
+    KC_INVLPG_CYCLES
+    KC_INVPCID_CYCLES
+    KC_IPI_INITIATOR_BASE_CYCLES
+    KC_IPI_PER_TARGET_CYCLES
+    KC_IPI_RESPONDER_CYCLES
+    KC_INVLPGB_CYCLES
+    KC_TLBSYNC_CYCLES
+    N_KCOSTS
+
+cdef enum:                 # the work each CPU of an IPI round does
+    W_FLUSH_FUNC           # flush_tlb_func with the round's flush
+    W_EVERYTHING           # flush_tlb_all: INVPCID type 2
+    W_LOADED_PCID          # host_cpumask: the loaded PCID if it belongs to a sharer, no tlb_gen
+    W_CATCH_UP             # union_batch: a sharer's loaded PCID catches up to its tlb_gen
+
+cdef enum:                 # flush strategies for shared page tables: mshare_hw.names.STRATEGIES
+    S_HOST_MM_ONLY
+    S_FLUSH_ALL
+    S_HOST_CPUMASK
+    S_PER_SHARER
+    S_UNION_BATCH
+    S_BROADCAST
+
+cdef enum:                 # event kinds: mshare_hw.names.EVENT_KINDS
+    EK_ZAP
+    EK_PROTECT
+    EK_MIGRATE
+    EK_RECLAIM
+    EK_DETACH
+
+cdef enum:                 # pt_change_range's op: the PTE change of each kind
+    PT_OP_ZAP = 0          # cleared (zap, reclaim, detach)
+    PT_OP_PROTECT = 1      # rewritten in place
+    PT_OP_MIGRATE = 2      # pointed at a new frame
+
+
+ctypedef struct EventCtx:
+    int64_t* removed       # per process: entries the current flush destroyed (zeroed once accounted)
+    uint8_t* mapper        # per process: maps the current event's region (its losses are not collateral)
+    uint8_t* sharer        # per mm: in the current round's sharer set (W_LOADED_PCID, W_CATCH_UP)
+    uint8_t* union_mask    # per CPU: the OR of the current round's cpumasks
+    int* targets           # per CPU: the current round's responders
+    int64_t cost[N_KCOSTS]
+    # the current round's flush (W_FLUSH_FUNC, W_LOADED_PCID, W_CATCH_UP)
+    int mm
+    uint64_t va
+    int64_t n_pages
+    int shift
+    uint64_t new_gen
+    int full
+    # the kernel side's configuration (Engine.set_kernel) and state
+    int configured
+    int strategy
+    int invlpgb            # the kernel uses INVLPGB for flush_tlb_all and reclaim's batches
+    int slot_shift         # log2 of the VA one mshare link entry covers
+    int link_level         # level of the per-process entry that links to the shared table
+    int64_t ceiling        # tlb_single_page_flush_ceiling
+    int64_t trim_interval  # should_trim_cpumask says yes at most once per this many cycles per mm
+    int64_t* next_trim     # per mm
+    int batching           # inside a batched unmap (the flushes call no notifier of their own)
+    int n_regions
+    uint64_t* reg_start
+    uint64_t* reg_end
+    int* reg_shift
+    int* reg_shared
+    int* reg_host          # host mm index (shared page tables), else -1
+    int* reg_map_off       # per region: its mappers are reg_map[reg_map_off[r]:reg_map_off[r + 1]]
+    int* reg_map
+    int* mms               # scratch: the mms one event changes (n_procs)
+    int* home_cpu          # per process: the CPU an event initiates on when no CPU runs the process

@@ -21,10 +21,51 @@ cdef inline int tlb_key_code(uint64_t key) noexcept nogil:
 
 cdef inline uint64_t tlb_set_index(TLBArray* a, uint64_t vpn) noexcept nogil:
     if a.xor_index:
-        return (vpn ^ (vpn >> a.set_bits)) & a.set_mask
-    if a.pow2:
-        return vpn & a.set_mask
-    return vpn % <uint64_t>a.sets
+        return (vpn ^ (vpn >> a.sa.set_bits)) & a.sa.set_mask
+    return set_array_index(&a.sa, vpn)
+
+
+cdef void tlb_level_init(TLBLevel* lv, specs) except *:
+    """A TLB level of the arrays `specs` (params.TLBStruct each), empty. Lookups probe (array, page size)
+    pairs in spec order; the first array holding a page size fills it."""
+    cdef int i, j, code
+    lv.n = len(specs)
+    lv.arrays = <TLBArray*>_calloc(lv.n, sizeof(TLBArray))
+    lv.n_probes = 0
+    lv.live = 0
+    for i, spec in enumerate(specs):
+        set_array_init(&lv.arrays[i].sa, spec.sets, spec.ways, True)
+        lv.arrays[i].e = <TLBEntry*>_calloc(<int64_t>spec.sets * spec.ways, sizeof(TLBEntry))
+        lv.arrays[i].xor_index = spec.xor_index
+        lv.arrays[i].n_shifts = len(spec.shifts)
+        lv.arrays[i].live = &lv.live
+        for j, sh in enumerate(spec.shifts):
+            lv.arrays[i].shifts[j] = sh
+            if lv.n_probes == MAX_PROBES:
+                raise ValueError(f"a TLB level holds at most {MAX_PROBES} (array, page size) pairs")
+            lv.probe_array[lv.n_probes] = i
+            lv.probe_code[lv.n_probes] = tlb_code(sh)
+            lv.arrays[i].probe_bits[tlb_code(sh)] |= <uint32_t>1 << lv.n_probes
+            lv.n_probes += 1
+    for code in range(4):
+        lv.fill_array[code] = -1
+    for i in reversed(range(lv.n)):
+        for j in range(lv.arrays[i].n_shifts):
+            lv.fill_array[tlb_code(lv.arrays[i].shifts[j])] = i
+
+
+cdef void tlb_levels_free(TLBLevel* levels, int n) noexcept:
+    """n TLB levels (one per CPU) and their array (NULL: nothing)."""
+    cdef int c, i
+    if levels == NULL:
+        return
+    for c in range(n):
+        if levels[c].arrays != NULL:
+            for i in range(levels[c].n):
+                set_array_free(&levels[c].arrays[i].sa)
+                free(levels[c].arrays[i].e)
+            free(levels[c].arrays)
+    free(levels)
 
 
 cdef inline void tlb_count(TLBArray* a, int code, int delta) noexcept nogil:
@@ -53,12 +94,12 @@ cdef inline TLBEntry* tlb_lookup(TLBLevel* lv, int pcid, uint64_t va, uint64_t* 
         vpn = va >> (3 + 9 * code)
         key = tlb_key(vpn, code, pcid)
         set_ = tlb_set_index(a, vpn)
-        blocks = tlb_blocks(shape, a.blocks)
-        w = find_key(&a.tags[set_ * blocks * SCAN_BLOCK], &a.keys[set_ * a.ways], blocks, a.ways, key)
+        blocks = tlb_blocks(shape, a.sa.blocks)
+        w = find_key(&a.sa.tags[set_ * blocks * SCAN_BLOCK], &a.sa.keys[set_ * a.sa.ways], blocks, a.sa.ways, key)
         if w >= 0:
-            ranks_touch(&a.ranks[set_ * blocks * SCAN_BLOCK], blocks, w)
+            ranks_touch(&a.sa.ranks[set_ * blocks * SCAN_BLOCK], blocks, w)
             key_out[0] = key
-            return &a.e[set_ * a.ways + w]
+            return &a.e[set_ * a.sa.ways + w]
     return NULL
 
 
@@ -73,29 +114,25 @@ cdef inline void tlb_fill(TLBLevel* lv, TLBEntry* src, uint64_t key, shape_t sha
     if i < 0:
         return
     a = &lv.arrays[i]
-    blocks = tlb_blocks(shape, a.blocks)
+    blocks = tlb_blocks(shape, a.sa.blocks)
     set_ = tlb_set_index(a, src.vpn)
-    victim = ranks_replace(&a.ranks[set_ * blocks * SCAN_BLOCK], blocks, a.ways)
-    k = set_ * a.ways + victim
-    old = a.keys[k]
+    victim = ranks_replace(&a.sa.ranks[set_ * blocks * SCAN_BLOCK], blocks, a.sa.ways)
+    k = set_ * a.sa.ways + victim
+    old = a.sa.keys[k]
     if old == 0:
         tlb_count(a, code, 1)
     elif tlb_key_code(old) != code:  # a victim of the same page size leaves the counts as they are
         tlb_count(a, tlb_key_code(old), -1)
         tlb_count(a, code, 1)
     a.e[k] = src[0]
-    a.keys[k] = key
-    a.tags[set_ * blocks * SCAN_BLOCK + victim] = key_tag(key)
+    a.sa.keys[k] = key
+    a.sa.tags[set_ * blocks * SCAN_BLOCK + victim] = key_tag(key)
 
 
 cdef inline void tlb_drop(TLBArray* a, int64_t k, int64_t* removed) noexcept nogil:
-    cdef int64_t set_ = k // a.ways
-    cdef int w = <int>(k - set_ * a.ways)
-    tlb_count(a, tlb_key_code(a.keys[k]), -1)
+    tlb_count(a, tlb_key_code(a.sa.keys[k]), -1)
     a.e[k].shift = 0
-    a.keys[k] = 0
-    a.tags[set_ * a.blocks * SCAN_BLOCK + w] = 0
-    ranks_drop(&a.ranks[set_ * a.blocks * SCAN_BLOCK], a.blocks, a.ways, w)
+    set_array_drop(&a.sa, k)
     if removed != NULL:
         removed[a.e[k].owner] += 1
 
@@ -107,8 +144,8 @@ cdef int64_t tlb_flush_pcid(TLBLevel* lv, int pcid, int64_t* removed) noexcept n
     cdef TLBArray* a
     for i in range(lv.n):
         a = &lv.arrays[i]
-        for k in range(<int64_t>a.sets * a.ways):
-            if a.keys[k] != 0 and a.e[k].pcid == pcid and not a.e[k].is_global:
+        for k in range(<int64_t>a.sa.sets * a.sa.ways):
+            if a.sa.keys[k] != 0 and a.e[k].pcid == pcid and not a.e[k].is_global:
                 tlb_drop(a, k, removed)
                 n += 1
     return n
@@ -121,8 +158,8 @@ cdef void tlb_flush_all(TLBLevel* lv, int64_t* removed) noexcept nogil:
     cdef TLBArray* a
     for i in range(lv.n):
         a = &lv.arrays[i]
-        for k in range(<int64_t>a.sets * a.ways):
-            if a.keys[k] != 0:
+        for k in range(<int64_t>a.sa.sets * a.sa.ways):
+            if a.sa.keys[k] != 0:
                 tlb_drop(a, k, removed)
 
 
@@ -136,8 +173,8 @@ cdef void tlb_invlpg(TLBLevel* lv, int pcid, uint64_t va, int64_t* removed) noex
         for s in range(a.n_shifts):
             shift = a.shifts[s]
             vpn = va >> shift
-            base = tlb_set_index(a, vpn) * a.ways
-            for w in range(a.ways):
-                if (a.keys[base + w] != 0 and a.e[base + w].shift == shift and a.e[base + w].vpn == vpn
+            base = tlb_set_index(a, vpn) * a.sa.ways
+            for w in range(a.sa.ways):
+                if (a.sa.keys[base + w] != 0 and a.e[base + w].shift == shift and a.e[base + w].vpn == vpn
                         and (a.e[base + w].pcid == pcid or a.e[base + w].is_global)):
                     tlb_drop(a, base + w, removed)

@@ -1,5 +1,5 @@
 # One access: L1 TLB, L2 TLB, page walk (PWCs, then cached entry reads), faults, fills, data read.
-# Mirrors ReferenceEngine.access / walk / handle_fault in mshare_hw/reference/engine.py.
+# Mirrors mshare_hw/reference/walker.py.
 
 cdef enum:
     WALK_ATTEMPTS = 4
@@ -85,7 +85,7 @@ cdef void sim_fault(Sim* s, int cpu, int proc, uint64_t va, int kind, int64_t ta
             rend = s.reg_end[k]
             break
     leaf_level = 1 if shift == 12 else (2 if shift == 21 else 3)
-    if region >= 0 and fa and kind != 2:
+    if region >= 0 and fa and kind != AK_STORE:
         span = (<uint64_t>s.fault_around_pages) << 12
         lo = va & ~(span - 1)
         hi = lo + span
@@ -131,22 +131,22 @@ cdef inline void sim_access(Sim* s, int cpu, int proc, uint64_t va, int kind, in
     cdef TLBEntry* e
     cdef TLBEntry fresh
     cdef uint64_t key = 0
-    if kind == 0:
+    if kind == AK_IFETCH:
         row[C_IFETCHES] += 1
         cost = s.ifetch_cycles
         l1 = &s.l1i[cpu]
     else:
-        row[C_IFETCHES + kind] += 1
+        row[C_IFETCHES + kind] += 1  # the counters of ACCESS_KINDS follow C_IFETCHES in their order
         cost = s.access_cycles
         l1 = &s.l1d[cpu]
     e = tlb_lookup(l1, pcid, va, &key, shape)
     if e != NULL:
-        row[C_L1_ITLB_HITS if kind == 0 else C_L1_DTLB_HITS] += 1
+        row[C_L1_ITLB_HITS if kind == AK_IFETCH else C_L1_DTLB_HITS] += 1
         if s.oracle and e.epoch != s.pte_epoch and s.pt_written[e.pte_loc] > e.epoch:
             oracle_record(s, cpu, proc, va, WHERE_L1)
     else:
-        row[C_L1_ITLB_MISSES if kind == 0 else C_L1_DTLB_MISSES] += 1
-        l2 = &s.l2i[cpu] if kind == 0 else &s.l2d[cpu]
+        row[C_L1_ITLB_MISSES if kind == AK_IFETCH else C_L1_DTLB_MISSES] += 1
+        l2 = &s.l2i[cpu] if kind == AK_IFETCH else &s.l2d[cpu]
         stall = s.l2_latency
         e = tlb_lookup(l2, pcid, va, &key, shape)
         if e != NULL:
@@ -181,7 +181,7 @@ cdef inline void sim_access(Sim* s, int cpu, int proc, uint64_t va, int kind, in
             e = &fresh
         row[C_TRANSLATION_CYCLES] += stall
         cost += stall
-    if s.data_caches and kind != 0:
+    if s.data_caches and kind != AK_IFETCH:
         served = cache_read_data(s, cpu, e.pfn * 4096 + (va & ((<uint64_t>1 << e.shift) - 1)), &lat, shape)
         row[C_DATA_L1D_HITS + served] += 1
     s.clock[cpu] += cost

@@ -1,6 +1,6 @@
 """mshare-hw: a cycle-approximate x86-64 MMU model for private vs shared (mshare) page tables."""
 
-__version__ = "0.1.0"
+from mshare_hw.version import __version__
 
 __all__ = ["__version__", "load_run", "load_summary"]
 

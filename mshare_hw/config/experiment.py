@@ -18,6 +18,7 @@ from pydantic import Field, NonNegativeInt, PositiveInt, ValidationError, field_
 from mshare_hw.config.errors import ConfigError, from_validation_error
 from mshare_hw.config.paths import config_dir
 from mshare_hw.config.uarch import Strict, load_toml, load_uarch, resolve_uarch_ref, uarch_dir, uarch_path
+from mshare_hw.names import DeviceKind, EventKind, NotifierPolicy, PtConfig, SchedulerKind, ShareLevel, Strategy
 
 # the synthetic generators (mshare_hw.workload.generators registers one function per name)
 GeneratorName = Literal["database", "uniform", "strided", "pointer_chase", "uniform_stream"]
@@ -32,7 +33,7 @@ class MachineCfg(Strict):
 
 
 class SchedulerCfg(Strict):
-    kind: Literal["pinned", "global"] = "pinned"
+    kind: SchedulerKind = "pinned"
     quantum_cycles: PositiveInt = 3_000_000
     slice_accesses: PositiveInt = 512
 
@@ -57,9 +58,7 @@ class EventsCfg(Strict):
     region: str = "buffer_pool"
     rate_per_second: float = Field(default=1000.0, gt=0)
     clock_ghz: float = Field(default=3.0, gt=0)
-    kinds: dict[Literal["zap", "protect", "migrate", "reclaim", "detach"], float] = Field(
-        default_factory=lambda: {"zap": 1.0}
-    )
+    kinds: dict[EventKind, float] = Field(default_factory=lambda: {"zap": 1.0})
     pages: list[PositiveInt] = Field(default_factory=lambda: [1])
     initiator: Literal["random"] | NonNegativeInt = "random"
     times: list[NonNegativeInt] | None = None  # fixed times in cycles instead of a rate
@@ -83,7 +82,7 @@ class DeviceCfg(Strict):
     `period_accesses` global accesses, over `footprint_pages` pages from `first_page` (0 = to the end)."""
 
     name: str = Field(min_length=1)
-    kind: Literal["iommu", "kvm_mirror"] = "iommu"
+    kind: DeviceKind = "iommu"
     process: NonNegativeInt = 0
     region: str = "buffer_pool"
     pattern: Literal["uniform", "sequential"] = "uniform"
@@ -135,14 +134,12 @@ class Experiment(Strict):
     description: str = ""
     seed: int = 1
     uarch: str = "skylake_sp"
-    pt_config: Literal["private", "mshare"] = "private"
-    share_level: Literal["p4d", "pud", "pmd"] = "p4d"
-    strategy: Literal["host_mm_only", "flush_all", "host_cpumask", "per_sharer", "union_batch", "broadcast"] = (
-        "flush_all"
-    )
+    pt_config: PtConfig = "private"
+    share_level: ShareLevel = "p4d"
+    strategy: Strategy = "flush_all"
     # who hears a PTE change in a shared (mshare) region: only the host mm's notifiers (the posted series),
     # or also every sharer mm's (secondary MMUs bound to sharers); private page tables notify each mm
-    notifier_policy: Literal["host_only", "forward_to_sharers"] = "host_only"
+    notifier_policy: NotifierPolicy = "host_only"
     devices: list[DeviceCfg] = Field(default_factory=list)
     machine: MachineCfg = MachineCfg()
     scheduler: SchedulerCfg = SchedulerCfg()

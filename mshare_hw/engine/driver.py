@@ -1,5 +1,5 @@
 """Drive the Cython engine over a workload: feed trace chunks on request, take checkpoints, collect
-results. The returned dict has the same keys as `ReferenceEngine.results()`."""
+results. The returned dict has the same keys as `ReferenceMachine.results()`."""
 
 from __future__ import annotations
 
@@ -139,7 +139,7 @@ def run_reference(
     devices=None,
 ) -> dict:
     """The same run through the pure-Python reference model (slow; small workloads only)."""
-    from mshare_hw.reference import ReferenceEngine
+    from mshare_hw.reference import ReferenceMachine
 
     layout = layout or build_layout(workload, params)
     traces = []
@@ -148,7 +148,7 @@ def run_reference(
         a = np.concatenate([c[0] for c in chunks]) if chunks else np.empty(0, np.uint64)
         k = np.concatenate([c[1] for c in chunks]) if chunks else np.empty(0, np.uint8)
         traces.append((a, k))
-    ref = ReferenceEngine(params, layout, traces)
+    ref = ReferenceMachine(params, layout, traces)
     loop = EventLoop(events, ref, params, layout, events_by_accesses, devices) if events is not None else None
     ref.run(loop, devices)
     out = {**ref.results(), "events_fired": loop.fired if loop is not None else 0}

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mshare_hw.config.errors import ConfigError
-from mshare_hw.engine.params import SimParams, max_frames
+from mshare_hw.engine.params import SimParams
 from mshare_hw.workload.model import PAGE_SIZES, Workload
 
 FRAME_BASE = 256  # first usable 4 KiB frame (1 MiB), as on a PC
@@ -141,10 +141,10 @@ def build_layout(workload: Workload, params: SimParams) -> Layout:
                         "shared region"
                     )
     dyn_start = _align_up(next_frame, 512)
-    if dyn_start >= max_frames(params):
+    if dyn_start >= params.max_frames:
         raise ConfigError(
             f"workload: its regions need {dyn_start * 4096 / 2**40:.1f} TiB of simulated physical memory, more "
-            f"than the cache models can tag ({max_frames(params) * 4096 / 2**40:.1f} TiB with these caches)"
+            f"than the cache models can tag ({params.max_frames * 4096 / 2**40:.1f} TiB with these caches)"
         )
     return Layout(
         n_procs=n,

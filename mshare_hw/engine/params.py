@@ -7,14 +7,21 @@ cannot disagree about sizes, latencies or policies.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
 
 from mshare_hw.config.errors import ConfigError
 from mshare_hw.config.uarch import PAGE_SHIFT, TLBStructure, Uarch
+from mshare_hw.names import (
+    KERNEL_COSTS,
+    PT_CONFIGS,
+    SCHEDULERS,
+    SHARE_LEVELS,
+    STRATEGIES,
+    PtConfig,
+    SchedulerKind,
+    ShareLevel,
+    Strategy,
+)
 
-PT_CONFIGS = ("private", "mshare")
-STRATEGIES = ("host_mm_only", "flush_all", "host_cpumask", "per_sharer", "union_batch", "broadcast")
-SHARE_LEVELS = ("p4d", "pud", "pmd")
 # The table level that is shared (one copy for all sharers) for each share level.
 SHARED_TABLE_LEVEL = {"p4d": 3, "pud": 2, "pmd": 1}
 
@@ -38,12 +45,6 @@ class SetAssoc:
     sets: int
     ways: int
     latency: int = 0
-
-
-def max_frames(params: SimParams) -> int:
-    """Physical 4 KiB frames the cache models can tell apart: the engine keeps 32-bit tags (line // sets
-    + 1), so lines stay below (2^32 - 1) * sets in every cache (16 TiB with a 64-set L1D)."""
-    return min((((1 << 32) - 1) * c.sets) // 64 for c in (params.l1d_cache, params.l2_cache, params.llc))
 
 
 @dataclass(frozen=True)
@@ -75,9 +76,9 @@ class SimParams:
     cr3_noflush_cycles: int
     cr3_flush_cycles: int
     fault_around_pages: int
-    pt_config: Literal["private", "mshare"]
-    share_level: Literal["p4d", "pud", "pmd"]
-    scheduler: Literal["pinned", "global"]
+    pt_config: PtConfig
+    share_level: ShareLevel
+    scheduler: SchedulerKind
     quantum_cycles: int
     slice_accesses: int
     warmup_accesses: int = 0
@@ -85,9 +86,15 @@ class SimParams:
     max_stale_examples: int = 16
     # the kernel side (invalidation events): flush strategy for shared page tables and its costs;
     # invlpgb: the kernel uses INVLPGB (Linux >= 6.15 on a part that has it) for flush_tlb_all and batches
-    strategy: str = "flush_all"
+    strategy: Strategy = "flush_all"
     invlpgb: bool = False
     kernel_costs: dict = field(default_factory=dict, compare=False)
+
+    @property
+    def max_frames(self) -> int:
+        """Physical 4 KiB frames the cache models can tell apart: the engine keeps 32-bit tags (line // sets
+        + 1), so lines stay below (2^32 - 1) * sets in every cache (16 TiB with a 64-set L1D)."""
+        return min((((1 << 32) - 1) * c.sets) // 64 for c in (self.l1d_cache, self.l2_cache, self.llc))
 
     @property
     def shared_table_level(self) -> int:
@@ -128,25 +135,25 @@ def build_params(
     fault_around_pages: int = 16,
     warmup_accesses: int = 0,
     interval_accesses: int = 0,
-    strategy: str = "flush_all",
+    strategy: Strategy = "flush_all",
     kernel_invlpgb: bool = True,
 ) -> SimParams:
     if n_cpus < 1:
         raise ConfigError(f"machine.n_cpus: must be >= 1, got {n_cpus}")
-    if pt_config not in PT_CONFIGS:
-        raise ConfigError(f"pt_config: expected one of {PT_CONFIGS}, got {pt_config!r}")
-    if share_level not in SHARE_LEVELS:
-        raise ConfigError(f"share_level: expected one of {SHARE_LEVELS}, got {share_level!r}")
+    for what, names, value in (
+        ("pt_config", PT_CONFIGS, pt_config),
+        ("share_level", SHARE_LEVELS, share_level),
+        ("scheduler.kind", SCHEDULERS, scheduler),
+        ("strategy", STRATEGIES, strategy),
+    ):
+        if value not in names:
+            raise ConfigError(f"{what}: expected one of {', '.join(names)}, got {value!r}")
     if five_level and not uarch.features.la57:
         raise ConfigError(f"machine.five_level: uarch '{uarch.name}' does not support LA57")
-    if scheduler not in ("pinned", "global"):
-        raise ConfigError(f"scheduler.kind: expected 'pinned' or 'global', got {scheduler!r}")
     if quantum_cycles < 1 or slice_accesses < 1:
         raise ConfigError("scheduler.quantum_cycles and scheduler.slice_accesses must be >= 1")
     if fault_around_pages < 1 or fault_around_pages > 512 or fault_around_pages & (fault_around_pages - 1):
         raise ConfigError(f"fault_around_pages: expected a power of two in 1..512, got {fault_around_pages}")
-    if strategy not in STRATEGIES:
-        raise ConfigError(f"strategy: expected one of {', '.join(STRATEGIES)}, got {strategy!r}")
     if strategy == "broadcast" and not uarch.features.invlpgb:
         raise ConfigError(f"strategy 'broadcast' needs INVLPGB, which uarch '{uarch.name}' does not have")
     if strategy == "broadcast" and not kernel_invlpgb:
@@ -202,17 +209,5 @@ def build_params(
         interval_accesses=interval_accesses,
         strategy=strategy,
         invlpgb=uarch.features.invlpgb and kernel_invlpgb,
-        kernel_costs={
-            k: getattr(co, k)
-            for k in (
-                "cr3_flush_cycles",
-                "invlpg_cycles",
-                "invpcid_cycles",
-                "ipi_initiator_base_cycles",
-                "ipi_per_target_cycles",
-                "ipi_responder_cycles",
-                "invlpgb_cycles",
-                "tlbsync_cycles",
-            )
-        },  # fmt: skip
+        kernel_costs={k: getattr(co, k) for k in KERNEL_COSTS},
     )

@@ -23,11 +23,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from mshare_hw.engine.layout import Layout
+from mshare_hw.names import NOTIFIER_POLICIES, DeviceKind
 
-NOTIFIER_POLICIES = ("host_only", "forward_to_sharers")
-DEVICE_KINDS = ("iommu", "kvm_mirror")
 DMA_LOAD = 1  # device faults are serviced like a CPU's read fault
-ALL_PAGES = -1  # an invalidation of the whole address space (range 0..-1)
 
 DEVICE_COUNTERS: tuple[str, ...] = (
     "accesses",
@@ -72,7 +70,7 @@ class SecondaryCosts:
 @dataclass(frozen=True)
 class DeviceSpec:
     name: str
-    kind: str  # "iommu" or "kvm_mirror"
+    kind: DeviceKind
     proc: int  # the process whose mm it is bound to
     region: str  # the region its accesses fall in
     pattern: str  # "uniform" (seeded) or "sequential" over the footprint

@@ -2,65 +2,34 @@
 
 An event changes PTEs of a page range and then makes the TLBs coherent. The engine stops at an event's
 time (a rare control event) and returns to Python; this module picks the event up and hands it back to
-the engine's kernel side. That kernel side follows Linux 6.18's arch/x86/mm/tlb.c as summarised in
-shared/reference/mshare_and_linux_tlb.md §2 (flush_tlb_mm_range, should_trim_cpumask, should_flush_tlb,
-flush_tlb_func, arch_tlbbatch_*, flush_tlb_all) and the strategies of DESIGN.md §2.7; both engines have
-it (`MachineOps`): kernels/events.pxi in the Cython engine, its executable specification
-mshare_hw/reference/kernel.py in the reference model, held to identical counters by the differential
-tests. An event thus costs Python one call into the engine whatever the number of CPUs (DESIGN §5: the
-Python side of events must stay under 5% of run time). This module keeps what is policy: Linux's
-constants, the kernel costs and strategy handed to the engine, the initiating CPU, the event loop.
+the engine's kernel side, which follows Linux 6.18's arch/x86/mm/tlb.c (flush_tlb_mm_range,
+should_trim_cpumask, should_flush_tlb, flush_tlb_func, arch_tlbbatch_*, flush_tlb_all). Both engines have
+that kernel side (`MachineOps`): kernels/kernel.pxi in the Cython engine, mshare_hw/reference/kernel.py in
+the reference model, held to identical counters by the differential tests. An event thus costs Python one
+call into the engine whatever the number of CPUs. This module keeps what is policy: Linux's constants, the
+kernel costs and strategy handed to the engine, the initiating CPU, the event loop.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple, Protocol
+from typing import Protocol
 
+from mshare_hw.engine.event_draws import event_iter
 from mshare_hw.engine.layout import Layout
-from mshare_hw.engine.params import STRATEGIES, SimParams  # noqa: F401 (re-exported)
+from mshare_hw.engine.params import SimParams
+from mshare_hw.names import KERNEL_COSTS
+from mshare_hw.workload.events import Event
 
 TLB_SINGLE_PAGE_FLUSH_CEILING = 33  # arch/x86/mm/tlb.c tlb_single_page_flush_ceiling
-KINDS = ("zap", "protect", "migrate", "reclaim", "detach")
 TRIM_INTERVAL_CYCLES = 3_000_000_000  # trim_cpumask at most once per second (HZ), at 3 GHz (estimate)
-# the kernel costs the engine charges (cycles), in the order MachineOps.set_kernel takes them
-KERNEL_COSTS = (
-    "cr3_flush_cycles",
-    "invlpg_cycles",
-    "invpcid_cycles",
-    "ipi_initiator_base_cycles",
-    "ipi_per_target_cycles",
-    "ipi_responder_cycles",
-    "invlpgb_cycles",
-    "tlbsync_cycles",
-)
-
-
-class Event(NamedTuple):
-    time: int  # cycles: happens once every running CPU's clock has reached it (or a global access count)
-    kind: str
-    proc: int  # initiating process
-    region: str
-    first_page: int  # page index inside the region (pages of the region's page size)
-    n_pages: int
 
 
 class MachineOps(Protocol):
     """What an engine offers the kernel side. mm -1 is init_mm; host mms follow the processes."""
 
-    def set_kernel(
-        self,
-        *,
-        strategy: str,
-        invlpgb: bool,
-        slot_shift: int,
-        link_level: int,
-        costs: list[int],
-        single_page_flush_ceiling: int,
-        trim_interval: int,
-        regions: list[tuple],
-        home_cpu: tuple[int, ...],
-        notifiers,
-    ) -> None: ...
+    def set_kernel(self, **config) -> None:
+        """Configure the kernel side: the keywords Kernel passes (Engine.set_kernel documents them)."""
+
     def execute_event(
         self, kind: str, proc: int, region: str, first_page: int, n_pages: int, now: int, cpu: int = -1
     ) -> None: ...
@@ -120,7 +89,7 @@ class EventLoop:
         by_accesses: bool = False,
         notifiers=None,
     ):
-        self.events = iter(events)
+        self.events = event_iter(events)
         self.by_accesses = by_accesses  # event times are global access counts, not cycles
         self.kernel = Kernel(engine, params, layout, notifiers)  # configures the engine's kernel side
         self.pending: Event | None = next(self.events, None)

@@ -1,9 +1,10 @@
 """The executable specification: a small, plain-Python model with the engine's exact semantics.
 
-Each module mirrors one file of the Cython engine in `kernels/` (tlb, pwc, caches, pagetables, asid,
-scheduler, oracle); differential tests demand identical counters from both.
+Each module mirrors one file of the Cython engine in `kernels/` under the same name (machine.py mirrors
+_engine.pyx; set_array, tlb, pwc, caches, pagetables, asid, oracle, walker, scheduler, flush, kernel);
+differential tests demand identical counters from both.
 """
 
-from mshare_hw.reference.engine import ReferenceEngine
+from mshare_hw.reference.machine import ReferenceMachine
 
-__all__ = ["ReferenceEngine"]
+__all__ = ["ReferenceMachine"]

@@ -1,54 +1,25 @@
-"""The kernel side of invalidation events in plain Python (DESIGN.md §2.6/§2.7): an event's PTE changes,
-Linux 6.18's flush paths as summarised in shared/reference/mshare_and_linux_tlb.md §2 (flush_tlb_mm_range
-with should_trim_cpumask, flush_tlb_multi/should_flush_tlb, flush_tlb_func, flush_tlb_all,
-arch_tlbbatch_*, INVLPGB) and the mshare flush strategies.
+"""The kernel side of invalidation events in plain Python: an event's PTE changes, Linux 6.18's flush paths
+(arch/x86/mm/tlb.c: flush_tlb_mm_range with should_trim_cpumask, flush_tlb_multi/should_flush_tlb,
+flush_tlb_func, flush_tlb_all, arch_tlbbatch_*, INVLPGB) and the mshare flush strategies.
 
-Mirrors kernels/events.pxi step for step; mshare_hw.engine.shootdown configures it (set_kernel) and hands
-it each event (execute_event). A mixin of ReferenceEngine, whose small primitives (loaded_mm, invlpg,
-flush_pcid, switch_to_init, charge, ...) it builds on. Every flush charges what it does (instructions,
-IPIs, the responders' cycles, entries destroyed of processes not mapping the event's region) and returns
-the initiator's cycles.
+Mirrors kernels/kernel.pxi step for step; Linux's flush paths are in flush.py (flush.pxi).
+mshare_hw.engine.shootdown configures it (set_kernel) and hands it each event (execute_event). A mixin of
+ReferenceMachine, whose small primitives (loaded_mm, invlpg, flush_pcid, switch_to_init, charge, ...) it
+builds on.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+from mshare_hw.engine.layout import RegionSpan
+from mshare_hw.names import KERNEL_COSTS, STRATEGIES
+from mshare_hw.reference.flush import FlushPaths
 
-from mshare_hw.engine.params import STRATEGIES
-
-FLUSH_ANY_MM = -2  # a kernel/batch flush: flush_tlb_func with no mm (whatever is loaded catches up)
-# kernel costs, in shootdown.KERNEL_COSTS order
-K_CR3_FLUSH, K_INVLPG, K_INVPCID, K_IPI_BASE, K_IPI_PER_TARGET, K_IPI_RESPONDER, K_INVLPGB, K_TLBSYNC = range(8)
-N_KCOSTS = 8
 KIND_OP = {"zap": 0, "protect": 1, "migrate": 2, "reclaim": 0, "detach": 0}  # pt_change_range's op
 OP_ZAP = 0
 BATCHED = ("reclaim", "migrate")  # try_to_unmap/try_to_migrate with TTU_BATCH_FLUSH
 
 
-@dataclass(frozen=True)
-class Flush:
-    """What flush_tlb_func is asked: `mm` FLUSH_ANY_MM is a kernel/batch flush; new_gen 0: no gen given."""
-
-    mm: int
-    va: int
-    n_pages: int
-    shift: int
-    new_gen: int
-    full: bool
-
-
-@dataclass(frozen=True)
-class Region:
-    start: int
-    end: int
-    shift: int
-    shared: bool
-    host: int  # host mm index (shared page tables), else -1
-    mappers: tuple[int, ...]
-
-
-class KernelSide:
+class KernelSide(FlushPaths):
     def init_kernel_side(self, n_procs: int) -> None:
         self._configured = False
         self._removed = [0] * n_procs  # per owner: entries the current flush destroyed
@@ -76,8 +47,8 @@ class KernelSide:
         the trim times."""
         if strategy not in STRATEGIES:
             raise ValueError(f"unknown strategy {strategy!r}")
-        if len(costs) != N_KCOSTS:
-            raise ValueError(f"expected {N_KCOSTS} kernel costs, got {len(costs)}")
+        if len(costs) != len(KERNEL_COSTS):
+            raise ValueError(f"expected {len(KERNEL_COSTS)} kernel costs, got {len(costs)}")
         if len(home_cpu) != len(self._removed) or any(not 0 <= c < self.p.n_cpus for c in home_cpu):
             raise ValueError("home_cpu: one CPU in range per process expected")
         spans = {}
@@ -86,12 +57,12 @@ class KernelSide:
                 raise ValueError(f"region {name!r}: host {host} out of range")
             if any(not 0 <= p < len(self._removed) for p in mappers):
                 raise ValueError(f"region {name!r}: a mapper is out of range")
-            spans[name] = Region(start, end, shift, bool(shared), host, tuple(mappers))
+            spans[name] = RegionSpan(start, end, shift, bool(shared), host, tuple(mappers))
         self._strategy = strategy
         self._invlpgb = bool(invlpgb)
         self._slot_shift = slot_shift
         self._link_level = link_level
-        self._kcost = [int(c) for c in costs]
+        self._kcost = {k: int(c) for k, c in zip(KERNEL_COSTS, costs)}
         self._ceiling = single_page_flush_ceiling
         self._trim_interval = trim_interval
         self._next_trim = [trim_interval] * len(self.mms)
@@ -114,116 +85,6 @@ class KernelSide:
                 return cpu
         return self._home_cpu[proc]
 
-    def _account_removed(self, cpu: int) -> None:
-        """Entries a flush on `cpu` destroyed that belonged to processes not mapping the event's region."""
-        for owner, n in enumerate(self._removed):
-            if n:
-                if owner not in self._mappers:
-                    self.charge(cpu, owner, "collateral_entries_flushed", n)
-                self._removed[owner] = 0
-
-    # -- one CPU's work ------------------------------------------------------------------------------
-    def _flush_pages(self, cpu: int, va: int, n_pages: int, shift: int, full: bool) -> int:
-        """Flush the loaded PCID: INVLPG per page, or in full (a CR3 write). Returns the cycles."""
-        proc = self.current_proc(cpu)
-        if not full:
-            for i in range(n_pages):
-                self.invlpg(cpu, va + (i << shift), self._removed)
-            self.charge(cpu, proc, "invlpg", n_pages)
-            cost = n_pages * self._kcost[K_INVLPG]
-        else:
-            self.flush_pcid(cpu, self.cpu_pcid(cpu), self._removed)
-            self.charge(cpu, proc, "full_flushes", 1)
-            cost = self._kcost[K_CR3_FLUSH]
-        self._account_removed(cpu)
-        return cost
-
-    def _flush_tlb_func(self, cpu: int, f: Flush) -> int:
-        """flush_tlb_func on `cpu`: leave the cpumask of an mm not loaded; a lazy CPU switches to init_mm;
-        else catch the loaded PCID up to its mm's tlb_gen (INVLPG per page only when this flush is the one
-        step behind, else a full flush). Returns its cycles (flush instructions only)."""
-        loaded = self.loaded_mm(cpu)
-        if f.mm != FLUSH_ANY_MM and f.mm != loaded:
-            self.mms[f.mm].cpumask.discard(cpu)
-            return 0
-        if loaded < 0:
-            return 0
-        if self.is_lazy(cpu):
-            flushed = self.switch_to_init(cpu)
-            self.charge(cpu, -1, "cr3_flushes" if flushed else "cr3_writes_noflush", 1)
-            return self._kcost[K_CR3_FLUSH]
-        local = self.local_gen(cpu)
-        mm_gen = self.mm_gen(loaded)
-        if f.new_gen and f.new_gen <= local:
-            return 0
-        if local == mm_gen:
-            return 0
-        one_step = f.new_gen == local + 1 and f.new_gen == mm_gen
-        cost = self._flush_pages(cpu, f.va, f.n_pages, f.shift, f.full or not one_step)
-        st = self.cpu_state[cpu]
-        st.ctx_gens[st.asid] = mm_gen
-        return cost
-
-    def _everything(self, cpu: int) -> int:
-        """flush_tlb_all's work on one CPU: INVPCID type 2."""
-        self.flush_all_pcids(cpu, self._removed)
-        proc = self.current_proc(cpu)
-        self.charge(cpu, proc, "invpcid", 1)
-        self.charge(cpu, proc, "full_flushes", 1)
-        self._account_removed(cpu)
-        return self._kcost[K_INVPCID]
-
-    def _loaded_pcid_only(self, cpu: int, sharers: frozenset[int], f: Flush) -> int:
-        """host_cpumask: flush the loaded PCID if it belongs to a sharer, without touching any tlb_gen."""
-        if self.loaded_mm(cpu) not in sharers:
-            return 0
-        return self._flush_pages(cpu, f.va, f.n_pages, f.shift, f.full)
-
-    def _catch_up(self, cpu: int, sharers: frozenset[int], f: Flush) -> int:
-        """union_batch: a sharer's loaded PCID catches up to its tlb_gen (which the round bumped once)."""
-        loaded = self.loaded_mm(cpu)
-        if loaded not in sharers:
-            return 0
-        local, mm_gen = self.local_gen(cpu), self.mm_gen(loaded)
-        if local == mm_gen:
-            return 0
-        return self._flush_tlb_func(cpu, Flush(loaded, f.va, f.n_pages, f.shift, mm_gen, f.full or local + 1 != mm_gen))
-
-    def _ipi_round(self, initiator: int, iproc: int, targets: list[int], work) -> int:
-        """Interrupt `targets` (the initiator excluded), each runs `work(cpu)`; the initiator pays a base
-        cost, a cost per target, and waits for the slowest responder. Returns the initiator's cycles."""
-        slowest = 0
-        for cpu in targets:
-            cost = self._kcost[K_IPI_RESPONDER] + work(cpu)
-            proc = self.current_proc(cpu)
-            self.charge(cpu, proc, "ipis_received", 1)
-            self.charge(cpu, proc, "shootdown_cycles_responder", cost)
-            self.charge(cpu, proc, "cycles", cost)
-            slowest = max(slowest, cost)
-        if not targets:
-            return 0
-        self.charge(initiator, iproc, "ipis_sent", len(targets))
-        return self._kcost[K_IPI_BASE] + self._kcost[K_IPI_PER_TARGET] * len(targets) + slowest
-
-    # -- Linux's flush paths ------------------------------------------------------------------------
-    def _flush_tlb_multi(
-        self, cpu: int, iproc: int, mm: int, va: int, n_pages: int, shift: int, freed: bool, trim: bool
-    ) -> tuple[int, bool]:
-        """flush_tlb_mm_range after the trim decision: bump mm's tlb_gen; if another CPU is in mm's cpumask,
-        flush_tlb_multi (should_flush_tlb: every CPU of the cpumask when page tables were freed, else those
-        not lazy that have mm loaded, or all of those not lazy when trimming), the initiator included if
-        chosen; else flush locally if mm is loaded. Returns (the initiator's cycles, whether another CPU
-        was in the cpumask)."""
-        f = Flush(mm, va, n_pages, shift, self.bump_tlb_gen(mm), n_pages > self._ceiling)
-        mask = self.cpumask(mm)
-        if not any(t != cpu for t in mask):
-            return (self._flush_tlb_func(cpu, f) if self.loaded_mm(cpu) == mm else 0), False
-        chosen = [t for t in mask if freed or (not self.is_lazy(t) and (self.loaded_mm(t) == mm or trim))]
-        cycles = self._ipi_round(cpu, iproc, [t for t in chosen if t != cpu], lambda t: self._flush_tlb_func(t, f))
-        if cpu in chosen:
-            cycles += self._flush_tlb_func(cpu, f)
-        return cycles, True
-
     def flush_tlb_mm_range(
         self, cpu: int, iproc: int, mm: int, va: int, n_pages: int, shift: int, freed: bool, now: int
     ) -> int:
@@ -240,64 +101,7 @@ class KernelSide:
             cycles += self._notifiers.arch_invalidate_secondary_tlbs(iproc, mm, va, n_pages, shift)
         return cycles
 
-    def _flush_tlb_all(self, cpu: int, iproc: int) -> int:
-        """flush_tlb_all: IPI every other online CPU; each, and the initiator, flushes every PCID (INVPCID
-        type 2). With INVLPGB one invlpgb_flush_all() + TLBSYNC instead (no global entries are modelled)."""
-        if self._invlpgb:
-            return self._invlpgb_flush_all_nonglobals(cpu, iproc)
-        targets = [t for t in range(self.p.n_cpus) if t != cpu]
-        return self._ipi_round(cpu, iproc, targets, self._everything) + self._everything(cpu)
-
-    def _invlpgb_flush_all_nonglobals(self, cpu: int, iproc: int) -> int:
-        """AMD broadcast: one INVLPGB removes every non-global entry on every CPU, then TLBSYNC."""
-        for t in range(self.p.n_cpus):
-            self.flush_all_pcids(t, self._removed)
-            self._account_removed(t)
-        self.charge(cpu, iproc, "invlpgb", 1)
-        self.charge(cpu, iproc, "tlbsync", 1)
-        self.charge(cpu, iproc, "full_flushes", 1)
-        return self._kcost[K_INVLPGB] + self._kcost[K_TLBSYNC]
-
-    def _tlbbatch_flush(self, cpu: int, iproc: int, mms: Iterable[int]) -> int:
-        """arch_tlbbatch_add_pending for each of `mms` (bump its tlb_gen, OR its cpumask into the batch), then
-        arch_tlbbatch_flush: with INVLPGB one flush of every non-global entry, else one IPI round to the
-        batch's CPUs (lazy ones skipped), where each CPU, and the initiator if in the batch, fully flushes its
-        loaded mm if that moved on. Returns the initiator's cycles."""
-        union: set[int] = set()
-        for mm in mms:
-            self.bump_tlb_gen(mm)
-            union.update(self.cpumask(mm))
-        if self._invlpgb:
-            return self._invlpgb_flush_all_nonglobals(cpu, iproc)
-        f = Flush(FLUSH_ANY_MM, 0, 0, 12, 0, True)
-        targets = [t for t in sorted(union) if t != cpu and not self.is_lazy(t)]
-        cycles = self._ipi_round(cpu, iproc, targets, lambda t: self._flush_tlb_func(t, f))
-        if cpu in union:
-            cycles += self._flush_tlb_func(cpu, f)
-        return cycles
-
     # -- the shared configuration's strategies -------------------------------------------------------
-    def _flush_sharers(
-        self, cpu: int, iproc: int, sharers: tuple[int, ...], va: int, n_pages: int, shift: int, catch_up: bool
-    ) -> int:
-        """One IPI round to the OR of the sharers' cpumasks (lazy CPUs skipped; the initiator flushes itself if
-        in it and not lazy). catch_up False (host_cpumask): each flushes its loaded PCID if a sharer's, without
-        touching any tlb_gen. catch_up True (union_batch): first bump every sharer's tlb_gen; each CPU with a
-        sharer loaded catches up (flush_tlb_func: INVLPG per page if one step behind, else full)."""
-        union: set[int] = set()
-        for mm in sharers:
-            if catch_up:
-                self.bump_tlb_gen(mm)
-            union.update(self.cpumask(mm))
-        f = Flush(-1, va, n_pages, shift, 0, n_pages > self._ceiling)
-        members = frozenset(sharers)
-        step = self._catch_up if catch_up else self._loaded_pcid_only
-        targets = [t for t in sorted(union) if t != cpu and not self.is_lazy(t)]
-        cycles = self._ipi_round(cpu, iproc, targets, lambda t: step(t, members, f))
-        if cpu in union and not self.is_lazy(cpu):
-            cycles += step(cpu, members, f)
-        return cycles
-
     def _shared_flush(
         self, cpu: int, iproc: int, host: int, sharers: tuple[int, ...], va: int, n_pages: int, shift: int, now: int
     ) -> int:

@@ -71,6 +71,18 @@ class PageTables:
         self.entries[loc] = value
         self.versions[loc] += 1
 
+    def find(self, root: int, va: int, levels: int) -> tuple[int, int, list[int]]:
+        """Descend the tree at `root` (of `levels` levels) along va without side effects: the location of va's
+        leaf entry, or of the first non-present entry on the way; its level; the locations read, top first."""
+        t, level, path = root, levels, []
+        while True:
+            loc = t * ENTRIES + index(va, level)
+            path.append(loc)
+            ent = self.entries[loc]
+            if not present(ent) or is_leaf(ent):
+                return loc, level, path
+            t, level = target(ent), level - 1
+
     def descend(self, root: int, va: int, level: int) -> int:
         """The table at `level` on va's path from `root`, creating missing tables (owned by the mm
         that owns their parent)."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mshare_hw.engine.params import SimParams
+from mshare_hw.reference.set_array import SetArray
 
 
 def entry_shift(level: int) -> int:
@@ -25,44 +26,25 @@ class PWCEntry:
     lru: int = 0
 
 
-class PWCArray:
-    def __init__(self, sets: int, ways: int):
-        self.sets = sets
-        self.ways = ways
-        self.entries: list[PWCEntry | None] = [None] * (sets * ways)
-        self.tick = 0
-
+class PWCArray(SetArray):
     def lookup(self, level: int, pcid: int, tag: int) -> PWCEntry | None:
         base = (tag % self.sets) * self.ways
         for w in range(self.ways):
             e = self.entries[base + w]
             if e is not None and e.level == level and e.tag == tag and e.pcid == pcid:
-                self.tick += 1
-                e.lru = self.tick
+                self.touch(e)
                 return e
         return None
 
     def fill(self, e: PWCEntry) -> None:
-        base = (e.tag % self.sets) * self.ways
-        victim = -1
-        for w in range(self.ways):
-            if self.entries[base + w] is None:
-                victim = w
-                break
-        if victim < 0:
-            victim = min(range(self.ways), key=lambda w: self.entries[base + w].lru)  # type: ignore[union-attr]
-        self.tick += 1
-        e.lru = self.tick
-        self.entries[base + victim] = e
+        self.fill_set(e.tag % self.sets, e)
 
     def flush(self, pcid: int, removed=None) -> int:
         """Every entry of `pcid`, or of every PCID when pcid < 0."""
         n = 0
         for i, e in enumerate(self.entries):
             if e is not None and (pcid < 0 or e.pcid == pcid):
-                if removed is not None:
-                    removed[e.owner] += 1
-                self.entries[i] = None
+                self.drop(i, removed)
                 n += 1
         return n
 

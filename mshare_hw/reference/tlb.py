@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mshare_hw.engine.params import TLBStruct
+from mshare_hw.reference.set_array import SetArray
 
 
 @dataclass
@@ -20,46 +21,40 @@ class TLBEntry:
     lru: int = 0
 
 
-class TLBArray:
+class TLBArray(SetArray):
     """One structure: sets x ways, holding the page sizes in `shifts`."""
 
     def __init__(self, spec: TLBStruct):
+        super().__init__(spec.sets, spec.ways)
         self.spec = spec
-        self.sets = spec.sets
-        self.ways = spec.ways
         self.set_bits = spec.sets.bit_length() - 1
-        self.entries: list[TLBEntry | None] = [None] * (spec.sets * spec.ways)
-        self.tick = 0
 
     def set_index(self, vpn: int) -> int:
         if self.spec.xor_index:
             return (vpn ^ (vpn >> self.set_bits)) & (self.sets - 1)
         return vpn % self.sets
 
-    def lookup(self, pcid: int, va: int) -> TLBEntry | None:
+    def find(self, pcid: int, va: int) -> int:
+        """The index of the first entry mapping `va` in `pcid` or global (page sizes in spec order), or -1."""
         for shift in self.spec.shifts:
             vpn = va >> shift
             base = self.set_index(vpn) * self.ways
             for w in range(self.ways):
                 e = self.entries[base + w]
                 if e is not None and e.shift == shift and e.vpn == vpn and (e.pcid == pcid or e.is_global):
-                    self.tick += 1
-                    e.lru = self.tick
-                    return e
-        return None
+                    return base + w
+        return -1
+
+    def lookup(self, pcid: int, va: int) -> TLBEntry | None:
+        i = self.find(pcid, va)
+        if i < 0:
+            return None
+        e = self.entries[i]
+        self.touch(e)
+        return e
 
     def fill(self, e: TLBEntry) -> None:
-        base = self.set_index(e.vpn) * self.ways
-        victim = -1
-        for w in range(self.ways):
-            if self.entries[base + w] is None:
-                victim = w
-                break
-        if victim < 0:
-            victim = min(range(self.ways), key=lambda w: self.entries[base + w].lru)  # type: ignore[union-attr]
-        self.tick += 1
-        e.lru = self.tick
-        self.entries[base + victim] = e
+        self.fill_set(self.set_index(e.vpn), e)
 
     def flush_pcid(self, pcid: int, removed=None) -> int:
         """Every non-global entry of `pcid` (CR3 write without NOFLUSH, INVPCID type 1)."""
@@ -77,18 +72,8 @@ class TLBArray:
 
     def invlpg(self, pcid: int, va: int, removed) -> None:
         """The entries mapping `va` at any page size, in `pcid` or global."""
-        for shift in self.spec.shifts:
-            vpn = va >> shift
-            base = self.set_index(vpn) * self.ways
-            for w in range(self.ways):
-                e = self.entries[base + w]
-                if e is not None and e.shift == shift and e.vpn == vpn and (e.pcid == pcid or e.is_global):
-                    self.drop(base + w, removed)
-
-    def drop(self, i: int, removed) -> None:
-        if removed is not None:
-            removed[self.entries[i].owner] += 1  # type: ignore[union-attr]
-        self.entries[i] = None
+        while (i := self.find(pcid, va)) >= 0:
+            self.drop(i, removed)
 
 
 class TLBLevel:

@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 
 
 def tool_version() -> str:
-    from mshare_hw import __version__
+    from mshare_hw.version import __version__
 
     return __version__
 

@@ -232,7 +232,7 @@ def write_native(
         with h5py.File(tmp, "w") as f:
             f.attrs["format"] = FORMAT_NAME
             f.attrs["format_version"] = FORMAT_VERSION
-            from mshare_hw import __version__
+            from mshare_hw.version import __version__
 
             f.attrs["tool_version"] = __version__
             f.attrs["created"] = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")

@@ -1,79 +1,81 @@
 """Invalidation schedules: when, what kind, by whom and over which pages PTEs change.
 
-A schedule is an iterator of `Event`s in time order, drawn from a seeded generator: a Poisson process
-at a rate per simulated second, explicit times, or a CSV events file (`time,kind,proc,region,first_page,
-n_pages`, e.g. converted from an strace capture).
+A schedule is `Event`s in time order: drawn from a seeded generator (a `DrawnSchedule`: a Poisson process at
+a rate per simulated second, or explicit times), or read from a CSV events file (`time,kind,proc,region,
+first_page,n_pages`, e.g. converted from an strace capture). The engine layer draws a DrawnSchedule's
+events (mshare_hw.engine.event_draws) when a run starts.
 """
 
 from __future__ import annotations
 
 import csv
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
-from mshare_hw._engine import EventDraws
 from mshare_hw.config.errors import ConfigError
-from mshare_hw.engine.shootdown import KINDS, Event
+from mshare_hw.names import EVENT_KINDS
 
 
-def _draws(
+class Event(NamedTuple):
+    time: int  # cycles: happens once every running CPU's clock has reached it (or a global access count)
+    kind: str
+    proc: int  # initiating process
+    region: str
+    first_page: int  # page index inside the region (pages of the region's page size)
+    n_pages: int
+
+
+@dataclass(frozen=True)
+class DrawnSchedule:
+    """Events drawn at random: at each time (`times`, or Poisson arrivals `mean_gap` cycles apart on average
+    when `times` is None: t += exponential), kind by weight (bisect of a uniform draw in `cumulative`, the
+    normalised cumulative weights of `kinds`), size uniformly from `pages`, first page uniform over where
+    that size fits in the region's `region_pages`, initiator uniform from `initiators`; the generator is
+    seeded with `seed`."""
+
+    kinds: tuple[str, ...]
+    cumulative: tuple[float, ...]
+    region: str
+    region_pages: int
+    pages: tuple[int, ...]
+    initiators: tuple[int, ...]
+    seed: int
+    times: tuple[int, ...] | None = None
+    mean_gap: float = 0.0
+
+
+def _drawn(
+    *,
     kinds: dict[str, float],
     region: str,
     region_pages: int,
     pages: list[int],
     initiators: list[int],
-    rng: np.random.Generator,
-    *,
-    times: Iterator[int] | None = None,
+    seed: int,
+    times: tuple[int, ...] | None = None,
     mean_gap: float = 0.0,
-) -> Iterator[Event]:
-    """At each time (`times`, or Poisson arrivals `mean_gap` cycles apart on average: t += exponential),
-    kind by weight (bisect of a uniform draw in the normalised cumulative weights), size uniformly from
-    `pages`, first page uniform over where that size fits, initiator uniform. The engine's EventDraws makes
-    these draws in C, with numpy's own C functions in the order Generator.exponential, random and three
-    integers calls would: the same events from the same seed at a fraction of the cost per event."""
-    names = list(kinds)
+) -> DrawnSchedule:
+    names = tuple(kinds)
     cumulative = np.cumsum([kinds[k] for k in names], dtype=float)
     cumulative = (cumulative / cumulative[-1]).tolist()
-    return EventDraws(
-        rng, Event, names, cumulative, region, region_pages, pages, initiators, times=times, mean_gap=mean_gap
+    return DrawnSchedule(
+        names, tuple(cumulative), region, region_pages, tuple(pages), tuple(initiators), seed, times, mean_gap
     )
 
 
-def _rng(seed: int) -> np.random.Generator:
-    return np.random.Generator(np.random.PCG64([seed, 0x5EED]))
+def rate_schedule(*, rate_per_second: float, clock_ghz: float, **draws) -> DrawnSchedule:
+    """Poisson arrivals at `rate_per_second` of simulated time (cycles at `clock_ghz`). `draws`: kinds (name ->
+    weight), region, region_pages, pages, initiators, seed, as DrawnSchedule describes."""
+    return _drawn(**draws, mean_gap=clock_ghz * 1e9 / rate_per_second)
 
 
-def rate_schedule(
-    *,
-    rate_per_second: float,
-    clock_ghz: float,
-    kinds: dict[str, float],
-    region: str,
-    region_pages: int,
-    pages: list[int],
-    initiators: list[int],
-    seed: int,
-) -> Iterator[Event]:
-    """Poisson arrivals at `rate_per_second` of simulated time (cycles at `clock_ghz`)."""
-    mean_gap = clock_ghz * 1e9 / rate_per_second
-    return _draws(kinds, region, region_pages, pages, initiators, _rng(seed), mean_gap=mean_gap)
-
-
-def fixed_schedule(
-    *,
-    at: list[int],
-    kinds: dict[str, float],
-    region: str,
-    region_pages: int,
-    pages: list[int],
-    initiators: list[int],
-    seed: int,
-) -> Iterator[Event]:
+def fixed_schedule(*, at: list[int], **draws) -> DrawnSchedule:
     """Events at the given points (cycles, or global access counts), kinds and sizes drawn as above."""
-    return _draws(kinds, region, region_pages, pages, initiators, _rng(seed), times=iter(sorted(at)))
+    return _drawn(**draws, times=tuple(sorted(at)))
 
 
 def file_schedule(path: str | Path, n_procs: int, regions: set[str]) -> Iterator[Event]:
@@ -97,8 +99,8 @@ def file_schedule(path: str | Path, n_procs: int, regions: set[str]) -> Iterator
             except ValueError:
                 raise ConfigError(f"{path}:{lineno}: time, proc, first_page and n_pages must be integers") from None
             kind, region = row[1].strip(), row[3].strip()
-            if kind not in KINDS:
-                raise ConfigError(f"{path}:{lineno}: unknown kind {kind!r} (expected one of {', '.join(KINDS)})")
+            if kind not in EVENT_KINDS:
+                raise ConfigError(f"{path}:{lineno}: unknown kind {kind!r} (expected one of {', '.join(EVENT_KINDS)})")
             if region not in regions:
                 raise ConfigError(f"{path}:{lineno}: unknown region {region!r}")
             if not 0 <= proc < n_procs:

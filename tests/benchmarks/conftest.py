@@ -1,4 +1,4 @@
-"""Shared fixtures for the replay benchmarks (DESIGN §7).
+"""Shared fixtures for the replay benchmarks.
 
 Traces are generated once per session, outside every timed section. Each benchmark records
 `accesses_per_s` in `benchmark.extra_info`, computed from its own `time.perf_counter()` measurements:

@@ -1,4 +1,4 @@
-"""Peak memory of a long replay (DESIGN §7: flat in trace length; a 10^9-access stream under 1 GiB RSS).
+"""Peak memory of a long replay: flat in trace length (a 10^9-access stream under 1 GiB RSS).
 
 A `uniform_stream` workload (generated block by block while it is replayed) runs in a fresh
 subprocess, which reports its own peak RSS (getrusage ru_maxrss) at 1%, 10% and 100% of the run: flat

@@ -1,6 +1,6 @@
-"""Replay speed of the Cython engine (DESIGN §7), in accesses per second on one core.
+"""Replay speed of the Cython engine, in accesses per second on one core.
 
-Targets from the design (not asserted: these are benchmarks, not timed tests; compare the
+Targets (not asserted: these are benchmarks, not timed tests; compare the
 `accesses_per_s` in extra_info, or the pytest-benchmark table, with them):
   TLB-hit-dominated, data caches off >= 50 M/s; data caches on >= 15 M/s;
   walk-heavy (working set far beyond STLB reach, walks through the caches) >= 8 M/s;

@@ -1,10 +1,10 @@
-"""Replay with invalidation events (DESIGN §7, §5): each flush strategy under a high event rate, and the
+"""Replay with invalidation events: each flush strategy under a high event rate, and the
 share of run time that events spend in Python.
 
 Events are control events: the engine stops at an event's time and returns to Python, whose event loop
-(mshare_hw.engine.shootdown) hands the event back to the engine's kernel side (kernels/events.pxi), which
-changes PTEs and runs the strategy's flushes, and draws the next event. DESIGN §5 keeps this return to
-Python only while it costs < 5% of run time on the benchmark workloads. The workload and event mix are
+(mshare_hw.engine.shootdown) hands the event back to the engine's kernel side (kernels/kernel.pxi), which
+changes PTEs and runs the strategy's flushes, and draws the next event. This return to Python is kept only
+while it costs < 5% of run time on the benchmark workloads. The workload and event mix are
 configs/experiments/flush_strategies.toml's (3 database clients sharing a buffer pool on CPUs 0-2, an
 unrelated process on CPU 3; zap/protect/migrate of 1-64 pages by a random sharer) on Zen 3, which has
 INVLPGB, so that every strategy runs:
@@ -169,7 +169,7 @@ def test_replay_with_events(benchmark, cache, monkeypatch, pt_config, strategy):
 
 
 def test_python_event_share_at_experiment_rate(benchmark, cache, monkeypatch):
-    """DESIGN §5's criterion: events returning to Python cost < 5% of run time on the benchmark workloads.
+    """The criterion: events returning to Python cost < 5% of run time on the benchmark workloads.
     Measured (not asserted: a timing) for every configuration at the experiment's event rate."""
     benchmark.group = "replay with invalidation events"
     shares: dict[str, float] = {}

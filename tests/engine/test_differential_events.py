@@ -17,47 +17,26 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-from hypothesis import HealthCheck, assume, event, given, settings
+from hypothesis import assume, event, given, settings
 from hypothesis import strategies as st
-from test_differential import assert_same_results, machines, workloads
+from random_machines import assert_same_results, differential_settings, machines, workloads
 
 from mshare_hw.config.errors import ConfigError
 from mshare_hw.counters import COUNTERS
 from mshare_hw.engine.driver import run_reference, run_workload
 from mshare_hw.engine.layout import Layout, build_layout
-from mshare_hw.engine.params import STRATEGIES, SimParams
-from mshare_hw.engine.shootdown import KINDS, Event
+from mshare_hw.engine.params import SimParams
+from mshare_hw.names import EVENT_KINDS, KERNEL_COSTS, STRATEGIES
+from mshare_hw.workload.events import Event
 
 SAFE = ("flush_all", "per_sharer", "union_batch", "broadcast")
-COST_KEYS = (
-    "cr3_flush_cycles",
-    "invlpg_cycles",
-    "invpcid_cycles",
-    "ipi_initiator_base_cycles",
-    "ipi_per_target_cycles",
-    "ipi_responder_cycles",
-    "invlpgb_cycles",
-    "tlbsync_cycles",
-)
 # A private detach walks every page of the region (pt_change over the whole span); regions built to span
 # two 512 GiB slots have ~1.3e8 pages, far too many for the reference model. Detach those only under
 # mshare (where it unlinks one entry per slot).
 MAX_PRIVATE_DETACH_PAGES = 1 << 14
 
-SETTINGS = settings(
-    max_examples=160,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large],
-)
-SAFETY_SETTINGS = settings(
-    max_examples=300,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large],
-)
+SETTINGS = differential_settings(160)
+SAFETY_SETTINGS = differential_settings(300)
 COL = {name: i for i, name in enumerate(COUNTERS)}
 
 
@@ -66,7 +45,7 @@ def kernel_side(draw, params: SimParams, strategies=STRATEGIES) -> SimParams:
     # an index rather than sampled_from: Hypothesis's sampled_from favours the first elements
     strategy = strategies[draw(st.integers(0, len(strategies) - 1))]
     invlpgb = strategy == "broadcast" or draw(st.integers(0, 3)) == 0
-    costs = {k: draw(st.integers(0, 3000)) for k in COST_KEYS}
+    costs = {k: draw(st.integers(0, 3000)) for k in KERNEL_COSTS}
     return dataclasses.replace(params, strategy=strategy, invlpgb=invlpgb, kernel_costs=costs)
 
 
@@ -82,7 +61,7 @@ def event_lists(draw, params: SimParams, layout: Layout, horizon: int, max_event
         region = draw(st.sampled_from(names))
         span = layout.spans[region]
         pages = (span.end - span.start) >> span.shift
-        kinds = list(KINDS)
+        kinds = list(EVENT_KINDS)
         if span.host < 0 and pages > MAX_PRIVATE_DETACH_PAGES:
             kinds.remove("detach")
         kind = draw(st.sampled_from(kinds))

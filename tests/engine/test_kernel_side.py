@@ -1,4 +1,4 @@
-"""The kernel side's engine API on BOTH engines (kernels/events.pxi and mshare_hw/reference/kernel.py):
+"""The kernel side's engine API on BOTH engines (kernels/kernel.pxi and mshare_hw/reference/kernel.py):
 configuration (set_kernel) and its checks, the initiating CPU, one event through execute_event, and the
 mmu_gather span of pt_change_span. Strategies and Linux's flush paths are pinned down by
 test_shootdown.py; these cases pin what the event loop relies on. Expected numbers are derived in the
@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_shootdown import BASE, INVLPG, KC, PAGE, PER, RESP, X, machine, shm
+from kernel_cases import BASE, INVLPG, KC, PAGE, PER, RESP, X, machine, shm
 
 from mshare_hw import _engine
 from mshare_hw.counters import INDEX
 from mshare_hw.engine.layout import build_layout
-from mshare_hw.engine.shootdown import KERNEL_COSTS, TLB_SINGLE_PAGE_FLUSH_CEILING, TRIM_INTERVAL_CYCLES, Kernel
-from mshare_hw.reference import ReferenceEngine
+from mshare_hw.engine.shootdown import TLB_SINGLE_PAGE_FLUSH_CEILING, TRIM_INTERVAL_CYCLES, Kernel
+from mshare_hw.names import KERNEL_COSTS
+from mshare_hw.reference import ReferenceMachine
 from mshare_hw.workload.model import ArrayTrace, Process, Workload
 
 STORE = 2
@@ -31,7 +32,7 @@ def build(kind: str, n_cpus: int, homes: list[int], pt_config: str = "private"):
     p = machine(n_cpus, pt_config)
     wl = Workload([Process(f"p{i}", ArrayTrace(*EMPTY), cpu=c) for i, c in enumerate(homes)], [shm()])
     layout = build_layout(wl, p)
-    eng = _engine.Engine(p, layout) if kind == "cython" else ReferenceEngine(p, layout, [EMPTY] * len(homes))
+    eng = _engine.Engine(p, layout) if kind == "cython" else ReferenceMachine(p, layout, [EMPTY] * len(homes))
     return eng, p, layout
 
 

@@ -5,16 +5,17 @@ region "shm" over and over; a device bound to P1 reads X (footprint 1 page, burs
 accesses; events fire at global access counts, so the device's accesses and the events are ordered
 exactly. 2 x 4000 accesses -> device bursts at 300, 600, ..., 7800 (26 of them); an event at 1000 has 3
 bursts before it (300 misses and fills, 600 and 900 hit) and 23 after it. Expected values are derived in
-the comments from what Linux calls (shared/reference/mshare_and_linux_tlb.md §2.5, §2.7): the notifier
-`arch_invalidate_secondary_tlbs(mm)` at the end of every flush_tlb_mm_range and, with 0..-1, once per
-page in arch_tlbbatch_add_pending; `invalidate_range_start(mm)` before PTEs change.
+the comments from what Linux 6.18 calls (arch/x86/mm/tlb.c, arch/x86/include/asm/tlbflush.h,
+include/linux/mmu_notifier.h): the notifier `arch_invalidate_secondary_tlbs(mm)` at the end of every
+flush_tlb_mm_range and, with 0..-1, once per page in arch_tlbbatch_add_pending; `invalidate_range_start(mm)`
+before PTEs change.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_shootdown import KC, PAGE, RUNNERS, X, hammer, machine, procs, shm
+from kernel_cases import KC, PAGE, RUNNERS, X, hammer, machine, procs, shm
 
 from mshare_hw.counters import INDEX
 from mshare_hw.engine.layout import build_layout
@@ -26,7 +27,7 @@ from mshare_hw.engine.secondary import (
     SecondaryCosts,
     SecondaryMMUs,
 )
-from mshare_hw.engine.shootdown import Event
+from mshare_hw.workload.events import Event
 from mshare_hw.workload.model import Workload
 
 COSTS = SecondaryCosts(
@@ -209,14 +210,14 @@ def test_iotlb_set_associative_lru_and_pasid_tags():
 
 def test_primitives_agree_between_engines():
     from mshare_hw import _engine
-    from mshare_hw.reference import ReferenceEngine
+    from mshare_hw.reference import ReferenceMachine
 
     for pt_config in ("private", "mshare"):
         p = machine(2, pt_config, "flush_all")
         wl = Workload(procs((0, hammer(X, 10)), (1, hammer(X, 10))), [shm()])
         layout = build_layout(wl, p)
         eng = _engine.Engine(p, layout)
-        ref = ReferenceEngine(p, layout, [(np.zeros(0, np.uint64), np.zeros(0, np.uint8))] * 2)
+        ref = ReferenceMachine(p, layout, [(np.zeros(0, np.uint64), np.zeros(0, np.uint8))] * 2)
         for m in (eng, ref):
             assert m.fault_in(1, 1, X + 3 * PAGE, 1) >= 1
         for va in (X, X + 3 * PAGE, X + 5 * PAGE, X + 60 * PAGE):

@@ -1,0 +1,283 @@
+# The kernel side of invalidation events in C: an event's PTE changes, Linux's flush paths with their mmu
+# notifiers, the mshare flush strategies and the set-up of the kernel side's state (EventCtx, state.pxi);
+# the flush paths themselves are in flush.pxi. mshare_hw.engine.shootdown configures it (Engine.set_kernel)
+# and hands it each event (Engine.execute_event): one call per event from Python, whatever the number of
+# CPUs. Secondary MMUs' mmu notifiers stay Python objects, called back from here. Mirrors
+# mshare_hw/reference/kernel.py step for step (the differential tests hold the two to identical counters).
+
+# -- page-table changes ---------------------------------------------------------------------------------
+cdef int64_t ev_pt_change_span(Sim* s, int mm, uint64_t va, int64_t n_pages, int shift, int op, int64_t* first,
+                               int64_t* last) noexcept nogil:
+    """pt_change_range page by page, like the mmu_gather: *first, *last: the indices of the first and last
+    page whose present PTE changed (-1 if none); returns how many did."""
+    cdef int64_t i, count = 0
+    first[0] = -1
+    last[0] = -1
+    for i in range(n_pages):
+        if pt_change_range(s, mm, va + (<uint64_t>i << shift), 1, shift, op):
+            count += 1
+            last[0] = i
+            if first[0] < 0:
+                first[0] = i
+    return count
+
+
+cdef int ev_pt_unlink(Sim* s, int mm, uint64_t va, int level) noexcept nogil:
+    """Clear the entry at `level` on va's path in mm's tree (a detach's p4d_clear); 0 if there was none."""
+    cdef int64_t t = s.roots[mm], loc, ent
+    cdef int lv = s.levels
+    while lv > level:
+        ent = s.pt[t * PT_ENTRIES + pt_index(va, lv)]
+        if not (ent & 1) or (ent & 2):
+            return 0
+        t = ent >> 2
+        lv -= 1
+    loc = t * PT_ENTRIES + pt_index(va, level)
+    if not (s.pt[loc] & 1):
+        return 0
+    pt_set_entry(s, loc, 0)
+    return 1
+
+
+# -- the kernel side: Linux's paths with mmu notifiers, the strategies, one event ---------------------
+# `notifiers` is the run's SecondaryMMUs (mshare_hw.engine.secondary) or None; its methods return the
+# initiator's cycles.
+
+cdef int64_t k_range_start(object notifiers, int iproc, int mm, uint64_t va, int64_t n_pages, int shift) except? -1:
+    """mmu_notifier_invalidate_range_start(mm, ...) before PTEs change (its _end adds no work here)."""
+    if notifiers is None:
+        return 0
+    return notifiers.invalidate_range_start(iproc, mm, va, n_pages, shift)
+
+
+cdef int64_t k_batch_pending(object notifiers, int iproc, int mm, int64_t pages) except? -1:
+    """arch_tlbbatch_add_pending, once per unmapped page: the notifier with the whole range 0..-1."""
+    cdef int64_t i, cycles = 0
+    if notifiers is None:
+        return 0
+    for i in range(pages):
+        cycles += notifiers.arch_invalidate_secondary_tlbs(iproc, mm, 0, -1, 12)
+    return cycles
+
+
+cdef int64_t k_flush_tlb_mm_range(Sim* s, EventCtx* e, object notifiers, int cpu, int iproc, int mm, uint64_t va,
+                                  int64_t n_pages, int shift, int freed, int64_t now) except? -1:
+    """flush_tlb_mm_range: should_trim_cpumask() is asked only when another CPU is in mm's cpumask, and says
+    yes at most once per trim interval per mm. Ends with the mm's secondary-TLB notifier, as Linux does (not
+    from a batch's own flush: the batch called it per page in arch_tlbbatch_add_pending). Returns the
+    initiator's cycles."""
+    cdef int remote
+    cdef int trim = now >= e.next_trim[mm]
+    cdef int64_t cycles = ev_flush_tlb_mm_range(s, e, cpu, iproc, mm, va, n_pages, shift, n_pages > e.ceiling,
+                                                freed, trim, &remote)
+    if remote and trim:
+        e.next_trim[mm] = now + e.trim_interval
+    if notifiers is not None and not e.batching:
+        cycles += notifiers.arch_invalidate_secondary_tlbs(iproc, mm, va, n_pages, shift)
+    return cycles
+
+
+cdef int64_t k_flush_tlb_all(Sim* s, EventCtx* e, int cpu, int iproc) noexcept nogil:
+    """flush_tlb_all, or with INVLPGB one invlpgb_flush_all() + TLBSYNC (no global entries are modelled)."""
+    if e.invlpgb:
+        return ev_invlpgb_flush_all_nonglobals(s, e, cpu, iproc)
+    return ev_flush_tlb_all(s, e, cpu, iproc)
+
+
+cdef int64_t k_shared_flush(Sim* s, EventCtx* e, object notifiers, int cpu, int iproc, int host, int region,
+                            uint64_t va, int64_t n_pages, int shift, int64_t now) except? -1:
+    """The strategy's flushes after a change in a shared (mshare) page table. Returns the initiator's cycles."""
+    cdef int i
+    cdef const int* sharers = &e.reg_map[e.reg_map_off[region]]
+    cdef int n_sharers = e.reg_map_off[region + 1] - e.reg_map_off[region]
+    # the series' first step is always the ordinary flush of the host mm; its cpumask is empty
+    cdef int64_t cycles = k_flush_tlb_mm_range(s, e, notifiers, cpu, iproc, host, va, n_pages, shift, 0, now)
+    if e.strategy == S_HOST_MM_ONLY:
+        return cycles
+    if e.strategy == S_FLUSH_ALL:
+        return cycles + k_flush_tlb_all(s, e, cpu, iproc)
+    if e.strategy == S_PER_SHARER:
+        for i in range(n_sharers):
+            cycles += k_flush_tlb_mm_range(s, e, notifiers, cpu, iproc, sharers[i], va, n_pages, shift, 0, now)
+        return cycles
+    if e.strategy == S_HOST_CPUMASK or e.strategy == S_UNION_BATCH:
+        # host_cpumask: the CPUs that ran a sharer flush their loaded PCID if a sharer's, no tlb_gen;
+        # union_batch: every sharer's tlb_gen bumped, one round, loaded sharers catch up
+        return cycles + ev_flush_sharers(s, e, cpu, iproc, sharers, n_sharers, va, n_pages, shift,
+                                         n_pages > e.ceiling, e.strategy == S_UNION_BATCH)
+    # broadcast: single-threaded sharers are never loaded (non-lazily) on 4+ CPUs at once, so Linux gives
+    # them no global ASID; without one, INVLPGB can only flush every non-global entry
+    return cycles + ev_invlpgb_flush_all_nonglobals(s, e, cpu, iproc)
+
+
+cdef inline int k_initiator(Sim* s, EventCtx* e, int proc) noexcept nogil:
+    """The CPU an event by `proc` initiates on: the first CPU running it, else its home CPU."""
+    cdef int cpu
+    for cpu in range(s.n_cpus):
+        if ev_current_proc(s, cpu) == proc:
+            return cpu
+    return e.home_cpu[proc]
+
+
+cdef int k_execute(Sim* s, EventCtx* e, object notifiers, int kind, int proc, int region, int64_t first_page,
+                   int64_t n_pages, int64_t now, int cpu) except -1:
+    """One event, initiated by `proc` on `cpu`: change the PTEs of the page range (clipped to the region) in
+    every page table that holds them, flush the way the configuration does, charge the initiator."""
+    cdef uint64_t start = e.reg_start[region], end = e.reg_end[region], va, s_va, slot
+    cdef int shift = e.reg_shift[region], host = e.reg_host[region], i, mm, n_mms = 0, n_touched
+    cdef int op = PT_OP_MIGRATE if kind == EK_MIGRATE else (PT_OP_PROTECT if kind == EK_PROTECT else PT_OP_ZAP)
+    cdef int batched = kind == EK_RECLAIM or kind == EK_MIGRATE
+    cdef int64_t n_region_pages = <int64_t>((end - start) >> shift)
+    cdef int64_t first = min(first_page, n_region_pages - 1)
+    cdef int64_t n = max(1, min(n_pages, n_region_pages - first))
+    cdef int64_t c_first, c_last, c_count, cycles = 0
+    cdef uint64_t c_va
+    va = start + (<uint64_t>first << shift)
+    memset(e.mapper, 0, s.n_procs)
+    for i in range(e.reg_map_off[region], e.reg_map_off[region + 1]):
+        e.mapper[e.reg_map[i]] = 1
+    if host >= 0:
+        host += s.n_procs
+        if kind == EK_DETACH:
+            cycles += k_range_start(notifiers, proc, proc, start, n_region_pages, shift)
+            slot = (<uint64_t>1) << e.slot_shift
+            s_va = start // slot * slot
+            while s_va < end:
+                ev_pt_unlink(s, proc, s_va, e.link_level)
+                s_va += slot
+            cycles += k_flush_tlb_mm_range(s, e, notifiers, cpu, proc, proc, start, n_region_pages, shift, 1, now)
+        else:
+            cycles += k_range_start(notifiers, proc, host, va, n, shift)
+            # like the mmu_gather: the span of the entries actually changed
+            c_count = ev_pt_change_span(s, host, va, n, shift, op, &c_first, &c_last)
+            if c_count:
+                c_va = va + (<uint64_t>c_first << shift)
+                if batched:
+                    # the batch's per-page notifier calls; the flushes below call none of their own
+                    cycles += k_batch_pending(notifiers, proc, host, c_count)
+                    e.batching = 1
+                if batched and e.strategy == S_FLUSH_ALL:
+                    # arch_tlbbatch_add_pending on the host mm fires its notifier once per page
+                    cycles += k_flush_tlb_mm_range(s, e, notifiers, cpu, proc, host, c_va, c_last - c_first + 1,
+                                                   shift, 0, now)
+                    for i in range(c_count):
+                        cycles += k_flush_tlb_all(s, e, cpu, proc)
+                else:
+                    cycles += k_shared_flush(s, e, notifiers, cpu, proc, host, region, c_va,
+                                             e.ceiling + 1 if batched else c_last - c_first + 1, shift, now)
+                e.batching = 0
+    else:
+        if kind == EK_DETACH:
+            cycles += k_range_start(notifiers, proc, proc, start, n_region_pages, shift)
+            ev_pt_change_span(s, proc, start, n_region_pages, shift, PT_OP_ZAP, &c_first, &c_last)
+            cycles += k_flush_tlb_mm_range(s, e, notifiers, cpu, proc, proc, start, n_region_pages, shift, 1, now)
+        else:
+            # the mms holding the PTEs: every mapper of a shared region (the rmap walk), else the initiator's
+            if e.reg_shared[region]:
+                for i in range(e.reg_map_off[region], e.reg_map_off[region + 1]):
+                    e.mms[n_mms] = e.reg_map[i]
+                    n_mms += 1
+            else:
+                e.mms[0] = proc
+                n_mms = 1
+            if batched:
+                n_touched = 0  # the mms whose PTEs changed, packed to the front of e.mms
+                for i in range(n_mms):
+                    mm = e.mms[i]
+                    cycles += k_range_start(notifiers, proc, mm, va, n, shift)
+                    c_count = ev_pt_change_span(s, mm, va, n, shift, op, &c_first, &c_last)
+                    if c_count:
+                        e.mms[n_touched] = mm
+                        n_touched += 1
+                        cycles += k_batch_pending(notifiers, proc, mm, c_count)
+                if n_touched:
+                    cycles += ev_tlbbatch_flush(s, e, cpu, proc, e.mms, n_touched)
+            else:
+                for i in range(n_mms):
+                    mm = e.mms[i]
+                    cycles += k_range_start(notifiers, proc, mm, va, n, shift)
+                    c_count = ev_pt_change_span(s, mm, va, n, shift, op, &c_first, &c_last)
+                    if c_count:
+                        cycles += k_flush_tlb_mm_range(s, e, notifiers, cpu, proc, mm,
+                                                       va + (<uint64_t>c_first << shift), c_last - c_first + 1,
+                                                       shift, 0, now)
+    ev_charge(s, cpu, proc, C_SHOOTDOWN_CYCLES_INITIATOR, cycles)
+    ev_charge(s, cpu, proc, C_CYCLES, cycles)
+    return 0
+
+
+# -- set-up and teardown (Engine.__init__, Engine.set_kernel, Engine.__dealloc__) ------------------------
+cdef void kernel_init(EventCtx* e, Sim* s) except *:
+    """The per-event work arrays; unconfigured."""
+    e.removed = <int64_t*>_calloc(s.n_procs, sizeof(int64_t))
+    e.mapper = <uint8_t*>_calloc(s.n_procs, sizeof(uint8_t))
+    e.sharer = <uint8_t*>_calloc(s.n_mms, sizeof(uint8_t))
+    e.union_mask = <uint8_t*>_calloc(s.n_cpus, sizeof(uint8_t))
+    e.targets = <int*>_calloc(s.n_cpus, sizeof(int))
+
+
+cdef object kernel_configure(EventCtx* e, Sim* s, int strategy, bint invlpgb, int slot_shift, int link_level,
+                             costs, int64_t single_page_flush_ceiling, int64_t trim_interval, regions,
+                             home_cpu) except *:
+    """Configure the kernel side (arguments checked by Engine.set_kernel); reset the trim times. Returns
+    {region name: index}."""
+    cdef int i, j, k, n_map = sum(len(r[6]) for r in regions)
+    kernel_free_config(e)
+    e.strategy = strategy
+    e.invlpgb = invlpgb
+    e.slot_shift = slot_shift
+    e.link_level = link_level
+    for i in range(N_KCOSTS):
+        e.cost[i] = costs[i]
+    e.ceiling = single_page_flush_ceiling
+    e.trim_interval = trim_interval
+    e.next_trim = <int64_t*>_calloc(s.n_mms, sizeof(int64_t))
+    for i in range(s.n_mms):
+        e.next_trim[i] = trim_interval
+    e.n_regions = len(regions)
+    e.reg_start = <uint64_t*>_calloc(e.n_regions, sizeof(uint64_t))
+    e.reg_end = <uint64_t*>_calloc(e.n_regions, sizeof(uint64_t))
+    e.reg_shift = <int*>_calloc(e.n_regions, sizeof(int))
+    e.reg_shared = <int*>_calloc(e.n_regions, sizeof(int))
+    e.reg_host = <int*>_calloc(e.n_regions, sizeof(int))
+    e.reg_map_off = <int*>_calloc(e.n_regions + 1, sizeof(int))
+    e.reg_map = <int*>_calloc(n_map, sizeof(int))
+    e.mms = <int*>_calloc(s.n_procs + 1, sizeof(int))
+    e.home_cpu = <int*>_calloc(s.n_procs, sizeof(int))
+    for i in range(s.n_procs):
+        e.home_cpu[i] = home_cpu[i]
+    names = {}
+    k = 0
+    for i, (name, start, end, shift, shared, host, mappers) in enumerate(regions):
+        names[name] = i
+        e.reg_start[i] = start
+        e.reg_end[i] = end
+        e.reg_shift[i] = shift
+        e.reg_shared[i] = shared
+        e.reg_host[i] = host
+        e.reg_map_off[i] = k
+        for j in mappers:
+            e.reg_map[k] = j
+            k += 1
+    e.reg_map_off[e.n_regions] = k
+    e.configured = 1
+    return names
+
+
+cdef void kernel_free_config(EventCtx* e) noexcept:
+    cdef size_t ptr
+    for ptr in (<size_t>e.next_trim, <size_t>e.reg_start, <size_t>e.reg_end, <size_t>e.reg_shift,
+                <size_t>e.reg_shared, <size_t>e.reg_host, <size_t>e.reg_map_off, <size_t>e.reg_map,
+                <size_t>e.mms, <size_t>e.home_cpu):
+        free(<void*>ptr)
+    e.next_trim = NULL
+    e.reg_start = e.reg_end = NULL
+    e.reg_shift = e.reg_shared = e.reg_host = e.reg_map_off = e.reg_map = e.mms = e.home_cpu = NULL
+    e.configured = 0
+
+
+cdef void kernel_free(EventCtx* e) noexcept:
+    cdef size_t ptr
+    kernel_free_config(e)
+    for ptr in (<size_t>e.removed, <size_t>e.mapper, <size_t>e.sharer, <size_t>e.union_mask, <size_t>e.targets):
+        free(<void*>ptr)

@@ -1,0 +1,52 @@
+"""The lists of names that cross from the configuration into the engines: one definition each.
+
+The configuration's pydantic types, SimParams' checks and both engines' codes derive from these tuples. A
+list the Cython engine knows as a C enum has the same members in the same order there: the enum member of
+name `n` is PREFIX + n.upper(), numbered from 0 (tests/test_names.py parses the .pxi files and checks
+them). A name's code is its index in its list.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+# flush strategies for shared page tables (mshare_hw.engine.shootdown, kernels/kernel.pxi)
+STRATEGIES = ("host_mm_only", "flush_all", "host_cpumask", "per_sharer", "union_batch", "broadcast")
+# invalidation event kinds: the PTE change an event makes
+EVENT_KINDS = ("zap", "protect", "migrate", "reclaim", "detach")
+# the kernel costs (cycles) the kernel side charges: uarch `costs` fields, in the engine's cost-array order
+KERNEL_COSTS = (
+    "cr3_flush_cycles",
+    "invlpg_cycles",
+    "invpcid_cycles",
+    "ipi_initiator_base_cycles",
+    "ipi_per_target_cycles",
+    "ipi_responder_cycles",
+    "invlpgb_cycles",
+    "tlbsync_cycles",
+)
+# a trace's access kinds: the kinds array holds their codes
+ACCESS_KINDS = ("ifetch", "load", "store")
+# schedulers: one run queue per CPU (processes stay on their home CPU), or one global queue
+SCHEDULERS = ("pinned", "global")
+# page-table configurations: every process its own tables, or mshare's shared tables
+PT_CONFIGS = ("private", "mshare")
+# the level whose tables mshare shares among its sharers (Linux names)
+SHARE_LEVELS = ("p4d", "pud", "pmd")
+# who hears a PTE change in a shared region: the host mm's mmu notifiers only, or every sharer mm's too
+NOTIFIER_POLICIES = ("host_only", "forward_to_sharers")
+# secondary MMUs: a device behind an IOMMU with its IOTLB, or a KVM-style mirror of the page tables
+DEVICE_KINDS = ("iommu", "kvm_mirror")
+
+Strategy = Literal[STRATEGIES]  # type: ignore[valid-type]
+EventKind = Literal[EVENT_KINDS]  # type: ignore[valid-type]
+SchedulerKind = Literal[SCHEDULERS]  # type: ignore[valid-type]
+PtConfig = Literal[PT_CONFIGS]  # type: ignore[valid-type]
+ShareLevel = Literal[SHARE_LEVELS]  # type: ignore[valid-type]
+NotifierPolicy = Literal[NOTIFIER_POLICIES]  # type: ignore[valid-type]
+DeviceKind = Literal[DEVICE_KINDS]  # type: ignore[valid-type]
+
+
+def codes(names: tuple[str, ...]) -> dict[str, int]:
+    """The engine's integer code of each name of a list: its index."""
+    return {name: i for i, name in enumerate(names)}

@@ -1,0 +1,160 @@
+"""The page walker: one access at a time through the L1 and L2 TLBs, the page walk (PWCs, then cached entry
+reads), faults, fills and the data read. Mirrors kernels/walker.pxi.
+
+Order of work per access (both engines): count it; charge the base cost; look up the L1 TLB of its
+kind; on a miss charge the L2 TLB latency and look it up; on a miss walk (PWCs deepest level first,
+then one cached read per remaining level), taking and retrying faults; fill L2 then L1; then, if data
+caches are on, read the data line. The oracle checks every TLB and PWC hit.
+
+A mixin of ReferenceMachine (mshare_hw.reference.machine), whose TLBs, PWCs, caches, page tables and
+counters it uses.
+"""
+
+from __future__ import annotations
+
+from mshare_hw.engine.layout import LEAF_LEVEL
+from mshare_hw.reference.oracle import WHERE_L1, WHERE_L2, WHERE_PWC
+from mshare_hw.reference.pagetables import ENTRIES, encode, index, is_leaf, present, target
+from mshare_hw.reference.tlb import TLBEntry
+
+IFETCH, LOAD, STORE = 0, 1, 2  # the codes of mshare_hw.names.ACCESS_KINDS
+WALK_ATTEMPTS = 4  # link fault, page fault, then a present walk
+
+
+class Walker:
+    # -- regions -------------------------------------------------------------------------------
+    def find_region(self, proc: int, va: int):
+        for r in self.layout.regions[proc]:
+            if r.start <= va < r.end:
+                return r
+        return None
+
+    def slot_host(self, proc: int, va: int) -> int:
+        for s in self.layout.slots[proc]:
+            if s.start <= va < s.end:
+                return s.host
+        return -1
+
+    # -- page walk and faults ------------------------------------------------------------------
+    def read_pt_entry(self, cpu: int, loc: int) -> int:
+        level, lat = self.caches.read(cpu, self.pt.entry_paddr(loc))
+        self.add("walk_reads")
+        self.add(("walk_reads_l1d", "walk_reads_l2", "walk_reads_llc", "walk_reads_dram")[level])
+        self.add("walk_cycles", lat)
+        return lat
+
+    def walk(self, cpu: int, proc: int, va: int, pcid: int):
+        """Returns (cycles, fault, a, b, c): on success (loc, pfn, shift), on a fault (table, level)."""
+        self.add("walks")
+        pt = self.pt
+        levels = self.p.levels
+        table, level = self.roots[proc], levels
+        for lv in range(2, levels + 1):
+            e = self.pwc[cpu].lookup(lv, pcid, va)
+            if e is not None:
+                self.add(("", "", "pwc_hits_pd", "pwc_hits_pdpt", "pwc_hits_pml4", "pwc_hits_pml5")[lv])
+                if self.oracle.is_stale(e.version, pt.versions[e.loc]):
+                    self.add("stale_translations")
+                    self.oracle.record(self.clock[cpu], cpu, proc, va, WHERE_PWC)
+                table, level = e.child, lv - 1
+                break
+        cycles = 0
+        while True:
+            loc = table * ENTRIES + index(va, level)
+            cycles += self.read_pt_entry(cpu, loc)
+            ent = pt.entries[loc]
+            if not present(ent):
+                return cycles, True, table, level, 0
+            if is_leaf(ent):
+                return cycles, False, loc, target(ent), 12 + 9 * (level - 1)
+            child = target(ent)
+            self.pwc[cpu].fill(level, pcid, va, child, loc, pt.versions[loc], proc)
+            table, level = child, level - 1
+
+    def handle_fault(self, cpu: int, proc: int, va: int, kind: int, table: int, level: int) -> None:
+        pt = self.pt
+        link_level = self.p.link_level
+        host = self.slot_host(proc, va) if link_level else -1
+        if host >= 0 and pt.table_mm[table] == proc and level >= link_level:
+            t = pt.descend(self.roots[proc], va, link_level)
+            shared = pt.descend(self.roots[self.layout.n_procs + host], va, link_level - 1)
+            pt.set_entry(t * ENTRIES + index(va, link_level), encode(shared, False))
+            self.add("link_faults")
+            self.add("fault_cycles", self.p.link_fault_cycles)
+            self.spend(self.p.link_fault_cycles)
+            return
+        root = self.roots[pt.table_mm[table]]
+        region = self.find_region(proc, va)
+        shift = region.shift if region is not None else 12
+        leaf_level = LEAF_LEVEL[shift]
+        if region is not None and region.fault_around and kind != STORE:
+            span = self.p.fault_around_pages << 12
+            lo = max(va & ~(span - 1), region.start)
+            hi = min((va & ~(span - 1)) + span, region.end)
+            pages = range(lo, hi, 1 << 12)
+        else:
+            pages = range(va & ~((1 << shift) - 1), (va & ~((1 << shift) - 1)) + 1, 1)
+        mapped = 0
+        for page in pages:
+            t = pt.descend(root, page, leaf_level)
+            loc = t * ENTRIES + index(page, leaf_level)
+            if not present(pt.entries[loc]):
+                if region is not None:
+                    frame = region.frame_base + ((page - region.start) >> 12)
+                else:
+                    frame = pt.alloc_frame()
+                pt.set_entry(loc, encode(frame, True))
+                mapped += 1
+        cost = self.p.fault_cycles + self.p.fault_per_page_cycles * mapped
+        self.add("page_faults")
+        self.add("pages_mapped", mapped)
+        self.add("fault_cycles", cost)
+        self.spend(cost)
+
+    # -- one access ----------------------------------------------------------------------------
+    def access(self, cpu: int, proc: int, va: int, kind: int) -> None:
+        self._cpu, self._proc = cpu, proc
+        p = self.p
+        self.add("accesses")
+        self.add(("ifetches", "loads", "stores")[kind])
+        cost = p.ifetch_cycles if kind == IFETCH else p.access_cycles
+        pcid = self.pcid(cpu)
+        l1 = self.l1i[cpu] if kind == IFETCH else self.l1d[cpu]
+        e = l1.lookup(pcid, va)
+        if e is not None:
+            self.add("l1_itlb_hits" if kind == IFETCH else "l1_dtlb_hits")
+            self.check(e, cpu, proc, va, WHERE_L1)
+        else:
+            self.add("l1_itlb_misses" if kind == IFETCH else "l1_dtlb_misses")
+            l2 = self.l2i[cpu] if kind == IFETCH else self.l2d[cpu]
+            stall = p.l2_latency
+            e = l2.lookup(pcid, va)
+            if e is not None:
+                self.add("stlb_hits")
+                self.check(e, cpu, proc, va, WHERE_L2)
+                l1.fill(e)
+            else:
+                self.add("stlb_misses")
+                for _ in range(WALK_ATTEMPTS):
+                    cycles, fault, a, b, c = self.walk(cpu, proc, va, pcid)
+                    stall += cycles
+                    if not fault:
+                        break
+                    self.handle_fault(cpu, proc, va, kind, a, b)
+                else:
+                    raise RuntimeError("a page walk kept faulting (internal error)")
+                e = TLBEntry(va >> c, c, pcid, b, a, self.pt.versions[a], proc)
+                l2.fill(e)
+                l1.fill(e)
+            self.add("translation_cycles", stall)
+            cost += stall
+        if p.data_caches and kind != IFETCH:
+            pa = e.pfn * 4096 + (va & ((1 << e.shift) - 1))
+            level, _ = self.caches.read(cpu, pa)
+            self.add(("data_l1d_hits", "data_l2_hits", "data_llc_hits", "data_dram_reads")[level])
+        self.spend(cost)
+
+    def check(self, e: TLBEntry, cpu: int, proc: int, va: int, where: int) -> None:
+        if self.oracle.is_stale(e.pte_version, self.pt.versions[e.pte_loc]):
+            self.add("stale_translations")
+            self.oracle.record(self.clock[cpu], cpu, proc, va, where)
