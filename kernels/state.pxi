@@ -71,6 +71,23 @@ ctypedef struct SetArray:
     uint64_t set_mask      # sets - 1 when sets is a power of two, else 0
     int pow2               # sets is a power of two (1 included: no division for fully associative arrays)
 
+# Timing modes, replacement policies and virtualization (mshare_hw.names: TIMING_MODES,
+# REPLACEMENT_POLICIES, VIRTUALIZATION_MODES; tests/test_names.py keeps them in step).
+cdef enum:
+    TM_TRANSLATION
+    TM_LATENCY
+    TM_OVERLAP
+
+cdef enum:
+    RP_LRU
+    RP_PLRU
+    RP_RANDOM
+
+cdef enum:
+    VIRT_NONE
+    VIRT_NESTED
+
+
 ctypedef struct TLBEntry:
     uint64_t vpn
     uint64_t pfn

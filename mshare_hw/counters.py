@@ -56,6 +56,10 @@ COUNTERS: tuple[str, ...] = (
     "collateral_entries_flushed",
     "stale_translations",
     "cycles",
+    # appended after the first results format: earlier files lack them
+    "data_cycles",
+    "nested_walk_reads",
+    "nested_walk_cycles",
 )
 
 INDEX: dict[str, int] = {name: i for i, name in enumerate(COUNTERS)}

@@ -37,6 +37,13 @@ SHARE_LEVELS = ("p4d", "pud", "pmd")
 NOTIFIER_POLICIES = ("host_only", "forward_to_sharers")
 # secondary MMUs: a device behind an IOMMU with its IOTLB, or a KVM-style mirror of the page tables
 DEVICE_KINDS = ("iommu", "kvm_mirror")
+# what a run charges for: translation only (data caches looked up, never charged), plus each data access's
+# cache latency, or that latency overlapped across independent misses (an interval-style core)
+TIMING_MODES = ("translation", "latency", "overlap")
+# replacement in a TLB, PWC or cache set (invalid ways are always filled first)
+REPLACEMENT_POLICIES = ("lru", "plru", "random")
+# page walks of a bare-metal machine, or two-dimensional walks of a guest (guest tables through EPT/NPT)
+VIRTUALIZATION_MODES = ("none", "nested")
 
 Strategy = Literal[STRATEGIES]  # type: ignore[valid-type]
 EventKind = Literal[EVENT_KINDS]  # type: ignore[valid-type]
@@ -45,6 +52,9 @@ PtConfig = Literal[PT_CONFIGS]  # type: ignore[valid-type]
 ShareLevel = Literal[SHARE_LEVELS]  # type: ignore[valid-type]
 NotifierPolicy = Literal[NOTIFIER_POLICIES]  # type: ignore[valid-type]
 DeviceKind = Literal[DEVICE_KINDS]  # type: ignore[valid-type]
+TimingMode = Literal[TIMING_MODES]  # type: ignore[valid-type]
+ReplacementPolicy = Literal[REPLACEMENT_POLICIES]  # type: ignore[valid-type]
+VirtualizationMode = Literal[VIRTUALIZATION_MODES]  # type: ignore[valid-type]
 
 
 def codes(names: tuple[str, ...]) -> dict[str, int]:

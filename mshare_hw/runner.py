@@ -33,10 +33,19 @@ def run_id_for(point: Experiment, trace_digests: list[str]) -> str:
     return h.hexdigest()
 
 
+# machine keys added after the first results format, with the value that reproduces the runs made before
+# them: left out of run ids at that value, so those runs keep their ids
+_LATER_MACHINE_KEYS = {"timing": "translation", "virtualization": "none", "host_page_size": "2M", "replacement": "auto"}
+
+
 def _id_config(point: Experiment) -> dict:
     """The resolved config as hashed into run ids: the workload keys added for manifests are left out
-    while unused, so generator runs keep the ids they had before."""
+    while unused, and the later machine keys while at their first-format values, so earlier runs keep
+    the ids they had."""
     cfg = point.model_dump()
+    for key, value in _LATER_MACHINE_KEYS.items():
+        if cfg["machine"].get(key) == value:
+            del cfg["machine"][key]
     w = cfg["workload"]
     if w.get("manifest") is None:
         w.pop("manifest", None)
@@ -58,6 +67,7 @@ def params_for(point: Experiment, total_accesses: int) -> SimParams:
         share_level=point.share_level,
         strategy=point.strategy,
         warmup_accesses=r.warmup_accesses or int(r.warmup_fraction * total_accesses),
+        seed=point.seed,
     )
 
 

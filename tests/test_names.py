@@ -21,6 +21,9 @@ C_ENUMS = [
     (names.KERNEL_COSTS, "KC_"),
     (names.ACCESS_KINDS, "AK_"),
     (names.SCHEDULERS, "SCHED_"),
+    (names.TIMING_MODES, "TM_"),
+    (names.REPLACEMENT_POLICIES, "RP_"),
+    (names.VIRTUALIZATION_MODES, "VIRT_"),
 ]
 
 

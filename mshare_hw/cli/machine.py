@@ -41,23 +41,42 @@ def cmd_uarch_show(args: argparse.Namespace) -> int:
     console = Console()
     console.print(f"[bold]{u.name}[/bold]: {u.description}")
     table = Table(title="TLBs")
-    for head in ("level", "page sizes", "entries", "ways", "sets", "index"):
+    for head in ("level", "page sizes", "entries", "ways", "sets", "index", "replacement"):
         table.add_column(head)
     for level in ("l1i", "l1d", "l2d", "l2i"):
         for s in getattr(u.tlb, level) or []:
-            table.add_row(level, "+".join(s.sizes), str(s.entries), str(s.ways), str(s.sets), s.index)
+            policy = s.replacement or u.tlb.replacement
+            table.add_row(level, "+".join(s.sizes), str(s.entries), str(s.ways), str(s.sets), s.index, policy)
     console.print(table)
     console.print(f"L2 TLB hit latency: {u.tlb.l2_hit_latency} cycles")
-    pwc = u.pwc.model_dump(exclude_none=True)
-    console.print("page-walk caches: " + ", ".join(f"{k} {v['entries']}x{v['ways']}-way" for k, v in pwc.items()))
+    pwc = u.pwc.model_dump(exclude_none=True, exclude={"replacement"})
+    console.print(
+        "page-walk caches: "
+        + ", ".join(f"{k} {v['entries']}x{v['ways']}-way" for k, v in pwc.items())
+        + f" ({u.pwc.replacement})"
+    )
     c = u.caches
     console.print(
-        f"caches: L1D {c.l1d.size_kib} KiB {c.l1d.ways}-way {c.l1d.latency} cyc; L2 {c.l2.size_kib} KiB "
-        f"{c.l2.ways}-way {c.l2.latency} cyc; LLC {c.llc.size_kib_per_cpu} KiB/CPU {c.llc.ways}-way "
-        f"{c.llc.latency} cyc; DRAM {c.dram_latency} cyc"
+        f"caches: L1D {c.l1d.size_kib} KiB {c.l1d.ways}-way {c.l1d.latency} cyc {c.l1d.replacement}; "
+        f"L2 {c.l2.size_kib} KiB {c.l2.ways}-way {c.l2.latency} cyc {c.l2.replacement}; "
+        f"LLC {c.llc.size_kib_per_cpu} KiB/CPU {c.llc.ways}-way {c.llc.latency} cyc {c.llc.replacement}; "
+        f"DRAM {c.dram_latency} cyc"
     )
+    if u.core is not None:
+        console.print("core: " + ", ".join(f"{k}={v}" for k, v in u.core.model_dump().items()))
+    if u.nested is not None:
+        n = u.nested
+        console.print(
+            f"nested (2-D walks): TLB {n.tlb.entries}x{n.tlb.ways}-way, PWC {n.pwc.entries}x{n.pwc.ways}-way "
+            f"per host level ({n.replacement})"
+        )
     console.print("features: " + ", ".join(f"{k}={v}" for k, v in u.features.model_dump().items()))
-    console.print("costs (cycles): " + ", ".join(f"{k}={v}" for k, v in u.costs.model_dump().items()))
+    console.print(
+        "costs (cycles): " + ", ".join(f"{k}={v}" for k, v in u.costs.model_dump(exclude={"virtualized"}).items())
+    )
+    if u.costs.virtualized is not None:
+        virt = u.costs.virtualized.model_dump()
+        console.print("costs in a guest (cycles): " + ", ".join(f"{k}={v}" for k, v in virt.items()))
     console.print(f"sources: comments in {uarch_path(args.name)}")
     return 0
 

@@ -18,7 +18,19 @@ from pydantic import Field, NonNegativeInt, PositiveInt, ValidationError, field_
 from mshare_hw.config.errors import ConfigError, from_validation_error
 from mshare_hw.config.paths import config_dir
 from mshare_hw.config.uarch import Strict, load_toml, load_uarch, resolve_uarch_ref, uarch_dir, uarch_path
-from mshare_hw.names import DeviceKind, EventKind, NotifierPolicy, PtConfig, SchedulerKind, ShareLevel, Strategy
+from mshare_hw.names import (
+    DeviceKind,
+    EventKind,
+    NotifierPolicy,
+    PtConfig,
+    ReplacementPolicy,
+    SchedulerKind,
+    ShareLevel,
+    Strategy,
+    TimingMode,
+    VirtualizationMode,
+)
+from mshare_hw.units import PageSize
 
 # the synthetic generators (mshare_hw.workload.generators registers one function per name)
 GeneratorName = Literal["database", "uniform", "strided", "pointer_chase", "uniform_stream"]
@@ -30,6 +42,12 @@ class MachineCfg(Strict):
     data_caches: bool = True
     oracle: bool = True
     kernel_invlpgb: bool = True  # Linux >= 6.15 uses INVLPGB for flush_tlb_all and reclaim where the CPU has it
+    timing: TimingMode = "translation"
+    virtualization: VirtualizationMode = "none"
+    host_page_size: PageSize = "2M"  # the host pages backing a guest (nested): KVM maps THP-backed guest RAM at 2M
+    # "auto": LRU everywhere in translation mode (the model's classic accounting), the uarch file's
+    # per-structure policies in latency and overlap modes; a policy name forces it on every structure
+    replacement: Literal["auto"] | ReplacementPolicy = "auto"
 
 
 class SchedulerCfg(Strict):

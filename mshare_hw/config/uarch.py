@@ -12,10 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, NonNegativeInt, PositiveInt, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, NonNegativeInt, PositiveFloat, PositiveInt, ValidationError, model_validator
 
 from mshare_hw.config.errors import ConfigError, from_validation_error
 from mshare_hw.config.paths import config_dir
+from mshare_hw.names import ReplacementPolicy
 from mshare_hw.units import PAGE_SIZES, PageSize
 
 PAGE_SHIFT: dict[str, int] = {name: size.bit_length() - 1 for name, size in PAGE_SIZES.items()}
@@ -49,6 +50,7 @@ class TLBStructure(Strict, SetArray):
     entries: PositiveInt
     ways: PositiveInt
     index: Literal["modulo", "xor"] = "modulo"
+    replacement: ReplacementPolicy | None = None  # None: the level's [tlb] replacement
 
     @model_validator(mode="after")
     def _check(self) -> TLBStructure:
@@ -68,7 +70,7 @@ class TLBConfig(Strict):
     l2d: list[TLBStructure]
     l2i: list[TLBStructure] | None = None
     l2_hit_latency: PositiveInt
-    replacement: Literal["lru"] = "lru"
+    replacement: ReplacementPolicy = "lru"  # the policy of every structure that does not name its own
 
     @model_validator(mode="after")
     def _check(self) -> TLBConfig:
@@ -105,6 +107,7 @@ class PWCConfig(Strict):
     pml4: PWCStructure | None = None
     pml5: PWCStructure | None = None
     unified: PWCStructure | None = None
+    replacement: ReplacementPolicy = "lru"
 
     @model_validator(mode="after")
     def _check(self) -> PWCConfig:
@@ -124,6 +127,7 @@ class CacheLevel(Strict):
     size_kib: PositiveInt
     ways: PositiveInt
     latency: PositiveInt
+    replacement: ReplacementPolicy = "lru"
 
     @model_validator(mode="after")
     def _check(self) -> CacheLevel:
@@ -135,6 +139,7 @@ class LLCLevel(Strict):
     size_kib_per_cpu: PositiveInt
     ways: PositiveInt
     latency: PositiveInt
+    replacement: ReplacementPolicy = "lru"
 
     @model_validator(mode="after")
     def _check(self) -> LLCLevel:
@@ -163,6 +168,19 @@ class Features(Strict):
         return self
 
 
+class VirtualizedCosts(Strict):
+    """The kernel costs a guest pays (`machine.virtualization = "nested"`), in place of the native ones.
+    INVLPGB is not offered to guests, so there is no INVLPGB/TLBSYNC cost here."""
+
+    cr3_noflush_cycles: PositiveInt
+    cr3_flush_cycles: PositiveInt
+    invlpg_cycles: PositiveInt
+    invpcid_cycles: PositiveInt
+    ipi_initiator_base_cycles: PositiveInt
+    ipi_per_target_cycles: PositiveInt
+    ipi_responder_cycles: PositiveInt
+
+
 class Costs(Strict):
     """Cycle costs of software paths and invalidation instructions."""
 
@@ -181,6 +199,26 @@ class Costs(Strict):
     ipi_responder_cycles: PositiveInt
     invlpgb_cycles: NonNegativeInt = 0
     tlbsync_cycles: NonNegativeInt = 0
+    virtualized: VirtualizedCosts | None = None
+
+
+class Core(Strict):
+    """The core's clock and the limits of its memory-level parallelism (`machine.timing = "overlap"`)."""
+
+    clock_ghz: PositiveFloat
+    rob_entries: PositiveInt
+    load_queue: PositiveInt  # loads in flight
+    l1d_miss_buffers: PositiveInt  # outstanding L1D misses (fill buffers, miss address buffers)
+    page_walkers: PositiveInt  # concurrent hardware page walks
+
+
+class Nested(Strict):
+    """Two-dimensional walks (`machine.virtualization = "nested"`): the per-CPU structures that cache the
+    host (EPT/NPT) side."""
+
+    tlb: PWCStructure  # guest-physical -> host-physical translations, one entry per host page
+    pwc: PWCStructure  # host page-table entries, one such structure per host level above the leaf
+    replacement: ReplacementPolicy = "lru"
 
 
 class Secondary(Strict):
@@ -212,6 +250,8 @@ class Uarch(Strict):
     caches: Caches
     costs: Costs
     secondary: Secondary = Secondary()
+    core: Core | None = None
+    nested: Nested | None = None
 
     @model_validator(mode="after")
     def _check(self) -> Uarch:

@@ -13,13 +13,19 @@ from mshare_hw.config.uarch import PAGE_SHIFT, TLBStructure, Uarch
 from mshare_hw.names import (
     KERNEL_COSTS,
     PT_CONFIGS,
+    REPLACEMENT_POLICIES,
     SCHEDULERS,
     SHARE_LEVELS,
     STRATEGIES,
+    TIMING_MODES,
+    VIRTUALIZATION_MODES,
     PtConfig,
+    ReplacementPolicy,
     SchedulerKind,
     ShareLevel,
     Strategy,
+    TimingMode,
+    VirtualizationMode,
 )
 
 # The table level that is shared (one copy for all sharers) for each share level.
@@ -32,6 +38,7 @@ class TLBStruct:
     sets: int
     ways: int
     xor_index: bool
+    replacement: ReplacementPolicy = "lru"
 
     def __post_init__(self) -> None:
         if self.sets < 1 or self.ways < 1 or not self.shifts:
@@ -45,6 +52,7 @@ class SetAssoc:
     sets: int
     ways: int
     latency: int = 0
+    replacement: ReplacementPolicy = "lru"
 
 
 @dataclass(frozen=True)
@@ -89,6 +97,18 @@ class SimParams:
     strategy: Strategy = "flush_all"
     invlpgb: bool = False
     kernel_costs: dict = field(default_factory=dict, compare=False)
+    # timing (names.TIMING_MODES); the core's limits for `overlap` (0 where unused)
+    timing: TimingMode = "translation"
+    load_queue: int = 0
+    l1d_miss_buffers: int = 0
+    page_walkers: int = 0
+    # two-dimensional walks: the host page size backing the guest and the per-CPU nested structures
+    virtualization: VirtualizationMode = "none"
+    host_page_shift: int = 21
+    nested_tlb: SetAssoc | None = None
+    nested_pwc: SetAssoc | None = None
+    # seeds the random-replacement streams
+    seed: int = 0
 
     @property
     def max_frames(self) -> int:
@@ -112,11 +132,13 @@ class SimParams:
         return 12 + 9 * self.shared_table_level if self.pt_config == "mshare" else 0
 
 
-def _tlb_structs(level: list[TLBStructure]) -> tuple[TLBStruct, ...]:
+def _tlb_structs(level: list[TLBStructure], policy) -> tuple[TLBStruct, ...]:
     out = []
     for s in level:
         shifts = tuple(sorted(PAGE_SHIFT[x] for x in s.sizes))
-        out.append(TLBStruct(shifts=shifts, sets=s.sets, ways=s.ways, xor_index=s.index == "xor"))
+        out.append(
+            TLBStruct(shifts=shifts, sets=s.sets, ways=s.ways, xor_index=s.index == "xor", replacement=policy(s))
+        )
     return tuple(out)
 
 
@@ -137,6 +159,11 @@ def build_params(
     interval_accesses: int = 0,
     strategy: Strategy = "flush_all",
     kernel_invlpgb: bool = True,
+    timing: TimingMode = "translation",
+    virtualization: VirtualizationMode = "none",
+    host_page_size: str = "2M",
+    replacement: str = "auto",
+    seed: int = 0,
 ) -> SimParams:
     if n_cpus < 1:
         raise ConfigError(f"machine.n_cpus: must be >= 1, got {n_cpus}")
@@ -145,6 +172,10 @@ def build_params(
         ("share_level", SHARE_LEVELS, share_level),
         ("scheduler.kind", SCHEDULERS, scheduler),
         ("strategy", STRATEGIES, strategy),
+        ("machine.timing", TIMING_MODES, timing),
+        ("machine.virtualization", VIRTUALIZATION_MODES, virtualization),
+        ("machine.replacement", ("auto", *REPLACEMENT_POLICIES), replacement),
+        ("machine.host_page_size", tuple(PAGE_SHIFT), host_page_size),
     ):
         if value not in names:
             raise ConfigError(f"{what}: expected one of {', '.join(names)}, got {value!r}")
@@ -158,36 +189,69 @@ def build_params(
         raise ConfigError(f"strategy 'broadcast' needs INVLPGB, which uarch '{uarch.name}' does not have")
     if strategy == "broadcast" and not kernel_invlpgb:
         raise ConfigError("strategy 'broadcast' needs machine.kernel_invlpgb = true")
+    if timing != "translation" and not data_caches:
+        raise ConfigError(f"machine.timing: '{timing}' charges data-cache latency and needs machine.data_caches = true")
+    if timing == "overlap" and uarch.core is None:
+        raise ConfigError(f"machine.timing: 'overlap' needs a [core] table, which uarch '{uarch.name}' lacks")
+    nested = virtualization == "nested"
+    if nested and uarch.nested is None:
+        raise ConfigError(f"machine.virtualization: 'nested' needs a [nested] table, which uarch '{uarch.name}' lacks")
+    if nested and uarch.costs.virtualized is None:
+        raise ConfigError(
+            f"machine.virtualization: 'nested' needs a [costs.virtualized] table, which uarch '{uarch.name}' lacks"
+        )
+    if nested and strategy == "broadcast":
+        raise ConfigError("strategy 'broadcast': INVLPGB is not offered to guests (machine.virtualization = 'nested')")
+
+    def policy(structure, default: str = "lru") -> str:
+        """A structure's replacement: LRU in translation mode under 'auto', else the uarch's or the forced one."""
+        if replacement != "auto":
+            return replacement
+        if timing == "translation":
+            return "lru"
+        own = getattr(structure, "replacement", None)
+        return own if own is not None else default
+
     levels = 5 if five_level else 4
     pwc = uarch.pwc
     structs: list[SetAssoc] = []
     of_level = [-1] * 6
+    pwc_policy = policy(pwc)
     if pwc.unified is not None:
-        structs.append(SetAssoc(pwc.unified.sets, pwc.unified.ways))
+        structs.append(SetAssoc(pwc.unified.sets, pwc.unified.ways, replacement=pwc_policy))
         for lv in range(2, levels + 1):
             of_level[lv] = 0
     else:
         for lv, s in ((2, pwc.pd), (3, pwc.pdpt), (4, pwc.pml4), (5, pwc.pml5)):
             if s is not None and lv <= levels:
                 of_level[lv] = len(structs)
-                structs.append(SetAssoc(s.sets, s.ways))
+                structs.append(SetAssoc(s.sets, s.ways, replacement=pwc_policy))
     c = uarch.caches
     llc_lines = c.llc.size_kib_per_cpu * 1024 // 64 * n_cpus
     co = uarch.costs
+    kernel = {k: getattr(co, k) for k in KERNEL_COSTS}
+    cr3_noflush = co.cr3_noflush_cycles
+    if nested:  # a guest's kernel: the virtualized costs, and no INVLPGB
+        kernel.update(co.virtualized.model_dump())
+        cr3_noflush = co.virtualized.cr3_noflush_cycles
+        del kernel["cr3_noflush_cycles"]
+    tlb_policy = lambda s: policy(s, uarch.tlb.replacement)  # noqa: E731
+    core = uarch.core
+    nest = uarch.nested
     return SimParams(
         n_cpus=n_cpus,
         levels=levels,
         pcid=uarch.features.pcid,
-        l1i=_tlb_structs(uarch.tlb.l1i),
-        l1d=_tlb_structs(uarch.tlb.l1d),
-        l2d=_tlb_structs(uarch.tlb.l2d),
-        l2i=_tlb_structs(uarch.tlb.l2i) if uarch.tlb.l2i is not None else None,
+        l1i=_tlb_structs(uarch.tlb.l1i, tlb_policy),
+        l1d=_tlb_structs(uarch.tlb.l1d, tlb_policy),
+        l2d=_tlb_structs(uarch.tlb.l2d, tlb_policy),
+        l2i=_tlb_structs(uarch.tlb.l2i, tlb_policy) if uarch.tlb.l2i is not None else None,
         l2_latency=uarch.tlb.l2_hit_latency,
         pwc_structs=tuple(structs),
         pwc_of_level=tuple(of_level),
-        l1d_cache=SetAssoc(c.l1d.size_kib * 1024 // 64 // c.l1d.ways, c.l1d.ways, c.l1d.latency),
-        l2_cache=SetAssoc(c.l2.size_kib * 1024 // 64 // c.l2.ways, c.l2.ways, c.l2.latency),
-        llc=SetAssoc(llc_lines // c.llc.ways, c.llc.ways, c.llc.latency),
+        l1d_cache=SetAssoc(c.l1d.size_kib * 1024 // 64 // c.l1d.ways, c.l1d.ways, c.l1d.latency, policy(c.l1d)),
+        l2_cache=SetAssoc(c.l2.size_kib * 1024 // 64 // c.l2.ways, c.l2.ways, c.l2.latency, policy(c.l2)),
+        llc=SetAssoc(llc_lines // c.llc.ways, c.llc.ways, c.llc.latency, policy(c.llc)),
         dram_latency=c.dram_latency,
         data_caches=data_caches,
         oracle=oracle,
@@ -197,8 +261,8 @@ def build_params(
         fault_per_page_cycles=co.fault_per_page_cycles,
         link_fault_cycles=co.link_fault_cycles,
         context_switch_cycles=co.context_switch_cycles,
-        cr3_noflush_cycles=co.cr3_noflush_cycles,
-        cr3_flush_cycles=co.cr3_flush_cycles,
+        cr3_noflush_cycles=cr3_noflush,
+        cr3_flush_cycles=kernel["cr3_flush_cycles"],
         fault_around_pages=fault_around_pages,
         pt_config=pt_config,  # type: ignore[arg-type]
         share_level=share_level,  # type: ignore[arg-type]
@@ -208,6 +272,15 @@ def build_params(
         warmup_accesses=warmup_accesses,
         interval_accesses=interval_accesses,
         strategy=strategy,
-        invlpgb=uarch.features.invlpgb and kernel_invlpgb,
-        kernel_costs={k: getattr(co, k) for k in KERNEL_COSTS},
+        invlpgb=uarch.features.invlpgb and kernel_invlpgb and not nested,
+        kernel_costs=kernel,
+        timing=timing,
+        load_queue=core.load_queue if core is not None else 0,
+        l1d_miss_buffers=core.l1d_miss_buffers if core is not None else 0,
+        page_walkers=core.page_walkers if core is not None else 0,
+        virtualization=virtualization,
+        host_page_shift=PAGE_SHIFT[host_page_size],
+        nested_tlb=SetAssoc(nest.tlb.sets, nest.tlb.ways, replacement=policy(nest)) if nested else None,
+        nested_pwc=SetAssoc(nest.pwc.sets, nest.pwc.ways, replacement=policy(nest)) if nested else None,
+        seed=seed,
     )

@@ -29,8 +29,9 @@ EXPECTED = {
     "zen5": ("amd", True, True),
 }
 
-# A comment must cite a source key ([S*] hardware, [L*] Linux; listed in docs/uarch.md) or say it is an estimate.
-SOURCE_MARK = re.compile(r"\[[SL]\d+[a-z]?\]|ESTIMATE|SIMPLIFICATION")
+# A comment must cite a source key ([S*] hardware, [L*] Linux, [T*] timing and virtualization; listed in
+# docs/uarch.md) or say it is an estimate.
+SOURCE_MARK = re.compile(r"\[[SLT]\d+[a-z]?\]|ESTIMATE|SIMPLIFICATION")
 
 
 def _path(name: str) -> Path:
