@@ -37,7 +37,13 @@ extensions = [
         extra_compile_args=["-O3", "-funroll-loops"],  # unrolled block scans: faster walk-heavy replay
     ),
     # C microbenchmarks for `mshare-hw calibrate` (Linux x86-64); built with the package, never at run time
-    Extension("mshare_hw._probes", ["kernels/probes/probes.c"], extra_compile_args=["-O2"], libraries=["pthread"]),
+    Extension(
+        "mshare_hw._probes",
+        sorted(str(p.relative_to(HERE)) for p in (HERE / "kernels" / "probes").glob("*.c")),
+        include_dirs=["kernels/probes"],
+        extra_compile_args=["-O2"],
+        libraries=["pthread"],
+    ),
 ]
 
 setup(
