@@ -9,8 +9,9 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from mshare_hw.cli.common import say
+from mshare_hw.cli.common import earlier_runs, say
 from mshare_hw.config.errors import ConfigError
+from mshare_hw.fileio import check_writable, output_lock
 
 TABLE_DEFAULT_COLUMNS = (
     "uarch", "n_cpus", "n_processes", "pt_config", "strategy", "events_fired", "ipis_sent", "invlpg", "full_flushes",
@@ -63,18 +64,33 @@ def cmd_table(args: argparse.Namespace) -> int:
 def cmd_merge(args: argparse.Namespace) -> int:
     from mshare_hw.results.merge import MergeError, merge_results
 
-    try:
-        ids = merge_results(args.output, args.inputs)
-    except MergeError as e:
-        raise ConfigError(str(e)) from None
-    say(args.quiet, f"merged {len(ids)} runs from {len(args.inputs)} files into {args.output}")
+    out = Path(args.output)
+    check_writable(out)
+    with output_lock(out):
+        inputs = [Path(p) for p in args.inputs]
+        kept = 0
+        if out.exists() and not args.replace and not any(p.resolve() == out.resolve() for p in inputs):
+            kept = earlier_runs(out)
+            inputs.insert(0, out)  # its runs first, as if it had been named first
+        try:
+            ids = merge_results(out, inputs)
+        except MergeError as e:
+            raise ConfigError(str(e)) from None
+    if kept:
+        say(args.quiet, f"{out}: kept {kept} earlier run{'s' if kept != 1 else ''} (--replace drops them)")
+    say(args.quiet, f"merged {len(ids)} runs from {len(args.inputs)} files into {out}")
     return 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     from mshare_hw.report import report
 
+    if not Path(args.results).is_file():
+        raise ConfigError(f"{args.results}: no such results file")
     out_dir = Path(args.output) if args.output else Path(args.results).with_suffix("")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(f"{out_dir}: exists and is not a directory; report -o takes a directory")
+    check_writable(out_dir / "report.md")
     written = report(args.results, out_dir)
     if not args.quiet:
         for p in written:
@@ -95,10 +111,15 @@ def add_table_parser(sub) -> None:
 
 def add_merge_parser(sub) -> None:
     mg = sub.add_parser("merge", help="merge results files (shards, job-array outputs) into one")
-    mg.add_argument("output", help="merged HDF5 file (written atomically; may also be one of the inputs)")
+    mg.add_argument(
+        "output",
+        help="merged HDF5 file (written atomically; may also be one of the inputs); if it exists, its runs are "
+        "kept (first), unless --replace",
+    )
     mg.add_argument(
         "inputs", nargs="+", help="results files, merged in the order given; a run id seen twice is kept once"
     )
+    mg.add_argument("--replace", action="store_true", help="drop the runs an existing OUTPUT holds")
     mg.add_argument("-q", "--quiet", action="store_true")
     mg.set_defaults(func=cmd_merge)
 

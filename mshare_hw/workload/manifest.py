@@ -33,11 +33,10 @@ from mshare_hw.config.experiment import (
     Experiment,
     RunCfg,
     SchedulerCfg,
+    apply_overrides,
     default_experiment_path,
     experiment_data,
     load_experiment,
-    parse_override,
-    set_dotted,
     validate_experiment,
 )
 from mshare_hw.config.uarch import Strict, load_toml
@@ -419,10 +418,8 @@ def load_run_file(path: str | Path | None, overrides: list[str] | None = None) -
     p = Path(path)
     if is_manifest_data(load_toml(p)):
         data = manifest_experiment_data(p, load_toml(default_experiment_path()))
-        for text in overrides or []:
-            key, value = parse_override(text)
-            set_dotted(data, key, value, f"--set {text}")
-        return validate_experiment(data, p)
+        apply_overrides(data, overrides or [])
+        return validate_experiment(data, p, overrides)
     data = experiment_data(p, overrides)
     w = data.get("workload")
     if isinstance(w, dict) and isinstance(w.get("manifest"), str):
@@ -430,4 +427,4 @@ def load_run_file(path: str | Path | None, overrides: list[str] | None = None) -
             fill_from_manifest(data, Path(w["manifest"]))
         except ConfigError as e:
             raise ConfigError(f"{p}: key 'workload.manifest': {e}") from None
-    return validate_experiment(data, p)
+    return validate_experiment(data, p, overrides)
