@@ -21,7 +21,8 @@ def build_workload(cfg: WorkloadCfg, seed: int) -> Workload:
     if need > have:
         raise ConfigError(
             f"workload.params.accesses_per_process: generator '{cfg.generator}' would hold about "
-            f"{format_bytes(need)} of traces, more than the {format_bytes(have)} of memory available; use fewer accesses (or the uniform_stream generator)"
+            f"{format_bytes(need)} of traces, more than "
+            f"the {format_bytes(have)} of memory available; use fewer accesses (or the uniform_stream generator)"
         )
     try:
         return params.generate()
