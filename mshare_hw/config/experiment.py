@@ -204,14 +204,14 @@ def default_experiment_path() -> Path:
     return experiments_dir() / "default.toml"
 
 
-def parse_override(text: str) -> tuple[str, Any]:
+def parse_override(text: str, option: str = "--set", example: str = "machine.n_cpus=16") -> tuple[str, Any]:
     """`machine.n_cpus=16` -> ("machine.n_cpus", 16); the value is read as TOML, else as a string."""
     if "=" not in text:
-        raise ConfigError(f"--set {text!r}: expected KEY=VALUE, e.g. machine.n_cpus=16")
+        raise ConfigError(f"{option} {text!r}: expected KEY=VALUE, e.g. {option} {example}")
     key, raw = text.split("=", 1)
     key = key.strip()
     if not key:
-        raise ConfigError(f"--set {text!r}: empty key")
+        raise ConfigError(f"{option} {text!r}: empty key")
     try:
         value = tomllib.loads(f"v = {raw}")["v"]
     except tomllib.TOMLDecodeError:
