@@ -86,9 +86,13 @@ def _per_event_rows(ev: pd.DataFrame, row) -> pd.DataFrame:
 
 
 def shootdown_table(df: pd.DataFrame) -> pd.DataFrame:
+    ev = df[df["events_fired"] > 0]
+    # runs that differ only in these would otherwise look identical
+    extra = [c for c in ("notifier_policy", "seed") if c in ev.columns and ev[c].nunique() > 1]
+
     def row(r, n: int) -> dict:
         base = baseline(df, r)
-        return {
+        return {k: r[k] for k in extra} | {
             "uarch": r.uarch,
             "n_cpus": int(r.n_cpus),
             "n_sharers": int(r.n_sharers),
@@ -107,7 +111,7 @@ def shootdown_table(df: pd.DataFrame) -> pd.DataFrame:
             "stale_translations": int(r.stale_translations),
         }
 
-    return _per_event_rows(df[df["events_fired"] > 0], row)
+    return _per_event_rows(ev, row)
 
 
 def secondary_table(df: pd.DataFrame) -> pd.DataFrame:
