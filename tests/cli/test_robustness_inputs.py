@@ -100,3 +100,17 @@ def test_documented_commands_parse(tmp_path):  # row 11: every `mshare-hw ...` l
             parser.parse_args(argv)
         except SystemExit as e:
             pytest.fail(f"{doc}: {line!r} does not parse ({e})")
+
+
+def test_trace_info_on_a_cut_short_gzip_and_a_bom(tmp_path, capsys):  # row 14
+    import gzip
+
+    data = gzip.compress(b" L 0400000,8\n S 0400010,8\n" * 20000)
+    (tmp_path / "trunc.txt.gz").write_bytes(data[:300])
+    assert main(["trace", "info", str(tmp_path / "trunc.txt.gz")]) == 2
+    err = capsys.readouterr().err
+    assert "truncated gzip file" in err and "near line 1" not in err
+    (tmp_path / "bom.txt").write_bytes(b"\xef\xbb\xbf L 0400000,8\n S 0400010,8\n")
+    assert main(["trace", "info", str(tmp_path / "bom.txt")]) == 0
+    out = capsys.readouterr().out
+    assert "lackey trace" in out and "accesses        2" in out
