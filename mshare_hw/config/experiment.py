@@ -231,8 +231,8 @@ def set_dotted(data: dict, key: str, value: Any, source: str) -> None:
 
 
 def validate_experiment(data: dict, source: str | Path, overrides: list[str] | None = None) -> Experiment:
-    """The checked experiment; an error at a key that one of `overrides` set names that `--set`, not `source`."""
-    set_by = {parse_override(text)[0]: f"--set {text}" for text in overrides or []}
+    """The checked experiment; an error at a key that one of `overrides` set names that `--set` too."""
+    set_by = {parse_override(text)[0]: f"{source} with --set {text}" for text in overrides or []}
 
     def source_of(key: str) -> str | Path:
         for k, where in set_by.items():

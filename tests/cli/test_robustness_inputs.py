@@ -42,7 +42,7 @@ def test_workload_too_big_for_memory_is_one_line(tiny, capsys):  # row 9
 
 def test_errors_name_the_set_and_the_file(tiny, capsys):  # row 16
     assert main(["validate", str(tiny), "--set", "machine.n_cpus=four"]) == 2
-    assert capsys.readouterr().err.startswith("error: --set machine.n_cpus=four: key 'machine.n_cpus'")
+    assert capsys.readouterr().err.startswith(f"error: {tiny} with --set machine.n_cpus=four: key 'machine.n_cpus'")
     assert main(["validate", str(tiny), "--set", "workload.params.zipf_s=-1"]) == 2
     err = capsys.readouterr().err
     assert str(tiny) in err and "workload.params.zipf_s" in err
