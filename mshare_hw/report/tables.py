@@ -92,13 +92,14 @@ def shootdown_table(df: pd.DataFrame) -> pd.DataFrame:
 
     def row(r, n: int) -> dict:
         base = baseline(df, r)
-        return {k: r[k] for k in extra} | {
+        return {
             "uarch": r.uarch,
             "n_cpus": int(r.n_cpus),
             "n_sharers": int(r.n_sharers),
             "n_processes": int(r.n_processes),
             "pt_config": r.pt_config,
             "strategy": r.strategy,
+            **{k: r[k] for k in extra},
             "events_fired": n,
             "ipis_per_event": round(r.ipis_sent / n, 2),
             "initiator_cycles_per_event": round(r.shootdown_cycles_initiator / n, 1),

@@ -124,10 +124,10 @@ def fill(fh, mv, path, comp, offset: int, where=None) -> int:
     while got < n_total:
         try:
             n = fh.readinto(mv[got:])
-        except EOFError as e:  # the stream's end came before its end-of-stream marker: a cut-short file
+        except EOFError as e:  # the stream ends before its end-of-stream marker: a cut-short file, not a bad line
             raise ConfigError(
-                f"{path}: truncated {comp or ''} file: it ends before its end-of-stream marker ({e}); the file was "
-                f"cut short (an interrupted copy or capture?): recompress or recapture it"
+                f"{path}: the {comp or ''} stream ends at byte offset {offset + got} (decompressed) before its "
+                f"end-of-stream marker: file truncated or corrupt ({e}); was it cut short? Recompress or recapture it"
             ) from None
         except _DECOMP_ERRORS as e:
             at = f"{where(got)}, " if where is not None else ""
