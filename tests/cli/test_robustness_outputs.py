@@ -3,11 +3,7 @@ runs apart, strings readable by plain pandas."""
 
 from __future__ import annotations
 
-import os
 import re
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import h5py
@@ -144,22 +140,32 @@ def test_results_recipe_compares_strings(results, tmp_path, monkeypatch):  # row
     assert len(df[df.uarch == "skylake_sp"]) == 2 and isinstance(df.pt_config[0], str)
 
 
-def test_ctrl_c_at_start_up_exits_130_without_traceback(tmp_path):  # row 19
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    # -X importtime reports each import as it ends: interrupt once the command's modules are loading
-    p = subprocess.Popen(
-        [sys.executable, "-X", "importtime", "-m", "mshare_hw", "uarch", "list"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        cwd=tmp_path,
-    )
-    seen = []
-    for line in p.stderr:
-        seen.append(line)
-        if b"mshare_hw.config" in line:
-            p.send_signal(signal.SIGINT)
-            break
-    err = b"".join(seen) + p.stderr.read()
-    assert p.wait(timeout=60) == 130, err.decode()[-2000:]
-    assert b"Traceback" not in err
+def test_ctrl_c_at_start_up_exits_130_without_traceback(monkeypatch, capsys):  # row 19
+    import builtins
+    import sys
+
+    import mshare_hw.cli
+    from mshare_hw.__main__ import entry
+
+    # while the command's modules load (before `main` runs)
+    real_import = builtins.__import__
+
+    def interrupted_import(name, *a, **k):
+        if name == "mshare_hw.cli":
+            raise KeyboardInterrupt
+        return real_import(name, *a, **k)
+
+    monkeypatch.delitem(sys.modules, "mshare_hw.cli")
+    monkeypatch.setattr(builtins, "__import__", interrupted_import)
+    with pytest.raises(SystemExit) as exit_:
+        entry()
+    assert exit_.value.code == 130
+    monkeypatch.setattr(builtins, "__import__", real_import)
+
+    # while the arguments are parsed, before the command starts
+    def interrupted_parser():
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(mshare_hw.cli, "build_parser", interrupted_parser)
+    assert mshare_hw.cli.main(["uarch", "list"]) == 130
+    assert "interrupted" in capsys.readouterr().err
