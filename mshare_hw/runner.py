@@ -5,7 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import fields
 from pathlib import Path
 
@@ -54,9 +55,33 @@ def _id_config(point: Experiment) -> dict:
     return cfg
 
 
+# `run.interval_accesses` stores one row of cumulative counters per interval; more rows than this is
+# a setting's mistake (a row per access costs ~2 KB and slows the replay many times), not a request
+MAX_INTERVAL_ROWS = 100_000
+
+
+def check_run_settings(point: Experiment, total_accesses: int) -> int:
+    """The warm-up in accesses; raises ConfigError for [run] settings this workload cannot honour."""
+    r = point.run
+    warmup = r.warmup_accesses or int(r.warmup_fraction * total_accesses)
+    if warmup and warmup >= total_accesses:
+        raise ConfigError(
+            f"run.warmup_accesses: a warm-up of {warmup:,} accesses leaves nothing to count "
+            f"(the workload has {total_accesses:,} accesses in all); choose fewer, or run.warmup_fraction"
+        )
+    if r.interval_accesses and total_accesses // r.interval_accesses > MAX_INTERVAL_ROWS:
+        raise ConfigError(
+            f"run.interval_accesses: {r.interval_accesses:,} gives {total_accesses // r.interval_accesses:,} "
+            f"interval rows for {total_accesses:,} accesses (at most {MAX_INTERVAL_ROWS:,}); choose at least "
+            f"{-(-total_accesses // MAX_INTERVAL_ROWS):,}"
+        )
+    return warmup
+
+
 def params_for(point: Experiment, total_accesses: int) -> SimParams:
     """The engine parameters of one grid point (the machine's and scheduler's settings by their names)."""
     r = point.run
+    warmup = check_run_settings(point, total_accesses)
     return build_params(
         load_uarch(point.uarch),
         **point.machine.model_dump(),
@@ -66,7 +91,7 @@ def params_for(point: Experiment, total_accesses: int) -> SimParams:
         pt_config=point.pt_config,
         share_level=point.share_level,
         strategy=point.strategy,
-        warmup_accesses=r.warmup_accesses or int(r.warmup_fraction * total_accesses),
+        warmup_accesses=warmup,
         seed=point.seed,
     )
 
@@ -210,9 +235,23 @@ def prepare_point(point: Experiment, cache: WorkloadCache) -> tuple[Workload, li
     return workload, digests, params_for(point, workload.total_accesses())
 
 
+@contextmanager
+def five_level_hint(params: SimParams) -> Iterator[None]:
+    """An address beyond a 4-level machine's user space: say which setting makes the run possible."""
+    try:
+        yield
+    except ConfigError as e:
+        if params.levels == 4 and "user address space" in str(e):
+            raise ConfigError(
+                f"{e}; addresses up to 2^57 need 5-level paging: --set machine.five_level=true (on a uarch with LA57)"
+            ) from None
+        raise
+
+
 def check_point(point: Experiment, workload: Workload, params: SimParams) -> None:
     """Everything a run builds before replaying (layout, event schedule), without replaying."""
-    layout = build_layout(workload, params)
+    with five_level_hint(params):
+        layout = build_layout(workload, params)
     devices_for(point, layout, params)
     events = events_for(point, workload, layout)
     if events is not None and point.events.file is not None:
@@ -238,16 +277,17 @@ def run_point(
         if on_progress:
             on_progress(label, n, total)
 
-    layout = build_layout(workload, params)
-    result = run_workload(
-        workload,
-        params,
-        layout=layout,
-        events=events_for(point, workload, layout),
-        events_by_accesses=point.events.at_accesses is not None,
-        progress=hook if on_progress else None,
-        devices=devices_for(point, layout, params),
-    )
+    with five_level_hint(params):
+        layout = build_layout(workload, params)
+        result = run_workload(
+            workload,
+            params,
+            layout=layout,
+            events=events_for(point, workload, layout),
+            events_by_accesses=point.events.at_accesses is not None,
+            progress=hook if on_progress else None,
+            devices=devices_for(point, layout, params),
+        )
     return RunRecord(
         run_id=run_id,
         row=summary_row(run_id, point, result, len(workload.processes), bystanders(point, layout)),
@@ -259,21 +299,41 @@ def run_point(
     )
 
 
-def run_experiment(exp: Experiment, out: str | Path, *, on_progress: ProgressHook | None = None) -> list[dict]:
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C during `run_experiment`, after the runs that had finished were written."""
+
+    def __init__(self, finished: int, out: Path) -> None:
+        super().__init__(f"{finished} finished runs written to {out}")
+        self.finished = finished
+        self.out = out
+
+
+def run_experiment(
+    exp: Experiment, out: str | Path, *, on_progress: ProgressHook | None = None, keep_existing: bool = True
+) -> list[dict]:
     """Replay every point of the experiment's grid and write one results file. Runs already in `out`
-    (same run id: same resolved config, traces and tool version) are kept and not replayed. Returns
-    the summary rows of the grid's points, in grid order."""
+    (same run id: same resolved config, traces and tool version) are kept and not replayed, unless
+    `keep_existing` is false (then `out` is replaced). Returns the summary rows of the grid's points, in
+    grid order. On Ctrl-C during the replays, the runs finished so far (and those kept) are written
+    and RunInterrupted is raised."""
     points = expand(exp)
-    existing = {r.run_id: r for r in _existing_runs(Path(out))}
+    existing = {r.run_id: r for r in _existing_runs(Path(out))} if keep_existing else {}
     cache = WorkloadCache()
     prepared = [(point, *prepare_point(point, cache)) for point in points]
-    runs = []
-    for point, workload, digests, params in prepared:
-        run_id = run_id_for(point, digests)
-        if run_id in existing:
-            runs.append(existing.pop(run_id))
-            continue
-        runs.append(run_point(point, workload, digests, params, run_id=run_id, on_progress=on_progress))
+    runs: list[RunRecord] = []
+    computed = 0
+    try:
+        for point, workload, digests, params in prepared:
+            run_id = run_id_for(point, digests)
+            if run_id in existing:
+                runs.append(existing.pop(run_id))
+                continue
+            runs.append(run_point(point, workload, digests, params, run_id=run_id, on_progress=on_progress))
+            computed += 1
+    except KeyboardInterrupt:
+        if runs or existing:
+            write_results(out, exp.name, runs + list(existing.values()))
+        raise RunInterrupted(computed, Path(out)) from None
     write_results(out, exp.name, runs + list(existing.values()))
     return [r.row for r in runs]
 

@@ -11,6 +11,8 @@ import os
 import sys
 from typing import NoReturn
 
+from rich.markup import escape
+
 from mshare_hw.cli import machine, results, run_command, sweep
 from mshare_hw.cli.common import err_console
 from mshare_hw.cli.traces import add_trace_parser
@@ -57,16 +59,27 @@ def _log_warnings_only() -> None:
     root.setLevel(logging.WARNING)
 
 
+def _error(text: str) -> int:
+    err_console.print(f"[bold red]error:[/bold red] {text}", highlight=False, soft_wrap=True, markup=True)
+    return 2
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    _log_warnings_only()
+    """Exit codes: 0 done, 1 some sweep runs failed, 2 bad input or an output that cannot be written
+    (one line), 130 interrupted (Ctrl-C; `run` first writes the runs that had finished)."""
     try:
+        args = build_parser().parse_args(argv)
+        _log_warnings_only()
         return args.func(args)
     except ConfigError as e:
-        err_console.print(f"[bold red]error:[/bold red] {e}", highlight=False, soft_wrap=True)
-        return 2
-    except KeyboardInterrupt:
-        err_console.print("interrupted")
+        return _error(escape(str(e)))
+    except MemoryError:
+        return _error("out of memory; make the workload smaller (workload.params, or fewer processes)")
+    except OSError as e:  # an output that cannot be written, a full disk, a file another run is writing
+        where = f"{e.filename}: " if e.filename else ""
+        return _error(escape(f"{where}{e.strerror or e}"))
+    except KeyboardInterrupt as e:
+        err_console.print(f"interrupted{': ' + escape(str(e)) if str(e) else ''}", highlight=False)
         return 130
 
 
@@ -77,6 +90,13 @@ def run() -> NoReturn:
     releases nothing the OS does not: every file the command wrote is closed (and renamed into place)
     before `main()` returns."""
     code = main()
+    try:
+        _exit_handlers_then_exit(code)
+    except KeyboardInterrupt:
+        os._exit(130)
+
+
+def _exit_handlers_then_exit(code: int) -> NoReturn:
     run_exit_handlers = getattr(atexit, "_run_exitfuncs", None)  # CPython's; elsewhere, the usual exit
     if run_exit_handlers is None:
         sys.exit(code)

@@ -9,15 +9,29 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from mshare_hw.cli.common import err_console, fmt_bytes
+from mshare_hw.cli.common import add_output_policy, earlier_runs, err_console, fmt_bytes, say
+from mshare_hw.config.errors import ConfigError
+from mshare_hw.fileio import check_writable, output_lock
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from mshare_hw.runner import run_experiment
     from mshare_hw.workload.manifest import load_run_file
 
     exp = load_run_file(args.experiment, args.set + (["workload.skip_bad_lines=true"] if args.skip_bad_lines else []))
     out = Path(args.output) if args.output else Path(f"{exp.name}.h5")
+    check_writable(out)
+    with output_lock(out):
+        return _run_locked(args, exp, out)
+
+
+def _run_locked(args: argparse.Namespace, exp, out: Path) -> int:
+    from mshare_hw.runner import RunInterrupted, run_experiment
+
+    if out.exists() and not (args.append or args.overwrite):
+        raise ConfigError(
+            f"{out}: exists ({earlier_runs(out)} runs); give --append to add this experiment's runs to them, "
+            "--overwrite to replace the file, or -o another file"
+        )
     console = Console()
     progress = Progress(
         TextColumn("{task.description}"),
@@ -35,8 +49,19 @@ def cmd_run(args: argparse.Namespace) -> int:
             tasks[label] = progress.add_task(label, total=total)
         progress.update(tasks[label], completed=done)
 
-    with progress:
-        rows = run_experiment(exp, out, on_progress=on_progress)
+    kept = earlier_runs(out) if args.append else 0
+    try:
+        with progress:
+            rows = run_experiment(exp, out, on_progress=on_progress, keep_existing=not args.overwrite)
+    except RunInterrupted as e:
+        if e.finished or kept:
+            n = f"{e.finished} finished run{'s' if e.finished != 1 else ''}"
+            err_console.print(f"interrupted: {n} written to {out}" + (f" (with its {kept} earlier)" if kept else ""))
+        else:
+            err_console.print(f"interrupted before the first run finished; {out} not written")
+        return 130
+    if kept:
+        say(args.quiet, f"{out}: kept {kept} earlier run{'s' if kept != 1 else ''} (--append)")
     if not args.quiet:
         console.print(summary_table(exp.name, rows))
         for line in comparison_lines(rows):
@@ -116,13 +141,19 @@ def add_run_parser(sub) -> None:
         help="experiment TOML file, or a workload manifest (then: private vs mshare on the default uarch); "
         "default: the built-in default experiment",
     )
-    run.add_argument("-o", "--output", help="HDF5 results file (default: <experiment name>.h5)")
+    run.add_argument(
+        "-o",
+        "--output",
+        help="HDF5 results file (default: <experiment name>.h5); an existing one needs --append or --overwrite",
+    )
+    add_output_policy(run, what="this experiment's")
     run.add_argument(
         "--set",
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="override a setting, e.g. --set machine.n_cpus=8 (repeatable)",
+        help="override a setting, e.g. --set machine.n_cpus=8 (repeatable); a key that is also a [sweep] axis "
+        "replaces the axis",
     )
     run.add_argument(
         "--skip-bad-lines", action="store_true", help="manifest traces: skip and count malformed lackey lines"

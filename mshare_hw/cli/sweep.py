@@ -7,8 +7,9 @@ from pathlib import Path
 
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from mshare_hw.cli.common import err_console, say
+from mshare_hw.cli.common import earlier_runs, err_console, say
 from mshare_hw.config.errors import ConfigError
+from mshare_hw.fileio import check_writable, output_lock
 
 
 def _progress(quiet: bool) -> Progress:
@@ -35,19 +36,39 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from mshare_hw.sweep import SweepError, parse_shard, sweep
+    from mshare_hw.config.experiment import expand
+    from mshare_hw.sweep import parse_shard
     from mshare_hw.workload.manifest import load_run_file
 
     exp = load_run_file(args.experiment, args.set)
     shard = parse_shard(args.shard) if args.shard else None
     if shard and args.scheduler:
         raise ConfigError("--shard runs without Dask: give --shard or --scheduler, not both")
+    if shard and shard[0] > (n_points := len(expand(exp))):
+        raise ConfigError(
+            f"--shard {args.shard}: the grid has {n_points} point{'s' if n_points != 1 else ''}, so shard {shard[0]} "
+            f"of {shard[1]} has none; use at most {n_points} shards"
+        )
     if args.output:
         out = Path(args.output)
     elif shard:
         out = Path(f"{exp.name}.shard{shard[0]}of{shard[1]}.h5")
     else:
         out = Path(f"{exp.name}.h5")
+    check_writable(out)
+    with output_lock(out):
+        return _sweep_locked(args, exp, out, shard)
+
+
+def _sweep_locked(args: argparse.Namespace, exp, out: Path, shard: tuple[int, int] | None) -> int:
+    from mshare_hw.sweep import SweepError, sweep
+
+    kept = earlier_runs(out)
+    if kept:
+        say(
+            args.quiet,
+            f"{out}: exists; kept its {kept} earlier run{'s' if kept != 1 else ''} (a sweep resumes into it)",
+        )
     progress = _progress(args.quiet)
     task: list[int] = []
 
@@ -98,7 +119,12 @@ def add_sweep_parser(sub) -> None:
         "sweep started again finishes only the missing runs.",
     )
     sw.add_argument("experiment", help="experiment TOML file")
-    sw.add_argument("-o", "--output", help="HDF5 results file (default: <experiment name>.h5)")
+    sw.add_argument(
+        "-o",
+        "--output",
+        help="HDF5 results file (default: <experiment name>.h5); an existing one keeps its runs and the sweep "
+        "adds the missing ones",
+    )
     sw.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a setting (repeatable)")
     where = sw.add_mutually_exclusive_group()
     where.add_argument("--scheduler", metavar="ADDRESS", help="an existing Dask scheduler, e.g. tcp://host:8786")

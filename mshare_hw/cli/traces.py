@@ -95,7 +95,7 @@ def cmd_trace_capture(args: argparse.Namespace) -> int:
         command = command[1:]
     say = (lambda _text: None) if args.quiet else print
     status = capture(args.output, command, interval=args.maps_interval, compression=args.compression, say=say)
-    for line in summary_lines(*write_manifest(args.output)):
+    for line in summary_lines(*write_manifest(args.output, overwrite=True)):
         say(line)
     return 0 if status == 0 else 1
 
@@ -108,7 +108,7 @@ def cmd_trace_generate(args: argparse.Namespace) -> int:
     out = Path(args.output)
     if out.suffix not in (".h5", ".hdf5", ".mtrace"):
         raise ConfigError(f"{out}: output must be a native trace (.h5, .hdf5 or .mtrace)")
-    params = dict(parse_override(text) for text in args.param)
+    params = dict(parse_override(text, option="-p", example="n_processes=4") for text in args.param)
     checked = generator_params(args.generator, params, args.seed)
     try:
         workload = checked.generate()
@@ -205,7 +205,7 @@ def add_trace_parser(sub) -> None:
         "capture",
         help="run a command under valgrind lackey: one trace and maps snapshot per process, then the manifest",
         description="Runs COMMAND under `valgrind --tool=lackey --trace-mem=yes --trace-children=yes` with "
-        "--log-file=DIR/trace.%%p, snapshots /proc/PID/maps of every traced process while it runs (DIR/maps.PID), "
+        "--log-file=DIR/trace.%p, snapshots /proc/PID/maps of every traced process while it runs (DIR/maps.PID), "
         "compresses the traces and writes DIR/workload.toml (as `workload init` does). Put -- before COMMAND.",
     )
     cp.add_argument("-o", "--output", required=True, metavar="DIR", help="directory for traces, maps and manifest")
@@ -233,7 +233,8 @@ def add_trace_parser(sub) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="generator parameter, e.g. -p n_processes=4 -p working_set_bytes=64MiB (repeatable)",
+        help="generator parameter, e.g. -p n_processes=4 -p accesses_per_process=100000 -p working_set_bytes=64MiB "
+        "(repeatable)",
     )
     gn.add_argument("--compression", choices=["lzf", "gzip", "none"], default="lzf")
     gn.add_argument("-q", "--quiet", action="store_true")

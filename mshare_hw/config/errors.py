@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -21,8 +22,9 @@ def _key_path(loc: tuple) -> str:
     return out or "(top level)"
 
 
-def from_validation_error(source: str | Path, err: ValidationError) -> ConfigError:
-    """Turn pydantic's report into lines of `file: key: reason`."""
+def from_validation_error(source: str | Path | Callable[[str], str | Path], err: ValidationError) -> ConfigError:
+    """Turn pydantic's report into lines of `file: key: reason`; `source` may name the file per key
+    (a `--set` that gave the key its value)."""
     lines = []
     for item in err.errors():
         msg = item["msg"]
@@ -30,5 +32,6 @@ def from_validation_error(source: str | Path, err: ValidationError) -> ConfigErr
             msg = msg[len("Value error, ") :]
         if item["type"] == "extra_forbidden":
             msg = "unknown key"
-        lines.append(f"{source}: key '{_key_path(item['loc'])}': {msg}")
+        key = _key_path(item["loc"])
+        lines.append(f"{source(key) if callable(source) else source}: key '{key}': {msg}")
     return ConfigError("\n".join(lines))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import logging
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -191,20 +192,23 @@ class Experiment(Strict):
     @classmethod
     def _flatten_sweep(cls, v: Any) -> Any:
         """`--set sweep.machine.n_cpus=[..]` nests tables; axes are dotted keys, so flatten them back."""
-        if not isinstance(v, dict):
-            return v
-        flat: dict[str, Any] = {}
+        return flatten_axes(v) if isinstance(v, dict) else v
 
-        def walk(prefix: str, node: dict) -> None:
-            for k, val in node.items():
-                key = f"{prefix}.{k}" if prefix else k
-                if isinstance(val, dict):
-                    walk(key, val)
-                else:
-                    flat[key] = val
 
-        walk("", v)
-        return flat
+def flatten_axes(sweep: dict) -> dict[str, Any]:
+    """A [sweep] table with its nested tables (`machine.n_cpus = [..]` in TOML) as dotted axis keys."""
+    flat: dict[str, Any] = {}
+
+    def walk(prefix: str, node: dict) -> None:
+        for k, val in node.items():
+            key = f"{prefix}.{k}" if prefix else k
+            if isinstance(val, dict):
+                walk(key, val)
+            else:
+                flat[key] = val
+
+    walk("", sweep)
+    return flat
 
 
 def experiments_dir() -> Path:
@@ -215,14 +219,14 @@ def default_experiment_path() -> Path:
     return experiments_dir() / "default.toml"
 
 
-def parse_override(text: str) -> tuple[str, Any]:
+def parse_override(text: str, option: str = "--set", example: str = "machine.n_cpus=16") -> tuple[str, Any]:
     """`machine.n_cpus=16` -> ("machine.n_cpus", 16); the value is read as TOML, else as a string."""
     if "=" not in text:
-        raise ConfigError(f"--set {text!r}: expected KEY=VALUE, e.g. machine.n_cpus=16")
+        raise ConfigError(f"{option} {text!r}: expected KEY=VALUE, e.g. {option} {example}")
     key, raw = text.split("=", 1)
     key = key.strip()
     if not key:
-        raise ConfigError(f"--set {text!r}: empty key")
+        raise ConfigError(f"{option} {text!r}: empty key")
     try:
         value = tomllib.loads(f"v = {raw}")["v"]
     except tomllib.TOMLDecodeError:
@@ -241,22 +245,53 @@ def set_dotted(data: dict, key: str, value: Any, source: str) -> None:
     node[parts[-1]] = value
 
 
-def validate_experiment(data: dict, source: str | Path) -> Experiment:
+def validate_experiment(data: dict, source: str | Path, overrides: list[str] | None = None) -> Experiment:
+    """The checked experiment; an error at a key that one of `overrides` set names that `--set` too."""
+    set_by = {parse_override(text)[0]: f"{source} with --set {text}" for text in overrides or []}
+
+    def source_of(key: str) -> str | Path:
+        for k, where in set_by.items():
+            if key == k or key.startswith(k + "."):
+                return where
+        return source
+
     try:
         return Experiment.model_validate(data)
     except ValidationError as e:
-        raise from_validation_error(source, e) from None
+        raise from_validation_error(source_of, e) from None
+
+
+def apply_overrides(data: dict, overrides: list[str]) -> None:
+    """Apply `--set KEY=VALUE` overrides to experiment data. A KEY that is also a [sweep] axis replaces
+    that axis (said on the log); a KEY inside a zipped axis (`a+b`) is refused."""
+    for text in overrides:
+        key, value = parse_override(text)
+        set_dotted(data, key, value, f"--set {text}")
+        sweep = data.get("sweep")
+        if key.startswith("sweep.") or not isinstance(sweep, dict):
+            continue
+        axes = flatten_axes(sweep)
+        hit = [a for a in axes if any(k == key or k.startswith(key + ".") for k in a.split("+"))]
+        for axis in hit:
+            if "+" in axis:
+                raise ConfigError(
+                    f"--set {text}: '{key}' is part of the zipped [sweep] axis '{axis}'; "
+                    f"override the axis instead (--set 'sweep.{axis}=[...]')"
+                )
+            logging.getLogger("mshare_hw").warning(
+                "--set %s replaces the [sweep] axis %s = %s", text, axis, axes.pop(axis)
+            )
+        if hit:
+            data["sweep"] = axes
 
 
 def experiment_data(path: Path, overrides: list[str] | None = None) -> dict:
-    """An experiment file's TOML data with `--set` overrides applied. A relative `workload.manifest` is
-    relative to the experiment file (to the working directory when given with --set)."""
+    """An experiment file's TOML data with `--set` overrides applied (`apply_overrides`). A relative
+    `workload.manifest` is relative to the experiment file (to the working directory when given with --set)."""
     data = load_toml(path)
     _resolve_manifest(data, path.parent)
     _resolve_uarch(data, path.parent)
-    for text in overrides or []:
-        key, value = parse_override(text)
-        set_dotted(data, key, value, f"--set {text}")
+    apply_overrides(data, overrides or [])
     _resolve_manifest(data, Path.cwd())
     _resolve_uarch(data, Path.cwd())
     return data
@@ -267,7 +302,7 @@ def load_experiment(path: str | Path | None = None, overrides: list[str] | None 
     The settings a named workload manifest carries are merged in by the workload layer's
     `mshare_hw.workload.manifest.load_run_file`, which is how the command line loads experiments."""
     p = Path(path) if path is not None else default_experiment_path()
-    return validate_experiment(experiment_data(p, overrides), p)
+    return validate_experiment(experiment_data(p, overrides), p, overrides)
 
 
 def _resolve_manifest(data: dict, base: Path) -> None:

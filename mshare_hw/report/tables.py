@@ -86,6 +86,10 @@ def _per_event_rows(ev: pd.DataFrame, row) -> pd.DataFrame:
 
 
 def shootdown_table(df: pd.DataFrame) -> pd.DataFrame:
+    ev = df[df["events_fired"] > 0]
+    # runs that differ only in these would otherwise look identical
+    extra = [c for c in ("notifier_policy", "seed") if c in ev.columns and ev[c].nunique() > 1]
+
     def row(r, n: int) -> dict:
         base = baseline(df, r)
         return {
@@ -95,6 +99,7 @@ def shootdown_table(df: pd.DataFrame) -> pd.DataFrame:
             "n_processes": int(r.n_processes),
             "pt_config": r.pt_config,
             "strategy": r.strategy,
+            **{k: r[k] for k in extra},
             "events_fired": n,
             "ipis_per_event": round(r.ipis_sent / n, 2),
             "initiator_cycles_per_event": round(r.shootdown_cycles_initiator / n, 1),
@@ -107,7 +112,7 @@ def shootdown_table(df: pd.DataFrame) -> pd.DataFrame:
             "stale_translations": int(r.stale_translations),
         }
 
-    return _per_event_rows(df[df["events_fired"] > 0], row)
+    return _per_event_rows(ev, row)
 
 
 def secondary_table(df: pd.DataFrame) -> pd.DataFrame:

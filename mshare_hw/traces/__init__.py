@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from mshare_hw.config.errors import ConfigError
-from mshare_hw.traces._io import HDF5_MAGIC, compression_of, open_stream, read_head
+from mshare_hw.traces._io import HDF5_MAGIC, UTF8_BOM, compression_of, open_stream, read_head
 from mshare_hw.traces.champsim import ChampSimTrace
 from mshare_hw.traces.lackey import LackeyTrace
 from mshare_hw.traces.native import NativeTrace, open_native, write_native
@@ -48,7 +48,7 @@ def detect_format(path: str | Path) -> str:
             return "native"
     if "champsim" in p.name.lower():
         return "champsim"
-    return "lackey" if _looks_like_text(read_head(p, 4096)) else "champsim"
+    return "lackey" if _looks_like_text(read_head(p, 4096).removeprefix(UTF8_BOM)) else "champsim"
 
 
 def open_trace(path: str | Path, fmt: str = "auto", skip_bad_lines: bool = False) -> list[tuple[str, object]]:

@@ -25,6 +25,7 @@ ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 
 # Errors a decompressor may raise on truncated or corrupt input.
+UTF8_BOM = b"\xef\xbb\xbf"  # what some editors put before the first line of a text file
 _DECOMP_ERRORS: tuple[type[BaseException], ...] = (EOFError, OSError, lzma.LZMAError, zlib.error)
 try:  # zstandard is a declared dependency, but keep the other formats usable without it
     import zstandard as _zstd
@@ -123,6 +124,11 @@ def fill(fh, mv, path, comp, offset: int, where=None) -> int:
     while got < n_total:
         try:
             n = fh.readinto(mv[got:])
+        except EOFError as e:  # the stream ends before its end-of-stream marker: a cut-short file, not a bad line
+            raise ConfigError(
+                f"{path}: the {comp or ''} stream ends at byte offset {offset + got} (decompressed) before its "
+                f"end-of-stream marker: file truncated or corrupt ({e}); was it cut short? Recompress or recapture it"
+            ) from None
         except _DECOMP_ERRORS as e:
             at = f"{where(got)}, " if where is not None else ""
             what = f"{comp} data" if comp else "file"

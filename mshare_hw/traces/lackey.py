@@ -26,7 +26,7 @@ import numba as nb
 import numpy as np
 
 from mshare_hw.config.errors import ConfigError
-from mshare_hw.traces._io import VA_BITS, ScannedFile, fill, open_stream, read_head
+from mshare_hw.traces._io import UTF8_BOM, VA_BITS, ScannedFile, fill, open_stream, read_head
 from mshare_hw.traces.source import DEFAULT_CHUNK
 
 BUF_BYTES = 16 << 20
@@ -269,6 +269,7 @@ class LackeyTrace(ScannedFile):
             total = 0
             bad = 0
             eof = False
+            first = True
             while not eof:
                 n = fill(
                     fh, mv[tail:bufsize], path, comp, offset + tail, where=lambda _g, ln=line_no: f"near line {ln}"
@@ -279,7 +280,8 @@ class LackeyTrace(ScannedFile):
                     if end > 0 and buf[end - 1] != 10:
                         buf[end] = 10
                         end += 1
-                pos = 0
+                pos = len(UTF8_BOM) if first and bytes(buf[: len(UTF8_BOM)]) == UTF8_BOM else 0  # an editor's BOM
+                first = False
                 while True:
                     pos, n_out, lines, nbad, err, epos = _parse(
                         buf, pos, end, out_a, out_k, n_out, chunk_size, self.skip_bad_lines, _HEX

@@ -100,9 +100,14 @@ def _q(s: str) -> str:
     return json.dumps(s)  # a TOML basic string
 
 
-def write_manifest(d: str | Path, name: str | None = None) -> tuple[Path, list[str], list[tuple[Mapping, int]]]:
-    """Write DIR/workload.toml. Returns (its path, notes, [(shared mapping, number of processes)])."""
+def write_manifest(
+    d: str | Path, name: str | None = None, *, overwrite: bool = False
+) -> tuple[Path, list[str], list[tuple[Mapping, int]]]:
+    """Write DIR/workload.toml (an existing one, perhaps edited by hand, only with `overwrite`). Returns
+    (its path, notes, [(shared mapping, number of processes)])."""
     d = Path(d)
+    if (d / MANIFEST_NAME).exists() and not overwrite:
+        raise ConfigError(f"{d / MANIFEST_NAME}: exists (and may have been edited); give --force to replace it")
     found, notes = scan_dir(d)
     snapshots = {i: read_maps(f.maps) for i, f in enumerate(found) if f.maps is not None}
     common = common_shared(snapshots)

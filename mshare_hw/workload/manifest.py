@@ -33,17 +33,18 @@ from mshare_hw.config.experiment import (
     Experiment,
     RunCfg,
     SchedulerCfg,
+    apply_overrides,
     default_experiment_path,
+    expand,
     experiment_data,
     load_experiment,
-    parse_override,
-    set_dotted,
     validate_experiment,
 )
 from mshare_hw.config.uarch import Strict, load_toml
 from mshare_hw.traces import detect_format, open_trace
 from mshare_hw.traces.native import NativeTrace
 from mshare_hw.units import PAGE_SIZES, PageSize, parse_size
+from mshare_hw.workload.generators import generator_params
 from mshare_hw.workload.maps import Mapping, find_mapping, read_maps
 from mshare_hw.workload.model import Process, Region, RegionKind, Workload
 from mshare_hw.workload.relocate import SLOT, SLOT_SHIFT, Move, RelocatedTrace, pick_bases, used_slots
@@ -413,16 +414,25 @@ def fill_from_manifest(data: dict, manifest_path: Path) -> None:
 def load_run_file(path: str | Path | None, overrides: list[str] | None = None) -> Experiment:
     """What `mshare-hw run FILE` runs: an experiment file, with the settings of the workload manifest it
     names filled in, or, for a workload manifest, the default comparison (private vs mshare on the
-    default uarch) of its traces."""
+    default uarch) of its traces. The generator parameters of every grid point are checked too, an
+    error naming the file (or the `--set`) that gave them."""
+    exp = _load_run_file(path, overrides)
+    params_set = [f"--set {t}" for t in overrides or [] if t.strip().startswith(("workload.params", "seed"))]
+    source = " / ".join([str(path or default_experiment_path()), *params_set])
+    for point in expand(exp):
+        if point.workload.generator is not None:
+            generator_params(point.workload.generator, point.workload.params, point.seed, f"{source}: workload.params")
+    return exp
+
+
+def _load_run_file(path: str | Path | None, overrides: list[str] | None) -> Experiment:
     if path is None:
         return load_experiment(None, overrides)
     p = Path(path)
     if is_manifest_data(load_toml(p)):
         data = manifest_experiment_data(p, load_toml(default_experiment_path()))
-        for text in overrides or []:
-            key, value = parse_override(text)
-            set_dotted(data, key, value, f"--set {text}")
-        return validate_experiment(data, p)
+        apply_overrides(data, overrides or [])
+        return validate_experiment(data, p, overrides)
     data = experiment_data(p, overrides)
     w = data.get("workload")
     if isinstance(w, dict) and isinstance(w.get("manifest"), str):
@@ -430,4 +440,4 @@ def load_run_file(path: str | Path | None, overrides: list[str] | None = None) -
             fill_from_manifest(data, Path(w["manifest"]))
         except ConfigError as e:
             raise ConfigError(f"{p}: key 'workload.manifest': {e}") from None
-    return validate_experiment(data, p)
+    return validate_experiment(data, p, overrides)

@@ -188,6 +188,7 @@ def plot_stale(df: pd.DataFrame) -> Drawn | None:
     ev = df[df["events_fired"] > 0]
     if ev.empty:
         return None
+    ev, shown = _one_notifier_policy(ev)
     uarchs, strategies, configs = _layout(ev)
     reds = LinearSegmentedColormap.from_list("stale", ["#fcbba1", "#a50f15"])
     top = max(2.0, float(ev["stale_translations"].max()))
@@ -228,7 +229,18 @@ def plot_stale(df: pd.DataFrame) -> Drawn | None:
     ]
     fig.legend(handles=handles, loc="outside lower center", ncol=2, fontsize=8)
     fig.suptitle(
-        "Stale translations: accesses that used a TLB/PWC entry after its PTE had changed, by flush strategy",
+        "Stale translations: accesses that used a TLB/PWC entry after its PTE had changed, by flush strategy"
+        + (f"\n(mshare runs with notifier_policy = {shown}; the secondary-MMU table has the others)" if shown else ""),
         fontsize=11,
     )
     return Drawn(fig, pd.DataFrame(drawn))
+
+
+def _one_notifier_policy(ev: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """A heat map cell holds one run: with several notifier policies for mshare, keep the first (named)."""
+    if "notifier_policy" not in ev.columns:
+        return ev, ""
+    policies = list(dict.fromkeys(ev.loc[ev["pt_config"] == "mshare", "notifier_policy"]))
+    if len(policies) < 2:
+        return ev, ""
+    return ev[(ev["pt_config"] != "mshare") | (ev["notifier_policy"] == policies[0])], policies[0]

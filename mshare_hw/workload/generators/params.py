@@ -53,6 +53,7 @@ class GeneratorParams(Strict):
     """A generator's parameters; subclasses add theirs and `generate()`."""
 
     label: ClassVar[str]  # how its workload descriptions start
+    bytes_per_access: ClassVar[int] = 9  # a generated trace holds a uint64 address and a uint8 kind per access
     positional: ClassVar[tuple[str, ...]] = ()  # the parameters its function takes by position
 
     @classmethod
@@ -72,6 +73,11 @@ class GeneratorParams(Strict):
 
     def generate(self) -> Workload:
         raise NotImplementedError
+
+    def trace_bytes(self) -> int:
+        """The memory `generate()` takes for its traces (every process's accesses, held at once)."""
+        processes = getattr(self, "n_processes", 1) + getattr(self, "n_unrelated", 0)
+        return processes * getattr(self, "accesses_per_process", 0) * self.bytes_per_access
 
     def check_cpu_of(self, n: int) -> None:
         """`cpu_of`, if given, names a home CPU for each of the `n` processes."""

@@ -69,6 +69,7 @@ class UniformStreamParams(WorkingSetParams):
     replayed: memory stays flat however many accesses there are. Its draws differ from `uniform`'s."""
 
     label: ClassVar[str] = "uniform_stream"
+    bytes_per_access: ClassVar[int] = 0  # blocks are drawn while replaying
     prefix: ClassVar[str] = "stream"
 
     def generate(self) -> Workload:
