@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from mshare_hw.analysis.ptmem import ptmem
-from mshare_hw.config.uarch import load_uarch
+from mshare_hw.config.uarch import list_uarchs, load_uarch
 from mshare_hw.report.frame import load_report_frame
 from mshare_hw.report.plots import PLOTS
 from mshare_hw.report.plots.asid import plot_asid
@@ -242,3 +242,10 @@ def test_reach_steps_in_translation_mode_are_the_tlb_capacities(reach_file: Path
     first = zen4.iloc[0]
     assert first["height_ns"] == pytest.approx(first["after_ns"] - first["before_ns"])
     assert first["before_ns"] == pytest.approx(1 / load_uarch("zen4").core.clock_ghz)  # 1 cycle per L1 DTLB hit
+
+
+def test_shipped_reach_results_draw_every_uarch_in_every_mode(shipped):
+    data = plot_reach(_frame(shipped("tlb_reach"))).data
+    assert set(data["uarch"]) == set(list_uarchs())
+    modes = data.groupby(["uarch", "timing", "virtualization"])["pages"].nunique()
+    assert len(modes) == 6 * len(list_uarchs()) and (modes >= 20).all()  # 3 timing x 2 virtualization modes
