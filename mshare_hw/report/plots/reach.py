@@ -47,7 +47,7 @@ def plot_reach(df: pd.DataFrame) -> Drawn | None:
         ax.set_xlabel("working set (4 KiB pages, one load per page; log scale)")
         ax.set_ylabel("ns per load (log scale)")
         ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=7, loc="upper left")
+        ax.legend(fontsize=7, loc="lower right")
     for ax in axes[len(names) :]:
         ax.set_visible(False)
     fig.suptitle("TLB reach: a pointer chase over N pages, one line per page (warm-up lap excluded)", fontsize=11)
