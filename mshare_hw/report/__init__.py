@@ -12,11 +12,14 @@ Only the plots the file has data for are drawn:
 * ``collateral_damage.png`` — STLB misses and walk cycles of the processes that do not map the shared
   region ("bystanders"), with events relative to the same run without events, per strategy;
 * ``stale_translations.png`` — uses of stale translations per strategy (0 = safe);
-* ``asid_recycles.png`` — PCID/ASID slot recycles vs processes per CPU.
+* ``asid_recycles.png`` — PCID/ASID slot recycles vs processes per CPU;
+* ``tlb_reach.png`` — ns per load of the one-load-per-page pointer chase against its working set, one
+  line per timing/virtualization mode, one panel per uarch, its TLB and cache capacities marked.
 
 Tables: ``summary.csv`` (every summary column), ``summary.md`` (the headline columns),
 ``private_vs_mshare.{csv,md}``, ``shootdown.{csv,md}``,
-``secondary_mmu.{csv,md}`` (runs with devices); ``report.md`` puts tables and plots together.
+``secondary_mmu.{csv,md}`` (runs with devices), ``reach_steps.{csv,md}`` (the steps of the TLB-reach
+curves, `report.reach`); ``report.md`` puts tables and plots together.
 
 Modules: `frame` reads a results file (through `mshare_hw.results`) into the report's table, `tables`
 derives the tables, `plots` draws (each plot also returns the table of what it drew), `style` holds the
@@ -32,6 +35,7 @@ import pandas as pd
 from mshare_hw.config.errors import ConfigError
 from mshare_hw.report.frame import load_report_frame
 from mshare_hw.report.plots import PLOTS, Plot
+from mshare_hw.report.reach import reach_curves, reach_steps
 from mshare_hw.report.style import and_join, markdown, save, uarchs
 from mshare_hw.report.tables import comparison_table, headline, pairs, secondary_table, shootdown_table
 
@@ -69,6 +73,9 @@ def report(results: str | Path, out_dir: str | Path) -> list[Path]:
     if len(secondary):
         title = "Secondary MMUs: notifier calls per event, their cost, and stale device translations"
         tables.append(("secondary_mmu", title, secondary))
+    steps = reach_steps(reach_curves(df))
+    if len(steps):
+        tables.append(("reach_steps", "TLB reach: the steps of each curve and the nearest capacity", steps))
     for name, _, t in tables:
         t.to_csv(out_dir / f"{name}.csv", index=False)
         (out_dir / f"{name}.md").write_text(markdown(t) + "\n")

@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from mshare_hw.results.hdf5 import load_attrs, load_configs, load_summary
-from mshare_hw.units import parse_size
+from mshare_hw.units import PAGE_SIZES, parse_size
 from mshare_hw.workload.generators import GENERATORS, default_params
 
 MICRO_GENERATORS = ("uniform", "uniform_stream", "strided", "pointer_chase")
@@ -44,9 +44,23 @@ def shared_region(cfg: dict) -> tuple[int, str] | None:
     return None
 
 
+def chase_pages(cfg: dict) -> int:
+    """The working set in pages of a one-load-per-page pointer chase (the TLB-reach loop), else 0."""
+    if cfg.get("workload", {}).get("generator") != "pointer_chase":
+        return 0
+    try:
+        page = PAGE_SIZES[str(param(cfg, "page_size"))]
+        if parse_size(param(cfg, "element_bytes")) != page:
+            return 0
+        return parse_size(param(cfg, "working_set_bytes")) // page
+    except (KeyError, TypeError, ValueError):
+        return 0
+
+
 def with_config_columns(df: pd.DataFrame, configs: dict[str, dict]) -> pd.DataFrame:
-    """Adds n_sharers (processes that map the shared region), events_enabled, region bytes/page size
-    and the paging levels."""
+    """Adds n_sharers (processes that map the shared region), events_enabled, region bytes/page size,
+    the paging levels, the timing and virtualization modes (where the summary lacks them) and
+    chase_pages (`chase_pages`)."""
     df = df.copy()
     sharers, enabled, region, page = [], [], [], []
     for rid, n in zip(df["run_id"], df["n_processes"]):
@@ -61,5 +75,10 @@ def with_config_columns(df: pd.DataFrame, configs: dict[str, dict]) -> pd.DataFr
     df["events_enabled"] = enabled
     df["region_bytes"] = region
     df["region_page_size"] = page
-    df["levels"] = [5 if configs.get(rid, {}).get("machine", {}).get("five_level") else 4 for rid in df["run_id"]]
+    machines = [configs.get(rid, {}).get("machine", {}) for rid in df["run_id"]]
+    df["levels"] = [5 if m.get("five_level") else 4 for m in machines]
+    for col, first in (("timing", "translation"), ("virtualization", "none")):  # runs before the key: its first value
+        if col not in df.columns:
+            df[col] = [str(m.get(col, first)) for m in machines]
+    df["chase_pages"] = [chase_pages(configs.get(rid, {})) for rid in df["run_id"]]
     return df

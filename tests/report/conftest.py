@@ -68,6 +68,33 @@ def asid_file(tmp_path_factory) -> Path:
     return out
 
 
+REACH_PAGES = (16, 64, 72, 81, 512, 1536, 1728, 3072, 3456)
+
+
+@pytest.fixture(scope="session")
+def reach_file(tmp_path_factory) -> Path:
+    """The TLB-reach loop (a one-load-per-page pointer chase, first lap warm-up) at a few working sets on
+    zen4 and skylake_sp, two timing modes: a reach plot with two panels of two lines."""
+    points = [[n * 4096, n + max(3 * n, 4000), n] for n in REACH_PAGES]
+    exp = Experiment.model_validate(
+        {
+            "name": "mini_reach",
+            "machine": {"n_cpus": 1, "oracle": False},
+            "workload": {"generator": "pointer_chase",
+                         "params": {"n_processes": 1, "accesses_per_process": 1, "working_set_bytes": 4096,
+                                    "shared": False}},
+            "sweep": {
+                "uarch": ["zen4", "skylake_sp"],
+                "machine.timing": ["translation", "latency"],
+                "workload.params.working_set_bytes+workload.params.accesses_per_process+run.warmup_accesses": points,
+            },
+        }
+    )  # fmt: skip
+    out = tmp_path_factory.mktemp("report") / "mini_reach.h5"
+    run_experiment(exp, out)
+    return out
+
+
 @pytest.fixture
 def shipped():
     """The committed results file `name`.h5 (skips if it is absent)."""

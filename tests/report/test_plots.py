@@ -11,13 +11,16 @@ import pandas as pd
 import pytest
 
 from mshare_hw.analysis.ptmem import ptmem
+from mshare_hw.config.uarch import list_uarchs, load_uarch
 from mshare_hw.report.frame import load_report_frame
 from mshare_hw.report.plots import PLOTS
 from mshare_hw.report.plots.asid import plot_asid
 from mshare_hw.report.plots.compare import plot_private_vs_mshare
 from mshare_hw.report.plots.events import plot_collateral, plot_shootdown, plot_stale
 from mshare_hw.report.plots.memory import plot_projection, plot_pt_vs_processes
-from mshare_hw.results.hdf5 import load_summary
+from mshare_hw.report.plots.reach import plot_reach
+from mshare_hw.report.reach import reach_curves, reach_steps
+from mshare_hw.results.hdf5 import load_configs, load_summary
 
 MIB = 1 << 20
 RUN_KEYS = ["uarch", "n_cpus", "n_processes", "accesses", "seed"]
@@ -48,7 +51,7 @@ def test_a_file_draws_exactly_the_plots_it_has_data_for(shipped):
     drawn = {p.name for p in PLOTS if p.draw(_frame(shipped("default"))) is not None}
     assert drawn == {"private_vs_mshare", "pt_bytes_projection"}  # one process count, no events
     drawn = {p.name for p in PLOTS if p.draw(_frame(shipped("flush_strategies"))) is not None}
-    assert drawn == {p.name for p in PLOTS} - {"asid_recycles"}
+    assert drawn == {p.name for p in PLOTS} - {"asid_recycles", "tlb_reach"}
 
 
 def test_private_vs_mshare_bars_are_the_summary_counters(shipped):
@@ -195,3 +198,54 @@ def test_asid_curves_are_the_mean_recycles_per_processes_per_cpu(asid_file: Path
     assert count_ax.get_xlabel() == "processes per CPU"
     assert share_ax.get_ylabel() == "context switches that recycle an ASID slot (%)"
     assert count_ax.get_lines()[-1].get_xdata()[0] == 6  # the marker at Linux's 6 slots
+
+
+# the capacities the reach plot marks, read off the uarch files: L1 DTLB 4K entries, L1D lines, L2 TLB 4K
+# entries, L2 lines
+REACH_CAPACITIES = {"zen4": (72, 512, 3072, 16384), "skylake_sp": (64, 512, 1536, 16384)}
+
+
+def test_reach_points_are_cycles_per_measured_load_at_the_uarch_clock(reach_file: Path):
+    summary, configs = load_summary(reach_file), load_configs(reach_file)
+    drawn = plot_reach(_frame(reach_file))
+    data = drawn.data.set_index(["uarch", "timing", "pages"])
+    assert len(data) == len(summary) and data.index.is_unique  # one run per point
+    for r in summary.itertuples():
+        cfg = configs[r.run_id]
+        pages = cfg["workload"]["params"]["working_set_bytes"] // 4096
+        assert r.accesses == max(3 * pages, 4000)  # the first lap is warm-up, not counted
+        row = data.loc[(r.uarch, cfg["machine"]["timing"], pages)]
+        assert row["virtualization"] == "none"
+        assert row["cycles_per_load"] == r.cycles / r.accesses
+        assert row["ns_per_load"] == r.cycles / r.accesses / load_uarch(r.uarch).core.clock_ghz
+        marks = (row["l1_dtlb_entries"], row["l1d_lines"], row["l2_tlb_entries"], row["l2_lines"])
+        assert marks == REACH_CAPACITIES[r.uarch]
+    axes = [ax for ax in drawn.figure.axes if ax.get_visible()]
+    assert [ax.get_title() for ax in axes] == [f"{u} ({load_uarch(u).core.clock_ghz:g} GHz)" for u in REACH_CAPACITIES]
+    for ax in axes:
+        uarch = ax.get_title().split()[0]
+        curves = [ln for ln in ax.get_lines() if ln.get_label().startswith(("translation", "latency"))]
+        assert sorted(ln.get_label() for ln in curves) == ["latency, native", "translation, native"]
+        for ln in curves:
+            c = drawn.data[(drawn.data["uarch"] == uarch) & (drawn.data["timing"] == ln.get_label().split(",")[0])]
+            assert list(ln.get_xdata()) == list(c["pages"]) and list(ln.get_ydata()) == list(c["ns_per_load"])
+        marks = [ln.get_xdata()[0] for ln in ax.get_lines() if "entries" in ln.get_label() or "lines" in ln.get_label()]
+        assert sorted(marks) == sorted(REACH_CAPACITIES[uarch])
+
+
+def test_reach_steps_in_translation_mode_are_the_tlb_capacities(reach_file: Path):
+    steps = reach_steps(reach_curves(_frame(reach_file)))
+    zen4 = steps[(steps["uarch"] == "zen4") & (steps["timing"] == "translation")]
+    # translation mode charges no data-cache latency: the two TLB steps only, exactly at capacity (LRU)
+    assert list(zen4["pages"]) == [72, 3072] and list(zen4["nearest"]) == ["L1 DTLB entries", "L2 TLB entries"]
+    assert zen4["at_capacity"].all() and (zen4["height_ns"] > 0).all()
+    first = zen4.iloc[0]
+    assert first["height_ns"] == pytest.approx(first["after_ns"] - first["before_ns"])
+    assert first["before_ns"] == pytest.approx(1 / load_uarch("zen4").core.clock_ghz)  # 1 cycle per L1 DTLB hit
+
+
+def test_shipped_reach_results_draw_every_uarch_in_every_mode(shipped):
+    data = plot_reach(_frame(shipped("tlb_reach"))).data
+    assert set(data["uarch"]) == set(list_uarchs())
+    modes = data.groupby(["uarch", "timing", "virtualization"])["pages"].nunique()
+    assert len(modes) == 6 * len(list_uarchs()) and (modes >= 20).all()  # 3 timing x 2 virtualization modes

@@ -13,7 +13,7 @@ from mshare_hw.results.hdf5 import load_summary
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 ALL_PLOTS = {
     "pt_bytes_vs_processes", "pt_bytes_projection", "private_vs_mshare", "shootdown_cost", "collateral_damage",
-    "stale_translations", "asid_recycles",
+    "stale_translations", "asid_recycles", "tlb_reach",
 }  # fmt: skip
 
 
@@ -30,7 +30,7 @@ def test_report_of_an_events_sweep_draws_every_plot_it_has_data_for(events_file:
     out = tmp_path / "rep"
     written = report(events_file, out)
     assert all(p.exists() for p in written)
-    assert _pngs(out) == ALL_PLOTS - {"asid_recycles"}  # no process count above 6 per CPU: no recycles
+    assert _pngs(out) == ALL_PLOTS - {"asid_recycles", "tlb_reach"}  # no recycles (<= 6 per CPU), no chase
     df = load_summary(events_file)
     csv = pd.read_csv(out / "summary.csv")
     assert list(csv.columns) == list(df.columns) and len(csv) == len(df)
@@ -39,7 +39,7 @@ def test_report_of_an_events_sweep_draws_every_plot_it_has_data_for(events_file:
     assert (shoot["events_fired"] > 0).all()
     assert (shoot.loc[shoot["strategy"] == "host_mm_only", "stale_translations"] > 0).all()
     md = (out / "report.md").read_text()
-    for name in ALL_PLOTS - {"asid_recycles"}:
+    for name in ALL_PLOTS - {"asid_recycles", "tlb_reach"}:
         assert f"({name}.png)" in md
     assert (out / "summary.md").read_text().startswith("| uarch")
 
@@ -80,3 +80,13 @@ def test_report_of_a_non_results_file_fails_cleanly(tmp_path: Path, capsys):
     bad.write_text("nope")
     assert main(["report", str(bad), "-o", str(tmp_path / "r")]) == 2
     assert "cannot read results" in capsys.readouterr().err
+
+
+def test_report_of_reach_runs_draws_the_reach_plot_and_its_step_table(reach_file: Path, tmp_path: Path):
+    out = tmp_path / "rep"
+    report(reach_file, out)
+    assert _pngs(out) == {"tlb_reach"}
+    steps = pd.read_csv(out / "reach_steps.csv")
+    assert set(steps["uarch"]) == {"zen4", "skylake_sp"} and set(steps["timing"]) == {"translation", "latency"}
+    md = (out / "report.md").read_text()
+    assert "(tlb_reach.png)" in md and "[reach_steps.csv](reach_steps.csv)" in md

@@ -4,6 +4,7 @@ pointer-chase cycles, region layout."""
 from __future__ import annotations
 
 import itertools
+from dataclasses import fields
 from typing import get_args
 
 import numpy as np
@@ -23,7 +24,7 @@ from mshare_hw.workload.generators import (
     zipf_cdf,
     zipf_sample,
 )
-from mshare_hw.workload.model import Workload
+from mshare_hw.workload.model import Process, Workload
 
 MiB = 1 << 20
 GiB = 1 << 30
@@ -304,8 +305,11 @@ def test_default_params_leave_out_required_ones():
     assert db["pool_bytes"] == 1 << 30 and db["pool_page_size"] == "4K" and db["seed"] == 1
     uniform = default_params("uniform")
     assert "n_processes" not in uniform and "seed" not in uniform
-    assert uniform == {"base": 1 << 39, "shared": True, "page_size": "4K", "store_fraction": 0.0, "cpu_of": None}
-    assert default_params("pointer_chase")["element_bytes"] == 4096
+    assert uniform == {
+        "base": 1 << 39, "shared": True, "page_size": "4K", "store_fraction": 0.0, "cpu_of": None, "dependent": False,
+    }  # fmt: skip
+    chase = default_params("pointer_chase")
+    assert chase["element_bytes"] == 4096 and chase["dependent"] is True  # a pointer chase: each load waits
 
 
 @pytest.mark.parametrize(
@@ -321,3 +325,11 @@ def test_direct_calls_fail_with_one_line_naming_the_parameter(call, message):
     with pytest.raises(ValueError) as ei:
         call()
     assert message in str(ei.value) and "\n" not in str(ei.value)
+
+
+def test_working_set_processes_carry_the_dependent_flag():
+    if "dependent" not in {f.name for f in fields(Process)}:
+        pytest.skip("the process model has no dependent flag")
+    assert all(p.dependent for p in pointer_chase_workload(2, 10, 8192, seed=1).processes)
+    assert not any(p.dependent for p in pointer_chase_workload(2, 10, 8192, seed=1, dependent=False).processes)
+    assert not uniform_workload(1, 10, 8192, seed=1).processes[0].dependent

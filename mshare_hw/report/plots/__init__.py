@@ -12,6 +12,7 @@ from mshare_hw.report.plots.asid import plot_asid
 from mshare_hw.report.plots.compare import plot_private_vs_mshare
 from mshare_hw.report.plots.events import plot_collateral, plot_shootdown, plot_stale
 from mshare_hw.report.plots.memory import plot_projection, plot_pt_vs_processes
+from mshare_hw.report.plots.reach import plot_reach
 from mshare_hw.report.style import Drawn
 
 __all__ = ["PLOTS", "Plot"]
@@ -48,4 +49,9 @@ PLOTS = (
     ),
     Plot("stale_translations", plot_stale, "Uses of stale translations per strategy (any non-zero count is a bug)."),
     Plot("asid_recycles", plot_asid, "PCID/ASID slot recycles vs processes per CPU."),
+    Plot(
+        "tlb_reach",
+        plot_reach,
+        "TLB reach: ns per load of a one-load-per-page pointer chase vs working set, per timing mode, per uarch.",
+    ),
 )

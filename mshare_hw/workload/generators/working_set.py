@@ -9,6 +9,7 @@ Data accesses are 8-byte aligned; a store with probability ``store_fraction``, e
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import fields
 from typing import ClassVar
 
 import numba
@@ -47,6 +48,7 @@ class WorkingSetParams(GeneratorParams):
     page_size: PageSize = "4K"
     store_fraction: Fraction = 0.0
     cpu_of: list[int] | None = None
+    dependent: bool = False  # each access waits for the previous one (a pointer chase); used by timing "overlap"
 
     @model_validator(mode="after")
     def _check_cpus(self) -> WorkingSetParams:
@@ -96,6 +98,8 @@ class WorkingSetParams(GeneratorParams):
     def workload(self, trace: Callable[[Region, int], TraceSource], description: str) -> Workload:
         """Process i replays `trace(its region, its 64-bit seed)`."""
         regions = self.regions()
+        # the engine's per-process flag, where the process model has it (timing "overlap")
+        flags = {"dependent": self.dependent} if "dependent" in {f.name for f in fields(Process)} else {}
         procs = []
         for i in range(self.n_processes):
             region = regions[0] if self.shared else regions[i]
@@ -104,6 +108,7 @@ class WorkingSetParams(GeneratorParams):
                     name=f"{self.prefix}{i}",
                     trace=trace(region, derive_seed(self.seed, TAG_PROC, i)),
                     cpu=None if self.cpu_of is None else self.cpu_of[i],
+                    **flags,
                 )
             )
         return Workload(processes=procs, regions=regions, description=description)
@@ -207,12 +212,16 @@ class PointerChaseParams(WorkingSetParams):
     page, 64: one per cache line) in one random cycle (`random_cycle`); each access reads the next
     element. Every process follows the same cycle (the same list) from its own random start element.
     Each element is touched at a fixed, seed-random 64-byte line inside it (the first line if
-    element_bytes <= 64), so page-sized elements do not all fall into one cache set."""
+    element_bytes <= 64), so page-sized elements do not all fall into one cache set. With 4096-byte
+    elements this is the classic TLB-reach loop: one load per page, the lines spread evenly over the
+    64 line offsets of a page (a permutation modulo 64). Its accesses are `dependent` by default: each
+    address is read from the previous element."""
 
     label: ClassVar[str] = "pointer chase"
     prefix: ClassVar[str] = "chase"
 
     element_bytes: Bytes = 4096
+    dependent: bool = True
 
     @model_validator(mode="after")
     def _check_elements(self) -> PointerChaseParams:
