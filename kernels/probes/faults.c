@@ -7,9 +7,9 @@ PyObject *py_fault_anon(PyObject *self, PyObject *args)
 {
     long n;
     int trials;
-    if (!PyArg_ParseTuple(args, "li", &n, &trials))
+    if (!PyArg_ParseTuple(args, "li", &n, &trials) || !trials_ok(trials))
         return NULL;
-    double best = 1e300;
+    double v[MAX_TRIALS];
     int err = 0;
     Py_BEGIN_ALLOW_THREADS;
     for (int t = 0; t < trials && !err; t++) {
@@ -22,15 +22,15 @@ PyObject *py_fault_anon(PyObject *self, PyObject *args)
         double t0 = now_ns();
         for (long i = 0; i < n; i++)
             b[i * PAGE] = 1;
-        double dt = (now_ns() - t0) / n;
-        if (dt < best)
-            best = dt;
+        v[t] = (now_ns() - t0) / n;
         munmap(b, n * PAGE);
     }
     Py_END_ALLOW_THREADS;
-    if (err)
+    if (err) {
+        errno = err;
         return PyErr_SetFromErrno(PyExc_OSError);
-    return PyFloat_FromDouble(best);
+    }
+    return trial_list(v, trials);
 }
 
 /* Read-touch every `stride`-th page of a fresh MAP_SHARED mapping of a memfd. With every page of the file
@@ -40,9 +40,9 @@ PyObject *py_fault_shmem(PyObject *self, PyObject *args)
 {
     long n, stride;
     int all, trials;
-    if (!PyArg_ParseTuple(args, "llpi", &n, &stride, &all, &trials))
+    if (!PyArg_ParseTuple(args, "llpi", &n, &stride, &all, &trials) || !trials_ok(trials))
         return NULL;
-    double best = 1e300;
+    double v[MAX_TRIALS];
     int err = 0;
     Py_BEGIN_ALLOW_THREADS;
     int fd = memfd_create("mshare-hw-probe", 0);
@@ -65,10 +65,8 @@ PyObject *py_fault_shmem(PyObject *self, PyObject *args)
         double t0 = now_ns();
         for (long i = 0; i < n; i += stride, touches++)
             acc += m[i * PAGE];
-        double dt = (now_ns() - t0) / touches;
+        v[t] = (now_ns() - t0) / touches;
         sink = acc;
-        if (dt < best)
-            best = dt;
         munmap((void *)m, n * PAGE);
     }
     if (fd >= 0)
@@ -78,5 +76,5 @@ PyObject *py_fault_shmem(PyObject *self, PyObject *args)
         errno = err;
         return PyErr_SetFromErrno(PyExc_OSError);
     }
-    return PyFloat_FromDouble(best);
+    return trial_list(v, trials);
 }

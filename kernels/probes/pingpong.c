@@ -25,15 +25,15 @@ static char *prefaulted(long pages)
 }
 
 /* Two processes pinned on `cpu` pass a byte back and forth through two pipes, each touching `pages` pages
- * of its own per round; ns per round trip (two switches), minimum over trials. With `fork_child` false,
+ * of its own per round; ns per round trip (two switches) of each trial. With `fork_child` false,
  * one process writes and reads its own pipe: the syscall cost without a switch. */
 PyObject *py_pingpong(PyObject *self, PyObject *args)
 {
     int cpu, trials, fork_child;
     long rounds, pages;
-    if (!PyArg_ParseTuple(args, "illip", &cpu, &rounds, &pages, &trials, &fork_child))
+    if (!PyArg_ParseTuple(args, "illip", &cpu, &rounds, &pages, &trials, &fork_child) || !trials_ok(trials))
         return NULL;
-    double best = 1e300;
+    double v[MAX_TRIALS];
     int err = 0;
     cpu_set_t saved;
     Py_BEGIN_ALLOW_THREADS;
@@ -73,9 +73,8 @@ PyObject *py_pingpong(PyObject *self, PyObject *args)
                 }
                 touch(mine, pages);
             }
-            double dt = (now_ns() - t0) / rounds;
-            if (t && dt < best)
-                best = dt;
+            if (t)
+                v[t - 1] = (now_ns() - t0) / rounds;
         }
         if (mine)
             munmap(mine, pages * PAGE);
@@ -89,5 +88,5 @@ PyObject *py_pingpong(PyObject *self, PyObject *args)
         errno = err;
         return PyErr_SetFromErrno(PyExc_OSError);
     }
-    return PyFloat_FromDouble(best);
+    return trial_list(v, trials);
 }

@@ -31,6 +31,7 @@
 
 #define PAGE 4096UL
 #define HUGE (2UL << 20)
+#define MAX_TRIALS 64 /* the single-number probes keep every trial on the stack */
 
 static inline double now_ns(void)
 {
@@ -56,6 +57,23 @@ static inline int pin_self(int cpu)
     CPU_ZERO(&set);
     CPU_SET(cpu, &set);
     return sched_setaffinity(0, sizeof(set), &set) ? errno : 0;
+}
+
+/* every trial's time as a Python list (the caller takes the minimum and the spread) */
+static inline PyObject *trial_list(const double *v, int n)
+{
+    PyObject *out = PyList_New(n);
+    for (int i = 0; out && i < n; i++)
+        PyList_SET_ITEM(out, i, PyFloat_FromDouble(v[i]));
+    return out;
+}
+
+static inline int trials_ok(int trials)
+{
+    if (trials >= 1 && trials <= MAX_TRIALS)
+        return 1;
+    PyErr_SetString(PyExc_ValueError, "trials must be between 1 and 64");
+    return 0;
 }
 
 /* the probes, one file each; module.c registers them */

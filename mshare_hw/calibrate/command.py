@@ -1,5 +1,6 @@
-"""`mshare-hw calibrate [-o host.toml] [--quick] [--cpus LIST] [--check host.toml]`: run the probes, write
-a uarch profile that extends the nearest shipped part, and validate it against held-out measurements.
+"""`mshare-hw calibrate [-o host.toml] [--quick] [--cpus LIST] [--check host.toml] [--compare A B]`: run the
+probes, write a uarch profile that extends the nearest shipped part, and validate it against held-out
+measurements; `--compare` sets two profiles' measured values side by side (repeatability).
 
 Beside the profile it writes `<stem>.measurements.json` (the raw probe results and the host's facts,
 which `--check` reads back) and `<stem>.validation.csv` / `.md`.
@@ -24,6 +25,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="fewer sizes and trials: under 30 s, noisier")
     parser.add_argument("--cpus", type=_cpu_list, default=None, metavar="LIST", help="CPUs to pin on, e.g. 0,2-3")
     parser.add_argument("--check", type=Path, default=None, metavar="PROFILE", help="rerun only the validation")
+    parser.add_argument(
+        "--compare", type=Path, nargs=2, default=None, metavar=("A", "B"), help="two profiles' measured values, % apart"
+    )
     parser.add_argument("--no-validate", action="store_true", help=argparse.SUPPRESS)
 
 
@@ -49,6 +53,8 @@ def main(args: argparse.Namespace) -> int:
     from mshare_hw.calibrate.validate import save_table, validate
 
     console = Console()
+    if args.compare is not None:
+        return _compare(console, *args.compare)
     if args.check is not None:
         try:
             saved = json.loads(measurements_path(args.check).read_text())
@@ -90,13 +96,31 @@ def main(args: argparse.Namespace) -> int:
     return _report(console, out, validate(out, m), save_table)
 
 
-def _report(console: Console, profile: Path, df, save_table) -> int:
-    table = Table(title=f"validation of {profile}")
+def _print(console: Console, title: str, df) -> None:
+    table = Table(title=title)
     for col in df.columns:
         table.add_column(col, justify="left" if df[col].dtype == object else "right")
     for row in df.itertuples(index=False):
         table.add_row(*(str(v) for v in row))
     console.print(table)
+
+
+def _compare(console: Console, a: Path, b: Path) -> int:
+    from mshare_hw.calibrate.compare import REPEATABLE_PCT, compare_profiles
+
+    try:
+        df = compare_profiles(a, b)
+    except OSError as e:
+        raise ConfigError(f"{e.filename}: cannot read the profile ({e.strerror})") from None
+    _print(console, f"measured values of {a} (a) and {b} (b)", df)
+    both = df.dropna(subset=["diff_pct"])
+    apart = both[~both["repeatable"]]
+    console.print(f"{len(both) - len(apart)} of {len(both)} values within {REPEATABLE_PCT:.0f}%", highlight=False)
+    return 0
+
+
+def _report(console: Console, profile: Path, df, save_table) -> int:
+    _print(console, f"validation of {profile}", df)
     csv, md = save_table(df, profile.with_name(profile.stem + ".validation"))
     console.print(f"saved {csv} and {md}")
     return 0

@@ -2,7 +2,8 @@
 order; raw results gathered into one JSON-able dict (saved beside the profile so `--check` can replay).
 
 Fitted series and held-out series are kept apart: `fit.*` feed the profile, `held_out.*` only the
-validation table.
+validation table. Every timing keeps all its trials (a list of ns); the profile takes their minimum and
+reports their spread.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ import numpy as np
 from mshare_hw.calibrate.host import Host
 
 FIT_PAGES = (1, 8, 32, 64)  # madvise series the IPI and local-flush costs are fitted on
-HELD_OUT_PAGES = (16, 48)  # madvise series only the validation uses
+HELD_OUT_PAGES = (16, 48)  # madvise and mprotect series only the validation uses (48: above the 33-page ceiling)
+MPROTECT_FIT_PAGES = (1, 8, 32)
+CHASE_RANDOM, CHASE_SEQUENTIAL = 0, 1  # the chase probe's node orders
 PINGPONG_PAGES = 64  # pages each side of the held-out ping-pong touches per round
 RESPONDER_GAP_NS = 300  # a gap longer than this in a spinning responder's clock reads was taken by the kernel
 SHMEM_PAGES = 4096
@@ -25,6 +28,7 @@ FAULT_AROUND_PAGES = 16  # Linux's default fault_around_bytes (64 KiB) in 4 KiB 
 @dataclass(frozen=True)
 class Plan:
     page_sizes: list[int]  # pointer chase over random pages: working sets in pages
+    sequential_sizes: list[int]  # the held-out chase over pages in address order
     line_sizes: list[int]  # pointer chase over random lines (huge pages): working sets in lines
     loads: int
     trials: int
@@ -36,6 +40,7 @@ class Plan:
         per_octave = 2 if quick else 4
         return cls(
             page_sizes=_geometric(16, 16384 if quick else 32768, per_octave),
+            sequential_sizes=_geometric(32, 8192 if quick else 16384, 1 if quick else 2),
             line_sizes=_geometric(64, 1 << (18 if quick else 21), per_octave),
             loads=100_000 if quick else 400_000,
             trials=3 if quick else 7,
@@ -64,11 +69,13 @@ def steps(plan: Plan, host: Host, cpus: list[int], out: dict) -> list[Step]:
         out["core_ghz"] = p.core_ghz(20000, 9)
         tsc_threshold = int(RESPONDER_GAP_NS * out["tsc_ghz"])
 
-    def chase(kind: str, sizes: list[int], spacing: int, huge: bool) -> Step:
+    def chase(key: str, sizes: list[int], spacing: int, huge: bool, order: int = CHASE_RANDOM) -> Step:
         def run() -> None:
-            out[f"fit.chase_{kind}"] = {"sizes": sizes, "ns": p.chase(sizes, spacing, huge, plan.loads, plan.trials, 1)}
+            trials = p.chase(sizes, spacing, huge, plan.loads, plan.trials, 1, order)
+            out[key] = {"sizes": sizes, "ns": [min(t) for t in trials], "trials": trials}
 
-        return (f"pointer chase over random {kind}", run)
+        what = "in address order" if order == CHASE_SEQUENTIAL else "random"
+        return (f"pointer chase over {what} {key.rsplit('_', 1)[-1]}", run)
 
     def faults() -> None:
         out["fit.fault_anon_ns"] = p.fault_anon(2048, plan.trials)
@@ -94,16 +101,19 @@ def steps(plan: Plan, host: Host, cpus: list[int], out: dict) -> list[Step]:
         out["fit.pingpong_ns"] = p.pingpong(cpu, plan.pingpong_rounds, 0, plan.trials, True)
         out["held_out.pingpong_touch"] = {
             "pages": PINGPONG_PAGES,
+            "rounds": plan.pingpong_rounds // 4,
             "ns": p.pingpong(cpu, plan.pingpong_rounds // 4, PINGPONG_PAGES, plan.trials, True),
         }
 
     return [
         ("clocks", clocks),
-        chase("pages", plan.page_sizes, 4096, False),
-        chase("lines", plan.line_sizes, 64, True),
+        chase("fit.chase_pages", plan.page_sizes, 4096, False),
+        chase("fit.chase_lines", plan.line_sizes, 64, True),
+        chase("held_out.chase_sequential_pages", plan.sequential_sizes, 4096, False, CHASE_SEQUENTIAL),
         ("page faults", faults),
         shootdown("fit.madvise", 0, FIT_PAGES),
         shootdown("held_out.madvise", 0, HELD_OUT_PAGES),
-        shootdown("fit.mprotect", 1, (1, 8, 32)),
+        shootdown("fit.mprotect", 1, MPROTECT_FIT_PAGES),
+        shootdown("held_out.mprotect", 1, HELD_OUT_PAGES),
         ("context switches", pingpong),
     ]

@@ -24,7 +24,7 @@ class Value:
     key: str  # dotted uarch key, e.g. "costs.invlpg_cycles"
     value: int | bool
     probe: str
-    spread: float  # relative spread of the trials behind it (0 where not a timing)
+    spread: float | None  # relative spread (max - min) / min of the trials behind it; None: not a timing
     note: str = ""
 
 
@@ -34,6 +34,12 @@ def _series(rows: list[dict], remote: int) -> dict[int, float]:
 
 def _series_spread(rows: list[dict]) -> float:
     return float(np.median([spread(r["ns"]) for r in rows]))
+
+
+def _chase_spread(chase: dict, lo: float = 0, hi: float = float("inf")) -> float:
+    """The median spread of a chase's trials over its working sets in (lo, hi]."""
+    picked = [spread(t) for s, t in zip(chase["sizes"], chase["trials"]) if lo < s <= hi]
+    return float(np.median(picked)) if picked else 0.0
 
 
 def cache_levels(host: Host) -> list[tuple[str, int]]:
@@ -67,16 +73,18 @@ def derive(m: dict, host: Host) -> list[Value]:
         size_key = "size_kib_per_cpu" if key == "llc" else "size_kib"
         size = c.size_kib // (c.shared_cpus if key == "llc" else 1)
         if size * 1024 // 64 % c.ways == 0:
-            vals.append(Value(f"caches.{key}.{size_key}", size, "sysfs cache info", 0.0))
-            vals.append(Value(f"caches.{key}.ways", c.ways, "sysfs cache info", 0.0))
+            vals.append(Value(f"caches.{key}.{size_key}", size, "sysfs cache info", None))
+            vals.append(Value(f"caches.{key}.ways", c.ways, "sysfs cache info", None))
         lat = plateau_ns(lines["sizes"], lines["ns"], prev * 1.5, cap * 0.5)
         if lat is not None:
-            vals.append(Value(f"caches.{key}.latency", cyc(lat), "chase_lines", 0.0, f"{lat:.2f} ns"))
+            sp = _chase_spread(lines, prev * 1.5, cap * 0.5)
+            vals.append(Value(f"caches.{key}.latency", cyc(lat), "chase_lines", sp, f"{lat:.2f} ns"))
         prev = cap
     if levels:
         dram = plateau_ns(lines["sizes"], lines["ns"], levels[-1][1] * 4, float("inf"))
         if dram is not None:
-            vals.append(Value("caches.dram_latency", cyc(dram), "chase_lines", 0.0, f"{dram:.1f} ns"))
+            sp = _chase_spread(lines, levels[-1][1] * 4)
+            vals.append(Value("caches.dram_latency", cyc(dram), "chase_lines", sp, f"{dram:.1f} ns"))
 
     # TLB reach: steps of the page chase that are not a cache level's (one line per page)
     pages = m["fit.chase_pages"]
@@ -87,17 +95,21 @@ def derive(m: dict, host: Host) -> list[Value]:
     for i, level in enumerate(("l1d", "l2d")):
         step = f"reach-curve step at {int(tlb_steps[i].position)} pages" if len(tlb_steps) > i else "no step"
         if f"{level}_4k" in host.cpuid_tlb:
-            vals.append(Value(f"tlb.{level}.4K.entries", host.cpuid_tlb[f"{level}_4k"], "cpuid", 0.0, step))
+            vals.append(Value(f"tlb.{level}.4K.entries", host.cpuid_tlb[f"{level}_4k"], "cpuid", None, step))
         elif len(tlb_steps) > i:
-            vals.append(Value(f"tlb.{level}.4K.entries", int(tlb_steps[i].position), "chase_pages", 0.0, step))
+            vals.append(Value(f"tlb.{level}.4K.entries", int(tlb_steps[i].position), "chase_pages", None, step))
     if tlb_steps:
         h = tlb_steps[0].height
-        vals.append(Value("tlb.l2_hit_latency", cyc(h), "chase_pages", 0.0, f"first TLB step {h:.2f} ns"))
+        sp = _chase_spread(pages, tlb_steps[0].position / 2, tlb_steps[0].position * 2)
+        vals.append(Value("tlb.l2_hit_latency", cyc(h), "chase_pages", sp, f"first TLB step {h:.2f} ns"))
 
     # page faults
-    vals.append(Value("costs.fault_cycles", cyc(m["fit.fault_anon_ns"]), "fault_anon", 0.0))
-    extra = (m["fit.fault_shmem_around_ns"] - m["fit.fault_shmem_one_ns"]) / (FAULT_AROUND_PAGES - 1)
-    vals.append(Value("costs.fault_per_page_cycles", max(0, round(extra * ghz)), "fault_shmem", 0.0))
+    anon = m["fit.fault_anon_ns"]
+    vals.append(Value("costs.fault_cycles", cyc(min(anon)), "fault_anon", spread(anon)))
+    one, around = m["fit.fault_shmem_one_ns"], m["fit.fault_shmem_around_ns"]
+    extra = (min(around) - min(one)) / (FAULT_AROUND_PAGES - 1)
+    sp = max(spread(one), spread(around))
+    vals.append(Value("costs.fault_per_page_cycles", max(0, round(extra * ghz)), "fault_shmem", sp))
 
     # shootdowns: the initiator's extra time with k remote CPUs over none, the median over the page counts
     # (a remote CPU the host did not run received no IPI: the minimum would be 0)
@@ -126,12 +138,15 @@ def derive(m: dict, host: Host) -> list[Value]:
     vals.append(Value("costs.invlpg_cycles", cyc(f.slope / 2), "mprotect", f.spread, "upper bound: PTE update in"))
 
     # context switch: half a ping-pong round trip less the same pipe syscalls without a switch
-    cs = (m["fit.pingpong_ns"] - m["fit.pipe_self_ns"]) / 2
-    vals.append(Value("costs.context_switch_cycles", max(0, round(cs * ghz)), "pingpong", 0.0))
+    pp, pipe = m["fit.pingpong_ns"], m["fit.pipe_self_ns"]
+    cs = (min(pp) - min(pipe)) / 2
+    sp = max(spread(pp), spread(pipe))
+    vals.append(Value("costs.context_switch_cycles", max(0, round(cs * ghz)), "pingpong", sp))
 
     # features the CPU reports
     for feat in ("pcid", "invpcid", "invlpgb", "la57"):
-        vals.append(Value(f"features.{feat}", feat in host.flags, "/proc/cpuinfo flags", 0.0))
+        vals.append(Value(f"features.{feat}", feat in host.flags, "/proc/cpuinfo flags", None))
+    vals.append(Value("features.hypervisor", host.hypervisor, "CPUID.1:ECX[31] and /proc/cpuinfo", None))
     return vals
 
 
@@ -147,7 +162,8 @@ def render(vals: list[Value], host: Host, m: dict, name: str, parent: str, when:
 
     def mark(v: Value) -> str:
         note = f"; {v.note}" if v.note else ""
-        return f"# MEASURED: probe {v.probe}, {host.model_name}, {when.isoformat()}, spread {v.spread:.0%}{note}"
+        sp = "" if v.spread is None else f", spread {v.spread:.0%}"
+        return f"# MEASURED: probe {v.probe}, {host.model_name}, {when.isoformat()}{sp}{note}"
 
     lines = [
         f"# Measured profile of {where}, written by `mshare-hw calibrate`.",
@@ -156,7 +172,12 @@ def render(vals: list[Value], host: Host, m: dict, name: str, parent: str, when:
         f"# inherited from {parent} (see its file for their sources).",
     ]
     if host.hypervisor:
-        lines.append("# Under a hypervisor: page walks are two-dimensional and IPIs are virtualised; the costs say so.")
+        lines.append(
+            "# Under a hypervisor: page walks are two-dimensional and IPIs are virtualised; the costs say so, and"
+        )
+        lines.append(
+            '# `features.hypervisor = true` makes the validation replay with machine.virtualization = "nested".'
+        )
     desc = f"{where}, measured {when.isoformat()} over {parent}"
     lines += [f'extends = "{parent}"', f'name = "{name}"', f'description = "{desc}"', ""]
     for table in ("features", "tlb", "caches", "costs"):

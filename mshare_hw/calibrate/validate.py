@@ -1,13 +1,11 @@
-"""Validation: measurements set against what the model predicts with a profile, as a table
-(probe, measured, predicted, error %), printed and saved as CSV and Markdown.
+"""Validation: each held-out probe's measurement set against the engine's replay of the same access and
+event sequence with the profile (mshare_hw.calibrate.replay), as a table (probe, case, measured_ns,
+predicted_ns, error_pct, fitted_on, note), printed and saved as CSV and Markdown.
 
-The reach curve is replayed through the runner and the engine: the probe's exact pattern (a random
-cyclic pointer chase, one line per page, the warm-up lap excluded). With today's `translation` timing the
-engine charges no data-cache latency and does not overlap misses, so the curve's cache steps cannot be
-predicted yet (the timing modes of issue 15 add them; this function then needs only the `machine.timing`
-key). The held-out madvise and ping-pong series have no event sequence in the engine that matches the
-probe; they are predicted from the profile's costs by the model's own accounting (faults, flushes, IPIs,
-switches) and marked so.
+Held out (`fitted_on` = "no"): the chase over pages in address order, madvise(MADV_DONTNEED) + refault of
+16 and 48 pages, mprotect round trips of 16 and 48 pages (with 0 and 1 .. N-1 other CPUs holding the mm),
+and the two-process ping-pong touching 64 pages a side. Rows of the random page chase the TLB values were
+fitted on are kept as a consistency check and say so (`fitted_on` names the series).
 """
 
 from __future__ import annotations
@@ -16,37 +14,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from mshare_hw.calibrate.probes import PINGPONG_PAGES
-from mshare_hw.config.uarch import load_uarch
+from mshare_hw.calibrate import replay
 
 REACH_PAGES = (32, 128, 512, 1024, 4096, 16384)  # replayed working sets (a subset: replay is slow)
-
-
-def _chase_point(profile: Path, pages: int) -> dict:
-    from mshare_hw.config.experiment import Experiment
-    from mshare_hw.runner import WorkloadCache, prepare_point, run_point
-
-    laps = max(4, 200_000 // pages)
-    point = Experiment.model_validate(
-        {
-            "name": "calibrate-reach",
-            "uarch": str(profile),
-            "machine": {"n_cpus": 1},
-            "run": {"warmup_fraction": 1 / laps},  # the first lap: cold TLBs and first-touch faults
-            "workload": {
-                "generator": "pointer_chase",
-                "params": {
-                    "n_processes": 1,
-                    "accesses_per_process": pages * laps,
-                    "working_set_bytes": pages * 4096,
-                    "element_bytes": 4096,
-                    "shared": False,
-                },
-            },
-        }
-    )
-    workload, digests, params = prepare_point(point, WorkloadCache())
-    return run_point(point, workload, digests, params).row
+COLUMNS = ["probe", "case", "measured_ns", "predicted_ns", "error_pct", "fitted_on", "note"]
 
 
 def _nearest(sizes: list[int], ns: list[float], target: int) -> tuple[int, float]:
@@ -54,33 +25,57 @@ def _nearest(sizes: list[int], ns: list[float], target: int) -> tuple[int, float
     return sizes[i], ns[i]
 
 
+def _random_cycle(n: int) -> list[int]:
+    from mshare_hw.workload.generators import random_cycle
+
+    nxt = random_cycle(n, 1)
+    order, i = [], 0
+    for _ in range(n):
+        order.append(i)
+        i = int(nxt[i])
+    return order
+
+
 def validate(profile_path: str | Path, measurements: dict, reach_pages=REACH_PAGES) -> pd.DataFrame:
     """The validation table for a profile and the measurements of one calibration."""
     profile = Path(profile_path).resolve()
-    u = load_uarch(profile)
     ghz = measurements["core_ghz"]
     rows = []
+
+    def add(probe: str, case: str, measured: float, pred: replay.Prediction, fitted_on: str = "no") -> None:
+        rows.append((probe, case, measured, pred.ns, fitted_on, pred.note))
+
     chase = measurements["fit.chase_pages"]
     for pages in reach_pages:
         size, measured = _nearest(chase["sizes"], chase["ns"], pages)
-        row = _chase_point(profile, size)
-        predicted = row["cycles"] / max(row["accesses"], 1) / ghz
-        rows.append(("reach (engine)", f"{size} pages", measured, predicted))
-    c = u.costs
-    for r in measurements.get("held_out.madvise", []):
-        k, n = r["remote"], r["pages"]
-        flush = n * c.invlpg_cycles if n <= 33 else c.cr3_flush_cycles  # arch/x86/mm/tlb.c flush ceiling
-        ipi = (c.ipi_initiator_base_cycles + k * c.ipi_per_target_cycles) if k else 0
-        predicted = (n * c.fault_cycles + flush + ipi) / ghz
-        rows.append(("madvise+refault (costs)", f"{n} pages, {k} remote CPUs", min(r["ns"]), predicted))
+        add(
+            "reach, random pages",
+            f"{size} pages",
+            measured,
+            replay.chase(profile, _random_cycle(size), ghz),
+            "yes (fit.chase_pages)",
+        )
+    seq = measurements.get("held_out.chase_sequential_pages")
+    for size, measured in zip(seq["sizes"], seq["ns"]) if seq else ():
+        add("reach, pages in address order", f"{size} pages", measured, replay.chase(profile, range(size), ghz))
+    for key, kind, probe in (
+        ("held_out.madvise", "zap", "madvise+refault"),
+        ("held_out.mprotect", "protect", "mprotect"),
+    ):
+        for r in measurements.get(key, []):
+            k, n = r["remote"], r["pages"]
+            add(probe, f"{n} pages, {k} remote CPUs", min(r["ns"]), replay.shootdown(profile, kind, n, k, ghz))
     pp = measurements.get("held_out.pingpong_touch")
     if pp is not None:
-        base = measurements["fit.pipe_self_ns"] * ghz
-        # two switches with their CR3 writes; the refill of the touched pages is not replayed
-        predicted = (base + 2 * (c.context_switch_cycles + c.cr3_noflush_cycles)) / ghz
-        rows.append(("ping-pong+touch (costs, no refill)", f"{PINGPONG_PAGES} pages", pp["ns"], predicted))
-    df = pd.DataFrame(rows, columns=["probe", "case", "measured_ns", "predicted_ns"])
-    df["error_pct"] = 100 * (df["predicted_ns"] - df["measured_ns"]) / df["measured_ns"]
+        pipe = min(measurements["fit.pipe_self_ns"])
+        add(
+            "ping-pong+touch",
+            f"{pp['pages']} pages a side",
+            min(pp["ns"]),
+            replay.pingpong(profile, pp["pages"], ghz, pipe),
+        )
+    df = pd.DataFrame(rows, columns=[c for c in COLUMNS if c != "error_pct"])
+    df.insert(4, "error_pct", 100 * (df["predicted_ns"] - df["measured_ns"]) / df["measured_ns"])
     return df.round({"measured_ns": 2, "predicted_ns": 2, "error_pct": 1})
 
 

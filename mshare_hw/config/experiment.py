@@ -18,7 +18,7 @@ from pydantic import Field, NonNegativeInt, PositiveInt, ValidationError, field_
 
 from mshare_hw.config.errors import ConfigError, from_validation_error
 from mshare_hw.config.paths import config_dir
-from mshare_hw.config.uarch import Strict, load_toml, load_uarch, resolve_uarch_ref, uarch_dir, uarch_path
+from mshare_hw.config.uarch import Features, Strict, load_toml, load_uarch, resolve_uarch_ref, uarch_dir, uarch_path
 from mshare_hw.names import (
     DeviceKind,
     EventKind,
@@ -166,8 +166,21 @@ class Experiment(Strict):
     workload: WorkloadCfg = WorkloadCfg()
     events: EventsCfg = EventsCfg()
     sweep: dict[str, Annotated[list[Any], Field(min_length=1)]] = Field(default_factory=dict)
-    # grid points matching every key of any entry are left out (e.g. broadcast on a part without INVLPGB)
+    # grid points matching every key of any entry are left out; an entry's `unless_feature` names a uarch
+    # [features] flag that keeps the matching points whose uarch has it (broadcast needs INVLPGB)
     exclude: list[dict[str, Any]] = Field(default_factory=list)
+
+    @field_validator("exclude")
+    @classmethod
+    def _known_features(cls, v: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        for rule in v:
+            feature = rule.get(UNLESS_FEATURE)
+            if feature is not None and (feature not in Features.model_fields or len(rule) < 2):
+                raise ValueError(
+                    f"exclude: {UNLESS_FEATURE} = {feature!r} needs other keys to match and one of the uarch "
+                    f"[features] flags: {', '.join(Features.model_fields)}"
+                )
+        return v
 
     @model_validator(mode="after")
     def _unique_devices(self) -> Experiment:
@@ -334,6 +347,18 @@ def get_dotted(data: dict, key: str) -> Any:
 _MISSING = object()
 
 
+UNLESS_FEATURE = "unless_feature"  # the exclude-rule key naming a uarch feature that keeps a point
+
+
+def _excludes(rule: dict[str, Any], data: dict) -> bool:
+    """Whether an `exclude` entry leaves out the grid point `data`: every key matches and, if the entry has
+    `unless_feature`, the point's uarch lacks that feature."""
+    if not all(get_dotted(data, k) == v for k, v in rule.items() if k != UNLESS_FEATURE):
+        return False
+    feature = rule.get(UNLESS_FEATURE)
+    return feature is None or not getattr(load_uarch(data["uarch"]).features, feature)
+
+
 def expand(exp: Experiment) -> list[Experiment]:
     """The grid of a sweep, in axis order (the last axis varies fastest), less the `exclude`d points.
     Each point has no sweep and no exclusions of its own."""
@@ -357,7 +382,7 @@ def expand(exp: Experiment) -> list[Experiment]:
                     set_dotted(data, k, v, f"sweep axis '{key}'")
             else:
                 set_dotted(data, key, value, f"sweep axis '{key}'")
-        if any(all(get_dotted(data, k) == v for k, v in rule.items()) for rule in exp.exclude):
+        if any(_excludes(rule, data) for rule in exp.exclude):
             continue
         out.append(
             validate_experiment(data, f"experiment '{exp.name}', sweep point {dict(zip([k for k, _ in axes], combo))}")

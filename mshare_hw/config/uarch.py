@@ -160,6 +160,7 @@ class Features(Strict):
     invlpgb: bool
     invlpgb_count_max: NonNegativeInt = 0
     la57: bool
+    hypervisor: bool = False  # measured inside a virtual machine (`mshare-hw calibrate` sets it)
 
     @model_validator(mode="after")
     def _check(self) -> Features:

@@ -322,3 +322,26 @@ def test_invalid_toml(tmp_path: Path):
 
 def test_config_error_is_a_value_error():
     assert issubclass(ConfigError, ValueError)
+
+
+def test_exclude_unless_feature_drops_broadcast_only_where_the_uarch_lacks_invlpgb(tmp_path):
+    from mshare_hw.config.experiment import expand
+
+    (tmp_path / "noinvlpgb.toml").write_text('extends = "zen3"\nname = "noinvlpgb"\n[features]\ninvlpgb = false\n')
+    exp = Experiment.model_validate(
+        {
+            "name": "t",
+            "pt_config": "mshare",
+            "sweep": {"uarch": ["zen3", str(tmp_path / "noinvlpgb.toml")], "strategy": ["flush_all", "broadcast"]},
+            "exclude": [{"strategy": "broadcast", "unless_feature": "invlpgb"}],
+        }
+    )
+    kept = [(p.uarch.rsplit("/", 1)[-1], p.strategy) for p in expand(exp)]
+    assert kept == [("zen3", "flush_all"), ("zen3", "broadcast"), ("noinvlpgb.toml", "flush_all")]
+
+
+def test_exclude_unless_feature_must_name_a_feature():
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="unless_feature"):
+        Experiment.model_validate({"name": "t", "exclude": [{"strategy": "broadcast", "unless_feature": "avx"}]})
