@@ -127,6 +127,10 @@ def test_overlap_walks_share_the_page_walkers(drive):
     # the PDE cache (filled by the warm-up) leaves one read per walk: the PTE line both pages share, an
     # L1D hit (4 cycles). Walk 1 starts at 7 (L2 TLB latency) and ends at 11, its data at 211 (miss
     # buffer 0); walk 2 (issued at 1) waits for the one walker until 11, ends at 15, its data at 215.
-    assert pick(got, "walk_reads", "walk_cycles", "pwc_hits_pd") == {"walk_reads": 2, "walk_cycles": 8, "pwc_hits_pd": 2}
+    assert pick(got, "walk_reads", "walk_cycles", "pwc_hits_pd") == {
+        "walk_reads": 2,
+        "walk_cycles": 8,
+        "pwc_hits_pd": 2,
+    }
     assert d.clock() - c0 == 7 + 4 + 4 + DRAM
     assert got["translation_cycles"] == 2 * (7 + 4)  # the stalls' work, overlapped or not

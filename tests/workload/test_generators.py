@@ -15,6 +15,7 @@ from mshare_hw.workload.generators import (
     SLOT_BYTES,
     database_workload,
     default_params,
+    generator_params,
     pointer_chase_workload,
     pool_block_order,
     random_cycle,
@@ -304,8 +305,28 @@ def test_default_params_leave_out_required_ones():
     assert db["pool_bytes"] == 1 << 30 and db["pool_page_size"] == "4K" and db["seed"] == 1
     uniform = default_params("uniform")
     assert "n_processes" not in uniform and "seed" not in uniform
-    assert uniform == {"base": 1 << 39, "shared": True, "page_size": "4K", "store_fraction": 0.0, "cpu_of": None}
-    assert default_params("pointer_chase")["element_bytes"] == 4096
+    assert uniform == {
+        "base": 1 << 39,
+        "shared": True,
+        "page_size": "4K",
+        "store_fraction": 0.0,
+        "cpu_of": None,
+        "dependent": False,
+    }
+    chase = default_params("pointer_chase")
+    assert chase["element_bytes"] == 4096 and chase["dependent"] is True
+
+
+def test_dependent_reaches_the_processes():
+    args = {"n_processes": 2, "accesses_per_process": 4, "working_set_bytes": 1 << 16}
+
+    def flags(name: str, params: dict) -> list[bool]:
+        return [p.dependent for p in generator_params(name, params, 1).generate().processes]
+
+    assert flags("pointer_chase", args) == [True, True]
+    assert flags("uniform", args) == [False, False]
+    assert flags("uniform", args | {"dependent": True}) == [True, True]
+    assert flags("database", {"n_processes": 1, "accesses_per_process": 4, "dependent": True}) == [True]
 
 
 @pytest.mark.parametrize(

@@ -47,6 +47,7 @@ class WorkingSetParams(GeneratorParams):
     page_size: PageSize = "4K"
     store_fraction: Fraction = 0.0
     cpu_of: list[int] | None = None
+    dependent: bool = False  # each access waits for the previous one (machine.timing = "overlap")
 
     @model_validator(mode="after")
     def _check_cpus(self) -> WorkingSetParams:
@@ -104,6 +105,7 @@ class WorkingSetParams(GeneratorParams):
                     name=f"{self.prefix}{i}",
                     trace=trace(region, derive_seed(self.seed, TAG_PROC, i)),
                     cpu=None if self.cpu_of is None else self.cpu_of[i],
+                    dependent=self.dependent,
                 )
             )
         return Workload(processes=procs, regions=regions, description=description)
@@ -213,6 +215,7 @@ class PointerChaseParams(WorkingSetParams):
     prefix: ClassVar[str] = "chase"
 
     element_bytes: Bytes = 4096
+    dependent: bool = True  # each element's address is read from the previous one
 
     @model_validator(mode="after")
     def _check_elements(self) -> PointerChaseParams:
