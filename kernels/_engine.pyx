@@ -10,7 +10,7 @@ the reference model's modules of the same names, each with its structure's set-u
 import numpy as np
 
 from mshare_hw.counters import COUNTERS
-from mshare_hw.names import EVENT_KINDS, SCHEDULERS, STRATEGIES, codes
+from mshare_hw.names import EVENT_KINDS, SCHEDULERS, STRATEGIES, TIMING_MODES, codes
 cimport numpy as cnp
 from libc.stdlib cimport calloc, free, malloc
 from libc.string cimport memset
@@ -39,6 +39,7 @@ include "_counters.pxi"
 include "tlb.pxi"
 include "pwc.pxi"
 include "caches.pxi"
+include "timing.pxi"
 include "pagetables.pxi"
 include "layout.pxi"
 include "asid.pxi"
@@ -147,6 +148,7 @@ cdef class Engine:
         asid_init(s)
         layout_init(s, layout)
         sched_init(s, layout.home_cpu)
+        timing_init(s, params, layout.dependent)
         self._chunks = [None] * n_procs
 
         self._cpu_ctr = np.zeros((n_cpus, N_COUNTERS), dtype=np.int64)
@@ -173,6 +175,7 @@ cdef class Engine:
         asid_free(s)
         layout_free(s)
         sched_free(s)
+        timing_free(s)
         free(s.row)
         free(s.examples)
         kernel_free(&self.ev)
@@ -260,6 +263,14 @@ cdef class Engine:
         else:
             sim_access(&self.s, cpu, proc, va, kind, pcid, <any_blocks_t>0)
         self._commit_row(cpu, proc)
+
+    def end_slice(self, int cpu, int proc):
+        """`cpu` stops running `proc` for now: it waits for its accesses in flight (the overlap mode)."""
+        add2(&self.s, cpu, proc, C_CYCLES, timing_drain(&self.s, cpu))
+
+    def drain_running(self):
+        """end_slice() on every running CPU with the process it runs (before a checkpoint's snapshot)."""
+        sched_drain_running(&self.s)
 
     def switch_to(self, int cpu, int proc):
         sim_switch_to(&self.s, cpu, proc)

@@ -66,6 +66,20 @@ cdef void sim_switch_to(Sim* s, int cpu, int proc) noexcept nogil:
     add2(s, cpu, proc, C_CYCLES, cost)
 
 
+cdef inline void sched_end_slice(Sim* s, int cpu, int proc) noexcept nogil:
+    """The end of a slice: `cpu` waits for its accesses in flight, counted to (cpu, proc)."""
+    cdef int64_t moved = timing_drain(s, cpu)
+    if moved:
+        add2(s, cpu, proc, C_CYCLES, moved)
+
+
+cdef void sched_drain_running(Sim* s) noexcept nogil:
+    cdef int cpu
+    for cpu in range(s.n_cpus):
+        if s.cpu_running[cpu]:
+            sched_end_slice(s, cpu, s.cpu_current[cpu])
+
+
 cdef void sched_begin(Sim* s, int cpu, int proc) noexcept nogil:
     s.cpu_running[cpu] = 1
     s.cpu_current[cpu] = proc
@@ -145,17 +159,17 @@ cdef int sim_run(Sim* s) noexcept nogil:
             if not s.trace_final[proc]:
                 s.need_proc = proc
                 return ST_NEED_INPUT
+            sched_end_slice(s, cpu, proc)
             sched_on_done(s, cpu)
             s.cur_cpu = -1
             continue
         if s.clock[cpu] >= s.quantum_end[cpu]:
+            sched_end_slice(s, cpu, proc)
             sched_on_quantum(s, cpu)
             s.cur_cpu = -1
             continue
-        if s.clock[cpu] >= s.next_event_time:
-            s.cur_cpu = -1
-            continue
-        if s.slice_done >= s.slice_len:
+        if s.clock[cpu] >= s.next_event_time or s.slice_done >= s.slice_len:
+            sched_end_slice(s, cpu, proc)
             s.cur_cpu = -1
             continue
         pos = s.trace_pos[proc]

@@ -238,6 +238,17 @@ ctypedef struct Sim:
     int64_t slice_done
     int need_proc
     int error              # 0 ok; 1 out of memory; 2 walk did not converge; 3 huge-page conflict
+    # timing (timing.pxi)
+    int timing             # TM_*
+    uint8_t* dependent     # per process: each access waits for the previous one (latency semantics)
+    int load_queue         # overlap: per-CPU limits (>= 1)
+    int l1d_miss_buffers
+    int page_walkers
+    uint64_t* lq           # n_cpus * load_queue: completion times, a ring in issue order
+    int* lq_next           # per CPU: the ring slot the next access takes
+    uint64_t* mshr         # n_cpus * l1d_miss_buffers: when each L1D miss buffer is free
+    uint64_t* walker       # n_cpus * page_walkers: when each page walker is free
+    uint64_t* outstanding  # per CPU: the latest completion time issued (a drain waits for it)
 
 
 # -- the kernel side of invalidation events (flush.pxi, kernel.pxi) ---------------------------------------

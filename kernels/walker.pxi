@@ -48,8 +48,9 @@ cdef inline int64_t sim_walk(Sim* s, int cpu, int proc, uint64_t va, int pcid, i
 
 
 cdef inline void charge(Sim* s, int cpu, int64_t cycles) noexcept nogil:
+    """Serial work (a fault handler): waits for the accesses in flight, then takes `cycles`."""
+    s.row[C_CYCLES] += timing_drain(s, cpu) + cycles
     s.clock[cpu] += cycles
-    s.row[C_CYCLES] += cycles
 
 
 cdef void sim_fault(Sim* s, int cpu, int proc, uint64_t va, int kind, int64_t table, int level) noexcept nogil:
@@ -123,8 +124,8 @@ cdef inline void sim_access(Sim* s, int cpu, int proc, uint64_t va, int kind, in
     row_finish derives when the row is committed (accesses, walk_reads). `shape`: the type s.shape names
     (shape_t)."""
     cdef int64_t* row = s.row
-    cdef int64_t cost, stall, w
-    cdef int attempt, served, lat = 0
+    cdef int64_t cost, stall = 0, w
+    cdef int attempt, served, lat = 0, path = TR_L1
     cdef int64_t out[4]
     cdef TLBLevel* l1
     cdef TLBLevel* l2
@@ -151,11 +152,13 @@ cdef inline void sim_access(Sim* s, int cpu, int proc, uint64_t va, int kind, in
         e = tlb_lookup(l2, pcid, va, &key, shape)
         if e != NULL:
             row[C_STLB_HITS] += 1
+            path = TR_STLB
             if s.oracle and e.epoch != s.pte_epoch and s.pt_written[e.pte_loc] > e.epoch:
                 oracle_record(s, cpu, proc, va, WHERE_L2)
             tlb_fill(l1, e, key, shape)
         else:
             row[C_STLB_MISSES] += 1
+            path = TR_WALK
             for attempt in range(WALK_ATTEMPTS + 1):
                 if attempt == WALK_ATTEMPTS:
                     s.error = ERR_WALK
@@ -184,6 +187,12 @@ cdef inline void sim_access(Sim* s, int cpu, int proc, uint64_t va, int kind, in
     if s.data_caches and kind != AK_IFETCH:
         served = cache_read_data(s, cpu, e.pfn * 4096 + (va & ((<uint64_t>1 << e.shift) - 1)), &lat, shape)
         row[C_DATA_L1D_HITS + served] += 1
+        if s.timing != TM_TRANSLATION:
+            row[C_DATA_CYCLES] += lat
+            if s.timing == TM_OVERLAP and not s.dependent[proc]:
+                row[C_CYCLES] += timing_overlap(s, cpu, path, stall - s.l2_latency, served, lat)
+                return
+            cost += lat - s.access_cycles  # the load-to-use latency replaces the base cost
     s.clock[cpu] += cost
     row[C_CYCLES] += cost
 

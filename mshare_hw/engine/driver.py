@@ -94,6 +94,8 @@ def run_workload(
             eng.set_next_event(loop.next_time())  # type: ignore[union-attr]
             continue
         g = eng.global_accesses
+        if g == ckpt or g == next_access_event():
+            eng.drain_running()  # snapshots, events and devices see every access completed
         if g == ckpt:
             if g == params.warmup_accesses:
                 warmup_snapshot = (eng.cpu_counters.copy(), eng.proc_counters.copy())

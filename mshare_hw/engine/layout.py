@@ -55,6 +55,7 @@ class Layout:
     dyn_frame_start: int
     va_limit: int
     spans: dict[str, RegionSpan]
+    dependent: tuple[bool, ...] = ()  # per process (empty: none): each access waits for the previous one
 
 
 def _align_up(x: int, a: int) -> int:
@@ -155,6 +156,7 @@ def build_layout(workload: Workload, params: SimParams) -> Layout:
         dyn_frame_start=dyn_start,
         va_limit=va_limit,
         spans=spans,
+        dependent=tuple(p.dependent for p in workload.processes),
     )
 
 

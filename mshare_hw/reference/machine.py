@@ -21,6 +21,7 @@ from mshare_hw.reference.oracle import Oracle
 from mshare_hw.reference.pagetables import ENTRIES, PageTables, encode, present, target
 from mshare_hw.reference.pwc import PWC
 from mshare_hw.reference.scheduler import NO_EVENT, RUNNING, Scheduler, SchedulingLoop
+from mshare_hw.reference.timing import CoreTiming
 from mshare_hw.reference.tlb import TLBLevel
 from mshare_hw.reference.walker import WALK_ATTEMPTS, Walker
 
@@ -49,6 +50,8 @@ class ReferenceMachine(Walker, SchedulingLoop, KernelSide):
         self.oracle = Oracle(params.oracle, params.max_stale_examples)
         self.sched = Scheduler(params, layout)
         self.clock = [0] * n_cpus
+        self.timing = [CoreTiming(params) for _ in range(n_cpus)]
+        self.dependent = [bool(d) for d in layout.dependent] + [False] * (n_procs - len(layout.dependent))
         self.cpu_ctr = np.zeros((n_cpus, N_COUNTERS), dtype=np.int64)
         self.proc_ctr = np.zeros((n_procs, N_COUNTERS), dtype=np.int64)
         self.global_accesses = 0

@@ -53,6 +53,18 @@ class SchedulingLoop:
             if q:
                 self.begin(cpu, q.popleft())
 
+    def end_slice(self, cpu: int, proc: int) -> None:
+        """`cpu` stops running `proc` for now: it waits for its accesses in flight."""
+        self._cpu, self._proc = cpu, proc
+        self.drain(cpu)
+
+    def drain_running(self) -> None:
+        """Every running CPU waits for its accesses in flight, counted to the process it runs."""
+        s = self.sched
+        for cpu in range(self.p.n_cpus):
+            if s.state[cpu] == RUNNING:
+                self.end_slice(cpu, s.current[cpu])
+
     def begin(self, cpu: int, proc: int) -> None:
         s = self.sched
         s.state[cpu] = RUNNING
@@ -95,6 +107,7 @@ class SchedulingLoop:
 
     def checkpoint(self, events=None, devices=None) -> None:
         g = self.global_accesses
+        self.drain_running()
         if g == self.p.warmup_accesses:
             self.warmup_snapshot = (self.cpu_ctr.copy(), self.proc_ctr.copy())
             if devices is not None:
@@ -130,17 +143,17 @@ class SchedulingLoop:
             proc = s.current[cpu]
             n = len(self.addrs[proc])
             if self.pos[proc] == n:
+                self.end_slice(cpu, proc)
                 self.on_done(cpu)
                 cur = -1
                 continue
             if self.clock[cpu] >= s.quantum_end[cpu]:
+                self.end_slice(cpu, proc)
                 self.on_quantum(cpu)
                 cur = -1
                 continue
-            if self.clock[cpu] >= self.next_event_time:
-                cur = -1
-                continue
-            if done >= slice_len:
+            if self.clock[cpu] >= self.next_event_time or done >= slice_len:
+                self.end_slice(cpu, proc)
                 cur = -1
                 continue
             lim = min(slice_len - done, n - self.pos[proc], nxt - self.global_accesses)

@@ -15,6 +15,7 @@ from __future__ import annotations
 from mshare_hw.engine.layout import LEAF_LEVEL
 from mshare_hw.reference.oracle import WHERE_L1, WHERE_L2, WHERE_PWC
 from mshare_hw.reference.pagetables import ENTRIES, encode, index, is_leaf, present, target
+from mshare_hw.reference.timing import TR_L1, TR_STLB, TR_WALK
 from mshare_hw.reference.tlb import TLBEntry
 
 IFETCH, LOAD, STORE = 0, 1, 2  # the codes of mshare_hw.names.ACCESS_KINDS
@@ -81,7 +82,7 @@ class Walker:
             pt.set_entry(t * ENTRIES + index(va, link_level), encode(shared, False))
             self.add("link_faults")
             self.add("fault_cycles", self.p.link_fault_cycles)
-            self.spend(self.p.link_fault_cycles)
+            self.charge_serial(self.p.link_fault_cycles)
             return
         root = self.roots[pt.table_mm[table]]
         region = self.find_region(proc, va)
@@ -109,7 +110,19 @@ class Walker:
         self.add("page_faults")
         self.add("pages_mapped", mapped)
         self.add("fault_cycles", cost)
-        self.spend(cost)
+        self.charge_serial(cost)
+
+    def charge_serial(self, cycles: int) -> None:
+        """Serial work (a fault handler): waits for the accesses in flight, then takes `cycles`."""
+        self.drain(self._cpu)
+        self.spend(cycles)
+
+    def drain(self, cpu: int) -> None:
+        """A serialising point: `cpu`'s clock waits for every access still outstanding (counted to the
+        current (cpu, proc))."""
+        moved = self.timing[cpu].drain(self.clock[cpu]) - self.clock[cpu]
+        if moved:
+            self.spend(moved)
 
     # -- one access ----------------------------------------------------------------------------
     def access(self, cpu: int, proc: int, va: int, kind: int) -> None:
@@ -120,6 +133,7 @@ class Walker:
         cost = p.ifetch_cycles if kind == IFETCH else p.access_cycles
         pcid = self.pcid(cpu)
         l1 = self.l1i[cpu] if kind == IFETCH else self.l1d[cpu]
+        stall, path = 0, TR_L1
         e = l1.lookup(pcid, va)
         if e is not None:
             self.add("l1_itlb_hits" if kind == IFETCH else "l1_dtlb_hits")
@@ -131,10 +145,12 @@ class Walker:
             e = l2.lookup(pcid, va)
             if e is not None:
                 self.add("stlb_hits")
+                path = TR_STLB
                 self.check(e, cpu, proc, va, WHERE_L2)
                 l1.fill(e)
             else:
                 self.add("stlb_misses")
+                path = TR_WALK
                 for _ in range(WALK_ATTEMPTS):
                     cycles, fault, a, b, c = self.walk(cpu, proc, va, pcid)
                     stall += cycles
@@ -150,8 +166,15 @@ class Walker:
             cost += stall
         if p.data_caches and kind != IFETCH:
             pa = e.pfn * 4096 + (va & ((1 << e.shift) - 1))
-            level, _ = self.caches.read(cpu, pa)
+            level, lat = self.caches.read(cpu, pa)
             self.add(("data_l1d_hits", "data_l2_hits", "data_llc_hits", "data_dram_reads")[level])
+            if p.timing != "translation":
+                self.add("data_cycles", lat)
+                if p.timing == "overlap" and not self.dependent[proc]:
+                    now = self.clock[cpu]
+                    self.spend(self.timing[cpu].overlap(p, now, path, stall - p.l2_latency, level, lat) - now)
+                    return
+                cost += lat - p.access_cycles  # the load-to-use latency replaces the base cost
         self.spend(cost)
 
     def check(self, e: TLBEntry, cpu: int, proc: int, va: int, where: int) -> None:

@@ -3,11 +3,13 @@
     name = "myapp"                       # optional; default: the manifest's directory name
     page_size = "4K"                     # default page size of the regions
     n_cpus = 4                           # optional
+    dependent = false                    # optional: every process a chain of dependent accesses
     [[processes]]
     trace = "trace.1234.zst"             # lackey, ChampSim or native; relative to this file
     pid = 1234                           # optional; default name "pid1234"
     maps = "maps.1234"                   # optional /proc/PID/maps snapshot
     cpu = 0                              # optional home CPU
+    dependent = true                     # optional: each access waits for the previous (pointer chase)
     [[regions]]
     name = "pool"
     from_maps = "/dev/shm/pool"          # or "largest_shared", "[anon:...]", "/dev/zero (deleted)"
@@ -80,6 +82,7 @@ class ProcessSpec(Strict):
     maps: str | None = Field(default=None, min_length=1)
     cpu: NonNegativeInt | None = None
     skip_bad_lines: bool = False
+    dependent: bool | None = None  # default: the manifest's `dependent`
 
 
 class RegionSpec(Strict):
@@ -114,6 +117,7 @@ class Manifest(Strict):
     description: str = ""
     page_size: PageSize = "4K"
     n_cpus: PositiveInt | None = None
+    dependent: bool = False  # the timing modes: each access waits for the previous one (a pointer chase)
     processes: list[ProcessSpec] = Field(min_length=1)
     regions: list[RegionSpec] = Field(default_factory=list)
     scheduler: SchedulerCfg | None = None
@@ -311,7 +315,12 @@ def build_manifest_workload(path: str | Path, skip_bad_lines: bool = False) -> W
             x["start"], x["size"] = base, size
 
     procs = [
-        Process(name=names[i], trace=RelocatedTrace(src, moves[i]) if moves[i] else src, cpu=m.processes[i].cpu)
+        Process(
+            name=names[i],
+            trace=RelocatedTrace(src, moves[i]) if moves[i] else src,
+            cpu=m.processes[i].cpu,
+            dependent=m.dependent if m.processes[i].dependent is None else m.processes[i].dependent,
+        )
         for i, src in enumerate(sources)
     ]
     regions = [

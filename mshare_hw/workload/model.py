@@ -46,6 +46,7 @@ class Process:
     name: str
     trace: TraceSource
     cpu: int | None = None  # home CPU; None places process i on CPU i % n_cpus
+    dependent: bool = False  # each access waits for the previous one (a pointer chase): no overlap
 
 
 @dataclass

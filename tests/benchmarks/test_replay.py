@@ -48,6 +48,30 @@ def test_replay_walk_heavy(benchmark, bench_replay, make_params, walk_workload):
     assert totals["walk_reads"] >= totals["walks"]
 
 
+TIMING = pytest.mark.parametrize("timing", ["translation", "latency", "overlap"])
+
+
+@TIMING
+def test_replay_timing_hits(benchmark, bench_replay, make_params, hit_workload, timing):
+    """The hit-dominated trace with data caches on under each timing mode (machine.timing): latency and
+    overlap charge the data caches' latencies (targets: translation as fast as before the modes existed,
+    latency within 15% of translation; overlap reported)."""
+    benchmark.group = "replay: timing modes, TLB-hit dominated"
+    params = make_params(data_caches=True, oracle=False, timing=timing)
+    _, totals = bench_replay(hit_workload, params)
+    assert (totals["data_cycles"] > 0) == (timing != "translation")
+
+
+@TIMING
+def test_replay_timing_walks(benchmark, bench_replay, make_params, walk_workload, timing):
+    """The walk-heavy trace under each timing mode (overlap: walks and misses overlap up to the [core]
+    limits)."""
+    benchmark.group = "replay: timing modes, walk heavy"
+    params = make_params(data_caches=True, oracle=False, timing=timing)
+    _, totals = bench_replay(walk_workload, params)
+    assert totals["walks"] > 0
+
+
 @pytest.mark.parametrize("oracle", [False, True], ids=["oracle_off", "oracle_on"])
 def test_oracle_cost(benchmark, bench_replay, make_params, hit_workload, oracle):
     """The coherence oracle's cost on the hit-dominated trace with data caches off (where a per-access

@@ -71,9 +71,11 @@ def tiny(**overrides) -> SimParams:
 class Drive:
     """One engine of either kind behind the single-step API, with counter helpers."""
 
-    def __init__(self, kind: str, params: SimParams, n_procs: int = 1, regions=()):
+    def __init__(self, kind: str, params: SimParams, n_procs: int = 1, regions=(), dependent=()):
         empty = (np.empty(0, np.uint64), np.empty(0, np.uint8))
-        wl = Workload([Process(f"p{i}", ArrayTrace(*empty)) for i in range(n_procs)], list(regions))
+        flags = list(dependent) + [False] * (n_procs - len(dependent))
+        procs = [Process(f"p{i}", ArrayTrace(*empty), dependent=flags[i]) for i in range(n_procs)]
+        wl = Workload(procs, list(regions))
         self.kind = kind
         self.params = params
         self.layout = build_layout(wl, params)
@@ -94,6 +96,9 @@ class Drive:
 
     def switch_to(self, cpu: int, proc: int) -> None:
         self.eng.switch_to(cpu, proc)
+
+    def end_slice(self, cpu: int, proc: int) -> None:
+        self.eng.end_slice(cpu, proc)
 
     def enter_lazy(self, cpu: int) -> None:
         self.eng.enter_lazy(cpu)

@@ -12,6 +12,7 @@ from mshare_hw.config.errors import ConfigError
 from mshare_hw.counters import COUNTERS
 from mshare_hw.engine.layout import Layout, build_layout
 from mshare_hw.engine.params import SetAssoc, SimParams, TLBStruct
+from mshare_hw.names import TIMING_MODES
 from mshare_hw.workload.model import PAGE_SIZES, ArrayTrace, Process, Region, Workload
 
 KiB4 = 1 << 12
@@ -92,6 +93,7 @@ def machines(draw) -> SimParams:
     pwc_structs, pwc_of_level = draw(pwcs(levels, tlb_ways))
     warmup = draw(st.one_of(st.just(0), st.integers(1, 600)))
     interval = draw(st.one_of(st.just(0), st.just(0), st.integers(7, 300)))
+    timing = draw(st.sampled_from(TIMING_MODES))
     return SimParams(
         n_cpus=draw(st.integers(1, 3)),
         levels=levels,
@@ -107,7 +109,7 @@ def machines(draw) -> SimParams:
         l2_cache=draw(small_cache(8, 20, any_cache)),
         llc=draw(small_cache(20, 60, any_cache)),
         dram_latency=draw(st.integers(60, 300)),
-        data_caches=draw(st.booleans()),
+        data_caches=timing != "translation" or draw(st.booleans()),
         oracle=draw(st.booleans()),
         access_cycles=draw(st.integers(0, 5)),
         ifetch_cycles=draw(st.integers(0, 5)),
@@ -126,6 +128,10 @@ def machines(draw) -> SimParams:
         warmup_accesses=warmup,
         interval_accesses=interval,
         max_stale_examples=draw(st.integers(0, 4)),
+        timing=timing,
+        load_queue=draw(st.integers(1, 8)),
+        l1d_miss_buffers=draw(st.integers(1, 4)),
+        page_walkers=draw(st.integers(1, 3)),
     )
 
 
@@ -218,7 +224,7 @@ def workloads(draw, params: SimParams) -> Workload:
             cpu = 0
         else:
             cpu = draw(st.one_of(st.none(), st.integers(0, params.n_cpus - 1)))
-        procs.append(Process(f"p{p}", ArrayTrace(addrs, kinds), cpu=cpu))
+        procs.append(Process(f"p{p}", ArrayTrace(addrs, kinds), cpu=cpu, dependent=draw(st.booleans())))
     return Workload(procs, regs)
 
 
@@ -266,6 +272,7 @@ def record_coverage(cpu_counters: np.ndarray, params: SimParams) -> None:
         event("fault-around mapped > 1 page")
     event(f"pt_config={params.pt_config}/{params.share_level if params.pt_config == 'mshare' else '-'}")
     event(f"hot loop compiled for {SHAPE_NAMES[_engine.set_shape(params)]}")
+    event(f"timing={params.timing}")
 
 
 SHAPE_NAMES = {2: "one-block sets", 1: "one-block cache sets", 0: "any sets"}

@@ -79,7 +79,7 @@ def test_single_steps_match(data):
     touched: list[tuple[int, int]] = []
     n_ops = data.draw(st.integers(1, 300), label="n_ops")
     for _ in range(n_ops):
-        op = rng.choice(5, p=[0.12, 0.7, 0.05, 0.05, 0.08])
+        op = rng.choice(6, p=[0.12, 0.65, 0.05, 0.05, 0.08, 0.05])
         cpu = int(rng.integers(0, n_cpus))
         if op == 0 or (op == 1 and (loaded[cpu] < 0 or lazy[cpu])):
             proc = int(rng.integers(0, n_procs)) if rng.random() < 0.8 or loaded[cpu] < 0 else loaded[cpu]
@@ -101,6 +101,10 @@ def test_single_steps_match(data):
             mm = int(rng.integers(0, n_procs + layout.n_hosts))
             eng.bump_tlb_gen(mm)
             ref.bump_tlb_gen(mm)
+        elif op == 5:
+            if loaded[cpu] >= 0:
+                eng.end_slice(cpu, loaded[cpu])
+                ref.end_slice(cpu, loaded[cpu])
         else:
             if touched and rng.random() < 0.8:
                 proc, va = touched[int(rng.integers(0, len(touched)))]

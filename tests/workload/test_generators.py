@@ -4,7 +4,6 @@ pointer-chase cycles, region layout."""
 from __future__ import annotations
 
 import itertools
-from dataclasses import fields
 from typing import get_args
 
 import numpy as np
@@ -16,6 +15,7 @@ from mshare_hw.workload.generators import (
     SLOT_BYTES,
     database_workload,
     default_params,
+    generator_params,
     pointer_chase_workload,
     pool_block_order,
     random_cycle,
@@ -24,7 +24,7 @@ from mshare_hw.workload.generators import (
     zipf_cdf,
     zipf_sample,
 )
-from mshare_hw.workload.model import Process, Workload
+from mshare_hw.workload.model import Workload
 
 MiB = 1 << 20
 GiB = 1 << 30
@@ -306,10 +306,27 @@ def test_default_params_leave_out_required_ones():
     uniform = default_params("uniform")
     assert "n_processes" not in uniform and "seed" not in uniform
     assert uniform == {
-        "base": 1 << 39, "shared": True, "page_size": "4K", "store_fraction": 0.0, "cpu_of": None, "dependent": False,
-    }  # fmt: skip
+        "base": 1 << 39,
+        "shared": True,
+        "page_size": "4K",
+        "store_fraction": 0.0,
+        "cpu_of": None,
+        "dependent": False,
+    }
     chase = default_params("pointer_chase")
-    assert chase["element_bytes"] == 4096 and chase["dependent"] is True  # a pointer chase: each load waits
+    assert chase["element_bytes"] == 4096 and chase["dependent"] is True
+
+
+def test_dependent_reaches_the_processes():
+    args = {"n_processes": 2, "accesses_per_process": 4, "working_set_bytes": 1 << 16}
+
+    def flags(name: str, params: dict) -> list[bool]:
+        return [p.dependent for p in generator_params(name, params, 1).generate().processes]
+
+    assert flags("pointer_chase", args) == [True, True]
+    assert flags("uniform", args) == [False, False]
+    assert flags("uniform", args | {"dependent": True}) == [True, True]
+    assert flags("database", {"n_processes": 1, "accesses_per_process": 4, "dependent": True}) == [True]
 
 
 @pytest.mark.parametrize(
@@ -325,11 +342,3 @@ def test_direct_calls_fail_with_one_line_naming_the_parameter(call, message):
     with pytest.raises(ValueError) as ei:
         call()
     assert message in str(ei.value) and "\n" not in str(ei.value)
-
-
-def test_working_set_processes_carry_the_dependent_flag():
-    if "dependent" not in {f.name for f in fields(Process)}:
-        pytest.skip("the process model has no dependent flag")
-    assert all(p.dependent for p in pointer_chase_workload(2, 10, 8192, seed=1).processes)
-    assert not any(p.dependent for p in pointer_chase_workload(2, 10, 8192, seed=1, dependent=False).processes)
-    assert not uniform_workload(1, 10, 8192, seed=1).processes[0].dependent

@@ -186,6 +186,7 @@ class DatabaseParams(GeneratorParams):
     pool_base: int = 1 << 39
     pool_page_size: PageSize = "4K"
     cpu_of: list[int] | None = None
+    dependent: bool = False  # each access waits for the previous one (machine.timing = "overlap")
     n_unrelated: NonNegativeInt = 0
     n_sharer_cpus: PositiveInt | None = None
     block_bytes: Bytes = 4096
@@ -291,6 +292,7 @@ class DatabaseParams(GeneratorParams):
                 name=f"unrelated{i - n_clients}" if i >= n_clients else f"client{i}",
                 trace=ArrayTrace(addrs, kinds),
                 cpu=self.cpu(i),
+                dependent=self.dependent,
             )
             for i, (addrs, kinds) in enumerate(traces)
         ]

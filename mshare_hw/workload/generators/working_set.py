@@ -9,7 +9,6 @@ Data accesses are 8-byte aligned; a store with probability ``store_fraction``, e
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import fields
 from typing import ClassVar
 
 import numba
@@ -48,7 +47,7 @@ class WorkingSetParams(GeneratorParams):
     page_size: PageSize = "4K"
     store_fraction: Fraction = 0.0
     cpu_of: list[int] | None = None
-    dependent: bool = False  # each access waits for the previous one (a pointer chase); used by timing "overlap"
+    dependent: bool = False  # each access waits for the previous one (machine.timing = "overlap")
 
     @model_validator(mode="after")
     def _check_cpus(self) -> WorkingSetParams:
@@ -99,7 +98,6 @@ class WorkingSetParams(GeneratorParams):
         """Process i replays `trace(its region, its 64-bit seed)`."""
         regions = self.regions()
         # the engine's per-process flag, where the process model has it (timing "overlap")
-        flags = {"dependent": self.dependent} if "dependent" in {f.name for f in fields(Process)} else {}
         procs = []
         for i in range(self.n_processes):
             region = regions[0] if self.shared else regions[i]
@@ -108,7 +106,7 @@ class WorkingSetParams(GeneratorParams):
                     name=f"{self.prefix}{i}",
                     trace=trace(region, derive_seed(self.seed, TAG_PROC, i)),
                     cpu=None if self.cpu_of is None else self.cpu_of[i],
-                    **flags,
+                    dependent=self.dependent,
                 )
             )
         return Workload(processes=procs, regions=regions, description=description)
@@ -221,7 +219,7 @@ class PointerChaseParams(WorkingSetParams):
     prefix: ClassVar[str] = "chase"
 
     element_bytes: Bytes = 4096
-    dependent: bool = True
+    dependent: bool = True  # each element's address is read from the previous one
 
     @model_validator(mode="after")
     def _check_elements(self) -> PointerChaseParams:
