@@ -4,7 +4,8 @@ reads), faults, fills and the data read. Mirrors kernels/walker.pxi.
 Order of work per access (both engines): count it; charge the base cost; look up the L1 TLB of its
 kind; on a miss charge the L2 TLB latency and look it up; on a miss walk (PWCs deepest level first,
 then one cached read per remaining level, each preceded under nested virtualization by the nested
-translation of the entry's guest-physical address, and the data's after the leaf), taking and retrying faults; fill L2 then L1; then, if data
+translation of the entry's guest-physical address, and the data's after the leaf), taking and retrying
+faults; fill L2 then L1; then, if data
 caches are on, read the data line. The oracle checks every TLB and PWC hit.
 
 A mixin of ReferenceMachine (mshare_hw.reference.machine), whose TLBs, PWCs, caches, page tables and

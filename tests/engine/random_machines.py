@@ -92,6 +92,8 @@ def machines(draw) -> SimParams:
     pwc_structs, pwc_of_level = draw(pwcs(levels, tlb_ways))
     warmup = draw(st.one_of(st.just(0), st.integers(1, 600)))
     interval = draw(st.one_of(st.just(0), st.just(0), st.integers(7, 300)))
+    nested = draw(st.integers(0, 2)) == 0  # two-dimensional walks (nested TLB / PWCs each may be absent)
+    nested_structure = st.one_of(st.none(), st.builds(SetAssoc, SETS, tlb_ways), st.builds(SetAssoc, SETS, tlb_ways))
     return SimParams(
         n_cpus=draw(st.integers(1, 3)),
         levels=levels,
@@ -126,6 +128,10 @@ def machines(draw) -> SimParams:
         warmup_accesses=warmup,
         interval_accesses=interval,
         max_stale_examples=draw(st.integers(0, 4)),
+        virtualization="nested" if nested else "none",
+        host_page_shift=draw(st.sampled_from([12, 21, 21, 30])),
+        nested_tlb=draw(nested_structure) if nested else None,
+        nested_pwc=draw(nested_structure) if nested else None,
     )
 
 
@@ -253,6 +259,7 @@ COVERAGE_EVENTS = (
     "link_faults",
     "stale_translations",
     "data_l1d_hits",
+    "nested_walk_reads",
 )
 
 
@@ -265,6 +272,7 @@ def record_coverage(cpu_counters: np.ndarray, params: SimParams) -> None:
     if pm > pf:
         event("fault-around mapped > 1 page")
     event(f"pt_config={params.pt_config}/{params.share_level if params.pt_config == 'mshare' else '-'}")
+    event(f"virtualization={params.virtualization}")
     event(f"hot loop compiled for {SHAPE_NAMES[_engine.set_shape(params)]}")
 
 
