@@ -10,12 +10,18 @@ order of the reads.
 
 from __future__ import annotations
 
+import dataclasses
+
+import numpy as np
 import pytest
 from kernel_cases import KC, X, shm
 from machines import A, pick, tiny
 
+from mshare_hw.config.errors import ConfigError
+from mshare_hw.engine.layout import build_layout
 from mshare_hw.engine.params import SetAssoc
 from mshare_hw.engine.shootdown import Kernel
+from mshare_hw.workload.model import ArrayTrace, Process, Region, Workload
 
 DRAM, L1D = 200, 4
 STLB = 7  # tiny()'s l2_latency
@@ -148,3 +154,23 @@ def test_guest_invlpg_leaves_the_nested_tlb(drive):
         "walk_cycles": 4 * DRAM,
     }
     assert got["translation_cycles"] == STLB + 4 * DRAM
+
+
+def test_host_tables_sit_above_every_guest_frame_and_guest_memory_stops_below_them():
+    """The reserved range: level-1 host tables from max_frames up, one block per host level, each with room
+    for every guest frame's table, the last ending within what the caches can tag. A workload whose
+    frames would reach the range is refused when laid out (and accepted on bare metal)."""
+    p = nested(12)
+    base, guest = p.host_table_base, p.max_frames
+    assert base[1] == guest
+    for level in range(1, 4):
+        assert base[level + 1] - base[level] >= -(-guest // 512**level)
+    assert base[4] + 1 <= p.tag_frames
+    size = (guest * 4096 + (1 << 21) - 1) >> 21 << 21
+    wl = Workload(
+        [Process("p", ArrayTrace(np.empty(0, np.uint64), np.empty(0, np.uint8)))],
+        [Region("big", 1 << 39, size, page_size="2M")],
+    )
+    with pytest.raises(ConfigError, match="simulated physical memory"):
+        build_layout(wl, p)
+    build_layout(wl, dataclasses.replace(p, virtualization="none"))
