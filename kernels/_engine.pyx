@@ -44,6 +44,7 @@ include "pagetables.pxi"
 include "layout.pxi"
 include "asid.pxi"
 include "oracle.pxi"
+include "nested.pxi"
 include "walker.pxi"
 include "scheduler.pxi"
 include "flush.pxi"
@@ -61,13 +62,16 @@ _ERRORS = {
     ERR_NOMEM: "out of memory while growing page tables",
     ERR_WALK: "a page walk kept faulting (internal error)",
     ERR_HUGE_CONFLICT: "a huge-page mapping overlaps a region with smaller pages",
-    ERR_PHYS: "the simulated physical memory outgrew what the cache models can tag (see SimParams.max_frames)",
+    ERR_PHYS: "the simulated physical memory outgrew what the cache models can tag, less the host page tables' "
+    "range under nested virtualization (see SimParams.max_frames)",
 }
 
 
 def set_shape(params) -> int:
     """The shape_t the hot loop runs under (SHAPE_*): a copy compiled for one-block sets where they fit."""
     tlbs = [*params.l1i, *params.l1d, *params.l2d, *(params.l2i or ()), *params.pwc_structs]
+    if params.virtualization == "nested":
+        tlbs += [t for t in (params.nested_tlb, params.nested_pwc) if t is not None]
     caches = [params.l1d_cache, params.l2_cache, params.llc]
     if not all(c.ways <= SCAN_BLOCK and _is_pow2(c.sets) for c in caches):
         return SHAPE_ANY
@@ -140,6 +144,7 @@ cdef class Engine:
             cache_init(&s.l1d_cache[c], params.l1d_cache)
             cache_init(&s.l2_cache[c], params.l2_cache)
         cache_init(&s.llc, params.llc)
+        nested_init(s, params)
         s.shape = set_shape(params)
 
         s.next_frame = layout.dyn_frame_start
@@ -171,6 +176,7 @@ cdef class Engine:
         caches_free(s.l1d_cache, s.n_cpus)
         caches_free(s.l2_cache, s.n_cpus)
         set_array_free(&s.llc.sa)
+        nested_free(s)
         pt_free(s)
         asid_free(s)
         layout_free(s)

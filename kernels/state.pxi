@@ -177,6 +177,14 @@ ctypedef struct Sim:
     Cache* l2_cache
     Cache llc
     int dram_latency
+    # nested virtualization (nested.pxi): host leaf level and page shift, each host level's first table frame,
+    # per-CPU nested TLBs (n_cpus) and nested PWCs (n_cpus * NESTED_PWCS), NULL where absent
+    int nested
+    int host_leaf
+    int host_shift
+    int64_t host_base[5]
+    SetArray* ntlb
+    SetArray* npwc
     # page tables
     int64_t* pt            # n_tables * 512 entries: 0 = not present, else target << 2 | leaf << 1 | 1
     uint64_t* pt_written   # per entry: pte_epoch right after its last write (the coherence oracle's clock)

@@ -1,4 +1,5 @@
-# One access: L1 TLB, L2 TLB, page walk (PWCs, then cached entry reads), faults, fills, data read.
+# One access: L1 TLB, L2 TLB, page walk (PWCs, then cached entry reads, each nested-translated first under
+# nested virtualization, and the data's address after the leaf), faults, fills, data read.
 # Mirrors mshare_hw/reference/walker.py.
 
 cdef enum:
@@ -25,6 +26,8 @@ cdef inline int64_t sim_walk(Sim* s, int cpu, int proc, uint64_t va, int pcid, i
     while True:
         loc = table * PT_ENTRIES + pt_index(va, level)
         prefetch(&s.pt[loc])  # the host load of the entry overlaps the cache model's lookup
+        if s.nested:
+            cycles += nested_translate(s, cpu, pt_entry_paddr(s, loc), shape)
         served = cache_read(s, cpu, pt_entry_paddr(s, loc), &lat, shape)
         row[C_WALK_READS_L1D + served] += 1
         row[C_WALK_CYCLES] += lat
@@ -36,6 +39,9 @@ cdef inline int64_t sim_walk(Sim* s, int cpu, int proc, uint64_t va, int pcid, i
             out[2] = level
             return cycles
         if ent & 2:
+            if s.nested:  # the data page's guest-physical address
+                cycles += nested_translate(s, cpu, <uint64_t>(ent >> 2) * 4096
+                                           + (va & ((<uint64_t>1 << entry_shift(level)) - 1)), shape)
             out[0] = 0
             out[1] = loc
             out[2] = ent >> 2

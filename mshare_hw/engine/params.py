@@ -31,6 +31,11 @@ from mshare_hw.names import (
 # The table level that is shared (one copy for all sharers) for each share level.
 SHARED_TABLE_LEVEL = {"p4d": 3, "pud": 2, "pmd": 1}
 
+# Levels of the host (EPT/NPT) page tables under nested virtualization: 4, as KVM uses while the guest's
+# physical addresses fit 48 bits (kvm_mmu_get_tdp_level, arch/x86/kvm/mmu/mmu.c); a 5-level guest walk
+# then takes 6 x 4 + 5 = 29 reads with nothing cached (35 would need a 5-level host table).
+HOST_LEVELS = 4
+
 
 @dataclass(frozen=True)
 class TLBStruct:
@@ -111,10 +116,31 @@ class SimParams:
     seed: int = 0
 
     @property
-    def max_frames(self) -> int:
+    def tag_frames(self) -> int:
         """Physical 4 KiB frames the cache models can tell apart: the engine keeps 32-bit tags (line // sets
         + 1), so lines stay below (2^32 - 1) * sets in every cache (16 TiB with a 64-set L1D)."""
         return min((((1 << 32) - 1) * c.sets) // 64 for c in (self.l1d_cache, self.l2_cache, self.llc))
+
+    @property
+    def max_frames(self) -> int:
+        """Frames the (guest) page tables and data may use: tag_frames, less the host page tables' reserved
+        range above it under nested virtualization (host_table_base)."""
+        if self.virtualization == "nested":
+            return self.host_table_base[1]
+        return self.tag_frames
+
+    @property
+    def host_table_base(self) -> tuple[int, ...]:
+        """Under nested virtualization: the first frame of each host level's block of tables ([L] for host
+        levels L = 1..4; [0] unused). Host physical = guest physical, and the level-L host table covering a
+        guest-physical address g is frame host_table_base[L] + (g >> (12 + 9 L)), so the blocks sit above
+        every guest frame, below tag_frames, with room for every guest frame's tables; guest frames stay
+        below 2^36 (the 48-bit guest-physical space a 4-level host table maps)."""
+        guest = min(1 << 36, (self.tag_frames - HOST_LEVELS) * 511 // 512)
+        base = [0, guest]
+        for level in range(1, HOST_LEVELS):
+            base.append(base[-1] + -(-guest // (512**level)))
+        return tuple(base)
 
     @property
     def shared_table_level(self) -> int:

@@ -1,7 +1,7 @@
 """The executable specification: a small, plain-Python model with the engine's exact semantics.
 
 Each module mirrors one file of the Cython engine in `kernels/` under the same name (machine.py mirrors
-_engine.pyx; set_array, tlb, pwc, caches, pagetables, asid, oracle, walker, scheduler, flush, kernel);
+_engine.pyx; set_array, tlb, pwc, caches, pagetables, asid, oracle, walker, nested, scheduler, flush, kernel);
 differential tests demand identical counters from both.
 """
 

@@ -2,9 +2,9 @@
 exact semantics, one access at a time.
 
 ReferenceMachine holds the state (TLBs, PWCs, caches, page tables, ASIDs, clocks, counters) and the
-single-step API the tests and the kernel side use; the walker (walker.py), the run loop (scheduler.py) and
-the kernel side (kernel.py) are its mixins, as walker.pxi, scheduler.pxi and kernel.pxi are parts of the
-Cython engine.
+single-step API the tests and the kernel side use; the walker (walker.py), the nested walks (nested.py),
+the run loop (scheduler.py) and the kernel side (kernel.py) are its mixins, as walker.pxi, nested.pxi,
+scheduler.pxi and kernel.pxi are parts of the Cython engine.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from mshare_hw.engine.params import SimParams
 from mshare_hw.reference import asid as asid_mod
 from mshare_hw.reference.caches import CacheHierarchy
 from mshare_hw.reference.kernel import KernelSide
+from mshare_hw.reference.nested import NestedWalker
 from mshare_hw.reference.oracle import Oracle
 from mshare_hw.reference.pagetables import ENTRIES, PageTables, encode, present, target
 from mshare_hw.reference.pwc import PWC
@@ -28,7 +29,7 @@ from mshare_hw.reference.walker import WALK_ATTEMPTS, Walker
 C = INDEX
 
 
-class ReferenceMachine(Walker, SchedulingLoop, KernelSide):
+class ReferenceMachine(Walker, NestedWalker, SchedulingLoop, KernelSide):
     def __init__(self, params: SimParams, layout: Layout, traces: list[tuple[np.ndarray, np.ndarray]]):
         self.p = params
         self.layout = layout
@@ -42,6 +43,7 @@ class ReferenceMachine(Walker, SchedulingLoop, KernelSide):
         self.l2i = [TLBLevel(params.l2i) for _ in range(n_cpus)] if params.l2i is not None else self.l2d
         self.pwc = [PWC(params) for _ in range(n_cpus)]
         self.caches = CacheHierarchy(n_cpus, params.l1d_cache, params.l2_cache, params.llc, params.dram_latency)
+        self.init_nested(params, n_cpus)
         self.pt = PageTables(params.levels, layout.dyn_frame_start)
         # mms: processes 0..n_procs-1, then one host mm per shared region
         self.mms = [asid_mod.MmState(ctx_id=asid_mod.INIT_MM_CTX_ID + 1 + m) for m in range(n_procs + layout.n_hosts)]

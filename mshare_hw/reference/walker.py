@@ -3,7 +3,9 @@ reads), faults, fills and the data read. Mirrors kernels/walker.pxi.
 
 Order of work per access (both engines): count it; charge the base cost; look up the L1 TLB of its
 kind; on a miss charge the L2 TLB latency and look it up; on a miss walk (PWCs deepest level first,
-then one cached read per remaining level), taking and retrying faults; fill L2 then L1; then, if data
+then one cached read per remaining level, each preceded under nested virtualization by the nested
+translation of the entry's guest-physical address, and the data's after the leaf), taking and retrying
+faults; fill L2 then L1; then, if data
 caches are on, read the data line. The oracle checks every TLB and PWC hit.
 
 A mixin of ReferenceMachine (mshare_hw.reference.machine), whose TLBs, PWCs, caches, page tables and
@@ -45,7 +47,8 @@ class Walker:
         return lat
 
     def walk(self, cpu: int, proc: int, va: int, pcid: int):
-        """Returns (cycles, fault, a, b, c): on success (loc, pfn, shift), on a fault (table, level)."""
+        """Returns (cycles, fault, a, b, c): on success (loc, pfn, shift), on a fault (table, level). Nested:
+        every guest entry's address and the data's are nested-translated (nested_translate) first."""
         self.add("walks")
         pt = self.pt
         levels = self.p.levels
@@ -62,12 +65,17 @@ class Walker:
         cycles = 0
         while True:
             loc = table * ENTRIES + index(va, level)
+            if self.nested:
+                cycles += self.nested_translate(cpu, pt.entry_paddr(loc))
             cycles += self.read_pt_entry(cpu, loc)
             ent = pt.entries[loc]
             if not present(ent):
                 return cycles, True, table, level, 0
             if is_leaf(ent):
-                return cycles, False, loc, target(ent), 12 + 9 * (level - 1)
+                shift = 12 + 9 * (level - 1)
+                if self.nested:  # the data page's guest-physical address
+                    cycles += self.nested_translate(cpu, target(ent) * 4096 + (va & ((1 << shift) - 1)))
+                return cycles, False, loc, target(ent), shift
             child = target(ent)
             self.pwc[cpu].fill(level, pcid, va, child, loc, pt.versions[loc], proc)
             table, level = child, level - 1

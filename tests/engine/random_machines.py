@@ -94,6 +94,8 @@ def machines(draw) -> SimParams:
     warmup = draw(st.one_of(st.just(0), st.integers(1, 600)))
     interval = draw(st.one_of(st.just(0), st.just(0), st.integers(7, 300)))
     timing = draw(st.sampled_from(TIMING_MODES))
+    nested = draw(st.integers(0, 2)) == 0  # two-dimensional walks (nested TLB / PWCs each may be absent)
+    nested_structure = st.one_of(st.none(), st.builds(SetAssoc, SETS, tlb_ways), st.builds(SetAssoc, SETS, tlb_ways))
     return SimParams(
         n_cpus=draw(st.integers(1, 3)),
         levels=levels,
@@ -132,6 +134,10 @@ def machines(draw) -> SimParams:
         load_queue=draw(st.integers(1, 8)),
         l1d_miss_buffers=draw(st.integers(1, 4)),
         page_walkers=draw(st.integers(1, 3)),
+        virtualization="nested" if nested else "none",
+        host_page_shift=draw(st.sampled_from([12, 21, 21, 30])),
+        nested_tlb=draw(nested_structure) if nested else None,
+        nested_pwc=draw(nested_structure) if nested else None,
     )
 
 
@@ -259,6 +265,7 @@ COVERAGE_EVENTS = (
     "link_faults",
     "stale_translations",
     "data_l1d_hits",
+    "nested_walk_reads",
 )
 
 
@@ -271,6 +278,7 @@ def record_coverage(cpu_counters: np.ndarray, params: SimParams) -> None:
     if pm > pf:
         event("fault-around mapped > 1 page")
     event(f"pt_config={params.pt_config}/{params.share_level if params.pt_config == 'mshare' else '-'}")
+    event(f"virtualization={params.virtualization}")
     event(f"hot loop compiled for {SHAPE_NAMES[_engine.set_shape(params)]}")
     event(f"timing={params.timing}")
 
