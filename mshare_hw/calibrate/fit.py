@@ -85,6 +85,36 @@ def find_steps(sizes, latencies, min_rise: float = 0.15) -> list[Step]:
     return steps
 
 
+def find_rises(sizes, latencies, min_rise: float = 0.15, flat: float = 0.05) -> list[Step]:
+    """The rises of a latency curve: `find_steps`' steps, with neighbours joined where the curve between
+    them is no plateau (fewer than two points, or points more than `flat` apart), so that a gradual
+    transition (set conflicts, random replacement) is one rise. A rise's position is where the curve
+    crosses the geometric mean of its two levels (interpolated on log-log axes): its midpoint."""
+    x = np.asarray(sizes, dtype=float)
+    y = np.asarray(latencies, dtype=float)
+    steps = find_steps(x, y, min_rise)
+    groups: list[list[Step]] = []
+    for s in steps:
+        if groups:
+            between = y[(x > groups[-1][-1].position) & (x <= s.position)]
+            if len(between) < 2 or between.max() / between.min() - 1 > flat:
+                groups[-1].append(s)
+                continue
+        groups.append([s])
+    rises = []
+    for g in groups:
+        before, after = g[0].before, g[-1].after
+        mid = float(np.sqrt(before * after))
+        k = int(np.argmax((x > g[0].position) & (y >= mid)))  # the first point past the middle
+        if k == 0 or y[k - 1] >= mid:
+            position = float(x[k])
+        else:
+            t = (np.log(mid) - np.log(y[k - 1])) / (np.log(y[k]) - np.log(y[k - 1]))
+            position = float(np.exp(np.log(x[k - 1]) + t * (np.log(x[k]) - np.log(x[k - 1]))))
+        rises.append(Step(position=position, before=before, after=after))
+    return rises
+
+
 def plateaus(sizes, latencies, min_rise: float = 0.15) -> list[float]:
     """The plateau levels of a curve, lowest first: the first level, then each step's upper level."""
     steps = find_steps(sizes, latencies, min_rise)

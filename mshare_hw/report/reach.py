@@ -1,6 +1,6 @@
 """The TLB-reach curve of a results file: ns per load of the one-load-per-page pointer chase against its
 working set, per uarch and (timing, virtualization) mode, the uarch's capacities, and the curve's steps
-(`mshare_hw.calibrate.fit.find_steps`, the same fit `mshare-hw calibrate` applies to a real machine).
+(`mshare_hw.calibrate.fit.find_rises`, built on the plateau fit `mshare-hw calibrate` applies to a real machine).
 `mshare-hw report` writes the step table as reach_steps.{csv,md}; `print_step_table(FILE)` prints it.
 """
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from mshare_hw.calibrate.fit import find_steps
+from mshare_hw.calibrate.fit import find_rises
 from mshare_hw.config.errors import ConfigError
 from mshare_hw.config.uarch import load_uarch
 from mshare_hw.report.frame import load_report_frame
@@ -85,20 +85,21 @@ def reach_curves(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def reach_steps(curves: pd.DataFrame) -> pd.DataFrame:
-    """The upward steps of each curve of `reach_curves`: one row per step (position = the last working
-    set on the lower plateau), its levels and height in ns, and the nearest capacity with the
-    position's offset from it (`at_capacity` when within STEP_TOLERANCE)."""
+    """The upward steps of each curve of `reach_curves`: one row per rise between two plateaus (position =
+    the working set where the curve crosses the middle of the rise, `calibrate.fit.find_rises`), its levels
+    and height in ns, and the nearest capacity with the position's offset from it (`at_capacity` when
+    within STEP_TOLERANCE)."""
     rows = []
     if curves.empty:
         return pd.DataFrame(rows)
     for (uarch, timing, virt), g in curves.groupby(list(CURVE_KEYS), sort=False):
         cap = capacities(uarch)
         marks = cap.marks() if cap else {}
-        for k, s in enumerate(find_steps(g["pages"], g["ns_per_load"]), start=1):
+        for k, s in enumerate(find_rises(g["pages"], g["ns_per_load"]), start=1):
             name, at = min(marks.items(), key=lambda kv: abs(s.position / kv[1] - 1)) if marks else ("", 0)
             off = s.position / at - 1 if at else float("nan")
             rows.append(
-                {"uarch": uarch, "timing": timing, "virtualization": virt, "step": k, "pages": int(s.position),
+                {"uarch": uarch, "timing": timing, "virtualization": virt, "step": k, "pages": int(round(s.position)),
                  "before_ns": s.before, "after_ns": s.after, "height_ns": s.height, "nearest": name,
                  "capacity": at, "offset_pct": 100.0 * off, "at_capacity": bool(abs(off) <= STEP_TOLERANCE)}
             )  # fmt: skip

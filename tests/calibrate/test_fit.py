@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mshare_hw.calibrate.fit import find_steps, ipi_costs, linear_fit, plateaus, spread, to_cycles
+from mshare_hw.calibrate.fit import find_rises, find_steps, ipi_costs, linear_fit, plateaus, spread, to_cycles
 
 
 def _sizes(lo: int = 8, hi: int = 65536, per_octave: int = 4) -> np.ndarray:
@@ -90,3 +90,15 @@ def test_ipi_costs_with_one_remote_cpu_is_base_only():
 def test_spread_and_cycles():
     assert spread([100, 110, 105]) == pytest.approx(0.1)
     assert to_cycles(10.0, 2.5) == 25 and to_cycles(0.01, 1.0) == 1
+
+
+def test_a_gradual_rise_is_one_rise_at_its_middle():
+    """A cliff at 100 and a gradual rise from 1000 to 4000 (levels 2 -> 4 -> 16, geometric middle 8 at
+    2000): two rises; the cliff's middle lies between its last low and first high point."""
+    x = [25, 50, 100, 125, 250, 500, 1000, 1414, 2000, 2828, 4000, 8000, 16000]
+    y = [2, 2, 2, 4, 4, 4, 4, 5.66, 8, 11.3, 16, 16, 16]
+    rises = find_rises(x, y)
+    assert [round(r.before, 2) for r in rises] == [2, 4] and [round(r.after, 2) for r in rises] == [4, 16]
+    assert 100 < rises[0].position < 125
+    assert abs(rises[1].position / 2000 - 1) < 0.01
+    assert len(find_steps(x, y)) > len(rises)  # the plain steps split the gradual rise

@@ -236,8 +236,10 @@ def test_reach_points_are_cycles_per_measured_load_at_the_uarch_clock(reach_file
 def test_reach_steps_in_translation_mode_are_the_tlb_capacities(reach_file: Path):
     steps = reach_steps(reach_curves(_frame(reach_file)))
     zen4 = steps[(steps["uarch"] == "zen4") & (steps["timing"] == "translation")]
-    # translation mode charges no data-cache latency: the two TLB steps only, exactly at capacity (LRU)
-    assert list(zen4["pages"]) == [72, 3072] and list(zen4["nearest"]) == ["L1 DTLB entries", "L2 TLB entries"]
+    # translation mode charges no data-cache latency: the two TLB steps only, cliffs just past capacity (LRU):
+    # the middle of each rise lies between the capacity and the next working set of the grid (81, 3456)
+    assert list(zen4["nearest"]) == ["L1 DTLB entries", "L2 TLB entries"]
+    assert 72 <= zen4["pages"].iloc[0] <= 81 and 3072 <= zen4["pages"].iloc[1] <= 3456
     assert zen4["at_capacity"].all() and (zen4["height_ns"] > 0).all()
     first = zen4.iloc[0]
     assert first["height_ns"] == pytest.approx(first["after_ns"] - first["before_ns"])
