@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+import pytest
 from machines import ALL, BASE, PAGE, Drive, tiny
 
 from mshare_hw.engine.params import SetAssoc, TLBStruct
@@ -88,3 +89,16 @@ def test_random_replacement_is_seeded_and_equal_in_both_engines():
     assert got[1] != got[2]  # another seed, other victims
     assert 0 < got[1][0].count("h") < 300 and 0 < got[1][1].count("2") < 300
     assert all(random_run("reference", seed) == got[seed] for seed in (1, 2))
+
+
+@pytest.mark.parametrize("policy", ["plru", "random"])
+def test_wide_fully_associative_set_equal_in_both_engines(policy):
+    """A 72-way set (AMD's fully associative L1 DTLB): 128 PLRU leaves, two words of tree bits."""
+    rng = np.random.default_rng(3)
+    pages = "".join(chr(0x100 + int(x)) for x in rng.integers(0, 90, 600))
+    runs = []
+    for kind in ("cython", "reference"):
+        d = Drive(kind, dataclasses.replace(one_set_l1(72, policy), seed=5))
+        d.switch_to(0, 0)
+        runs.append(l1_hits(d, pages))
+    assert runs[0] == runs[1] and 0 < runs[0].count("h") < 600
