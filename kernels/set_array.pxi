@@ -58,16 +58,15 @@ cdef void set_array_init(SetArray* a, int64_t sets, int ways, bint keys, str pol
     n = sets * a.blocks * SCAN_BLOCK
     a.tags = <uint32_t*>_aligned_calloc(n * sizeof(uint32_t))
     a.ranks = <uint8_t*>_aligned_calloc(n)
-    for st in range(sets):
-        for w in range(a.blocks * SCAN_BLOCK):
-            a.ranks[st * a.blocks * SCAN_BLOCK + w] = w if w < ways else 127
-    a.keys = <uint64_t*>_calloc(sets * ways, sizeof(uint64_t)) if keys else NULL
     a.policy = codes(REPLACEMENT_POLICIES)[policy]
-    a.leaves = 1
+    if a.policy != RP_PLRU:  # a PLRU tree starts all 0
+        for st in range(sets):
+            for w in range(a.blocks * SCAN_BLOCK):
+                a.ranks[st * a.blocks * SCAN_BLOCK + w] = w if w < ways else 127
+    a.keys = <uint64_t*>_calloc(sets * ways, sizeof(uint64_t)) if keys else NULL
+    a.leaves = 1  # leaves - 1 tree bits fit in a set's blocks * 16 rank bytes
     while a.leaves < ways:
         a.leaves *= 2
-    a.tree_words = (a.leaves + 63) // 64
-    a.tree = <uint64_t*>_calloc(sets * a.tree_words, sizeof(uint64_t)) if a.policy == RP_PLRU else NULL
     a.rng = stream
 
 
@@ -75,9 +74,7 @@ cdef void set_array_free(SetArray* a) noexcept:
     free(a.keys)
     free(a.tags)
     free(a.ranks)
-    free(a.tree)
     a.keys = NULL
-    a.tree = NULL
     a.tags = NULL
     a.ranks = NULL
 
@@ -112,27 +109,34 @@ cdef inline bint set_array_lru(SetArray* a, shape_t shape) noexcept nogil:
 
 cdef inline void plru_touch(uint64_t* tree, int leaves, int way) noexcept nogil:
     """Tree-PLRU hit or fill of `way`: every node on its path points away from it (bit 1: the victim
-    search goes right). Node n's children are 2n and 2n + 1; leaf node leaves + w is way w."""
+    search goes right). Node n's children are 2n and 2n + 1; leaf node leaves + w is way w. Branch-free:
+    a left child (even n) sets its parent's bit, a right child clears it; the path's bits are gathered in
+    registers and stored once per word."""
     cdef int n = leaves + way
     cdef int p
+    cdef uint64_t mask = 0, bits = 0
+    if leaves <= 64:
+        while n > 1:
+            p = n >> 1
+            mask |= <uint64_t>1 << p
+            bits |= <uint64_t>(~n & 1) << p
+            n = p
+        tree[0] = (tree[0] & ~mask) | bits
+        return
     while n > 1:
         p = n >> 1
-        if n & 1:  # a right child: point left
-            tree[p >> 6] &= ~(<uint64_t>1 << (p & 63))
-        else:
-            tree[p >> 6] |= <uint64_t>1 << (p & 63)
+        tree[p >> 6] = (tree[p >> 6] & ~(<uint64_t>1 << (p & 63))) | (<uint64_t>(~n & 1) << (p & 63))
         n = p
 
 
 cdef inline int plru_victim(uint64_t* tree, int leaves, int ways) noexcept nogil:
-    """Follow the bits from the root, never into a subtree of padding leaves (ways ... leaves - 1)."""
-    cdef int n = 1, lo = 0, half = leaves >> 1
+    """Follow the bits from the root, never into a subtree of padding leaves (ways ... leaves - 1);
+    branch-free steps."""
+    cdef int n = 1, lo = 0, half = leaves >> 1, right
     while half:
-        if (tree[n >> 6] >> (n & 63)) & 1 and lo + half < ways:
-            n = 2 * n + 1
-            lo += half
-        else:
-            n = 2 * n
+        right = <int>((tree[n >> 6] >> (n & 63)) & 1) & (lo + half < ways)
+        n = 2 * n + right
+        lo += right * half
         half >>= 1
     return lo
 
@@ -152,18 +156,19 @@ cdef inline void set_array_touch(SetArray* a, uint64_t set_, int blocks, int way
     if set_array_lru(a, shape):
         ranks_touch(&a.ranks[set_ * blocks * SCAN_BLOCK], blocks, way)
     elif a.policy == RP_PLRU:
-        plru_touch(&a.tree[set_ * a.tree_words], a.leaves, way)
+        plru_touch(<uint64_t*>&a.ranks[set_ * blocks * SCAN_BLOCK], a.leaves, way)
 
 
 cdef inline int set_array_victim(SetArray* a, uint64_t set_, int blocks, shape_t shape) noexcept nogil:
     """The way a fill of set `set_` takes, left most recent: an invalid way while the set has one (LRU:
     the oldest-ranked one; else the lowest), else the policy's victim."""
     cdef int w
+    cdef uint64_t* tree = <uint64_t*>&a.ranks[set_ * blocks * SCAN_BLOCK]  # tree-PLRU's view of the set
     if set_array_lru(a, shape):
         return ranks_replace(&a.ranks[set_ * blocks * SCAN_BLOCK], blocks, a.ways)
     w = scan_tags(&a.tags[set_ * blocks * SCAN_BLOCK], blocks, 0)  # padding ways (>= ways) hold 0 too
     if w < 0 or w >= a.ways:
-        w = plru_victim(&a.tree[set_ * a.tree_words], a.leaves, a.ways) if a.policy == RP_PLRU else random_way(a)
+        w = plru_victim(tree, a.leaves, a.ways) if a.policy == RP_PLRU else random_way(a)
     if a.policy == RP_PLRU:
-        plru_touch(&a.tree[set_ * a.tree_words], a.leaves, w)
+        plru_touch(tree, a.leaves, w)
     return w
