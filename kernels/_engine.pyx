@@ -10,7 +10,7 @@ the reference model's modules of the same names, each with its structure's set-u
 import numpy as np
 
 from mshare_hw.counters import COUNTERS
-from mshare_hw.names import EVENT_KINDS, SCHEDULERS, STRATEGIES, TIMING_MODES, codes
+from mshare_hw.names import EVENT_KINDS, REPLACEMENT_POLICIES, SCHEDULERS, STRATEGIES, TIMING_MODES, codes
 cimport numpy as cnp
 from libc.stdlib cimport calloc, free, malloc
 from libc.string cimport memset
@@ -68,11 +68,15 @@ _ERRORS = {
 
 
 def set_shape(params) -> int:
-    """The shape_t the hot loop runs under (SHAPE_*): a copy compiled for one-block sets where they fit."""
+    """The shape_t the hot loop runs under (SHAPE_*): a copy compiled for one-block LRU sets where they fit
+    (a machine with another replacement policy anywhere runs the general copy)."""
     tlbs = [*params.l1i, *params.l1d, *params.l2d, *(params.l2i or ()), *params.pwc_structs]
     if params.virtualization == "nested":
         tlbs += [t for t in (params.nested_tlb, params.nested_pwc) if t is not None]
     caches = [params.l1d_cache, params.l2_cache, params.llc]
+    nested = [x for x in (params.nested_tlb, params.nested_pwc) if x is not None]
+    if any(x.replacement != "lru" for x in [*tlbs, *caches, *nested]):
+        return SHAPE_ANY
     if not all(c.ways <= SCAN_BLOCK and _is_pow2(c.sets) for c in caches):
         return SHAPE_ANY
     return SHAPE_ALL if all(t.ways <= SCAN_BLOCK for t in tlbs) else SHAPE_CACHES
@@ -95,6 +99,7 @@ cdef class Engine:
     def __init__(self, params, layout):
         cdef Sim* s = &self.s
         cdef int c, i, k, n_cpus = params.n_cpus, n_procs = layout.n_procs
+        cdef uint64_t seed
         s.n_cpus = n_cpus
         s.n_procs = n_procs
         s.n_mms = n_procs + layout.n_hosts
@@ -133,17 +138,18 @@ cdef class Engine:
         s.pwc = <PWCArray*>_calloc(n_cpus * s.n_pwc, sizeof(PWCArray))
         s.l1d_cache = <Cache*>_calloc(n_cpus, sizeof(Cache))
         s.l2_cache = <Cache*>_calloc(n_cpus, sizeof(Cache))
+        seed = params.seed & 0xFFFFFFFFFFFFFFFF
         for c in range(n_cpus):
-            tlb_level_init(&s.l1i[c], params.l1i)
-            tlb_level_init(&s.l1d[c], params.l1d)
-            tlb_level_init(&s.l2d[c], params.l2d)
+            tlb_level_init(&s.l1i[c], params.l1i, RS_L1I, c, seed)
+            tlb_level_init(&s.l1d[c], params.l1d, RS_L1D, c, seed)
+            tlb_level_init(&s.l2d[c], params.l2d, RS_L2D, c, seed)
             if s.split_l2:
-                tlb_level_init(&s.l2i[c], params.l2i)
+                tlb_level_init(&s.l2i[c], params.l2i, RS_L2I, c, seed)
             for k in range(s.n_pwc):
-                pwc_init(&s.pwc[c * s.n_pwc + k], params.pwc_structs[k])
-            cache_init(&s.l1d_cache[c], params.l1d_cache)
-            cache_init(&s.l2_cache[c], params.l2_cache)
-        cache_init(&s.llc, params.llc)
+                pwc_init(&s.pwc[c * s.n_pwc + k], params.pwc_structs[k], stream_seed(seed, RS_PWC, k, c))
+            cache_init(&s.l1d_cache[c], params.l1d_cache, stream_seed(seed, RS_L1D_CACHE, 0, c))
+            cache_init(&s.l2_cache[c], params.l2_cache, stream_seed(seed, RS_L2_CACHE, 0, c))
+        cache_init(&s.llc, params.llc, stream_seed(seed, RS_LLC, 0, 0))  # one stream: the LLC is shared
         nested_init(s, params)
         s.shape = set_shape(params)
 

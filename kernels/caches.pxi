@@ -1,8 +1,8 @@
-# Physically indexed L1D / L2 per CPU and a shared LLC, LRU, fill on the way back.
-# Mirrors mshare_hw/reference/caches.py. A set is blocks of 16 ways: 16 tags and 16 LRU rank bytes
-# (scan.h compares a block in a few SSE2 instructions). A miss replaces the way of rank ways - 1, which
-# is an untouched (invalid) way while the set has one, so the set's contents follow the reference's
-# "first invalid way, else least recently used". Data caches are never invalidated.
+# Physically indexed L1D / L2 per CPU and a shared LLC, fill on the way back. Mirrors
+# mshare_hw/reference/caches.py. A set is blocks of 16 ways: 16 tags and 16 LRU rank bytes (scan.h compares
+# a block in a few SSE2 instructions). Under LRU a miss replaces the way of rank ways - 1, which is an
+# untouched (invalid) way while the set has one, so the set's contents follow the reference's "first
+# invalid way, else least recently used"; other policies: set_array.pxi. Data caches are never invalidated.
 
 cdef enum:
     LV_L1D = 0
@@ -11,9 +11,9 @@ cdef enum:
     LV_DRAM = 3
 
 
-cdef void cache_init(Cache* c, spec) except *:
-    """A cache of spec.sets sets of spec.ways ways (spec: params.SetAssoc), empty."""
-    set_array_init(&c.sa, spec.sets, spec.ways, False)
+cdef void cache_init(Cache* c, spec, uint64_t stream) except *:
+    """A cache of spec.sets sets of spec.ways ways (spec: params.SetAssoc), empty; `stream`: stream_seed."""
+    set_array_init(&c.sa, spec.sets, spec.ways, False, spec.replacement, stream)
     c.latency = spec.latency
 
 
@@ -33,13 +33,22 @@ cdef inline bint cache_touch(Cache* c, uint64_t line, shape_t shape) noexcept no
     cdef uint64_t set_
     cdef uint32_t tag
     cdef int blocks = cache_blocks(shape, c.sa.blocks)
+    cdef int w
     if cache_pow2(shape, c.sa.set_bits):
         set_ = line & c.sa.set_mask
         tag = <uint32_t>(line >> c.sa.set_bits) + 1
     else:
         set_ = line % <uint64_t>c.sa.sets
         tag = <uint32_t>(line // <uint64_t>c.sa.sets) + 1
-    return set_touch(&c.sa.tags[set_ * blocks * SCAN_BLOCK], &c.sa.ranks[set_ * blocks * SCAN_BLOCK], blocks, c.sa.ways, tag)
+    if set_array_lru(&c.sa, shape):
+        return set_touch(&c.sa.tags[set_ * blocks * SCAN_BLOCK], &c.sa.ranks[set_ * blocks * SCAN_BLOCK], blocks,
+                         c.sa.ways, tag)
+    w = scan_tags(&c.sa.tags[set_ * blocks * SCAN_BLOCK], blocks, tag)
+    if w >= 0:
+        set_array_touch(&c.sa, set_, blocks, w, shape)
+        return True
+    c.sa.tags[set_ * blocks * SCAN_BLOCK + set_array_victim(&c.sa, set_, blocks, shape)] = tag
+    return False
 
 
 cdef inline void cache_prefetch_set(Cache* c, uint64_t line, shape_t shape) noexcept nogil:

@@ -3,7 +3,7 @@
 # Host physical = guest physical; the host page tables sit arithmetically in a reserved frame range
 # (SimParams.host_table_base), so their entries are real lines in the same caches. Per CPU: a nested TLB
 # (keyed by gPA >> host page shift) and one nested PWC per host level above the host leaf (keyed by gPA >>
-# that level's entry span), tags only, LRU through the shared set arrays; the guest never flushes them.
+# that level's entry span), tags only, replaced by the shared set arrays' policy; the guest never flushes them.
 
 cdef enum:
     HOST_LEVELS = 4        # mshare_hw.engine.params.HOST_LEVELS
@@ -11,7 +11,7 @@ cdef enum:
 
 
 cdef inline int nested_find(SetArray* a, uint64_t tag, shape_t shape) noexcept nogil:
-    """Whether `tag` is in `a` (NULL: no structure), leaving it most recent in its set."""
+    """Whether `tag` is in `a` (NULL: no structure), touching it under the array's replacement policy."""
     cdef int w, blocks
     cdef uint64_t set_
     if a == NULL:
@@ -21,19 +21,19 @@ cdef inline int nested_find(SetArray* a, uint64_t tag, shape_t shape) noexcept n
     w = find_key(&a.tags[set_ * blocks * SCAN_BLOCK], &a.keys[set_ * a.ways], blocks, a.ways, pwc_key(0, 0, tag))
     if w < 0:
         return 0
-    ranks_touch(&a.ranks[set_ * blocks * SCAN_BLOCK], blocks, w)
+    set_array_touch(a, set_, blocks, w, shape)
     return 1
 
 
 cdef inline void nested_fill(SetArray* a, uint64_t tag, shape_t shape) noexcept nogil:
-    """Into the oldest way of `tag`'s set (NULL: no structure)."""
+    """Into an invalid way of `tag`'s set while it has one, else the policy's victim (NULL: no structure)."""
     cdef int victim, blocks
     cdef uint64_t set_
     if a == NULL:
         return
     set_ = set_array_index(a, tag)
     blocks = tlb_blocks(shape, a.blocks)
-    victim = ranks_replace(&a.ranks[set_ * blocks * SCAN_BLOCK], blocks, a.ways)
+    victim = set_array_victim(a, set_, blocks, shape)
     a.keys[set_ * a.ways + victim] = pwc_key(0, 0, tag)
     a.tags[set_ * blocks * SCAN_BLOCK + victim] = key_tag(a.keys[set_ * a.ways + victim])
 
@@ -80,6 +80,7 @@ cdef int64_t nested_translate(Sim* s, int cpu, uint64_t gpa, shape_t shape) noex
 cdef void nested_init(Sim* s, params) except *:
     """The reserved host-table range and every CPU's nested TLB and PWCs (none unless nested)."""
     cdef int c, k
+    cdef uint64_t seed = params.seed & 0xFFFFFFFFFFFFFFFF
     s.nested = params.virtualization == "nested"
     if not s.nested:
         return
@@ -90,11 +91,14 @@ cdef void nested_init(Sim* s, params) except *:
     if params.nested_tlb is not None:
         s.ntlb = <SetArray*>_calloc(s.n_cpus, sizeof(SetArray))
         for c in range(s.n_cpus):
-            set_array_init(&s.ntlb[c], params.nested_tlb.sets, params.nested_tlb.ways, True)
+            set_array_init(&s.ntlb[c], params.nested_tlb.sets, params.nested_tlb.ways, True,
+                           params.nested_tlb.replacement, stream_seed(seed, RS_NESTED_TLB, 0, c))
     if params.nested_pwc is not None:
         s.npwc = <SetArray*>_calloc(s.n_cpus * NESTED_PWCS, sizeof(SetArray))
         for k in range(s.n_cpus * NESTED_PWCS):
-            set_array_init(&s.npwc[k], params.nested_pwc.sets, params.nested_pwc.ways, True)
+            set_array_init(&s.npwc[k], params.nested_pwc.sets, params.nested_pwc.ways, True,
+                           params.nested_pwc.replacement,
+                           stream_seed(seed, RS_NESTED_PWC, k % NESTED_PWCS, k // NESTED_PWCS))
 
 
 cdef void nested_free(Sim* s) noexcept:

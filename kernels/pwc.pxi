@@ -1,7 +1,7 @@
 # Page-walk caches: non-leaf entries of level L >= 2, tagged by (level, PCID, VA >> entry span).
 # Mirrors mshare_hw/reference/pwc.py. As in the TLBs, a lookup compares 32-bit hashes of the packed keys
-# a block at a time (scan.h's find_key), the payload is read only on a hit, and LRU is kept as rank bytes
-# per set (scan.h; invalidated ways ranked oldest).
+# a block at a time (scan.h's find_key), the payload is read only on a hit, and replacement is set_array.pxi's
+# (LRU: rank bytes per set, invalidated ways ranked oldest).
 
 cdef inline int entry_shift(int level) noexcept nogil:
     return 12 + 9 * (level - 1)
@@ -12,9 +12,9 @@ cdef inline uint64_t pwc_key(int level, int pcid, uint64_t tag) noexcept nogil:
     return (<uint64_t>1 << 63) | (<uint64_t>pcid << 48) | (<uint64_t>level << 45) | tag
 
 
-cdef void pwc_init(PWCArray* a, spec) except *:
-    """A PWC of spec.sets sets of spec.ways ways (spec: params.SetAssoc), empty."""
-    set_array_init(&a.sa, spec.sets, spec.ways, True)
+cdef void pwc_init(PWCArray* a, spec, uint64_t stream) except *:
+    """A PWC of spec.sets sets of spec.ways ways (spec: params.SetAssoc), empty; `stream`: stream_seed."""
+    set_array_init(&a.sa, spec.sets, spec.ways, True, spec.replacement, stream)
     a.e = <PWCEntry*>_calloc(<int64_t>spec.sets * spec.ways, sizeof(PWCEntry))
 
 
@@ -45,13 +45,13 @@ cdef inline PWCEntry* pwc_lookup(Sim* s, int cpu, int level, int pcid, uint64_t 
     w = find_key(&a.sa.tags[set_ * blocks * SCAN_BLOCK], &a.sa.keys[base], blocks, a.sa.ways, key)
     if w < 0:
         return NULL
-    ranks_touch(&a.sa.ranks[set_ * blocks * SCAN_BLOCK], blocks, w)
+    set_array_touch(&a.sa, set_, blocks, w, shape)
     return &a.e[base + w]
 
 
 cdef inline void pwc_fill(Sim* s, int cpu, int level, int pcid, uint64_t va, int64_t child, int64_t loc,
                           int owner, uint64_t epoch, shape_t shape) noexcept nogil:
-    """Into the oldest way of the set: an invalid one while the set has one, else the least recently used."""
+    """Into an invalid way of the set while it has one, else the policy's victim (set_array_victim)."""
     cdef int k = s.pwc_of_level[level]
     cdef int victim, blocks
     cdef PWCArray* a
@@ -64,7 +64,7 @@ cdef inline void pwc_fill(Sim* s, int cpu, int level, int pcid, uint64_t va, int
     set_ = set_array_index(&a.sa, tag)
     base = set_ * a.sa.ways
     blocks = tlb_blocks(shape, a.sa.blocks)
-    victim = ranks_replace(&a.sa.ranks[set_ * blocks * SCAN_BLOCK], blocks, a.sa.ways)
+    victim = set_array_victim(&a.sa, set_, blocks, shape)
     a.sa.keys[base + victim] = pwc_key(level, pcid, tag)
     a.sa.tags[set_ * blocks * SCAN_BLOCK + victim] = key_tag(a.sa.keys[base + victim])
     e = &a.e[base + victim]

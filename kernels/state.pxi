@@ -58,18 +58,24 @@ cdef inline bint cache_pow2(shape_t shape, int set_bits) noexcept nogil:
 
 
 ctypedef struct SetArray:
-    # The sets of a set-associative structure (a TLB array, a PWC, a data cache), LRU, scanned by scan.h:
-    # each set is `blocks` 16-way blocks of 32-bit tags (64-byte aligned, 0 = invalid or padding) and LRU
-    # rank bytes (invalid ways ranked oldest, so fills take them first). Set-up and teardown: set_array.pxi.
+    # The sets of a set-associative structure (a TLB array, a PWC, a data cache), scanned by scan.h: each
+    # set is `blocks` 16-way blocks of 32-bit tags (64-byte aligned, 0 = invalid or padding) and LRU rank
+    # bytes (invalid ways ranked oldest, so fills take them first). Under tree-PLRU a set's rank bytes hold
+    # its tree bits instead; under random replacement the structure has one xorshift64* stream. Set-up and
+    # replacement: set_array.pxi.
+    # 56 bytes: a Cache (this and its latency) stays within one 64-byte host line.
     uint64_t* keys         # per way: the packed key its tag hashes (key_tag), 0 when invalid; NULL for caches
     uint32_t* tags         # per set, blocks * 16
-    uint8_t* ranks         # per set, blocks * 16
+    uint8_t* ranks         # per set, blocks * 16 (tree-PLRU: 64-bit words of tree bits, bit n = node n)
+    uint64_t rng           # random: the xorshift64* state
+    uint64_t set_mask      # sets - 1 when sets is a power of two, else 0
     int sets
     int ways
-    int blocks             # 16-way blocks per set
-    int set_bits           # log2(sets) when sets is a power of two, else -1
-    uint64_t set_mask      # sets - 1 when sets is a power of two, else 0
-    int pow2               # sets is a power of two (1 included: no division for fully associative arrays)
+    int8_t blocks          # 16-way blocks per set (MAX_WAYS: at most 8)
+    int8_t set_bits        # log2(sets) when sets is a power of two, else -1
+    uint8_t pow2           # sets is a power of two (1 included: no division for fully associative arrays)
+    uint8_t policy         # RP_*: which replacement the fills use
+    uint8_t leaves         # tree-PLRU: ways rounded up to a power of two (the tree's leaves, at most 128)
 
 # Timing modes, replacement policies and virtualization (mshare_hw.names: TIMING_MODES,
 # REPLACEMENT_POLICIES, VIRTUALIZATION_MODES; tests/test_names.py keeps them in step).

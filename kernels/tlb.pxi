@@ -1,7 +1,7 @@
-# Set-associative TLBs tagged by (PCID, VPN, page size), LRU. Mirrors mshare_hw/reference/tlb.py.
+# Set-associative TLBs tagged by (PCID, VPN, page size). Mirrors mshare_hw/reference/tlb.py.
 # Each array keeps one packed key per way, a 32-bit hash of it per way in 16-way blocks (compared a block
-# at a time on lookup, the key confirms a match), LRU rank bytes per set (scan.h; an invalidated way
-# becomes the oldest, so fills take invalid ways first, as the reference does) and the payload apart.
+# at a time on lookup, the key confirms a match), the replacement state (set_array.pxi: LRU rank bytes per
+# set, an invalidated way becoming the oldest, so fills take invalid ways first, as the reference does) and the payload apart.
 # User entries are never global (kernel entries are not modelled), so the key match is exact; the
 # payload's is_global flag is kept for the flush primitives.
 
@@ -25,16 +25,18 @@ cdef inline uint64_t tlb_set_index(TLBArray* a, uint64_t vpn) noexcept nogil:
     return set_array_index(&a.sa, vpn)
 
 
-cdef void tlb_level_init(TLBLevel* lv, specs) except *:
+cdef void tlb_level_init(TLBLevel* lv, specs, int kind, int cpu, uint64_t seed) except *:
     """A TLB level of the arrays `specs` (params.TLBStruct each), empty. Lookups probe (array, page size)
-    pairs in spec order; the first array holding a page size fills it."""
+    pairs in spec order; the first array holding a page size fills it. Array i of the level of kind
+    `kind` (RS_*) on `cpu` draws random replacement from stream_seed(seed, kind, i, cpu)."""
     cdef int i, j, code
     lv.n = len(specs)
     lv.arrays = <TLBArray*>_calloc(lv.n, sizeof(TLBArray))
     lv.n_probes = 0
     lv.live = 0
     for i, spec in enumerate(specs):
-        set_array_init(&lv.arrays[i].sa, spec.sets, spec.ways, True)
+        set_array_init(&lv.arrays[i].sa, spec.sets, spec.ways, True, spec.replacement,
+                       stream_seed(seed, kind, i, cpu))
         lv.arrays[i].e = <TLBEntry*>_calloc(<int64_t>spec.sets * spec.ways, sizeof(TLBEntry))
         lv.arrays[i].xor_index = spec.xor_index
         lv.arrays[i].n_shifts = len(spec.shifts)
@@ -97,15 +99,15 @@ cdef inline TLBEntry* tlb_lookup(TLBLevel* lv, int pcid, uint64_t va, uint64_t* 
         blocks = tlb_blocks(shape, a.sa.blocks)
         w = find_key(&a.sa.tags[set_ * blocks * SCAN_BLOCK], &a.sa.keys[set_ * a.sa.ways], blocks, a.sa.ways, key)
         if w >= 0:
-            ranks_touch(&a.sa.ranks[set_ * blocks * SCAN_BLOCK], blocks, w)
+            set_array_touch(&a.sa, set_, blocks, w, shape)
             key_out[0] = key
             return &a.e[set_ * a.sa.ways + w]
     return NULL
 
 
 cdef inline void tlb_fill(TLBLevel* lv, TLBEntry* src, uint64_t key, shape_t shape) noexcept nogil:
-    """Into the array that caches src's page size (if any), replacing the oldest way of the set: an invalid
-    one while the set has one, else the least recently used. `key` is src's tlb_key."""
+    """Into the array that caches src's page size (if any), replacing an invalid way of the set while it
+    has one, else the policy's victim (set_array_victim). `key` is src's tlb_key."""
     cdef int code = tlb_key_code(key)
     cdef int i = lv.fill_array[code]
     cdef int victim, blocks
@@ -116,7 +118,7 @@ cdef inline void tlb_fill(TLBLevel* lv, TLBEntry* src, uint64_t key, shape_t sha
     a = &lv.arrays[i]
     blocks = tlb_blocks(shape, a.sa.blocks)
     set_ = tlb_set_index(a, src.vpn)
-    victim = ranks_replace(&a.sa.ranks[set_ * blocks * SCAN_BLOCK], blocks, a.sa.ways)
+    victim = set_array_victim(&a.sa, set_, blocks, shape)
     k = set_ * a.sa.ways + victim
     old = a.sa.keys[k]
     if old == 0:

@@ -42,6 +42,9 @@ DEVICE_KINDS = ("iommu", "kvm_mirror")
 TIMING_MODES = ("translation", "latency", "overlap")
 # replacement in a TLB, PWC or cache set (invalid ways are always filled first)
 REPLACEMENT_POLICIES = ("lru", "plru", "random")
+# the structures that draw their own random-replacement stream (seeded from the experiment's seed, the
+# structure, its index among its kind and the CPU)
+REPLACEMENT_STREAMS = ("l1i", "l1d", "l2d", "l2i", "pwc", "l1d_cache", "l2_cache", "llc", "nested_tlb", "nested_pwc")
 # page walks of a bare-metal machine, or two-dimensional walks of a guest (guest tables through EPT/NPT)
 VIRTUALIZATION_MODES = ("none", "nested")
 

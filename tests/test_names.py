@@ -23,6 +23,7 @@ C_ENUMS = [
     (names.SCHEDULERS, "SCHED_"),
     (names.TIMING_MODES, "TM_"),
     (names.REPLACEMENT_POLICIES, "RP_"),
+    (names.REPLACEMENT_STREAMS, "RS_"),
     (names.VIRTUALIZATION_MODES, "VIRT_"),
 ]
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 from typing import Any
 
+import h5py
 import pytest
 
 from mshare_hw import runner
@@ -223,3 +225,17 @@ def test_rerun_skips_runs_already_present(tmp_path: Path, monkeypatch):
 
     monkeypatch.setattr(runner, "run_workload", must_not_replay)
     assert run_experiment(exp, out) == first
+
+
+def test_machine_replacement_forces_a_policy_end_to_end(tmp_path: Path):
+    """machine.replacement runs through the runner: each policy its own run (same seed, same workload),
+    recorded in the run's config; tree-PLRU and random evict other L1 DTLB entries than LRU does."""
+    exp = small_db(
+        machine={"n_cpus": 2, "data_caches": True},
+        sweep={"machine.replacement": ["lru", "plru", "random"]},
+    )
+    rows = run_experiment(exp, tmp_path / "r.h5")
+    with h5py.File(tmp_path / "r.h5", "r") as f:
+        configs = [json.loads(f["runs"][r["run_id"]].attrs["config"]) for r in rows]
+    assert [c["machine"]["replacement"] for c in configs] == ["lru", "plru", "random"]
+    assert len({r["l1_dtlb_misses"] for r in rows}) == 3 and len({r["run_id"] for r in rows}) == 3

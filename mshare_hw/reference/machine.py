@@ -37,12 +37,15 @@ class ReferenceMachine(Walker, NestedWalker, SchedulingLoop, KernelSide):
         self.addrs = [np.asarray(a, dtype=np.uint64) for a, _ in traces]
         self.kinds = [np.asarray(k, dtype=np.uint8) for _, k in traces]
         self.pos = [0] * n_procs
-        self.l1i = [TLBLevel(params.l1i) for _ in range(n_cpus)]
-        self.l1d = [TLBLevel(params.l1d) for _ in range(n_cpus)]
-        self.l2d = [TLBLevel(params.l2d) for _ in range(n_cpus)]
-        self.l2i = [TLBLevel(params.l2i) for _ in range(n_cpus)] if params.l2i is not None else self.l2d
-        self.pwc = [PWC(params) for _ in range(n_cpus)]
-        self.caches = CacheHierarchy(n_cpus, params.l1d_cache, params.l2_cache, params.llc, params.dram_latency)
+        seed = params.seed
+        self.l1i = [TLBLevel(params.l1i, "l1i", c, seed) for c in range(n_cpus)]
+        self.l1d = [TLBLevel(params.l1d, "l1d", c, seed) for c in range(n_cpus)]
+        self.l2d = [TLBLevel(params.l2d, "l2d", c, seed) for c in range(n_cpus)]
+        self.l2i = [TLBLevel(params.l2i, "l2i", c, seed) for c in range(n_cpus)] if params.l2i is not None else self.l2d
+        self.pwc = [PWC(params, c) for c in range(n_cpus)]
+        self.caches = CacheHierarchy(
+            n_cpus, params.l1d_cache, params.l2_cache, params.llc, params.dram_latency, params.seed
+        )
         self.init_nested(params, n_cpus)
         self.pt = PageTables(params.levels, layout.dyn_frame_start)
         # mms: processes 0..n_procs-1, then one host mm per shared region

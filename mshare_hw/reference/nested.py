@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from mshare_hw.engine.params import HOST_LEVELS, SetAssoc, SimParams
 from mshare_hw.reference.pwc import entry_shift
-from mshare_hw.reference.set_array import SetArray
+from mshare_hw.reference.set_array import SetArray, stream_seed
 
 HOST_LEAF_LEVEL = {12: 1, 21: 2, 30: 3}
 
@@ -26,21 +26,20 @@ HOST_LEAF_LEVEL = {12: 1, 21: 2, 30: 3}
 class NestedEntry:
     tag: int
     owner: int = 0
-    lru: int = 0
 
 
 class NestedArray(SetArray):
     """A nested TLB or one host level's nested PWC: tags only (the host address follows from the tag)."""
 
-    def __init__(self, spec: SetAssoc):
-        super().__init__(spec.sets, spec.ways)
+    def __init__(self, spec: SetAssoc, stream: int):
+        super().__init__(spec.sets, spec.ways, spec.replacement, stream)
 
     def lookup(self, tag: int) -> bool:
         base = (tag % self.sets) * self.ways
         for w in range(self.ways):
             e = self.entries[base + w]
             if e is not None and e.tag == tag:
-                self.touch(e)
+                self.touch(base + w)
                 return True
         return False
 
@@ -51,11 +50,18 @@ class NestedArray(SetArray):
 class NestedStructures:
     """One CPU's nested TLB and nested PWCs (None where the machine has none)."""
 
-    def __init__(self, params: SimParams):
+    def __init__(self, params: SimParams, cpu: int):
         leaf = HOST_LEAF_LEVEL[params.host_page_shift]
-        self.tlb = NestedArray(params.nested_tlb) if params.nested_tlb is not None else None
-        spec = params.nested_pwc
-        self.pwc = {lv: NestedArray(spec) for lv in range(leaf + 1, HOST_LEVELS + 1)} if spec is not None else {}
+        tlb, spec = params.nested_tlb, params.nested_pwc
+        self.tlb = NestedArray(tlb, stream_seed(params.seed, "nested_tlb", 0, cpu)) if tlb is not None else None
+        self.pwc = (
+            {
+                lv: NestedArray(spec, stream_seed(params.seed, "nested_pwc", lv - 2, cpu))
+                for lv in range(leaf + 1, HOST_LEVELS + 1)
+            }
+            if spec is not None
+            else {}
+        )
 
 
 class NestedWalker:
@@ -63,7 +69,7 @@ class NestedWalker:
         self.nested = params.virtualization == "nested"
         self.host_leaf = HOST_LEAF_LEVEL[params.host_page_shift]
         self.host_base = params.host_table_base if self.nested else ()
-        self.nested_structs = [NestedStructures(params) for _ in range(n_cpus)] if self.nested else []
+        self.nested_structs = [NestedStructures(params, c) for c in range(n_cpus)] if self.nested else []
 
     def host_entry_paddr(self, gpa: int, level: int) -> int:
         """The address of the level-`level` host entry mapping guest-physical `gpa`."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mshare_hw.engine.params import SimParams
-from mshare_hw.reference.set_array import SetArray
+from mshare_hw.reference.set_array import SetArray, stream_seed
 
 
 def entry_shift(level: int) -> int:
@@ -23,7 +23,6 @@ class PWCEntry:
     loc: int  # where the entry lives, for the oracle
     version: int
     owner: int
-    lru: int = 0
 
 
 class PWCArray(SetArray):
@@ -32,7 +31,7 @@ class PWCArray(SetArray):
         for w in range(self.ways):
             e = self.entries[base + w]
             if e is not None and e.level == level and e.tag == tag and e.pcid == pcid:
-                self.touch(e)
+                self.touch(base + w)
                 return e
         return None
 
@@ -50,8 +49,11 @@ class PWCArray(SetArray):
 
 
 class PWC:
-    def __init__(self, params: SimParams):
-        self.arrays = [PWCArray(s.sets, s.ways) for s in params.pwc_structs]
+    def __init__(self, params: SimParams, cpu: int = 0):
+        self.arrays = [
+            PWCArray(s.sets, s.ways, s.replacement, stream_seed(params.seed, "pwc", k, cpu))
+            for k, s in enumerate(params.pwc_structs)
+        ]
         self.of_level = params.pwc_of_level
 
     def lookup(self, level: int, pcid: int, va: int) -> PWCEntry | None:

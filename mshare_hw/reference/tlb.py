@@ -1,11 +1,11 @@
-"""Set-associative TLBs tagged by (PCID, VPN, page size), with LRU replacement."""
+"""Set-associative TLBs tagged by (PCID, VPN, page size); replacement: set_array.py."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from mshare_hw.engine.params import TLBStruct
-from mshare_hw.reference.set_array import SetArray
+from mshare_hw.reference.set_array import SetArray, stream_seed
 
 
 @dataclass
@@ -18,14 +18,13 @@ class TLBEntry:
     pte_version: int
     owner: int  # process that filled it
     is_global: bool = False
-    lru: int = 0
 
 
 class TLBArray(SetArray):
     """One structure: sets x ways, holding the page sizes in `shifts`."""
 
-    def __init__(self, spec: TLBStruct):
-        super().__init__(spec.sets, spec.ways)
+    def __init__(self, spec: TLBStruct, stream: int = 1):
+        super().__init__(spec.sets, spec.ways, spec.replacement, stream)
         self.spec = spec
         self.set_bits = spec.sets.bit_length() - 1
 
@@ -49,9 +48,8 @@ class TLBArray(SetArray):
         i = self.find(pcid, va)
         if i < 0:
             return None
-        e = self.entries[i]
-        self.touch(e)
-        return e
+        self.touch(i)
+        return self.entries[i]
 
     def fill(self, e: TLBEntry) -> None:
         self.fill_set(self.set_index(e.vpn), e)
@@ -77,10 +75,11 @@ class TLBArray(SetArray):
 
 
 class TLBLevel:
-    """The structures of one level (e.g. L1 DTLB 4K + 2M + 1G arrays), probed together."""
+    """The structures of one level (e.g. L1 DTLB 4K + 2M + 1G arrays), probed together. Array i of the
+    level of kind `kind` (a REPLACEMENT_STREAMS name) on `cpu` draws from stream_seed(seed, kind, i, cpu)."""
 
-    def __init__(self, specs: tuple[TLBStruct, ...]):
-        self.arrays = [TLBArray(s) for s in specs]
+    def __init__(self, specs: tuple[TLBStruct, ...], kind: str = "l1d", cpu: int = 0, seed: int = 0):
+        self.arrays = [TLBArray(s, stream_seed(seed, kind, i, cpu)) for i, s in enumerate(specs)]
 
     def lookup(self, pcid: int, va: int) -> TLBEntry | None:
         for a in self.arrays:

@@ -12,7 +12,7 @@ from mshare_hw.config.errors import ConfigError
 from mshare_hw.counters import COUNTERS
 from mshare_hw.engine.layout import Layout, build_layout
 from mshare_hw.engine.params import SetAssoc, SimParams, TLBStruct
-from mshare_hw.names import TIMING_MODES
+from mshare_hw.names import REPLACEMENT_POLICIES, TIMING_MODES
 from mshare_hw.workload.model import PAGE_SIZES, ArrayTrace, Process, Region, Workload
 
 KiB4 = 1 << 12
@@ -41,21 +41,33 @@ SETS = st.sampled_from([1, 2, 4, 3])
 NARROW_WAYS = st.integers(1, 4)
 ANY_WAYS = st.integers(1, 4) | st.integers(17, 33)
 SHAPES = ["one_block", "cache_block", "any"]
+# replacement: LRU everywhere (the only policy the one-block copies run), one policy everywhere, or each
+# structure its own
+POLICY_MODES = ["lru", "lru", "plru", "random", "mixed"]
+LRU = st.just("lru")
+
+
+def policies(mode: str) -> st.SearchStrategy[str]:
+    return st.sampled_from(REPLACEMENT_POLICIES) if mode == "mixed" else st.just(mode)
 
 
 @st.composite
-def tlb_level(draw, ways: st.SearchStrategy[int] = NARROW_WAYS) -> tuple[TLBStruct, ...]:
+def tlb_level(
+    draw, ways: st.SearchStrategy[int] = NARROW_WAYS, policy: st.SearchStrategy[str] = LRU
+) -> tuple[TLBStruct, ...]:
     out = []
     for _ in range(draw(st.integers(1, 2))):
         shifts = tuple(sorted(draw(st.sets(st.sampled_from([12, 21, 30]), min_size=1))))
         sets = draw(SETS)
         xor = sets & (sets - 1) == 0 and draw(st.booleans())
-        out.append(TLBStruct(shifts=shifts, sets=sets, ways=draw(ways), xor_index=xor))
+        out.append(TLBStruct(shifts=shifts, sets=sets, ways=draw(ways), xor_index=xor, replacement=draw(policy)))
     return tuple(out)
 
 
 @st.composite
-def small_cache(draw, lat_lo: int, lat_hi: int, any_shape: bool = True) -> SetAssoc:
+def small_cache(
+    draw, lat_lo: int, lat_hi: int, any_shape: bool = True, policy: st.SearchStrategy[str] = LRU
+) -> SetAssoc:
     # mostly tiny caches (replacement on every few lines); sometimes 64-96 sets, whose 32-bit tags can tell
     # apart the frames of regions spanning 512 GiB slots (max_frames: tiny caches reject those layouts)
     if any_shape:
@@ -64,23 +76,25 @@ def small_cache(draw, lat_lo: int, lat_hi: int, any_shape: bool = True) -> SetAs
     else:
         sets = draw(st.sampled_from([1, 2, 4, 8, 64]))
         ways = draw(NARROW_WAYS)
-    return SetAssoc(sets, ways, draw(st.integers(lat_lo, lat_hi)))
+    return SetAssoc(sets, ways, draw(st.integers(lat_lo, lat_hi)), replacement=draw(policy))
 
 
 @st.composite
-def pwcs(draw, levels: int, ways: st.SearchStrategy[int] = NARROW_WAYS) -> tuple[tuple[SetAssoc, ...], tuple[int, ...]]:
+def pwcs(
+    draw, levels: int, ways: st.SearchStrategy[int] = NARROW_WAYS, policy: st.SearchStrategy[str] = LRU
+) -> tuple[tuple[SetAssoc, ...], tuple[int, ...]]:
     mode = draw(st.sampled_from(["per_level", "per_level", "unified", "none"]))
     of_level = [-1] * 6
     structs: list[SetAssoc] = []
     if mode == "unified":
-        structs.append(SetAssoc(draw(SETS), draw(ways)))
+        structs.append(SetAssoc(draw(SETS), draw(ways), replacement=draw(policy)))
         for lv in range(2, levels + 1):
             of_level[lv] = 0
     elif mode == "per_level":
         for lv in range(2, levels + 1):
             if draw(st.integers(0, 4)) > 0:
                 of_level[lv] = len(structs)
-                structs.append(SetAssoc(draw(SETS), draw(ways)))
+                structs.append(SetAssoc(draw(SETS), draw(ways), replacement=draw(policy)))
     return tuple(structs), tuple(of_level)
 
 
@@ -90,26 +104,28 @@ def machines(draw) -> SimParams:
     shape = draw(st.sampled_from(SHAPES))
     tlb_ways = NARROW_WAYS if shape == "one_block" else ANY_WAYS
     any_cache = shape == "any"
-    pwc_structs, pwc_of_level = draw(pwcs(levels, tlb_ways))
+    policy = policies(draw(st.sampled_from(POLICY_MODES)))
+    pwc_structs, pwc_of_level = draw(pwcs(levels, tlb_ways, policy))
     warmup = draw(st.one_of(st.just(0), st.integers(1, 600)))
     interval = draw(st.one_of(st.just(0), st.just(0), st.integers(7, 300)))
     timing = draw(st.sampled_from(TIMING_MODES))
     nested = draw(st.integers(0, 2)) == 0  # two-dimensional walks (nested TLB / PWCs each may be absent)
-    nested_structure = st.one_of(st.none(), st.builds(SetAssoc, SETS, tlb_ways), st.builds(SetAssoc, SETS, tlb_ways))
+    nested_array = st.builds(SetAssoc, SETS, tlb_ways, replacement=policy)
+    nested_structure = st.one_of(st.none(), nested_array, nested_array)
     return SimParams(
         n_cpus=draw(st.integers(1, 3)),
         levels=levels,
         pcid=draw(st.booleans()),
-        l1i=draw(tlb_level(tlb_ways)),
-        l1d=draw(tlb_level(tlb_ways)),
-        l2d=draw(tlb_level(tlb_ways)),
-        l2i=draw(st.one_of(st.none(), tlb_level(tlb_ways))),
+        l1i=draw(tlb_level(tlb_ways, policy)),
+        l1d=draw(tlb_level(tlb_ways, policy)),
+        l2d=draw(tlb_level(tlb_ways, policy)),
+        l2i=draw(st.one_of(st.none(), tlb_level(tlb_ways, policy))),
         l2_latency=draw(st.integers(0, 20)),
         pwc_structs=pwc_structs,
         pwc_of_level=pwc_of_level,
-        l1d_cache=draw(small_cache(1, 6, any_cache)),
-        l2_cache=draw(small_cache(8, 20, any_cache)),
-        llc=draw(small_cache(20, 60, any_cache)),
+        l1d_cache=draw(small_cache(1, 6, any_cache, policy)),
+        l2_cache=draw(small_cache(8, 20, any_cache, policy)),
+        llc=draw(small_cache(20, 60, any_cache, policy)),
         dram_latency=draw(st.integers(60, 300)),
         data_caches=timing != "translation" or draw(st.booleans()),
         oracle=draw(st.booleans()),
@@ -138,6 +154,7 @@ def machines(draw) -> SimParams:
         host_page_shift=draw(st.sampled_from([12, 21, 21, 30])),
         nested_tlb=draw(nested_structure) if nested else None,
         nested_pwc=draw(nested_structure) if nested else None,
+        seed=draw(st.integers(0, 2**32)),
     )
 
 
@@ -281,6 +298,7 @@ def record_coverage(cpu_counters: np.ndarray, params: SimParams) -> None:
     event(f"virtualization={params.virtualization}")
     event(f"hot loop compiled for {SHAPE_NAMES[_engine.set_shape(params)]}")
     event(f"timing={params.timing}")
+    event(f"replacement: {'/'.join(sorted({c.replacement for c in (params.l1d_cache, *params.l1d, *params.l2d)}))}")
 
 
 SHAPE_NAMES = {2: "one-block sets", 1: "one-block cache sets", 0: "any sets"}

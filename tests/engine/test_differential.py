@@ -198,3 +198,12 @@ def test_hot_loop_copy_follows_the_set_shapes(uarch, shape):
     from mshare_hw.engine.params import build_params
 
     assert SHAPE_NAMES[_engine.set_shape(build_params(load_uarch(uarch), n_cpus=2))] == shape
+
+
+def test_another_replacement_policy_runs_the_general_copy():
+    from mshare_hw.config.uarch import load_uarch
+    from mshare_hw.engine.params import build_params
+
+    for policy, shape in (("lru", "one-block sets"), ("plru", "any sets"), ("random", "any sets")):
+        params = build_params(load_uarch("skylake_sp"), n_cpus=2, replacement=policy)
+        assert SHAPE_NAMES[_engine.set_shape(params)] == shape
