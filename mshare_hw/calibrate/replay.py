@@ -32,7 +32,7 @@ from mshare_hw.counters import INDEX
 from mshare_hw.traces.source import ArrayTrace
 from mshare_hw.workload.model import Process, Region, Workload
 
-TIMING = "translation"  # the engine's timing mode for every replay; "latency" adds data-cache latency
+TIMING = "latency"  # every replay charges data-cache latency (a pointer chase waits for each load)
 NESTED = "nested"  # machine.virtualization for a profile with features.hypervisor = true
 WS_BASE = 1 << 39  # the probed pages (a 512 GiB slot of their own)
 SPIN_BASE = 1 << 40  # the page a spinning process or thread reads
@@ -98,12 +98,16 @@ class Prediction:
 
 
 def chase(profile: Path, order: list[int] | np.ndarray, ghz: float) -> Prediction:
-    """A pointer chase visiting the pages of a working set in `order` (one cycle), one line per page
-    (page i on line i mod 64, as the probe places them), the first lap excluded: ns per load."""
+    """A pointer chase visiting the pages of a working set in `order` (one cycle), one line per page, the
+    first lap excluded: ns per load. The probe puts page i's node on line i mod 64, but the kernel backs its
+    pages with scattered physical frames, so their lines fall in effectively random cache sets; the model
+    backs a region with consecutive frames, so each page's line is drawn at random instead (seeded) to
+    give the caches the same spread."""
     n = len(order)
     laps = max(4, 200_000 // n)
     idx = np.asarray(order, dtype=np.uint64)
-    addrs = WS_BASE + idx * np.uint64(4096) + (idx % np.uint64(64)) * np.uint64(64)
+    line = np.random.default_rng(n).integers(0, 64, n, dtype=np.uint64)  # per page, in page order
+    addrs = WS_BASE + idx * np.uint64(4096) + line[idx.astype(np.int64)] * np.uint64(64)
     trace = ArrayTrace(np.tile(addrs, laps), np.full(n * laps, LOAD, np.uint8))
     wl = Workload([Process("chase", trace, cpu=0)], _regions(n, False))
     res = run(point(profile, 1, run={"warmup_accesses": n}), wl)
