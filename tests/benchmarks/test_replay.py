@@ -49,6 +49,8 @@ def test_replay_walk_heavy(benchmark, bench_replay, make_params, walk_workload):
 
 
 TIMING = pytest.mark.parametrize("timing", ["translation", "latency", "overlap"])
+# the timing benchmarks hold replacement at LRU, so that they time the modes' accounting alone ("auto" picks
+# the uarch's policies outside translation mode; test_replay_replacement times those)
 
 
 @TIMING
@@ -57,7 +59,7 @@ def test_replay_timing_hits(benchmark, bench_replay, make_params, hit_workload, 
     overlap charge the data caches' latencies (targets: translation as fast as before the modes existed,
     latency within 15% of translation; overlap reported)."""
     benchmark.group = "replay: timing modes, TLB-hit dominated"
-    params = make_params(data_caches=True, oracle=False, timing=timing)
+    params = make_params(data_caches=True, oracle=False, timing=timing, replacement="lru")
     _, totals = bench_replay(hit_workload, params)
     assert (totals["data_cycles"] > 0) == (timing != "translation")
 
@@ -67,9 +69,28 @@ def test_replay_timing_walks(benchmark, bench_replay, make_params, walk_workload
     """The walk-heavy trace under each timing mode (overlap: walks and misses overlap up to the [core]
     limits)."""
     benchmark.group = "replay: timing modes, walk heavy"
-    params = make_params(data_caches=True, oracle=False, timing=timing)
+    params = make_params(data_caches=True, oracle=False, timing=timing, replacement="lru")
     _, totals = bench_replay(walk_workload, params)
     assert totals["walks"] > 0
+
+
+@pytest.mark.parametrize("replacement", ["lru", "plru", "random"])
+def test_replay_replacement(benchmark, bench_replay, make_params, walk_workload, replacement):
+    """The walk-heavy trace with every TLB, PWC and cache under one replacement policy (machine.replacement):
+    LRU runs the block-scan hot loop; PLRU and random run the general copy."""
+    benchmark.group = "replay: replacement policies, walk heavy"
+    params = make_params(data_caches=True, oracle=False, replacement=replacement)
+    _, totals = bench_replay(walk_workload, params)
+    assert totals["walks"] > 0
+
+
+@pytest.mark.parametrize("host_page_size", ["4K", "2M"])
+def test_replay_nested(benchmark, bench_replay, make_params, walk_workload, host_page_size):
+    """The walk-heavy trace as a guest (machine.virtualization = "nested"): two-dimensional walks."""
+    benchmark.group = "replay: nested walks, walk heavy"
+    params = make_params(data_caches=True, oracle=False, virtualization="nested", host_page_size=host_page_size)
+    _, totals = bench_replay(walk_workload, params)
+    assert totals["nested_walk_reads"] > 0
 
 
 @pytest.mark.parametrize("oracle", [False, True], ids=["oracle_off", "oracle_on"])
