@@ -26,7 +26,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cpus", type=_cpu_list, default=None, metavar="LIST", help="CPUs to pin on, e.g. 0,2-3")
     parser.add_argument("--check", type=Path, default=None, metavar="PROFILE", help="rerun only the validation")
     parser.add_argument(
-        "--compare", type=Path, nargs=2, default=None, metavar=("A", "B"), help="two profiles' measured values, % apart"
+        "--compare",
+        type=Path,
+        nargs=2,
+        default=None,
+        metavar=("A", "B"),
+        help="two profiles' measured values, %% apart",  # argparse %-formats help: %% prints one %
     )
     parser.add_argument("--no-validate", action="store_true", help=argparse.SUPPRESS)
 

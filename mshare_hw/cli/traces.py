@@ -221,7 +221,9 @@ def add_trace_parser(sub) -> None:
         "generate",
         help="write a generator's workload (seeded, deterministic) as a native trace plus its manifest",
         description="Writes OUT (native trace, one process per generated process) and OUT with .toml (a workload "
-        "manifest with the generator's regions), runnable with `mshare-hw run OUT.toml`.",
+        "manifest with the generator's regions), runnable with `mshare-hw run OUT.toml -o RESULTS.h5` (without -o "
+        "the results would go to OUT itself). Example: `mshare-hw trace generate uniform u.h5 -p n_processes=4 "
+        "-p accesses_per_process=100000 -p working_set_bytes=64MiB`, then `mshare-hw run u.toml -o u_runs.h5`.",
     )
     # uniform_stream draws while it is replayed: it has no arrays to write
     gn.add_argument("generator", choices=[g for g in get_args(GeneratorName) if g != "uniform_stream"])

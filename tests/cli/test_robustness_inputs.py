@@ -1,5 +1,6 @@
 """Issue #19, settings: `--set` on a sweep axis, impossible [run] settings, workloads too big for memory,
-errors that name their source, help examples, 57-bit addresses on a 4-level machine."""
+errors that name their source, help texts (their examples run in test_documented_examples.py), 57-bit
+addresses on a 4-level machine."""
 
 from __future__ import annotations
 
@@ -80,25 +81,6 @@ def test_help_texts_have_no_doubled_percent_and_their_generate_example_runs(tmp_
     assert main(["trace", "generate", "uniform", str(tmp_path / "x.h5"), "-q", *example]) == 0
     assert main(["trace", "generate", "uniform", str(tmp_path / "y.h5"), "-p", "n_processes"]) == 2
     assert "-p 'n_processes': expected KEY=VALUE, e.g. -p" in capsys.readouterr().err
-
-
-def test_documented_commands_parse(tmp_path):  # row 11: every `mshare-hw ...` line of the README and docs
-    import shlex
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parents[2]
-    lines = []
-    for doc in [root / "README.md", *sorted((root / "docs").glob("*.md"))]:
-        for block in re.findall(r"```(?:bash|sh|console)\n(.*?)```", doc.read_text(), re.S):
-            lines += [(doc.name, ln.split("#")[0].strip()) for ln in block.splitlines() if ln.startswith("mshare-hw ")]
-    assert lines
-    parser = build_parser()
-    for doc, line in lines:
-        argv = shlex.split(line.replace("\\", ""))[1:]
-        try:
-            parser.parse_args(argv)
-        except SystemExit as e:
-            pytest.fail(f"{doc}: {line!r} does not parse ({e})")
 
 
 def test_trace_info_on_a_cut_short_gzip_and_a_bom(tmp_path, capsys):  # row 14
