@@ -37,7 +37,7 @@ NESTED = "nested"  # machine.virtualization for a profile with features.hypervis
 WS_BASE = 1 << 39  # the probed pages (a 512 GiB slot of their own)
 SPIN_BASE = 1 << 40  # the page a spinning process or thread reads
 LOAD, STORE = 1, 2
-EVENT_ROUNDS = 10  # rounds of events replayed per case (the replay is deterministic: few suffice)
+EVENT_ROUNDS = 4  # rounds of events replayed per case (the replay is deterministic: a few suffice)
 
 
 def machine_settings(u: Uarch, n_cpus: int) -> dict:
