@@ -21,7 +21,8 @@ LAYERS: dict[str, float] = {
     "traces": 1,
     "workload": 2,
     "_engine": 2.5, "_probes": 2.5,
-    "engine": 3, "reference": 3, "analysis": 3,
+    "engine": 3, "analysis": 3,
+    "reference": 3.5,  # the executable specification, built on the engine's parameters and layout
     "results": 4, "runner": 4,
     "sweep": 5, "report": 5, "calibrate": 5,
     "cli": 6, "__main__": 6,

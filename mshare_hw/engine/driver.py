@@ -129,29 +129,3 @@ def run_workload(
         "events_fired": loop.fired if loop is not None else 0,
         **(devices.results() if devices is not None else {}),
     }
-
-
-def run_reference(
-    workload: Workload,
-    params: SimParams,
-    *,
-    layout: Layout | None = None,
-    events=None,
-    events_by_accesses: bool = False,
-    devices=None,
-) -> dict:
-    """The same run through the pure-Python reference model (slow; small workloads only)."""
-    from mshare_hw.reference import ReferenceMachine
-
-    layout = layout or build_layout(workload, params)
-    traces = []
-    for p in workload.processes:
-        chunks = list(p.trace.chunks())
-        a = np.concatenate([c[0] for c in chunks]) if chunks else np.empty(0, np.uint64)
-        k = np.concatenate([c[1] for c in chunks]) if chunks else np.empty(0, np.uint8)
-        traces.append((a, k))
-    ref = ReferenceMachine(params, layout, traces)
-    loop = EventLoop(events, ref, params, layout, events_by_accesses, devices) if events is not None else None
-    ref.run(loop, devices)
-    out = {**ref.results(), "events_fired": loop.fired if loop is not None else 0}
-    return {**out, **(devices.results() if devices is not None else {})}

@@ -15,8 +15,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mshare_hw.engine.driver import run_reference, run_workload
+from mshare_hw.engine.driver import run_workload
 from mshare_hw.engine.layout import build_layout
+from mshare_hw.reference.run import run_reference
 from mshare_hw.workload.generators import database_workload
 
 ROUNDS = 3

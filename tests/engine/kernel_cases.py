@@ -14,8 +14,9 @@ import pytest
 from machines import tiny
 
 from mshare_hw.counters import INDEX
-from mshare_hw.engine.driver import run_reference, run_workload
+from mshare_hw.engine.driver import run_workload
 from mshare_hw.engine.params import SimParams
+from mshare_hw.reference.run import run_reference
 from mshare_hw.workload.events import Event
 from mshare_hw.workload.model import ArrayTrace, Process, Region, Workload
 

@@ -35,9 +35,10 @@ from random_machines import (
 
 from mshare_hw import _engine
 from mshare_hw.counters import COUNTERS
-from mshare_hw.engine.driver import run_reference, run_workload
+from mshare_hw.engine.driver import run_workload
 from mshare_hw.engine.params import SetAssoc, SimParams, TLBStruct
 from mshare_hw.reference import ReferenceMachine
+from mshare_hw.reference.run import run_reference
 from mshare_hw.workload.model import ArrayTrace, Process, Region, Workload
 
 DIFF_SETTINGS = differential_settings(250)

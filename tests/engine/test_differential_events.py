@@ -23,10 +23,11 @@ from random_machines import assert_same_results, differential_settings, machines
 
 from mshare_hw.config.errors import ConfigError
 from mshare_hw.counters import COUNTERS
-from mshare_hw.engine.driver import run_reference, run_workload
+from mshare_hw.engine.driver import run_workload
 from mshare_hw.engine.layout import Layout, build_layout
 from mshare_hw.engine.params import SimParams
 from mshare_hw.names import EVENT_KINDS, KERNEL_COSTS, STRATEGIES
+from mshare_hw.reference.run import run_reference
 from mshare_hw.workload.events import Event
 
 SAFE = ("flush_all", "per_sharer", "union_batch", "broadcast")

@@ -10,9 +10,10 @@ import pytest
 from machines import LOAD, PAGE, SLOT, GiB, MiB2, shm_region, tiny
 
 from mshare_hw.counters import INDEX
-from mshare_hw.engine.driver import run_reference, run_workload
+from mshare_hw.engine.driver import run_workload
 from mshare_hw.engine.layout import build_layout
 from mshare_hw.engine.params import SetAssoc, SimParams
+from mshare_hw.reference.run import run_reference
 from mshare_hw.workload.model import ArrayTrace, Process, Region, Workload
 
 # ---- determinism --------------------------------------------------------------------------------------

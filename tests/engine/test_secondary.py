@@ -242,7 +242,8 @@ def test_primitives_agree_between_engines():
 @pytest.mark.parametrize("policy", ["host_only", "forward_to_sharers"])
 @pytest.mark.parametrize("strategy", ["flush_all", "union_batch", "per_sharer"])
 def test_engines_agree_with_devices(policy, strategy):
-    from mshare_hw.engine.driver import run_reference, run_workload
+    from mshare_hw.engine.driver import run_workload
+    from mshare_hw.reference.run import run_reference
 
     specs = [
         DeviceSpec("nic", "iommu", 1, "shm", "uniform", 0, 8, 170, 3, 2, 2),
