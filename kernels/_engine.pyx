@@ -158,7 +158,7 @@ cdef class Engine:
         pt_roots_init(s)
         asid_init(s)
         layout_init(s, layout)
-        sched_init(s, layout.home_cpu)
+        sched_init(s, layout.home_cpu, layout.sleeps)
         timing_init(s, params, layout.dependent)
         self._chunks = [None] * n_procs
 
@@ -202,6 +202,7 @@ cdef class Engine:
         if self.s.trace_pos[proc] != self.s.trace_len[proc]:
             raise RuntimeError(f"process {proc} still has unread input")
         self._chunks[proc] = (a, k)
+        self.s.trace_base[proc] += self.s.trace_len[proc]
         self.s.trace_addrs[proc] = <uint64_t*>cnp.PyArray_DATA(a)
         self.s.trace_kinds[proc] = <uint8_t*>cnp.PyArray_DATA(k)
         self.s.trace_len[proc] = a.shape[0]

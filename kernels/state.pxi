@@ -230,11 +230,21 @@ ctypedef struct Sim:
     int* queue_head
     int* queue_count
     int queue_cap
+    # sleeps (sleeping clients): per process, its sleeps at sleep_off[p] .. sleep_off[p + 1] - 1
+    int64_t* sleep_off
+    int64_t* sleep_pos     # absolute trace positions
+    int64_t* sleep_cyc
+    int64_t* sleep_idx     # the next sleep's index into sleep_pos / sleep_cyc
+    uint64_t* wake_time    # NO_WAKE unless sleeping
+    int* last_cpu
+    int* home_cpu          # per process
+    uint64_t next_wake     # the earliest wake time (NO_WAKE: nobody sleeps)
     # traces: the chunk each process is consuming
     uint64_t** trace_addrs
     uint8_t** trace_kinds
     int64_t* trace_len
     int64_t* trace_pos
+    int64_t* trace_base    # accesses of the chunks before the current one
     int* trace_final
     # counters
     int64_t* cpu_ctr       # n_cpus * N_COUNTERS

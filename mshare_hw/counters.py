@@ -60,6 +60,8 @@ COUNTERS: tuple[str, ...] = (
     "data_cycles",
     "nested_walk_reads",
     "nested_walk_cycles",
+    "sleeps",  # a process blocked (sleeping clients): counted to it and the CPU it left
+    "sleep_cycles",  # how long those sleeps were (not cycles of the CPU: it runs another process or idles)
 )
 
 INDEX: dict[str, int] = {name: i for i, name in enumerate(COUNTERS)}

@@ -56,6 +56,8 @@ class Layout:
     va_limit: int
     spans: dict[str, RegionSpan]
     dependent: tuple[bool, ...] = ()  # per process (empty: none): each access waits for the previous one
+    # per process (empty: none): (trace position, cycles) of each sleep, positions increasing
+    sleeps: tuple[tuple[tuple[int, int], ...], ...] = ()
 
 
 def _align_up(x: int, a: int) -> int:
@@ -157,7 +159,23 @@ def build_layout(workload: Workload, params: SimParams) -> Layout:
         va_limit=va_limit,
         spans=spans,
         dependent=tuple(p.dependent for p in workload.processes),
+        sleeps=_sleeps(workload) if any(p.sleeps for p in workload.processes) else (),
     )
+
+
+def _sleeps(workload: Workload) -> tuple[tuple[tuple[int, int], ...], ...]:
+    out = []
+    for p in workload.processes:
+        last = 0
+        for pos, cycles in p.sleeps:
+            if pos <= last or cycles < 0:
+                raise ConfigError(
+                    f"process '{p.name}': sleeps must be at increasing trace positions >= 1 with cycles >= 0, "
+                    f"got ({pos}, {cycles})"
+                )
+            last = pos
+        out.append(tuple((int(a), int(b)) for a, b in p.sleeps))
+    return tuple(out)
 
 
 def _fault_around(kind: str, shift: int) -> bool:

@@ -47,6 +47,8 @@ class Process:
     trace: TraceSource
     cpu: int | None = None  # home CPU; None places process i on CPU i % n_cpus
     dependent: bool = False  # each access waits for the previous one (a pointer chase): no overlap
+    # (trace position, cycles): after that many accesses the process blocks (I/O, a lock) for that long
+    sleeps: tuple[tuple[int, int], ...] = ()
 
 
 @dataclass

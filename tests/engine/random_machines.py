@@ -233,6 +233,7 @@ def workloads(draw, params: SimParams) -> Workload:
     seed = draw(st.integers(0, 2**32 - 1))
     rng = np.random.default_rng(seed)
     pile = draw(st.integers(0, 2)) == 0  # all processes on CPU 0: more than 6 per CPU recycles ASIDs
+    sleepy = draw(st.integers(0, 2)) == 0  # sleeping clients: processes block and leave their CPUs
     procs = []
     va_bits = 47 if params.levels == 4 else 56
     for p in range(n_procs):
@@ -247,7 +248,14 @@ def workloads(draw, params: SimParams) -> Workload:
             cpu = 0
         else:
             cpu = draw(st.one_of(st.none(), st.integers(0, params.n_cpus - 1)))
-        procs.append(Process(f"p{p}", ArrayTrace(addrs, kinds), cpu=cpu, dependent=draw(st.booleans())))
+        sleeps: tuple[tuple[int, int], ...] = ()
+        if sleepy and n:
+            # positions past the end are never reached; cycles from 0 to beyond a quantum
+            at = np.unique(rng.integers(1, n + 3, int(rng.integers(0, 6))))
+            sleeps = tuple((int(a), int(rng.choice([0, 1, 50, 400, 3000, 20000]))) for a in at)
+        procs.append(
+            Process(f"p{p}", ArrayTrace(addrs, kinds), cpu=cpu, dependent=draw(st.booleans()), sleeps=sleeps)
+        )
     return Workload(procs, regs)
 
 
@@ -272,6 +280,7 @@ COVERAGE_EVENTS = (
     "asid_recycles",
     "cr3_flushes",
     "lazy_catchup_flushes",
+    "sleeps",
     "stlb_hits",
     "pwc_hits_pd",
     "pwc_hits_pdpt",
