@@ -37,6 +37,8 @@ def run_id_for(point: Experiment, trace_digests: list[str]) -> str:
 # machine keys added after the first results format, with the value that reproduces the runs made before
 # them: left out of run ids at that value, so those runs keep their ids
 _LATER_MACHINE_KEYS = {"timing": "translation", "virtualization": "none", "host_page_size": "2M", "replacement": "auto"}
+# generator parameters added later, left out of run ids at 0 (off) for the same reason
+_LATER_WORKLOAD_PARAMS = ("sleep_every_accesses", "sleep_cycles")
 
 
 def _id_config(point: Experiment) -> dict:
@@ -48,6 +50,9 @@ def _id_config(point: Experiment) -> dict:
         if cfg["machine"].get(key) == value:
             del cfg["machine"][key]
     w = cfg["workload"]
+    for key in _LATER_WORKLOAD_PARAMS:  # sleeping clients off: as before they existed
+        if w.get("params", {}).get(key) == 0:
+            del w["params"][key]
     if w.get("manifest") is None:
         w.pop("manifest", None)
         if not w.get("skip_bad_lines"):

@@ -196,6 +196,16 @@ def test_later_machine_keys_at_their_first_values_keep_run_ids():
     assert runner._id_config(timed)["machine"]["timing"] == "latency"
 
 
+def test_sleeping_clients_off_keeps_run_ids():
+    """A sweep's sleeping-clients axis at 0/0 (awake clients) hashes as the runs made before it existed; the
+    sleeping configuration gets ids of its own, and its sleeps show in the summary columns."""
+    plain = expand(small_db(pt_config="private", sweep={}))[0]
+    axis = {"workload.params.sleep_every_accesses+workload.params.sleep_cycles": [[0, 0], [2000, 30_000]]}
+    awake, sleepy = expand(small_db(pt_config="private", sweep=axis))
+    assert runner._id_config(awake) == runner._id_config(plain)
+    assert runner._id_config(sleepy)["workload"]["params"]["sleep_every_accesses"] == 2000
+
+
 def test_run_id_changes_with_traces_and_tool_version(monkeypatch):
     point = expand(small_db(sweep={}))[0]
     digests = WorkloadCache().get(point)[1]

@@ -26,12 +26,16 @@ def _progress(quiet: bool) -> Progress:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    from mshare_hw.config.experiment import flatten_axes
     from mshare_hw.sweep import resolve_points
     from mshare_hw.workload.manifest import load_run_file
 
     exp = load_run_file(args.experiment, args.set)
     points = resolve_points(exp)
     print(f"{args.experiment}: OK, experiment '{exp.name}', {len(points)} point{'s' if len(points) != 1 else ''}")
+    # the swept axes and their values (excluded points left out above)
+    for axis, values in flatten_axes(exp.sweep).items():
+        print(f"  {axis} = {values}")
     return 0
 
 

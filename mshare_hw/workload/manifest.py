@@ -4,12 +4,16 @@
     page_size = "4K"                     # default page size of the regions
     n_cpus = 4                           # optional
     dependent = false                    # optional: every process a chain of dependent accesses
+    sleep_every_accesses = 0             # optional: sleeping clients, drawn per process from sleep_seed
+    sleep_cycles = 0                     #   (mshare_hw.workload.generators.sleeps); a process's `sleeps`
+    sleep_seed = 1                       #   list replaces its draws
     [[processes]]
     trace = "trace.1234.zst"             # lackey, ChampSim or native; relative to this file
     pid = 1234                           # optional; default name "pid1234"
     maps = "maps.1234"                   # optional /proc/PID/maps snapshot
     cpu = 0                              # optional home CPU
     dependent = true                     # optional: each access waits for the previous (pointer chase)
+    sleeps = [[100000, 3000000]]         # optional: after access 100000 block for 3e6 cycles (I/O, a lock)
     [[regions]]
     name = "pool"
     from_maps = "/dev/shm/pool"          # or "largest_shared", "[anon:...]", "/dev/zero (deleted)"
@@ -47,6 +51,7 @@ from mshare_hw.traces import detect_format, open_trace
 from mshare_hw.traces.native import NativeTrace
 from mshare_hw.units import PAGE_SIZES, PageSize, parse_size
 from mshare_hw.workload.generators import generator_params
+from mshare_hw.workload.generators.sleeps import sleep_schedule
 from mshare_hw.workload.maps import Mapping, find_mapping, read_maps
 from mshare_hw.workload.model import Process, Region, RegionKind, Workload
 from mshare_hw.workload.relocate import SLOT, SLOT_SHIFT, Move, RelocatedTrace, pick_bases, used_slots
@@ -83,6 +88,13 @@ class ProcessSpec(Strict):
     cpu: NonNegativeInt | None = None
     skip_bad_lines: bool = False
     dependent: bool | None = None  # default: the manifest's `dependent`
+    sleeps: list[tuple[PositiveInt, NonNegativeInt]] | None = None  # (position, cycles); default: drawn
+
+    @model_validator(mode="after")
+    def _sleeps_increase(self) -> ProcessSpec:
+        if self.sleeps and any(b[0] <= a[0] for a, b in zip(self.sleeps, self.sleeps[1:])):
+            raise ValueError("sleeps: positions must increase")
+        return self
 
 
 class RegionSpec(Strict):
@@ -118,10 +130,19 @@ class Manifest(Strict):
     page_size: PageSize = "4K"
     n_cpus: PositiveInt | None = None
     dependent: bool = False  # the timing modes: each access waits for the previous one (a pointer chase)
+    sleep_every_accesses: NonNegativeInt = 0
+    sleep_cycles: NonNegativeInt = 0
+    sleep_seed: int = 1
     processes: list[ProcessSpec] = Field(min_length=1)
     regions: list[RegionSpec] = Field(default_factory=list)
     scheduler: SchedulerCfg | None = None
     run: RunCfg | None = None
+
+    @model_validator(mode="after")
+    def _sleeps_pair(self) -> Manifest:
+        if (self.sleep_every_accesses == 0) != (self.sleep_cycles == 0):
+            raise ValueError("sleep_every_accesses and sleep_cycles go together: both 0 (no sleeps) or both > 0")
+        return self
 
 
 def is_manifest_data(data: dict) -> bool:
@@ -320,6 +341,7 @@ def build_manifest_workload(path: str | Path, skip_bad_lines: bool = False) -> W
             trace=RelocatedTrace(src, moves[i]) if moves[i] else src,
             cpu=m.processes[i].cpu,
             dependent=m.dependent if m.processes[i].dependent is None else m.processes[i].dependent,
+            sleeps=_process_sleeps(m, i, src),
         )
         for i, src in enumerate(sources)
     ]
@@ -338,6 +360,16 @@ def build_manifest_workload(path: str | Path, skip_bad_lines: bool = False) -> W
     ]
     desc = m.description or f"workload manifest {path} ({n} processes, {len(regions)} regions)"
     return Workload(processes=procs, regions=regions, description=desc)
+
+
+def _process_sleeps(m: Manifest, i: int, src) -> tuple[tuple[int, int], ...]:
+    """Process i's sleeps: its own `sleeps` list, else drawn from the manifest's sleep_* keys."""
+    spec = m.processes[i].sleeps
+    if spec is not None:
+        return tuple((int(a), int(b)) for a, b in spec)
+    if not m.sleep_every_accesses:
+        return ()
+    return sleep_schedule(len(src), m.sleep_every_accesses, m.sleep_cycles, m.sleep_seed, i)
 
 
 def _round_up(x: int, a: int) -> int:

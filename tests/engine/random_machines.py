@@ -253,9 +253,7 @@ def workloads(draw, params: SimParams) -> Workload:
             # positions past the end are never reached; cycles from 0 to beyond a quantum
             at = np.unique(rng.integers(1, n + 3, int(rng.integers(0, 6))))
             sleeps = tuple((int(a), int(rng.choice([0, 1, 50, 400, 3000, 20000]))) for a in at)
-        procs.append(
-            Process(f"p{p}", ArrayTrace(addrs, kinds), cpu=cpu, dependent=draw(st.booleans()), sleeps=sleeps)
-        )
+        procs.append(Process(f"p{p}", ArrayTrace(addrs, kinds), cpu=cpu, dependent=draw(st.booleans()), sleeps=sleeps))
     return Workload(procs, regs)
 
 

@@ -342,3 +342,35 @@ def test_direct_calls_fail_with_one_line_naming_the_parameter(call, message):
     with pytest.raises(ValueError) as ei:
         call()
     assert message in str(ei.value) and "\n" not in str(ei.value)
+
+
+def test_sleeps_drawn_per_process_from_the_seed():
+    """Sleeping clients: geometric gaps (mean sleep_every_accesses), exponential lengths (mean sleep_cycles),
+    per process from (seed, index): process 0's sleeps do not depend on how many processes there are; none
+    by default; the two keys go together."""
+    from mshare_hw.workload.generators import generator_params
+
+    base = dict(accesses_per_process=200_000, pool_bytes="16MiB", private_bytes="1MiB", text_bytes="64KiB")
+    two = generator_params("database", dict(base, n_processes=2, sleep_every_accesses=2000, sleep_cycles=50_000), 3)
+    one = generator_params("database", dict(base, n_processes=1, sleep_every_accesses=2000, sleep_cycles=50_000), 3)
+    w2, w1 = two.generate(), one.generate()
+    assert w2.processes[0].sleeps == w1.processes[0].sleeps
+    assert w2.processes[0].sleeps != w2.processes[1].sleeps
+    s = w2.processes[0].sleeps
+    pos = np.array([a for a, _ in s])
+    assert np.all(np.diff(pos) >= 1) and 1 <= pos[0] and pos[-1] < 200_000
+    # ~100 sleeps: the means within a few standard errors (10%)
+    assert 80 <= len(s) <= 120
+    assert abs(np.diff(np.r_[0, pos]).mean() / 2000 - 1) < 0.25
+    assert abs(np.mean([b for _, b in s]) / 50_000 - 1) < 0.25
+    assert "sleeps every ~2000 accesses" in w2.description
+    plain = generator_params("database", dict(base, n_processes=1), 3).generate()
+    assert plain.processes[0].sleeps == () and "sleeps" not in plain.description
+    stream = generator_params(
+        "uniform_stream",
+        dict(
+            n_processes=1, accesses_per_process=1000, working_set_bytes="1MiB", sleep_every_accesses=10, sleep_cycles=5
+        ),
+        3,
+    ).generate()
+    assert len(stream.processes[0].sleeps) > 50

@@ -12,6 +12,7 @@ from mshare_hw.cli import main
 from mshare_hw.config.errors import ConfigError
 from mshare_hw.config.experiment import load_experiment
 from mshare_hw.runner import _id_config
+from mshare_hw.workload.generators.sleeps import sleep_schedule
 from mshare_hw.workload.init import write_manifest
 from mshare_hw.workload.manifest import build_manifest_workload, load_manifest, load_run_file
 from mshare_hw.workload.maps import Mapping, common_shared, find_mapping, parse_maps_text
@@ -250,3 +251,26 @@ def test_experiment_with_manifest(tmp_path):
     # generator experiments hash as before: the manifest keys are not part of their run ids
     assert set(_id_config(load_experiment())["workload"]) == {"generator", "params"}
     assert "manifest" in _id_config(exp)["workload"]
+
+
+# ---------------------------------------------------------------------------------------------- sleeps
+def test_manifest_sleeps(tmp_path):
+    """A process's `sleeps` list is taken as written; the manifest-wide sleep_* keys draw the others' (the
+    same draw as a generator's for that process index and seed); none without either."""
+    _write_capture(tmp_path)
+    head = '[[processes]]\ntrace = "trace.100"\nsleeps = [[1, 500], [3, 0]]\n[[processes]]\ntrace = "trace.101.gz"\n'
+    (tmp_path / "m.toml").write_text(head)
+    w = build_manifest_workload(tmp_path / "m.toml")
+    assert [p.sleeps for p in w.processes] == [((1, 500), (3, 0)), ()]
+    (tmp_path / "m.toml").write_text("sleep_every_accesses = 1\nsleep_cycles = 1000\nsleep_seed = 7\n" + head)
+    w = build_manifest_workload(tmp_path / "m.toml")
+    # every_accesses 1: a sleep after every access but the last (3 accesses: positions 1, 2)
+    assert w.processes[0].sleeps == ((1, 500), (3, 0))
+    assert [a for a, _ in w.processes[1].sleeps] == [1, 2]
+    assert w.processes[1].sleeps == sleep_schedule(3, 1, 1000, 7, 1)
+    (tmp_path / "m.toml").write_text("sleep_cycles = 1000\n" + head)
+    with pytest.raises(ConfigError, match="sleep_every_accesses and sleep_cycles go together"):
+        build_manifest_workload(tmp_path / "m.toml")
+    (tmp_path / "m.toml").write_text(head.replace("[[1, 500], [3, 0]]", "[[3, 500], [3, 0]]"))
+    with pytest.raises(ConfigError, match="positions must increase"):
+        build_manifest_workload(tmp_path / "m.toml")

@@ -317,7 +317,9 @@ class DatabaseParams(GeneratorParams):
             f"{self.private_bytes} B each; ifetch={self.ifetch_fraction}, pool={self.pool_fraction}, "
             f"stores={self.store_fraction} of data; seed={self.seed}"
         )
-        return Workload(processes=processes, regions=[text, pool_region, *heaps], description=description)
+        return self.with_sleeps(
+            Workload(processes=processes, regions=[text, pool_region, *heaps], description=description)
+        )
 
 
 def database_workload(**params) -> Workload:

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any, ClassVar, Self
 
-from pydantic import BeforeValidator, Field, PositiveInt, ValidationError
+from pydantic import BeforeValidator, Field, NonNegativeInt, PositiveInt, ValidationError, model_validator
 
 from mshare_hw.config.uarch import Strict
 from mshare_hw.units import parse_size
+from mshare_hw.workload.generators.sleeps import describe_sleeps, sleep_schedule
 from mshare_hw.workload.model import Workload
 
 GIB = 1 << 30
@@ -55,6 +56,28 @@ class GeneratorParams(Strict):
     label: ClassVar[str]  # how its workload descriptions start
     bytes_per_access: ClassVar[int] = 9  # a generated trace holds a uint64 address and a uint8 kind per access
     positional: ClassVar[tuple[str, ...]] = ()  # the parameters its function takes by position
+
+    # sleeping clients (mshare_hw.workload.generators.sleeps): each process blocks after ~every accesses
+    # (geometric) for ~cycles (exponential), drawn from the seed per process; 0 and 0: never
+    sleep_every_accesses: NonNegativeInt = 0
+    sleep_cycles: NonNegativeInt = 0
+
+    @model_validator(mode="after")
+    def _check_sleeps(self) -> Self:
+        if (self.sleep_every_accesses == 0) != (self.sleep_cycles == 0):
+            raise ValueError("sleep_every_accesses and sleep_cycles go together: both 0 (no sleeps) or both > 0")
+        return self
+
+    def with_sleeps(self, workload: Workload) -> Workload:
+        """`workload` with each process's sleeps drawn (none unless sleep_every_accesses is set)."""
+        every, cycles = self.sleep_every_accesses, self.sleep_cycles
+        if not every:
+            return workload
+        seed = getattr(self, "seed")
+        for i, p in enumerate(workload.processes):
+            p.sleeps = sleep_schedule(len(p.trace), every, cycles, seed, i)
+        workload.description += describe_sleeps(every, cycles)
+        return workload
 
     @classmethod
     def call(cls, args: tuple, params: dict[str, Any]) -> Workload:

@@ -109,7 +109,7 @@ class WorkingSetParams(GeneratorParams):
                     dependent=self.dependent,
                 )
             )
-        return Workload(processes=procs, regions=regions, description=description)
+        return self.with_sleeps(Workload(processes=procs, regions=regions, description=description))
 
 
 @numba.njit(cache=True, nogil=True)  # nogil: streams are drawn during replay, maybe in two worker threads
