@@ -73,7 +73,7 @@ class GeneratorParams(Strict):
         every, cycles = self.sleep_every_accesses, self.sleep_cycles
         if not every:
             return workload
-        seed = getattr(self, "seed")
+        seed = self.seed  # type: ignore[attr-defined]  # every generator has one
         for i, p in enumerate(workload.processes):
             p.sleeps = sleep_schedule(len(p.trace), every, cycles, seed, i)
         workload.description += describe_sleeps(every, cycles)
