@@ -122,13 +122,15 @@ def comparison_lines(rows: list[dict]) -> list[str]:
             continue
         for base in rows:
             if base["pt_config"] == "private" and all(
-                base[k] == r[k] for k in ("uarch", "n_cpus", "n_processes", "accesses", "strategy", "seed")
+                base.get(k) == r.get(k)
+                for k in ("uarch", "n_cpus", "n_processes", "accesses", "strategy", "seed", "sleep_every_accesses")
             ):
                 parts = []
                 for key, label in HEADLINE:
                     if base[key]:
                         parts.append(f"{label} {100.0 * (r[key] - base[key]) / base[key]:+.0f}%")
-                out.append(f"{r['uarch']}: mshare vs private: " + ", ".join(parts))
+                sleepy = " (sleeping clients)" if r.get("sleep_every_accesses") else ""
+                out.append(f"{r['uarch']}{sleepy}: mshare vs private: " + ", ".join(parts))
                 break
     return out
 

@@ -9,8 +9,8 @@ HEADLINE_COLUMNS = (
     "walk_cycles", "walk_reads_dram", "cycles", "events_fired", "ipis_sent", "shootdown_cycles_initiator",
     "shootdown_cycles_responder", "collateral_entries_flushed", "stale_translations",
 )  # fmt: skip
-# the columns that make two runs "the same configuration"
-PAIR_KEYS = ("uarch", "n_cpus", "n_processes", "accesses", "seed")
+# the columns that make two runs "the same configuration" (sleep_every_accesses: files before it lack it)
+PAIR_KEYS = ("uarch", "n_cpus", "n_processes", "accesses", "seed", "sleep_every_accesses")
 # secondary MMUs: the notifier work per event (column, decimals), then the device counts
 NOTIFIER_PER_EVENT = (
     ("iotlb_invalidations", 2),
@@ -45,13 +45,22 @@ def event_free(df: pd.DataFrame) -> pd.DataFrame:
     return free if len(free) else df
 
 
+def _pair_keys(df: pd.DataFrame) -> list[str]:
+    return [k for k in PAIR_KEYS if k in df.columns]
+
+
+def _sleepy(df: pd.DataFrame) -> bool:
+    """Whether some runs have sleeping clients (then the tables say which)."""
+    return "sleep_every_accesses" in df.columns and bool((df["sleep_every_accesses"] > 0).any())
+
+
 def pairs(df: pd.DataFrame) -> list[tuple[pd.Series, pd.Series]]:
     """(private, mshare) runs of one configuration, both without events when the file has such runs."""
     base = event_free(df)
     out = []
     for _, m in base[base["pt_config"] == "mshare"].iterrows():
         same = base[(base["pt_config"] == "private")]
-        for k in PAIR_KEYS:
+        for k in _pair_keys(base):
             same = same[same[k] == m[k]]
         if len(same):
             out.append((same.iloc[0], m))
@@ -61,15 +70,18 @@ def pairs(df: pd.DataFrame) -> list[tuple[pd.Series, pd.Series]]:
 def baseline(df: pd.DataFrame, r) -> pd.Series | None:
     """The run of the same configuration without events."""
     same = df[(df["strategy"] == "none") & (df["pt_config"] == r.pt_config)]
-    for k in PAIR_KEYS:
+    for k in _pair_keys(df):
         same = same[same[k] == r[k]]
     return same.iloc[0] if len(same) else None
 
 
 def comparison_table(pairs) -> pd.DataFrame:
     rows = []
+    sleepy = any(int(m.get("sleep_every_accesses", 0)) for _, m in pairs)
     for p, m in pairs:
         row = {"uarch": p.uarch, "n_cpus": int(p.n_cpus), "n_processes": int(p.n_processes)}
+        if sleepy:
+            row["sleep_every_accesses"] = int(m.sleep_every_accesses)
         if m.share_level != "p4d":
             row["share_level"] = m.share_level
         for key, _ in COMPARE_METRICS:
@@ -89,6 +101,8 @@ def shootdown_table(df: pd.DataFrame) -> pd.DataFrame:
     ev = df[df["events_fired"] > 0]
     # runs that differ only in these would otherwise look identical
     extra = [c for c in ("notifier_policy", "seed") if c in ev.columns and ev[c].nunique() > 1]
+    if _sleepy(df):
+        extra.append("sleep_every_accesses")
 
     def row(r, n: int) -> dict:
         base = baseline(df, r)
