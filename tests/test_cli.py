@@ -74,7 +74,8 @@ def test_run_default_output_name(tiny: Path, tmp_path: Path, monkeypatch):
 
 
 def test_run_builtin_default_experiment(tmp_path: Path):
-    """No file: the shipped default (2 uarchs x 2 page-table configurations), shrunk with --set."""
+    """No file: the shipped default (2 uarchs x 2 page-table configurations x awake/sleeping clients), shrunk
+    with --set."""
     out = tmp_path / "d.h5"
     rc = main(
         [
@@ -90,13 +91,10 @@ def test_run_builtin_default_experiment(tmp_path: Path):
     )
     assert rc == 0
     df = load_summary(out)
-    assert list(zip(df["uarch"], df["pt_config"])) == [
-        ("skylake_sp", "private"),
-        ("skylake_sp", "mshare"),
-        ("zen3", "private"),
-        ("zen3", "mshare"),
+    assert list(zip(df["uarch"], df["pt_config"], df["sleep_every_accesses"])) == [
+        (u, c, s) for u in ("skylake_sp", "zen3") for c in ("private", "mshare") for s in (0, 20_000)
     ]
-    assert list(df["experiment"]) == ["default"] * 4
+    assert list(df["experiment"]) == ["default"] * 8
 
 
 @pytest.mark.parametrize(

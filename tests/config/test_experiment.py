@@ -54,25 +54,32 @@ def test_default_experiment_loads():
     assert isinstance(exp, Experiment)
     assert exp.name == "default"
     assert exp == load_experiment(default_experiment_path())
-    assert exp.sweep == {"uarch": ["skylake_sp", "zen3"], "pt_config": ["private", "mshare"]}
+    assert exp.sweep == {
+        "uarch": ["skylake_sp", "zen3"],
+        "pt_config": ["private", "mshare"],
+        "workload.params.sleep_every_accesses+workload.params.sleep_cycles": [[0, 0], [20_000, 300_000]],
+    }
 
 
 def test_default_expands_to_grid_last_axis_fastest():
     exp = load_experiment(None)
     points = expand(exp)
-    assert [(p.uarch, p.pt_config) for p in points] == [
-        ("skylake_sp", "private"),
-        ("skylake_sp", "mshare"),
-        ("zen3", "private"),
-        ("zen3", "mshare"),
+    sleeps = [(p.workload.params["sleep_every_accesses"], p.workload.params["sleep_cycles"]) for p in points]
+    assert [(p.uarch, p.pt_config, s) for p, s in zip(points, sleeps)] == [
+        (u, c, s)
+        for u in ("skylake_sp", "zen3")
+        for c in ("private", "mshare")
+        for s in ((0, 0), (20_000, 300_000))  # awake clients, sleeping clients
     ]
     for p in points:
         assert isinstance(p, Experiment)
         assert p.sweep == {}
         # everything that is not a sweep axis is carried over unchanged
-        assert p.model_dump(exclude={"uarch", "pt_config", "sweep"}) == exp.model_dump(
-            exclude={"uarch", "pt_config", "sweep"}
+        assert p.model_dump(exclude={"uarch", "pt_config", "sweep", "workload"}) == exp.model_dump(
+            exclude={"uarch", "pt_config", "sweep", "workload"}
         )
+        params = {k: v for k, v in p.workload.params.items() if not k.startswith("sleep_")}
+        assert params == exp.workload.params
 
 
 def test_expand_without_sweep_is_one_point(tiny: Path):

@@ -312,6 +312,8 @@ def test_default_params_leave_out_required_ones():
         "store_fraction": 0.0,
         "cpu_of": None,
         "dependent": False,
+        "sleep_every_accesses": 0,
+        "sleep_cycles": 0,
     }
     chase = default_params("pointer_chase")
     assert chase["element_bytes"] == 4096 and chase["dependent"] is True
