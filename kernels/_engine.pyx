@@ -155,6 +155,9 @@ cdef class Engine:
 
         s.next_frame = layout.dyn_frame_start
         s.max_frames = params.max_frames
+        s.mm_of = <int*>_calloc(n_procs, sizeof(int))
+        for i in range(n_procs):
+            s.mm_of[i] = layout.mm_of[i] if layout.mm_of else i
         pt_roots_init(s)
         asid_init(s)
         layout_init(s, layout)
@@ -324,8 +327,14 @@ cdef class Engine:
         return self.s.clock[cpu]
 
     def local_gen(self, int cpu):
+        """The loaded ASID's tlb_gen (a global ASID is always up to date: its mm's)."""
         st = &self.s.cpu_state[cpu]
+        if is_global_asid(st.asid):
+            return self.s.mm_tlb_gen[st.loaded_mm]
         return st.ctx_gens[st.asid]
+
+    def global_asid(self, int mm):
+        return self.s.mm_global_asid[mm]
 
     def mm_gen(self, int mm):
         return self.s.mm_tlb_gen[mm]
@@ -353,12 +362,13 @@ cdef class Engine:
 
     # -- the kernel side of invalidation events (kernels/kernel.pxi; reference/kernel.py) ------------
     def set_kernel(self, *, str strategy, bint invlpgb, int slot_shift, int link_level, costs,
-                   int64_t single_page_flush_ceiling, int64_t trim_interval, regions, home_cpu, notifiers):
+                   int64_t single_page_flush_ceiling, int64_t trim_interval, regions, home_cpu, notifiers,
+                   int invlpgb_count_max, int64_t jiffy_cycles):
         """Configure the kernel side (mshare_hw.engine.shootdown.Kernel does): the flush strategy, whether the
         kernel uses INVLPGB, the mshare link entries' span and level, the kernel costs in KERNEL_COSTS
         order, Linux's constants, the regions events name ((name, start, end, shift, shared, host,
-        mappers) each), each process's home CPU and the secondary MMUs' mmu notifiers (or None). Resets
-        the trim times."""
+        mappers) each), each process's home CPU and the secondary MMUs' mmu notifiers (or None), the pages
+        one INVLPGB may cover and the cycles of a jiffy (the global-ASID check). Resets the trim times."""
         cdef EventCtx* e = &self.ev
         if strategy not in _STRATEGY_CODE:
             raise ValueError(f"unknown strategy {strategy!r}")
@@ -367,6 +377,8 @@ cdef class Engine:
         regions = list(regions)
         if len(home_cpu) != self.s.n_procs or any(not 0 <= c < self.s.n_cpus for c in home_cpu):
             raise ValueError("home_cpu: one CPU in range per process expected")
+        if invlpgb_count_max < 1 or jiffy_cycles < 1:
+            raise ValueError("invlpgb_count_max and jiffy_cycles must be positive")
         for r in regions:
             if not (r[5] == -1 or 0 <= r[5] < self.s.n_mms - self.s.n_procs):
                 raise ValueError(f"region {r[0]!r}: host {r[5]} out of range")
@@ -375,6 +387,8 @@ cdef class Engine:
         self._regions = kernel_configure(e, &self.s, _STRATEGY_CODE[strategy], invlpgb, slot_shift, link_level,
                                          costs, single_page_flush_ceiling, trim_interval, regions, home_cpu)
         self._notifiers = notifiers
+        e.invlpgb_count_max = invlpgb_count_max
+        e.jiffy_cycles = jiffy_cycles
 
     cdef int _configured(self) except -1:
         if not self.ev.configured:

@@ -9,6 +9,11 @@ cdef enum:
     SW_SLOT_HIT = 4
     SW_RECYCLED = 8
     SW_LAZY_CATCHUP = 16
+    SW_GLOBAL = 32         # loaded under the mm's global ASID (no slot looked up)
+
+
+cdef inline bint is_global_asid(int asid) noexcept nogil:
+    return asid >= N_DYN_ASIDS
 
 
 cdef inline void cpu_tlb_init(CpuTlbState* st) noexcept nogil:
@@ -30,8 +35,15 @@ cdef int asid_switch_mm(Sim* s, int cpu, int mm) noexcept nogil:
     cdef int slot, asid, flush, hit, recycled
     cdef uint64_t gen = s.mm_tlb_gen[mm] if mm >= 0 else 0
     cdef int64_t ctx_id = s.mm_ctx_id[mm] if mm >= 0 else INIT_MM_CTX_ID
+    cdef int gasid = s.mm_global_asid[mm] if mm >= 0 else 0
     st.is_lazy = 0
     if st.loaded_mm == mm:
+        # needs_global_asid_reload: the mm got a global ASID since this CPU loaded it
+        if gasid and st.asid != gasid:
+            st.asid = gasid
+            return SW_SWITCHED | SW_GLOBAL
+        if is_global_asid(st.asid):  # kept up to date by INVLPGB
+            return SW_SLOT_HIT
         if was_lazy and st.ctx_gens[st.asid] < gen:
             st.ctx_gens[st.asid] = gen
             return SW_FLUSH | SW_SLOT_HIT | SW_LAZY_CATCHUP
@@ -43,6 +55,10 @@ cdef int asid_switch_mm(Sim* s, int cpu, int mm) noexcept nogil:
         asid = 0
         flush = 1
         hit = 0
+    elif gasid:
+        st.loaded_mm = mm
+        st.asid = gasid
+        return SW_SWITCHED | SW_GLOBAL
     else:
         asid = -1
         for slot in range(N_DYN_ASIDS):
@@ -74,6 +90,9 @@ cdef void asid_init(Sim* s) except *:
     s.mm_ctx_id = <int64_t*>_calloc(s.n_mms, sizeof(int64_t))
     s.mm_tlb_gen = <uint64_t*>_calloc(s.n_mms, sizeof(uint64_t))
     s.mm_cpumask = <uint8_t*>_calloc(s.n_mms * s.n_cpus, sizeof(uint8_t))
+    s.mm_global_asid = <int*>_calloc(s.n_mms, sizeof(int))
+    s.mm_transition = <uint8_t*>_calloc(s.n_mms, sizeof(uint8_t))
+    s.next_global_asid = N_DYN_ASIDS
     for i in range(s.n_mms):
         s.mm_ctx_id[i] = INIT_MM_CTX_ID + 1 + i
     s.cpu_state = <CpuTlbState*>_calloc(s.n_cpus, sizeof(CpuTlbState))
@@ -83,5 +102,6 @@ cdef void asid_init(Sim* s) except *:
 
 cdef void asid_free(Sim* s) noexcept:
     cdef size_t ptr
-    for ptr in (<size_t>s.mm_ctx_id, <size_t>s.mm_tlb_gen, <size_t>s.mm_cpumask, <size_t>s.cpu_state):
+    for ptr in (<size_t>s.mm_ctx_id, <size_t>s.mm_tlb_gen, <size_t>s.mm_cpumask, <size_t>s.cpu_state,
+                <size_t>s.mm_global_asid, <size_t>s.mm_transition, <size_t>s.mm_of):
         free(<void*>ptr)

@@ -55,7 +55,7 @@ cdef void ev_account_removed(Sim* s, EventCtx* e, int cpu) noexcept nogil:
     cdef int owner
     for owner in range(s.n_procs):
         if e.removed[owner]:
-            if not e.mapper[owner]:
+            if not e.mapper[s.mm_of[owner]]:
                 ev_charge(s, cpu, owner, C_COLLATERAL_ENTRIES_FLUSHED, e.removed[owner])
             e.removed[owner] = 0
 
@@ -100,6 +100,13 @@ cdef int64_t ev_flush_tlb_func(Sim* s, EventCtx* e, int cpu, int mm, uint64_t va
             flush_pcid(s, cpu, st.asid + 1, NULL)
         ev_charge(s, cpu, -1, C_CR3_FLUSHES if f & SW_FLUSH else C_CR3_WRITES_NOFLUSH, 1)
         return e.cost[KC_CR3_FLUSH_CYCLES]
+    if s.mm_global_asid[loaded] and st.asid != s.mm_global_asid[loaded]:
+        # a straggler of the mm's move to its global ASID reloads CR3 under it (no flush)
+        asid_switch_mm(s, cpu, loaded)
+        ev_charge(s, cpu, ev_current_proc(s, cpu), C_CR3_WRITES_NOFLUSH, 1)
+        return s.cr3_noflush_cycles
+    if is_global_asid(st.asid):  # INVLPGB keeps a global ASID up to date
+        return 0
     local = st.ctx_gens[st.asid]
     mm_gen = s.mm_tlb_gen[loaded]
     if new_gen and new_gen <= local:
@@ -173,23 +180,36 @@ cdef int64_t ev_flush_tlb_mm_range(Sim* s, EventCtx* e, int cpu, int iproc, int 
     cpumask, flush_tlb_multi (should_flush_tlb: every CPU of the cpumask when page tables were freed, else
     those not lazy that have mm loaded, or all of those not lazy when trimming), the initiator included if
     chosen; else flush locally if mm is loaded. *remote: another CPU was in the cpumask."""
-    cdef int t, n = 0, own = 0
-    cdef uint8_t* mask = &s.mm_cpumask[mm * s.n_cpus]
-    cdef CpuTlbState* st
-    cdef int64_t cycles
     s.mm_tlb_gen[mm] += 1
     ev_set_flush(e, mm, va, n_pages, shift, s.mm_tlb_gen[mm], full)
+    remote[0] = 0
+    if s.mm_global_asid[mm]:
+        return ev_broadcast_tlb_flush(s, e, cpu, iproc, freed)
+    return ev_flush_tlb_multi_round(s, e, cpu, iproc, freed, trim, 1, remote)
+
+
+cdef int64_t ev_flush_tlb_multi_round(Sim* s, EventCtx* e, int cpu, int iproc, int freed, int trim, int local_only,
+                                      int* remote) noexcept nogil:
+    """flush_tlb_multi over e.mm's cpumask with the round's flush (with `local_only`, flush_tlb_mm_range's
+    shortcut: a cpumask of the initiator alone flushes locally if the mm is loaded). Every CPU of the cpumask
+    is interrupted when page tables were freed or the mm moves to its global ASID (native_flush_tlb_multi).
+    *remote: another CPU was in the cpumask."""
+    cdef int t, n = 0, own = 0, mm = e.mm
+    cdef uint8_t* mask = &s.mm_cpumask[mm * s.n_cpus]
+    cdef int every = freed or s.mm_transition[mm]
+    cdef CpuTlbState* st
+    cdef int64_t cycles
     remote[0] = 0
     for t in range(s.n_cpus):
         if mask[t] and t != cpu:
             remote[0] = 1
-    if not remote[0]:
+    if local_only and not remote[0]:
         if s.cpu_state[cpu].loaded_mm == mm:
             return ev_work(s, e, W_FLUSH_FUNC, cpu)
         return 0
     for t in range(s.n_cpus):
         st = &s.cpu_state[t]
-        if mask[t] and (freed or (not st.is_lazy and (st.loaded_mm == mm or trim))):
+        if mask[t] and (every or (not st.is_lazy and (st.loaded_mm == mm or trim))):
             if t == cpu:
                 own = 1
             else:
@@ -199,6 +219,88 @@ cdef int64_t ev_flush_tlb_mm_range(Sim* s, EventCtx* e, int cpu, int iproc, int 
     if own:
         cycles += ev_work(s, e, W_FLUSH_FUNC, cpu)
     return cycles
+
+
+# -- global ASIDs (Linux 6.18 with INVLPGB) -----------------------------------------------------------------
+cdef void ev_consider_global_asid(Sim* s, EventCtx* e, int cpu, int iproc, int mm, int64_t now) noexcept nogil:
+    """consider_global_asid, after a flush_tlb_multi of mm: with INVLPGB, in one jiffy of 32 for the
+    initiating task (`(pid & 0x1f) == (jiffies & 0x1f)`, pid = its process index), an mm active on more than
+    3 CPUs (mm_active_cpus_exceeds: in the cpumask with it loaded, not lazy) gets a global ASID."""
+    cdef int t, in_mask = 0, active = 0
+    cdef CpuTlbState* st
+    if not (e.invlpgb and s.pcid_enabled) or mm >= s.n_procs:
+        return
+    if (iproc & 0x1F) != ((now // e.jiffy_cycles) & 0x1F):
+        return
+    for t in range(s.n_cpus):
+        if s.mm_cpumask[mm * s.n_cpus + t]:
+            in_mask += 1
+            st = &s.cpu_state[t]
+            if st.loaded_mm == mm and not st.is_lazy:
+                active += 1
+    if in_mask <= GLOBAL_ASID_MIN_CPUS or active <= GLOBAL_ASID_MIN_CPUS or s.mm_global_asid[mm]:
+        return
+    # use_global_asid: the next free global ASID; CPUs running mm move to it when they next flush or switch
+    # to it (the transition)
+    s.mm_global_asid[mm] = s.next_global_asid
+    s.next_global_asid += 1
+    s.mm_transition[mm] = 1
+    ev_charge(s, cpu, iproc, C_GLOBAL_ASID_ASSIGNMENTS, 1)
+
+
+cdef void ev_invlpg_pcid(Sim* s, int cpu, int pcid, uint64_t va, int pwc, int64_t* removed) noexcept nogil:
+    """INVLPGB's work on one CPU: va's entries in `pcid`, and that PCID's PWC entries if `pwc` (tables freed;
+    else INVLPGB_FINAL_ONLY spares them)."""
+    tlb_invlpg(&s.l1i[cpu], pcid, va, removed)
+    tlb_invlpg(&s.l1d[cpu], pcid, va, removed)
+    tlb_invlpg(&s.l2d[cpu], pcid, va, removed)
+    if s.split_l2:
+        tlb_invlpg(&s.l2i[cpu], pcid, va, removed)
+    if pwc:
+        pwc_flush(s, cpu, pcid, removed)
+
+
+cdef int64_t ev_broadcast_tlb_flush(Sim* s, EventCtx* e, int cpu, int iproc, int freed) noexcept nogil:
+    """broadcast_tlb_flush of the round's flush (e.mm has a global ASID): INVLPGB by that ASID on every CPU, one
+    for the whole PCID (more than the ceiling) or one per invlpgb_count_max pages (one per page above 2 MiB
+    strides), leaf entries only unless tables were freed; then finish_asid_transition; then TLBSYNC. Returns
+    the initiator's cycles."""
+    cdef int t, pcid = s.mm_global_asid[e.mm] + 1
+    cdef int64_t i, per, n_invlpgb
+    if e.full:
+        n_invlpgb = 1
+        for t in range(s.n_cpus):
+            flush_pcid(s, t, pcid, e.removed)
+            ev_account_removed(s, e, t)
+        ev_charge(s, cpu, iproc, C_FULL_FLUSHES, 1)
+    else:
+        per = 1
+        if e.shift <= 21:
+            per = e.n_pages if e.n_pages < e.invlpgb_count_max else e.invlpgb_count_max
+        n_invlpgb = (e.n_pages + per - 1) // per
+        for t in range(s.n_cpus):
+            for i in range(e.n_pages):
+                ev_invlpg_pcid(s, t, pcid, e.va + (<uint64_t>i << e.shift), freed, e.removed)
+            ev_account_removed(s, e, t)
+    ev_charge(s, cpu, iproc, C_INVLPGB, n_invlpgb)
+    ev_charge(s, cpu, iproc, C_TLBSYNC, 1)
+    return (n_invlpgb * e.cost[KC_INVLPGB_CYCLES] + e.cost[KC_TLBSYNC_CYCLES]
+            + ev_finish_asid_transition(s, e, cpu, iproc, freed))
+
+
+cdef int64_t ev_finish_asid_transition(Sim* s, EventCtx* e, int cpu, int iproc, int freed) noexcept nogil:
+    """While e.mm moves to its global ASID: if a CPU running it still uses another ASID, one flush_tlb_multi
+    round to the whole cpumask (the stragglers reload under the global ASID); once none does, the transition
+    is over."""
+    cdef int t, mm = e.mm, remote
+    if not s.mm_transition[mm]:
+        return 0
+    for t in range(s.n_cpus):
+        if (s.mm_cpumask[mm * s.n_cpus + t] and s.cpu_state[t].loaded_mm == mm
+                and s.cpu_state[t].asid != s.mm_global_asid[mm]):
+            return ev_flush_tlb_multi_round(s, e, cpu, iproc, freed, 0, 0, &remote)
+    s.mm_transition[mm] = 0
+    return 0
 
 
 cdef int64_t ev_invlpgb_flush_all_nonglobals(Sim* s, EventCtx* e, int cpu, int iproc) noexcept nogil:
@@ -277,17 +379,21 @@ cdef int64_t ev_flush_sharers(Sim* s, EventCtx* e, int cpu, int iproc, const int
     catches up (flush_tlb_func: INVLPG per page if one step behind, else full). Returns the initiator's
     cycles."""
     cdef int i, n, own, kind = W_CATCH_UP if catch_up else W_LOADED_PCID
-    cdef int64_t cycles
+    cdef int64_t cycles = 0
     for i in range(n_sharers):
         if catch_up:
             s.mm_tlb_gen[sharers[i]] += 1
+            if s.mm_global_asid[sharers[i]]:  # kept up to date by INVLPGB, not by the round
+                ev_set_flush(e, sharers[i], va, n_pages, shift, s.mm_tlb_gen[sharers[i]], full)
+                cycles += ev_broadcast_tlb_flush(s, e, cpu, iproc, 0)
+                continue
         ev_union_add(s, e, sharers[i])
         e.sharer[sharers[i]] = 1
     ev_set_flush(e, -1, va, n_pages, shift, 0, full)
     n = ev_union_targets(s, e, cpu)
     own = e.union_mask[cpu]
     ev_union_clear(s, e)
-    cycles = ev_ipi_round(s, e, cpu, iproc, n, kind)
+    cycles += ev_ipi_round(s, e, cpu, iproc, n, kind)
     if own and not s.cpu_state[cpu].is_lazy:
         cycles += ev_work(s, e, kind, cpu)
     for i in range(n_sharers):

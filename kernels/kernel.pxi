@@ -72,6 +72,8 @@ cdef int64_t k_flush_tlb_mm_range(Sim* s, EventCtx* e, object notifiers, int cpu
                                                 freed, trim, &remote)
     if remote and trim:
         e.next_trim[mm] = now + e.trim_interval
+    if remote:
+        ev_consider_global_asid(s, e, cpu, iproc, mm, now)
     if notifiers is not None and not e.batching:
         cycles += notifiers.arch_invalidate_secondary_tlbs(iproc, mm, va, n_pages, shift)
     return cycles
@@ -125,6 +127,7 @@ cdef int k_execute(Sim* s, EventCtx* e, object notifiers, int kind, int proc, in
     every page table that holds them, flush the way the configuration does, charge the initiator."""
     cdef uint64_t start = e.reg_start[region], end = e.reg_end[region], va, s_va, slot
     cdef int shift = e.reg_shift[region], host = e.reg_host[region], i, mm, n_mms = 0, n_touched
+    cdef int own_mm = s.mm_of[proc]  # the initiator's mm (its process's, for a thread)
     cdef int op = PT_OP_MIGRATE if kind == EK_MIGRATE else (PT_OP_PROTECT if kind == EK_PROTECT else PT_OP_ZAP)
     cdef int batched = kind == EK_RECLAIM or kind == EK_MIGRATE
     cdef int64_t n_region_pages = <int64_t>((end - start) >> shift)
@@ -139,13 +142,14 @@ cdef int k_execute(Sim* s, EventCtx* e, object notifiers, int kind, int proc, in
     if host >= 0:
         host += s.n_procs
         if kind == EK_DETACH:
-            cycles += k_range_start(notifiers, proc, proc, start, n_region_pages, shift)
+            cycles += k_range_start(notifiers, proc, own_mm, start, n_region_pages, shift)
             slot = (<uint64_t>1) << e.slot_shift
             s_va = start // slot * slot
             while s_va < end:
-                ev_pt_unlink(s, proc, s_va, e.link_level)
+                ev_pt_unlink(s, own_mm, s_va, e.link_level)
                 s_va += slot
-            cycles += k_flush_tlb_mm_range(s, e, notifiers, cpu, proc, proc, start, n_region_pages, shift, 1, now)
+            cycles += k_flush_tlb_mm_range(s, e, notifiers, cpu, proc, own_mm, start, n_region_pages, shift, 1,
+                                           now)
         else:
             cycles += k_range_start(notifiers, proc, host, va, n, shift)
             # like the mmu_gather: the span of the entries actually changed
@@ -168,9 +172,10 @@ cdef int k_execute(Sim* s, EventCtx* e, object notifiers, int kind, int proc, in
                 e.batching = 0
     else:
         if kind == EK_DETACH:
-            cycles += k_range_start(notifiers, proc, proc, start, n_region_pages, shift)
-            ev_pt_change_span(s, proc, start, n_region_pages, shift, PT_OP_ZAP, &c_first, &c_last)
-            cycles += k_flush_tlb_mm_range(s, e, notifiers, cpu, proc, proc, start, n_region_pages, shift, 1, now)
+            cycles += k_range_start(notifiers, proc, own_mm, start, n_region_pages, shift)
+            ev_pt_change_span(s, own_mm, start, n_region_pages, shift, PT_OP_ZAP, &c_first, &c_last)
+            cycles += k_flush_tlb_mm_range(s, e, notifiers, cpu, proc, own_mm, start, n_region_pages, shift, 1,
+                                           now)
         else:
             # the mms holding the PTEs: every mapper of a shared region (the rmap walk), else the initiator's
             if e.reg_shared[region]:
@@ -178,7 +183,7 @@ cdef int k_execute(Sim* s, EventCtx* e, object notifiers, int kind, int proc, in
                     e.mms[n_mms] = e.reg_map[i]
                     n_mms += 1
             else:
-                e.mms[0] = proc
+                e.mms[0] = own_mm
                 n_mms = 1
             if batched:
                 n_touched = 0  # the mms whose PTEs changed, packed to the front of e.mms

@@ -166,13 +166,18 @@ cdef int64_t pt_find(Sim* s, int mm, uint64_t va, int* level, int64_t* path) noe
 
 
 cdef void pt_roots_init(Sim* s) except *:
-    """Each mm's root table (mms in order, so their frames are the same run to run)."""
+    """Each mm's root table (mms in order, so their frames are the same run to run); a thread's slot aliases
+    its process's root (s.mm_of is set)."""
     cdef int i
     s.roots = <int64_t*>_calloc(s.n_mms, sizeof(int64_t))
     for i in range(s.n_mms):
+        if i < s.n_procs and s.mm_of[i] != i:
+            continue
         s.roots[i] = pt_new_table(s, s.levels, i)
         if s.error:
             raise MemoryError()
+    for i in range(s.n_procs):
+        s.roots[i] = s.roots[s.mm_of[i]]
 
 
 cdef void pt_free(Sim* s) noexcept:

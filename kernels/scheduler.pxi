@@ -50,10 +50,10 @@ cdef int64_t flush_pcid(Sim* s, int cpu, int pcid, int64_t* removed) noexcept no
 
 
 cdef void sim_switch_to(Sim* s, int cpu, int proc) noexcept nogil:
-    cdef int f = asid_switch_mm(s, cpu, proc)
+    cdef int f = asid_switch_mm(s, cpu, s.mm_of[proc])
     cdef int64_t cost = s.context_switch_cycles
     add2(s, cpu, proc, C_CONTEXT_SWITCHES, 1)
-    if f & SW_SWITCHED:
+    if f & SW_SWITCHED and not f & SW_GLOBAL:
         add2(s, cpu, proc, C_ASID_SLOT_HITS if f & SW_SLOT_HIT else C_ASID_SLOT_MISSES, 1)
         if f & SW_RECYCLED:
             add2(s, cpu, proc, C_ASID_RECYCLES, 1)

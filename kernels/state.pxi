@@ -208,6 +208,10 @@ ctypedef struct Sim:
     int64_t* mm_ctx_id
     uint64_t* mm_tlb_gen
     uint8_t* mm_cpumask    # n_mms * n_cpus
+    int* mm_global_asid    # per mm: its global ASID, 0 for none (INVLPGB kernels)
+    uint8_t* mm_transition # per mm: some CPU running it may not use its global ASID yet
+    int next_global_asid   # allocate_global_asid: from TLB_NR_DYN_ASIDS upwards
+    int* mm_of             # per process: its mm (its own index; a thread's process's)
     CpuTlbState* cpu_state
     # regions (CSR by process)
     int64_t* reg_off
@@ -277,6 +281,7 @@ ctypedef struct Sim:
 
 # -- the kernel side of invalidation events (flush.pxi, kernel.pxi) ---------------------------------------
 cdef enum:
+    GLOBAL_ASID_MIN_CPUS = 3  # consider_global_asid: mm_active_cpus_exceeds(mm, 3), i.e. 4 or more CPUs
     FLUSH_ANY_MM = -2      # a kernel/batch flush: flush_tlb_func with no mm (whatever is loaded catches up)
 
 cdef enum:                 # kernel costs (cycles): mshare_hw.names.KERNEL_COSTS
@@ -351,3 +356,5 @@ ctypedef struct EventCtx:
     int* reg_map
     int* mms               # scratch: the mms one event changes (n_procs)
     int* home_cpu          # per process: the CPU an event initiates on when no CPU runs the process
+    int invlpgb_count_max  # pages one INVLPGB may cover
+    int64_t jiffy_cycles   # consider_global_asid samples when (pid & 0x1f) == (jiffies & 0x1f)

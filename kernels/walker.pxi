@@ -70,7 +70,7 @@ cdef void sim_fault(Sim* s, int cpu, int proc, uint64_t va, int kind, int64_t ta
             if s.slot_start[k] <= va < s.slot_end[k]:
                 host = s.slot_host[k]
                 break
-    if host >= 0 and s.table_mm[table] == proc and level >= s.link_level:
+    if host >= 0 and s.table_mm[table] == s.mm_of[proc] and level >= s.link_level:
         t = pt_descend(s, s.roots[proc], va, s.link_level)
         if t < 0:
             return

@@ -62,6 +62,7 @@ COUNTERS: tuple[str, ...] = (
     "nested_walk_cycles",
     "sleeps",  # a process blocked (sleeping clients): counted to it and the CPU it left
     "sleep_cycles",  # how long those sleeps were (not cycles of the CPU: it runs another process or idles)
+    "global_asid_assignments",  # consider_global_asid gave an mm a global ASID (INVLPGB parts)
 )
 
 INDEX: dict[str, int] = {name: i for i, name in enumerate(COUNTERS)}

@@ -58,6 +58,8 @@ class Layout:
     dependent: tuple[bool, ...] = ()  # per process (empty: none): each access waits for the previous one
     # per process (empty: none): (trace position, cycles) of each sleep, positions increasing
     sleeps: tuple[tuple[tuple[int, int], ...], ...] = ()
+    # per process (empty: each its own): the mm it runs in, its own index or, for a thread, its process's
+    mm_of: tuple[int, ...] = ()
 
 
 def _align_up(x: int, a: int) -> int:
@@ -75,6 +77,8 @@ def build_layout(workload: Workload, params: SimParams) -> Layout:
         if not 0 <= cpu < params.n_cpus:
             raise ConfigError(f"process '{p.name}': cpu {cpu} is outside 0..{params.n_cpus - 1}")
         home.append(cpu)
+    mm_of = _mm_of(workload)
+    leaders = [i for i in range(n) if mm_of[i] == i]
 
     next_frame = FRAME_BASE
     rows: list[list[RegionRow]] = [[] for _ in range(n)]
@@ -93,10 +97,15 @@ def build_layout(workload: Workload, params: SimParams) -> Layout:
             raise ConfigError(f"{where}: start and size must be positive multiples of the {reg.page_size} page size")
         if reg.start < 0 or reg.end > va_limit:
             raise ConfigError(f"{where}: [{reg.start:#x}, {reg.end:#x}) is outside the user address space")
-        members = range(n) if reg.processes is None else reg.processes
+        members = leaders if reg.processes is None else reg.processes
         for m in members:
             if not 0 <= m < n:
                 raise ConfigError(f"{where}: process index {m} does not exist (there are {n})")
+            if mm_of[m] != m:
+                raise ConfigError(
+                    f"{where}: process {m} is a thread of process {mm_of[m]}; list the process (its threads share "
+                    "its mappings)"
+                )
         frames = reg.size >> 12
         align = psize >> 12
         host = -1
@@ -128,6 +137,9 @@ def build_layout(workload: Workload, params: SimParams) -> Layout:
                 next_frame = _align_up(next_frame, align)
                 rows[m].append(RegionRow(reg.start, reg.end, shift, _fault_around(reg.kind, shift), -1, next_frame))
                 next_frame += frames
+    for p in range(n):  # a thread maps what its process maps, with the same frames
+        if mm_of[p] != p:
+            rows[p], slots[p] = list(rows[mm_of[p]]), list(slots[mm_of[p]])
     for p in range(n):
         rows[p].sort(key=lambda r: r.start)
         for a, b in zip(rows[p], rows[p][1:]):
@@ -160,7 +172,25 @@ def build_layout(workload: Workload, params: SimParams) -> Layout:
         spans=spans,
         dependent=tuple(p.dependent for p in workload.processes),
         sleeps=_sleeps(workload) if any(p.sleeps for p in workload.processes) else (),
+        mm_of=tuple(mm_of) if mm_of != list(range(n)) else (),
     )
+
+
+def _mm_of(workload: Workload) -> list[int]:
+    """Each process's mm: its own, or for a thread (`thread_of`) its process's."""
+    n = len(workload.processes)
+    out = []
+    for i, p in enumerate(workload.processes):
+        t = p.thread_of
+        if t is None:
+            out.append(i)
+            continue
+        if not 0 <= t < n or t == i or workload.processes[t].thread_of is not None:
+            raise ConfigError(
+                f"process '{p.name}': thread_of {t} must name another process of the workload that is not a thread"
+            )
+        out.append(t)
+    return out
 
 
 def _sleeps(workload: Workload) -> tuple[tuple[tuple[int, int], ...], ...]:

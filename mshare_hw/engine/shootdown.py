@@ -22,6 +22,12 @@ from mshare_hw.workload.events import Event
 
 TLB_SINGLE_PAGE_FLUSH_CEILING = 33  # arch/x86/mm/tlb.c tlb_single_page_flush_ceiling
 TRIM_INTERVAL_CYCLES = 3_000_000_000  # trim_cpumask at most once per second (HZ), at 3 GHz (estimate)
+# A jiffy at HZ = 1000 (CONFIG_HZ_1000; distributions build 250 to 1000: ESTIMATE) and 3 GHz: the clock of
+# consider_global_asid's sampling, `(current->pid & 0x1f) == (jiffies & 0x1f)` (arch/x86/mm/tlb.c, 6.18)
+JIFFY_CYCLES = 3_000_000
+# Pages one INVLPGB may cover: invlpgb_count_max = CPUID 0x80000008 EDX[15:0] + 1 (arch/x86/kernel/cpu/amd.c).
+# ESTIMATE: 8, what Zen 3/4 parts are reported to return (EDX[15:0] = 7); no uarch file gives it yet
+INVLPGB_COUNT_MAX = 8
 
 
 class MachineOps(Protocol):
@@ -59,6 +65,8 @@ class Kernel:
             regions=[(name, s.start, s.end, s.shift, s.shared, s.host, s.mappers) for name, s in layout.spans.items()],
             home_cpu=layout.home_cpu,
             notifiers=notifiers,
+            invlpgb_count_max=INVLPGB_COUNT_MAX,
+            jiffy_cycles=JIFFY_CYCLES,
         )
 
     def execute(self, ev: Event, now: int, running: list[int]) -> None:

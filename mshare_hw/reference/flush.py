@@ -13,7 +13,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from mshare_hw.reference.asid import is_global_asid, switch_mm
+
 FLUSH_ANY_MM = -2  # a kernel/batch flush: flush_tlb_func with no mm (whatever is loaded catches up)
+GLOBAL_ASID_MIN_CPUS = 3  # consider_global_asid: mm_active_cpus_exceeds(mm, 3), i.e. 4 or more CPUs
 
 
 @dataclass(frozen=True)
@@ -33,7 +36,7 @@ class FlushPaths:
         """Entries a flush on `cpu` destroyed that belonged to processes not mapping the event's region."""
         for owner, n in enumerate(self._removed):
             if n:
-                if owner not in self._mappers:
+                if self.mm_of[owner] not in self._mappers:
                     self.charge(cpu, owner, "collateral_entries_flushed", n)
                 self._removed[owner] = 0
 
@@ -67,6 +70,14 @@ class FlushPaths:
             flushed = self.switch_to_init(cpu)
             self.charge(cpu, -1, "cr3_flushes" if flushed else "cr3_writes_noflush", 1)
             return self._kcost["cr3_flush_cycles"]
+        st = self.cpu_state[cpu]
+        if self.mms[loaded].global_asid and st.asid != self.mms[loaded].global_asid:
+            # a straggler of the mm's move to its global ASID reloads CR3 under it (no flush)
+            switch_mm(st, cpu, loaded, self.mms[loaded], self.p.pcid)
+            self.charge(cpu, self.current_proc(cpu), "cr3_writes_noflush", 1)
+            return self.p.cr3_noflush_cycles
+        if is_global_asid(st.asid):  # INVLPGB keeps a global ASID up to date
+            return 0
         local = self.local_gen(cpu)
         mm_gen = self.mm_gen(loaded)
         if f.new_gen and f.new_gen <= local:
@@ -75,7 +86,6 @@ class FlushPaths:
             return 0
         one_step = f.new_gen == local + 1 and f.new_gen == mm_gen
         cost = self._flush_pages(cpu, f.va, f.n_pages, f.shift, f.full or not one_step)
-        st = self.cpu_state[cpu]
         st.ctx_gens[st.asid] = mm_gen
         return cost
 
@@ -131,10 +141,22 @@ class FlushPaths:
         chosen; else flush locally if mm is loaded. Returns (the initiator's cycles, whether another CPU
         was in the cpumask)."""
         f = Flush(mm, va, n_pages, shift, self.bump_tlb_gen(mm), n_pages > self._ceiling)
+        if self.mms[mm].global_asid:
+            return self._broadcast_tlb_flush(cpu, iproc, f, freed), False
+        return self._flush_tlb_multi_round(cpu, iproc, f, freed, trim, local_only=True)
+
+    def _flush_tlb_multi_round(
+        self, cpu: int, iproc: int, f: Flush, freed: bool, trim: bool, local_only: bool
+    ) -> tuple[int, bool]:
+        """flush_tlb_multi over f.mm's cpumask (with `local_only`, flush_tlb_mm_range's shortcut: a cpumask of
+        the initiator alone flushes locally if the mm is loaded). Every CPU of the cpumask is interrupted when
+        page tables were freed or the mm moves to its global ASID (native_flush_tlb_multi)."""
+        mm = f.mm
         mask = self.cpumask(mm)
-        if not any(t != cpu for t in mask):
+        if local_only and not any(t != cpu for t in mask):
             return (self._flush_tlb_func(cpu, f) if self.loaded_mm(cpu) == mm else 0), False
-        chosen = [t for t in mask if freed or (not self.is_lazy(t) and (self.loaded_mm(t) == mm or trim))]
+        every = freed or self.mms[mm].transition
+        chosen = [t for t in mask if every or (not self.is_lazy(t) and (self.loaded_mm(t) == mm or trim))]
         cycles = self._ipi_round(cpu, iproc, [t for t in chosen if t != cpu], lambda t: self._flush_tlb_func(t, f))
         if cpu in chosen:
             cycles += self._flush_tlb_func(cpu, f)
@@ -147,6 +169,63 @@ class FlushPaths:
             return self._invlpgb_flush_all_nonglobals(cpu, iproc)
         targets = [t for t in range(self.p.n_cpus) if t != cpu]
         return self._ipi_round(cpu, iproc, targets, self._everything) + self._everything(cpu)
+
+    # -- global ASIDs (Linux 6.18 with INVLPGB) ------------------------------------------------------
+    def _consider_global_asid(self, cpu: int, iproc: int, mm: int, now: int) -> None:
+        """consider_global_asid, after a flush_tlb_multi of mm: with INVLPGB, in one jiffy of 32 for the
+        initiating task (`(pid & 0x1f) == (jiffies & 0x1f)`, pid = its process index), an mm active on more
+        than 3 CPUs (mm_active_cpus_exceeds: in the cpumask with it loaded, not lazy) gets a global ASID."""
+        if not (self._invlpgb and self.p.pcid) or mm >= len(self._removed):
+            return
+        if (iproc & 0x1F) != ((now // self._jiffy_cycles) & 0x1F):
+            return
+        mask = self.cpumask(mm)
+        if len(mask) <= GLOBAL_ASID_MIN_CPUS:
+            return
+        active = sum(1 for t in mask if self.loaded_mm(t) == mm and not self.is_lazy(t))
+        if active > GLOBAL_ASID_MIN_CPUS and not self.mms[mm].global_asid:
+            # use_global_asid: the next free global ASID; CPUs running mm move to it when they next flush or
+            # switch to it (the transition)
+            self.mms[mm].global_asid = self._next_global_asid
+            self._next_global_asid += 1
+            self.mms[mm].transition = True
+            self.charge(cpu, iproc, "global_asid_assignments", 1)
+
+    def _broadcast_tlb_flush(self, cpu: int, iproc: int, f: Flush, freed: bool) -> int:
+        """broadcast_tlb_flush: INVLPGB by f.mm's global ASID on every CPU, one for the whole PCID (more than
+        the ceiling) or one per invlpgb_count_max pages (one per page above 2 MiB strides), leaf entries only
+        unless tables were freed; then finish_asid_transition; then TLBSYNC. Returns the initiator's cycles."""
+        pcid = self.mms[f.mm].global_asid + 1
+        if f.full:
+            n_invlpgb = 1
+            for t in range(self.p.n_cpus):
+                self.flush_pcid(t, pcid, self._removed)
+                self._account_removed(t)
+            self.charge(cpu, iproc, "full_flushes", 1)
+        else:
+            per = min(f.n_pages, self._invlpgb_count_max) if f.shift <= 21 else 1
+            n_invlpgb = -(-f.n_pages // per)
+            for t in range(self.p.n_cpus):
+                for i in range(f.n_pages):
+                    self.invlpg_pcid(t, pcid, f.va + (i << f.shift), freed, self._removed)
+                self._account_removed(t)
+        self.charge(cpu, iproc, "invlpgb", n_invlpgb)
+        self.charge(cpu, iproc, "tlbsync", 1)
+        cycles = n_invlpgb * self._kcost["invlpgb_cycles"] + self._kcost["tlbsync_cycles"]
+        return cycles + self._finish_asid_transition(cpu, iproc, f, freed)
+
+    def _finish_asid_transition(self, cpu: int, iproc: int, f: Flush, freed: bool) -> int:
+        """While f.mm moves to its global ASID: if a CPU running it still uses another ASID, one
+        flush_tlb_multi round to the whole cpumask (the stragglers reload under the global ASID); once none
+        does, the transition is over."""
+        mm = self.mms[f.mm]
+        if not mm.transition:
+            return 0
+        for t in sorted(mm.cpumask):
+            if self.loaded_mm(t) == f.mm and self.cpu_state[t].asid != mm.global_asid:
+                return self._flush_tlb_multi_round(cpu, iproc, f, freed, False, local_only=False)[0]
+        mm.transition = False
+        return 0
 
     def _invlpgb_flush_all_nonglobals(self, cpu: int, iproc: int) -> int:
         """AMD broadcast: one INVLPGB removes every non-global entry on every CPU, then TLBSYNC."""
@@ -185,15 +264,21 @@ class FlushPaths:
         touching any tlb_gen. catch_up True (union_batch): first bump every sharer's tlb_gen; each CPU with a
         sharer loaded catches up (flush_tlb_func: INVLPG per page if one step behind, else full)."""
         union: set[int] = set()
+        cycles = 0
+        members = set()
         for mm in sharers:
             if catch_up:
-                self.bump_tlb_gen(mm)
+                gen = self.bump_tlb_gen(mm)
+                if self.mms[mm].global_asid:  # kept up to date by INVLPGB, not by the round
+                    f = Flush(mm, va, n_pages, shift, gen, n_pages > self._ceiling)
+                    cycles += self._broadcast_tlb_flush(cpu, iproc, f, False)
+                    continue
+            members.add(mm)
             union.update(self.cpumask(mm))
         f = Flush(-1, va, n_pages, shift, 0, n_pages > self._ceiling)
-        members = frozenset(sharers)
         step = self._catch_up if catch_up else self._loaded_pcid_only
         targets = [t for t in sorted(union) if t != cpu and not self.is_lazy(t)]
-        cycles = self._ipi_round(cpu, iproc, targets, lambda t: step(t, members, f))
+        cycles += self._ipi_round(cpu, iproc, targets, lambda t: step(t, frozenset(members), f))
         if cpu in union and not self.is_lazy(cpu):
-            cycles += step(cpu, members, f)
+            cycles += step(cpu, frozenset(members), f)
         return cycles

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from mshare_hw.engine.layout import RegionSpan
 from mshare_hw.names import KERNEL_COSTS, STRATEGIES
+from mshare_hw.reference.asid import N_DYN_ASIDS
 from mshare_hw.reference.flush import FlushPaths
 
 KIND_OP = {"zap": 0, "protect": 1, "migrate": 2, "reclaim": 0, "detach": 0}  # pt_change_range's op
@@ -25,6 +26,7 @@ class KernelSide(FlushPaths):
         self._removed = [0] * n_procs  # per owner: entries the current flush destroyed
         self._mappers: frozenset[int] = frozenset()  # processes mapping the event's region
         self._batching = False  # inside a batched unmap (the flushes call no notifier of their own)
+        self._next_global_asid = N_DYN_ASIDS  # allocate_global_asid: from TLB_NR_DYN_ASIDS upwards
 
     def set_kernel(
         self,
@@ -39,12 +41,14 @@ class KernelSide(FlushPaths):
         regions,
         home_cpu,
         notifiers,
+        invlpgb_count_max: int,
+        jiffy_cycles: int,
     ) -> None:
         """Configure the kernel side (mshare_hw.engine.shootdown.Kernel does): the flush strategy, whether the
         kernel uses INVLPGB, the mshare link entries' span and level, the kernel costs in KERNEL_COSTS
         order, Linux's constants, the regions events name ((name, start, end, shift, shared, host,
-        mappers) each), each process's home CPU and the secondary MMUs' mmu notifiers (or None). Resets
-        the trim times."""
+        mappers) each), each process's home CPU and the secondary MMUs' mmu notifiers (or None), the pages
+        one INVLPGB may cover and the cycles of a jiffy (the global-ASID check). Resets the trim times."""
         if strategy not in STRATEGIES:
             raise ValueError(f"unknown strategy {strategy!r}")
         if len(costs) != len(KERNEL_COSTS):
@@ -69,6 +73,10 @@ class KernelSide(FlushPaths):
         self._spans = spans
         self._home_cpu = tuple(home_cpu)
         self._notifiers = notifiers
+        if invlpgb_count_max < 1 or jiffy_cycles < 1:
+            raise ValueError("invlpgb_count_max and jiffy_cycles must be positive")
+        self._invlpgb_count_max = int(invlpgb_count_max)
+        self._jiffy_cycles = int(jiffy_cycles)
         self._configured = True
 
     def _check_configured(self) -> None:
@@ -97,6 +105,8 @@ class KernelSide(FlushPaths):
         cycles, remote = self._flush_tlb_multi(cpu, iproc, mm, va, n_pages, shift, freed, trim)
         if remote and trim:
             self._next_trim[mm] = now + self._trim_interval
+        if remote:
+            self._consider_global_asid(cpu, iproc, mm, now)
         if self._notifiers is not None and not self._batching:
             cycles += self._notifiers.arch_invalidate_secondary_tlbs(iproc, mm, va, n_pages, shift)
         return cycles
@@ -157,16 +167,17 @@ class KernelSide(FlushPaths):
         n = max(1, min(n_pages, n_region_pages - first))
         va = span.start + (first << shift)
         self._mappers = frozenset(span.mappers)
+        mm = self.mm_of[proc]  # the initiator's mm (its process's, for a thread)
         cycles = 0
         batched = kind in BATCHED
         if span.host >= 0:
             host = len(self._removed) + span.host
             if kind == "detach":
-                cycles += self._range_start(proc, proc, span.start, n_region_pages, shift)
+                cycles += self._range_start(proc, mm, span.start, n_region_pages, shift)
                 slot = 1 << self._slot_shift
                 for s_va in range(span.start // slot * slot, span.end, slot):
-                    self.pt_unlink(proc, s_va, self._link_level)
-                cycles += self.flush_tlb_mm_range(cpu, proc, proc, span.start, n_region_pages, shift, True, now)
+                    self.pt_unlink(mm, s_va, self._link_level)
+                cycles += self.flush_tlb_mm_range(cpu, proc, mm, span.start, n_region_pages, shift, True, now)
             else:
                 cycles += self._range_start(proc, host, va, n, shift)
                 # like the mmu_gather: the span of the entries actually changed
@@ -187,12 +198,12 @@ class KernelSide(FlushPaths):
                         cycles += self._shared_flush(cpu, proc, host, span.mappers, c_va, count, shift, now)
                     self._batching = False
         elif kind == "detach":
-            cycles += self._range_start(proc, proc, span.start, n_region_pages, shift)
-            self.pt_change_span(proc, span.start, n_region_pages, shift, OP_ZAP)
-            cycles += self.flush_tlb_mm_range(cpu, proc, proc, span.start, n_region_pages, shift, True, now)
+            cycles += self._range_start(proc, mm, span.start, n_region_pages, shift)
+            self.pt_change_span(mm, span.start, n_region_pages, shift, OP_ZAP)
+            cycles += self.flush_tlb_mm_range(cpu, proc, mm, span.start, n_region_pages, shift, True, now)
         else:
             # the mms holding the PTEs: every mapper of a shared region (the rmap walk), else the initiator's
-            mms = span.mappers if span.shared else (proc,)
+            mms = span.mappers if span.shared else (mm,)
             if batched:
                 touched = []
                 for mm in mms:

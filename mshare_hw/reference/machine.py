@@ -48,9 +48,17 @@ class ReferenceMachine(Walker, NestedWalker, SchedulingLoop, KernelSide):
         )
         self.init_nested(params, n_cpus)
         self.pt = PageTables(params.levels, layout.dyn_frame_start)
-        # mms: processes 0..n_procs-1, then one host mm per shared region
+        # mms: processes 0..n_procs-1, then one host mm per shared region; a thread's entries are its
+        # process's (the same MmState and root: nothing is allocated for it)
+        self.mm_of = tuple(layout.mm_of) if layout.mm_of else tuple(range(n_procs))
         self.mms = [asid_mod.MmState(ctx_id=asid_mod.INIT_MM_CTX_ID + 1 + m) for m in range(n_procs + layout.n_hosts)]
-        self.roots = [self.pt.new_table(params.levels, m) for m in range(n_procs + layout.n_hosts)]
+        self.roots = [
+            self.pt.new_table(params.levels, m) if m >= n_procs or self.mm_of[m] == m else -1
+            for m in range(n_procs + layout.n_hosts)
+        ]
+        for m in range(n_procs):
+            self.mms[m] = self.mms[self.mm_of[m]]
+            self.roots[m] = self.roots[self.mm_of[m]]
         self.cpu_state = [asid_mod.CpuTlbState() for _ in range(n_cpus)]
         self.oracle = Oracle(params.oracle, params.max_stale_examples)
         self.sched = Scheduler(params, layout)
@@ -92,10 +100,11 @@ class ReferenceMachine(Walker, NestedWalker, SchedulingLoop, KernelSide):
 
     def switch_to(self, cpu: int, proc: int) -> None:
         self._cpu, self._proc = cpu, proc
-        out = asid_mod.switch_mm(self.cpu_state[cpu], cpu, proc, self.mms[proc], self.p.pcid)
+        mm = self.mm_of[proc]
+        out = asid_mod.switch_mm(self.cpu_state[cpu], cpu, mm, self.mms[mm], self.p.pcid)
         self.add("context_switches")
         cost = self.p.context_switch_cycles
-        if out.switched:
+        if out.switched and not out.global_asid:
             self.add("asid_slot_hits" if out.slot_hit else "asid_slot_misses")
             if out.recycled:
                 self.add("asid_recycles")
@@ -167,8 +176,14 @@ class ReferenceMachine(Walker, NestedWalker, SchedulingLoop, KernelSide):
         return self.pcid(cpu)
 
     def local_gen(self, cpu: int) -> int:
+        """The loaded ASID's tlb_gen (a global ASID is always up to date: its mm's)."""
         st = self.cpu_state[cpu]
+        if asid_mod.is_global_asid(st.asid):
+            return self.mms[st.loaded_mm].tlb_gen
         return st.ctx_gens[st.asid]
+
+    def global_asid(self, mm: int) -> int:
+        return self.mms[mm].global_asid
 
     def mm_gen(self, mm: int) -> int:
         return self.mms[mm].tlb_gen
@@ -204,6 +219,17 @@ class ReferenceMachine(Walker, NestedWalker, SchedulingLoop, KernelSide):
         if self.l2i is not self.l2d:
             self.l2i[cpu].invlpg(pcid, va, removed)
         self.pwc[cpu].flush(pcid, removed)
+
+    def invlpg_pcid(self, cpu: int, pcid: int, va: int, pwc: bool, removed) -> None:
+        """INVLPGB's work on one CPU: va's entries in `pcid`, and that PCID's PWC entries if `pwc` (tables
+        freed; else INVLPGB_FINAL_ONLY spares them)."""
+        self.l1i[cpu].invlpg(pcid, va, removed)
+        self.l1d[cpu].invlpg(pcid, va, removed)
+        self.l2d[cpu].invlpg(pcid, va, removed)
+        if self.l2i is not self.l2d:
+            self.l2i[cpu].invlpg(pcid, va, removed)
+        if pwc:
+            self.pwc[cpu].flush(pcid, removed)
 
     def flush_all_pcids(self, cpu: int, removed) -> None:
         for level in (self.l1i, self.l1d, self.l2d):

@@ -84,7 +84,7 @@ class Walker:
         pt = self.pt
         link_level = self.p.link_level
         host = self.slot_host(proc, va) if link_level else -1
-        if host >= 0 and pt.table_mm[table] == proc and level >= link_level:
+        if host >= 0 and pt.table_mm[table] == self.mm_of[proc] and level >= link_level:
             t = pt.descend(self.roots[proc], va, link_level)
             shared = pt.descend(self.roots[self.layout.n_procs + host], va, link_level - 1)
             pt.set_entry(t * ENTRIES + index(va, link_level), encode(shared, False))

@@ -49,6 +49,9 @@ class Process:
     dependent: bool = False  # each access waits for the previous one (a pointer chase): no overlap
     # (trace position, cycles): after that many accesses the process blocks (I/O, a lock) for that long
     sleeps: tuple[tuple[int, int], ...] = ()
+    # a thread of process `thread_of` (an index into Workload.processes): it shares that process's mm, so it
+    # maps what the process maps (regions list the process, never its threads); its own trace and home CPU
+    thread_of: int | None = None
 
 
 @dataclass

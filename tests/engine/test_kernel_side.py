@@ -13,7 +13,13 @@ from kernel_cases import BASE, INVLPG, KC, PAGE, PER, RESP, X, machine, shm
 from mshare_hw import _engine
 from mshare_hw.counters import INDEX
 from mshare_hw.engine.layout import build_layout
-from mshare_hw.engine.shootdown import TLB_SINGLE_PAGE_FLUSH_CEILING, TRIM_INTERVAL_CYCLES, Kernel
+from mshare_hw.engine.shootdown import (
+    INVLPGB_COUNT_MAX,
+    JIFFY_CYCLES,
+    TLB_SINGLE_PAGE_FLUSH_CEILING,
+    TRIM_INTERVAL_CYCLES,
+    Kernel,
+)
 from mshare_hw.names import KERNEL_COSTS
 from mshare_hw.reference import ReferenceMachine
 from mshare_hw.workload.model import ArrayTrace, Process, Workload
@@ -53,6 +59,8 @@ def config(layout, **changes) -> dict:
         regions=[(n, s.start, s.end, s.shift, s.shared, s.host, s.mappers) for n, s in layout.spans.items()],
         home_cpu=layout.home_cpu,
         notifiers=None,
+        invlpgb_count_max=INVLPGB_COUNT_MAX,
+        jiffy_cycles=JIFFY_CYCLES,
     )
     kw.update(changes)
     return kw
