@@ -48,8 +48,8 @@ class ReferenceMachine(Walker, NestedWalker, SchedulingLoop, KernelSide):
         )
         self.init_nested(params, n_cpus)
         self.pt = PageTables(params.levels, layout.dyn_frame_start)
-        # mms: processes 0..n_procs-1, then one host mm per shared region; a thread's entries are its
-        # process's (the same MmState and root: nothing is allocated for it)
+        # mms: processes 0..n_procs-1, then one host mm per shared region; a thread runs in its process's mm
+        # (mm_of): its own slot's state is never used, and its root is its process's (none allocated)
         self.mm_of = tuple(layout.mm_of) if layout.mm_of else tuple(range(n_procs))
         self.mms = [asid_mod.MmState(ctx_id=asid_mod.INIT_MM_CTX_ID + 1 + m) for m in range(n_procs + layout.n_hosts)]
         self.roots = [
@@ -57,7 +57,6 @@ class ReferenceMachine(Walker, NestedWalker, SchedulingLoop, KernelSide):
             for m in range(n_procs + layout.n_hosts)
         ]
         for m in range(n_procs):
-            self.mms[m] = self.mms[self.mm_of[m]]
             self.roots[m] = self.roots[self.mm_of[m]]
         self.cpu_state = [asid_mod.CpuTlbState() for _ in range(n_cpus)]
         self.oracle = Oracle(params.oracle, params.max_stale_examples)

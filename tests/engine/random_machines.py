@@ -3,6 +3,8 @@ events they record, and the comparison of two engines' results."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 from hypothesis import HealthCheck, assume, event, settings
 from hypothesis import strategies as st
@@ -234,6 +236,19 @@ def workloads(draw, params: SimParams) -> Workload:
     rng = np.random.default_rng(seed)
     pile = draw(st.integers(0, 2)) == 0  # all processes on CPU 0: more than 6 per CPU recycles ASIDs
     sleepy = draw(st.integers(0, 2)) == 0  # sleeping clients: processes block and leave their CPUs
+    # threads: some processes share an earlier process's mm (regions then list that process instead)
+    threaded = n_procs > 1 and draw(st.integers(0, 2)) == 0
+    mm_of = list(range(n_procs))
+    if threaded:
+        for p in range(1, n_procs):
+            if rng.random() < 0.6:
+                mm_of[p] = int(rng.choice([q for q in range(p) if mm_of[q] == q]))
+        regs = [
+            r
+            if r.processes is None
+            else dataclasses.replace(r, processes=tuple(sorted({mm_of[m] for m in r.processes})))
+            for r in regs
+        ]
     procs = []
     va_bits = 47 if params.levels == 4 else 56
     for p in range(n_procs):
@@ -253,7 +268,17 @@ def workloads(draw, params: SimParams) -> Workload:
             # positions past the end are never reached; cycles from 0 to beyond a quantum
             at = np.unique(rng.integers(1, n + 3, int(rng.integers(0, 6))))
             sleeps = tuple((int(a), int(rng.choice([0, 1, 50, 400, 3000, 20000]))) for a in at)
-        procs.append(Process(f"p{p}", ArrayTrace(addrs, kinds), cpu=cpu, dependent=draw(st.booleans()), sleeps=sleeps))
+        thread_of = None if mm_of[p] == p else mm_of[p]
+        procs.append(
+            Process(
+                f"p{p}",
+                ArrayTrace(addrs, kinds),
+                cpu=cpu,
+                dependent=draw(st.booleans()),
+                sleeps=sleeps,
+                thread_of=thread_of,
+            )
+        )
     return Workload(procs, regs)
 
 
@@ -279,6 +304,7 @@ COVERAGE_EVENTS = (
     "cr3_flushes",
     "lazy_catchup_flushes",
     "sleeps",
+    "global_asid_assignments",
     "stlb_hits",
     "pwc_hits_pd",
     "pwc_hits_pdpt",

@@ -29,6 +29,7 @@ from mshare_hw.engine.params import SimParams
 from mshare_hw.names import EVENT_KINDS, KERNEL_COSTS, STRATEGIES
 from mshare_hw.reference.run import run_reference
 from mshare_hw.workload.events import Event
+from mshare_hw.workload.model import Workload
 
 SAFE = ("flush_all", "per_sharer", "union_batch", "broadcast")
 # A private detach walks every page of the region (pt_change over the whole span); regions built to span
@@ -199,3 +200,53 @@ def test_strategy_signatures_on_shared_page_tables(data):
     assert (col["ipis_received"] <= fired * (layout.n_procs + layout.n_hosts)).all()
     if s != "broadcast" and not (s == "flush_all" and params.invlpgb):
         assert col["invlpgb"].sum() == col["tlbsync"].sum() == 0
+
+
+def _four_threads(workload: Workload) -> Workload:
+    """Processes 1-3 become threads of process 0, the four pinned on CPUs 0-3 (so process 0's mm can be active
+    on 4 CPUs and earn a global ASID); threads of 1-3 and regions naming them move to process 0."""
+    procs = []
+    for i, p in enumerate(workload.processes):
+        if i < 4:
+            procs.append(dataclasses.replace(p, cpu=i, thread_of=None if i == 0 else 0))
+        else:
+            t = p.thread_of
+            procs.append(dataclasses.replace(p, thread_of=0 if t is not None and t < 4 else t))
+    regs = [
+        r
+        if r.processes is None
+        else dataclasses.replace(r, processes=tuple(sorted({0 if m < 4 else m for m in r.processes})))
+        for r in workload.regions
+    ]
+    return Workload(procs, regs)
+
+
+@settings(SETTINGS, max_examples=80)
+@given(data=st.data())
+def test_global_asids_match_reference(data):
+    """A four-threaded process on four CPUs under an INVLPGB kernel with PCIDs, most events initiated by it
+    (pid 0, so consider_global_asid samples in the first jiffy): the global ASID, its broadcast flushes and
+    its transition agree in both engines, and no stale translation is used under a safe configuration."""
+    params = data.draw(machines(), label="params")
+    params = dataclasses.replace(params, n_cpus=4, pcid=True, virtualization="none", oracle=True)
+    params = data.draw(kernel_side(params), label="kernel side")
+    params = dataclasses.replace(params, invlpgb=True)
+    workload = data.draw(workloads(params), label="workload")
+    assume(len(workload.processes) >= 4)
+    workload = _four_threads(workload)
+    try:
+        layout = build_layout(workload, params)
+    except ConfigError:
+        assume(False)
+    clocks = np.sort(np.asarray(run_workload(workload, params, layout=layout)["clocks"]))
+    events = data.draw(event_lists(params, layout, int(clocks[len(clocks) // 2])), label="events")
+    events = [e._replace(proc=0) if data.draw(st.booleans(), label="by P0") else e for e in events]
+    got = run_workload(workload, params, layout=layout, events=iter(events))
+    want = run_reference(workload, params, layout=layout, events=iter(events))
+    assert_same_results(got, want)
+    tot = np.asarray(got["cpu_counters"]).sum(axis=0)
+    if tot[COL["global_asid_assignments"]]:
+        event("global ASID given")
+    _record(got, params, events)
+    if params.pt_config == "private" or params.strategy in SAFE:
+        assert tot[COL["stale_translations"]] == 0, got["stale_examples"]
