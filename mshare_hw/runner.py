@@ -37,8 +37,8 @@ def run_id_for(point: Experiment, trace_digests: list[str]) -> str:
 # machine keys added after the first results format, with the value that reproduces the runs made before
 # them: left out of run ids at that value, so those runs keep their ids
 _LATER_MACHINE_KEYS = {"timing": "translation", "virtualization": "none", "host_page_size": "2M", "replacement": "auto"}
-# generator parameters added later, left out of run ids at 0 (off) for the same reason
-_LATER_WORKLOAD_PARAMS = ("sleep_every_accesses", "sleep_cycles")
+# generator parameters added later, left out of run ids at their first values for the same reason
+_LATER_WORKLOAD_PARAMS = {"sleep_every_accesses": 0, "sleep_cycles": 0, "threads_per_process": 1}
 
 
 def _id_config(point: Experiment) -> dict:
@@ -50,8 +50,8 @@ def _id_config(point: Experiment) -> dict:
         if cfg["machine"].get(key) == value:
             del cfg["machine"][key]
     w = cfg["workload"]
-    for key in _LATER_WORKLOAD_PARAMS:  # sleeping clients off: as before they existed
-        if w.get("params", {}).get(key) == 0:
+    for key, value in _LATER_WORKLOAD_PARAMS.items():  # sleeping clients off, one thread: as before they existed
+        if key in w.get("params", {}) and w["params"][key] == value:
             del w["params"][key]
     if w.get("manifest") is None:
         w.pop("manifest", None)
@@ -126,7 +126,8 @@ def events_for(point: Experiment, workload: Workload, layout: Layout):
     if ev.file is not None:
         return file_schedule(ev.file, layout.n_procs, set(layout.spans))
     if ev.initiator == "random":
-        initiators = list(span.mappers)
+        # a random task mapping the region: a mapper, or one of its threads
+        initiators = [p for p in range(layout.n_procs) if (layout.mm_of[p] if layout.mm_of else p) in span.mappers]
     else:
         if ev.initiator >= layout.n_procs:
             raise ConfigError(f"events.initiator: process {ev.initiator} does not exist")

@@ -204,6 +204,9 @@ def test_sleeping_clients_off_keeps_run_ids():
     awake, sleepy = expand(small_db(pt_config="private", sweep=axis))
     assert runner._id_config(awake) == runner._id_config(plain)
     assert runner._id_config(sleepy)["workload"]["params"]["sleep_every_accesses"] == 2000
+    one = expand(small_db(pt_config="private", sweep={"workload.params.threads_per_process": [1, 2]}))
+    assert runner._id_config(one[0]) == runner._id_config(plain)
+    assert runner._id_config(one[1])["workload"]["params"]["threads_per_process"] == 2
 
 
 def test_run_id_changes_with_traces_and_tool_version(monkeypatch):

@@ -123,13 +123,24 @@ def comparison_lines(rows: list[dict]) -> list[str]:
         for base in rows:
             if base["pt_config"] == "private" and all(
                 base.get(k) == r.get(k)
-                for k in ("uarch", "n_cpus", "n_processes", "accesses", "strategy", "seed", "sleep_every_accesses")
+                for k in (
+                    "uarch",
+                    "n_cpus",
+                    "n_processes",
+                    "accesses",
+                    "strategy",
+                    "seed",
+                    "sleep_every_accesses",
+                    "threads_per_process",
+                )  # fmt: skip
             ):
                 parts = []
                 for key, label in HEADLINE:
                     if base[key]:
                         parts.append(f"{label} {100.0 * (r[key] - base[key]) / base[key]:+.0f}%")
                 sleepy = " (sleeping clients)" if r.get("sleep_every_accesses") else ""
+                if r.get("threads_per_process", 1) > 1:
+                    sleepy += f" ({r['threads_per_process']} threads per process)"
                 out.append(f"{r['uarch']}{sleepy}: mshare vs private: " + ", ".join(parts))
                 break
     return out

@@ -192,8 +192,9 @@ class SecondaryMMUs:
             span = layout.spans[spec.region]
             self.devices.append(Device(i, spec, span.start, span.shift, seed))
         self.on_mm: dict[int, list[Device]] = {}
-        for d in self.devices:
-            self.on_mm.setdefault(d.spec.proc, []).append(d)
+        for d in self.devices:  # a device bound to a thread is bound to its process's mm
+            mm = layout.mm_of[d.spec.proc] if layout.mm_of else d.spec.proc
+            self.on_mm.setdefault(mm, []).append(d)
         # host mm -> the processes mapping its region (whose mms forwarding reaches)
         self.sharers_of_host = {layout.n_procs + s.host: tuple(s.mappers) for s in layout.spans.values() if s.host >= 0}
         self.proc_ctr = np.zeros((layout.n_procs, len(PROC_COUNTERS)), dtype=np.int64)

@@ -10,7 +10,7 @@ HEADLINE_COLUMNS = (
     "shootdown_cycles_responder", "collateral_entries_flushed", "stale_translations",
 )  # fmt: skip
 # the columns that make two runs "the same configuration" (sleep_every_accesses: files before it lack it)
-PAIR_KEYS = ("uarch", "n_cpus", "n_processes", "accesses", "seed", "sleep_every_accesses")
+PAIR_KEYS = ("uarch", "n_cpus", "n_processes", "accesses", "seed", "sleep_every_accesses", "threads_per_process")
 # secondary MMUs: the notifier work per event (column, decimals), then the device counts
 NOTIFIER_PER_EVENT = (
     ("iotlb_invalidations", 2),
@@ -78,10 +78,13 @@ def baseline(df: pd.DataFrame, r) -> pd.Series | None:
 def comparison_table(pairs) -> pd.DataFrame:
     rows = []
     sleepy = any(int(m.get("sleep_every_accesses", 0)) for _, m in pairs)
+    threaded = any(int(m.get("threads_per_process", 1)) > 1 for _, m in pairs)
     for p, m in pairs:
         row = {"uarch": p.uarch, "n_cpus": int(p.n_cpus), "n_processes": int(p.n_processes)}
         if sleepy:
             row["sleep_every_accesses"] = int(m.sleep_every_accesses)
+        if threaded:
+            row["threads_per_process"] = int(m.threads_per_process)
         if m.share_level != "p4d":
             row["share_level"] = m.share_level
         for key, _ in COMPARE_METRICS:
@@ -103,6 +106,8 @@ def shootdown_table(df: pd.DataFrame) -> pd.DataFrame:
     extra = [c for c in ("notifier_policy", "seed") if c in ev.columns and ev[c].nunique() > 1]
     if _sleepy(df):
         extra.append("sleep_every_accesses")
+    if "threads_per_process" in df.columns and df["threads_per_process"].nunique() > 1:
+        extra.append("threads_per_process")
 
     def row(r, n: int) -> dict:
         base = baseline(df, r)

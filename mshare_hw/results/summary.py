@@ -24,7 +24,7 @@ EXTRA_COLUMNS: tuple[str, ...] = (
     "notifier_policy", "devices", "device_accesses", "iotlb_hits", "iotlb_misses", "device_walks",
     "device_walk_cycles", "device_faults", "mirror_hits", "mirror_misses", "iotlb_invalidations",
     "iotlb_invalidation_cycles", "mirror_invalidations", "mirror_invalidation_cycles", "device_stale_translations",
-    "sleep_every_accesses", "sleeps", "sleep_cycles",
+    "sleep_every_accesses", "sleeps", "sleep_cycles", "threads_per_process", "global_asid_assignments",
 )  # fmt: skip
 # summary column <- secondary-MMU counter (mshare_hw.engine.secondary.DEVICE_COUNTERS), summed over devices
 DEVICE_COLUMNS = {
@@ -72,6 +72,8 @@ def summary_row(run_id: str, exp, result: dict, n_processes: int, bystanders: li
     row["makespan_cycles"] = int(np.max(result["clocks"])) if len(result["clocks"]) else 0
     # the sleeping-clients axis of a generated workload (a manifest's sleeps show in the counters only)
     row["sleep_every_accesses"] = int(exp.workload.params.get("sleep_every_accesses", 0))
+    # threads per client process of a generated workload (n_processes counts every thread)
+    row["threads_per_process"] = int(exp.workload.params.get("threads_per_process", 1))
     _secondary_columns(row, exp, result)
     return {k: row[k] for k in STABLE_COLUMNS + EXTRA_COLUMNS}
 

@@ -376,3 +376,23 @@ def test_sleeps_drawn_per_process_from_the_seed():
         3,
     ).generate()
     assert len(stream.processes[0].sleeps) > 50
+
+
+def test_threads_per_process_draws_the_clients_traces():
+    """One process of 4 threads runs the traces 4 single-threaded clients would (thread j of client i is trace
+    i*T + j), each thread with its own heap mapped by its process; regions name processes, never threads."""
+    from mshare_hw.workload.generators import generator_params
+
+    base = dict(accesses_per_process=3000, pool_bytes="16MiB", private_bytes="1MiB", text_bytes="64KiB")
+    four = generator_params("database", dict(base, n_processes=4), 5).generate()
+    one = generator_params("database", dict(base, n_processes=1, threads_per_process=4), 5).generate()
+    two = generator_params("database", dict(base, n_processes=2, threads_per_process=2, n_unrelated=1), 5).generate()
+    assert [p.thread_of for p in one.processes] == [None, 0, 0, 0]
+    assert [p.name for p in one.processes] == ["client0.0", "client0.1", "client0.2", "client0.3"]
+    for a, b in zip(four.processes, one.processes):
+        assert np.array_equal(a.trace.addrs, b.trace.addrs) and np.array_equal(a.trace.kinds, b.trace.kinds)
+    assert [r.processes for r in one.regions if r.name.startswith("heap")] == [(0,)] * 4
+    assert [p.thread_of for p in two.processes] == [None, 0, None, 2, None]
+    pool = next(r for r in two.regions if r.name == "buffer_pool")
+    assert pool.processes == (0, 2)  # the two client processes, not the unrelated one
+    assert "1 processes of 4 threads" in one.description

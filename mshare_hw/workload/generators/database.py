@@ -16,7 +16,7 @@
   function (50%), a short forward skip of 4..64 bytes (30%) or a call to another function (20%);
   running off the end of a function returns to another one. Functions are picked by
   Zipf(``TEXT_ZIPF_S``) popularity over a seed-permuted order, identical for every process.
-* ``heap<i>`` — a private anonymous heap per process (``processes=(i,)``), ``private_bytes`` long,
+* ``heap<i>`` — a private anonymous heap per trace (``processes=(i,)``), ``private_bytes`` long,
   placed below 0x7f00_0000_0000 one 1 GiB slot per process, as mmap grows downwards. A heap access is,
   with probability ``private_hot_access_fraction`` (0.9), uniform over the first
   ``private_hot_bytes_fraction`` (1/8) of the heap, otherwise uniform over the whole heap.
@@ -29,6 +29,12 @@ accesses), else a load.
 
 Every process draws from its own stream derived from (seed, process index), so process i's trace does
 not depend on how many processes are generated.
+
+Threads: with ``threads_per_process`` T > 1 each client is a process of T threads, one trace each, all in
+the process's mm (``Process.thread_of``). Traces are numbered thread by thread (client i's threads are
+traces i*T .. i*T+T-1, named ``client<i>.<j>``) and drawn exactly as the traces of that many
+single-threaded clients would be, each with its own heap (a thread's malloc arena) mapped by its process:
+one N-threaded process and N single-threaded clients run the same accesses.
 """
 
 from __future__ import annotations
@@ -189,6 +195,8 @@ class DatabaseParams(GeneratorParams):
     dependent: bool = False  # each access waits for the previous one (machine.timing = "overlap")
     n_unrelated: NonNegativeInt = 0
     n_sharer_cpus: PositiveInt | None = None
+    # each client a process of this many threads (one trace each, sharing its mm); see the module docstring
+    threads_per_process: PositiveInt = 1
     block_bytes: Bytes = 4096
     private_hot_bytes_fraction: Fraction = 0.125
     private_hot_access_fraction: Fraction = 0.9
@@ -214,13 +222,20 @@ class DatabaseParams(GeneratorParams):
             raise ValueError(f"private_bytes ({self.private_bytes}) must be a multiple of 4 KiB")
         if pool_base + pool_bytes > USER_TOP:
             raise ValueError("buffer pool ends above the 128 TiB user address space")
-        self.check_cpu_of(self.n_processes + self.n_unrelated)
+        self.check_cpu_of(self.n_tasks())
         return self
+
+    def n_tasks(self) -> int:
+        """Traces (and scheduled tasks): every client thread, then the unrelated processes."""
+        return self.n_processes * self.threads_per_process + self.n_unrelated
+
+    def trace_bytes(self) -> int:
+        return self.n_tasks() * self.accesses_per_process * self.bytes_per_access
 
     def heap_starts(self) -> list[int]:
         """Where each process's heap starts: one 1 GiB-aligned slot each below HEAP_TOP, clear of the text
         and of the buffer pool's 512 GiB slot(s)."""
-        n = self.n_processes + self.n_unrelated
+        n = self.n_tasks()
         stride = -(-self.private_bytes // GIB) * GIB
         starts = [HEAP_TOP - (i + 1) * stride for i in range(n)]
         slot_lo = self.pool_base // SLOT_BYTES * SLOT_BYTES
@@ -236,16 +251,18 @@ class DatabaseParams(GeneratorParams):
         return starts
 
     def cpu(self, i: int) -> int | None:
+        """Task i's home CPU (client threads first, then the unrelated processes)."""
         if self.cpu_of is not None:
             return self.cpu_of[i]
         if self.n_sharer_cpus is None:
             return None
-        # clients round-robin on CPUs 0..n_sharer_cpus-1, unrelated processes on the CPUs after them
-        unrelated = i - self.n_processes
+        # client threads round-robin on CPUs 0..n_sharer_cpus-1, unrelated processes on the CPUs after them
+        unrelated = i - self.n_processes * self.threads_per_process
         return self.n_sharer_cpus + unrelated if unrelated >= 0 else i % self.n_sharer_cpus
 
     def generate(self) -> Workload:
-        n_clients = self.n_processes
+        threads = self.threads_per_process
+        n_clients = self.n_processes * threads  # client traces (threads); client i's are i*threads + 0..threads-1
         n = n_clients + self.n_unrelated
         heap_starts = self.heap_starts()
         n_blocks = self.pool_bytes // self.block_bytes
@@ -287,12 +304,22 @@ class DatabaseParams(GeneratorParams):
         # each process's stream depends only on its own seed: drawn in parallel, the result is the same
         with ThreadPoolExecutor(max(1, min(n, os.cpu_count() or 1))) as pool:
             traces = list(pool.map(lambda i: _database_kernel(*kernel_args(i)), range(n)))
+
+        def name(i: int) -> str:
+            if i >= n_clients:
+                return f"unrelated{i - n_clients}"
+            return f"client{i}" if threads == 1 else f"client{i // threads}.{i % threads}"
+
+        def leader(i: int) -> int:
+            return i if i >= n_clients else i // threads * threads
+
         processes = [
             Process(
-                name=f"unrelated{i - n_clients}" if i >= n_clients else f"client{i}",
+                name=name(i),
                 trace=ArrayTrace(addrs, kinds),
                 cpu=self.cpu(i),
                 dependent=self.dependent,
+                thread_of=None if leader(i) == i else leader(i),
             )
             for i, (addrs, kinds) in enumerate(traces)
         ]
@@ -304,10 +331,13 @@ class DatabaseParams(GeneratorParams):
             page_size=self.pool_page_size,
             kind="shmem",
             shared=True,
-            processes=tuple(range(n_clients)) if self.n_unrelated else None,
+            processes=tuple(range(0, n_clients, threads)) if self.n_unrelated else None,
         )
+        # one heap per trace (a thread's malloc arena), mapped by its process
         heaps = [
-            Region(name=f"heap{i}", start=start, size=self.private_bytes, kind="anon", shared=False, processes=(i,))
+            Region(
+                name=f"heap{i}", start=start, size=self.private_bytes, kind="anon", shared=False, processes=(leader(i),)
+            )
             for i, start in enumerate(heap_starts)
         ]
         description = (
@@ -317,6 +347,8 @@ class DatabaseParams(GeneratorParams):
             f"{self.private_bytes} B each; ifetch={self.ifetch_fraction}, pool={self.pool_fraction}, "
             f"stores={self.store_fraction} of data; seed={self.seed}"
         )
+        if threads > 1:
+            description += f"; {self.n_processes} processes of {threads} threads"
         return self.with_sleeps(
             Workload(processes=processes, regions=[text, pool_region, *heaps], description=description)
         )
