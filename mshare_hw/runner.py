@@ -107,7 +107,8 @@ def bystanders(point: Experiment, layout: Layout) -> list[int]:
     span = layout.spans.get(point.events.region)
     if span is None:
         return []
-    return [p for p in range(layout.n_procs) if p not in span.mappers]
+    mm_of = layout.mm_of or range(layout.n_procs)  # a thread maps what its process maps
+    return [p for p in range(layout.n_procs) if mm_of[p] not in span.mappers]
 
 
 def _span(layout: Layout, region: str, where: str):
@@ -127,7 +128,8 @@ def events_for(point: Experiment, workload: Workload, layout: Layout):
         return file_schedule(ev.file, layout.n_procs, set(layout.spans))
     if ev.initiator == "random":
         # a random task mapping the region: a mapper, or one of its threads
-        initiators = [p for p in range(layout.n_procs) if (layout.mm_of[p] if layout.mm_of else p) in span.mappers]
+        mm_of = layout.mm_of or range(layout.n_procs)
+        initiators = [p for p in range(layout.n_procs) if mm_of[p] in span.mappers]
     else:
         if ev.initiator >= layout.n_procs:
             raise ConfigError(f"events.initiator: process {ev.initiator} does not exist")
