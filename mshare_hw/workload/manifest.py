@@ -14,6 +14,7 @@
     cpu = 0                              # optional home CPU
     dependent = true                     # optional: each access waits for the previous (pointer chase)
     sleeps = [[100000, 3000000]]         # optional: after access 100000 block for 3e6 cycles (I/O, a lock)
+    thread_of = "pid1234"                # optional: a thread of that process (name or pid): shares its mm
     [[regions]]
     name = "pool"
     from_maps = "/dev/shm/pool"          # or "largest_shared", "[anon:...]", "/dev/zero (deleted)"
@@ -89,6 +90,7 @@ class ProcessSpec(Strict):
     skip_bad_lines: bool = False
     dependent: bool | None = None  # default: the manifest's `dependent`
     sleeps: list[tuple[PositiveInt, NonNegativeInt]] | None = None  # (position, cycles); default: drawn
+    thread_of: str | NonNegativeInt | None = None  # a thread of that process (its name or pid): its mm
 
     @model_validator(mode="after")
     def _sleeps_increase(self) -> ProcessSpec:
@@ -234,14 +236,30 @@ def _trace_pid(spec: ProcessSpec, src) -> int | None:
 
 
 def _member_index(path: Path, pids: list[int | None], names: list[str], ri: int, ref: str | int) -> int:
+    return _process_ref(path, pids, names, f"regions[{ri}].processes", ref)
+
+
+def _process_ref(path: Path, pids: list[int | None], names: list[str], key: str, ref: str | int) -> int:
     if isinstance(ref, str):
         if ref in names:
             return names.index(ref)
     elif ref in pids:
         return pids.index(ref)
-    raise ConfigError(
-        f"{path}: key 'regions[{ri}].processes': no process {ref!r} (names: {', '.join(names)}; or a process's pid)"
-    )
+    raise ConfigError(f"{path}: key '{key}': no process {ref!r} (names: {', '.join(names)}; or a process's pid)")
+
+
+def _threads(path: Path, m: Manifest, pids: list[int | None], names: list[str]) -> list[int]:
+    """Each process's mm: its own index, or for a thread (`thread_of`) its process's."""
+    mm_of = list(range(len(m.processes)))
+    for i, s in enumerate(m.processes):
+        if s.thread_of is not None:
+            t = _process_ref(path, pids, names, f"processes[{i}].thread_of", s.thread_of)
+            if t == i or m.processes[t].thread_of is not None:
+                raise ConfigError(
+                    f"{path}: key 'processes[{i}].thread_of': {s.thread_of!r} must be another process, not a thread"
+                )
+            mm_of[i] = t
+    return mm_of
 
 
 def build_manifest_workload(path: str | Path, skip_bad_lines: bool = False) -> Workload:
@@ -256,6 +274,8 @@ def build_manifest_workload(path: str | Path, skip_bad_lines: bool = False) -> W
             pids.append(_trace_pid(s, src))
         except ConfigError as e:
             raise ConfigError(f"{path}: key 'processes[{i}].trace': {e}") from None
+    mm_of = _threads(path, m, pids, names)
+    n_mms = sum(1 for i, t in enumerate(mm_of) if i == t)
     maps: dict[int, list[Mapping]] = {}
     for i, s in enumerate(m.processes):
         if s.maps is not None:
@@ -283,6 +303,8 @@ def build_manifest_workload(path: str | Path, skip_bad_lines: bool = False) -> W
             start, size = int(r.start), int(r.size)  # type: ignore[arg-type]
             shared = True if r.shared is None else r.shared
             kind = r.kind or ("shmem" if shared else "anon")
+        if members is not None:  # a thread maps what its process maps: regions name processes
+            members = sorted({mm_of[x] for x in members})
         psize_name = r.page_size or m.page_size
         psize = PAGE_SIZES[psize_name]
         relocate = shared if r.relocate is None else r.relocate
@@ -322,7 +344,7 @@ def build_manifest_workload(path: str | Path, skip_bad_lines: bool = False) -> W
                 taken.update(range(x["start"] >> SLOT_SHIFT, ((x["start"] + x["size"] - 1) >> SLOT_SHIFT) + 1))
         for i, src in enumerate(sources):
             exclude = [
-                (x["start"], x["start"] + x["size"]) for x in moving if x["members"] is None or i in x["members"]
+                (x["start"], x["start"] + x["size"]) for x in moving if x["members"] is None or mm_of[i] in x["members"]
             ]
             try:
                 taken |= used_slots(src, exclude)
@@ -331,8 +353,9 @@ def build_manifest_workload(path: str | Path, skip_bad_lines: bool = False) -> W
         sizes = [_round_up(x["size"], PAGE_SIZES[x["page_size"]]) for x in moving]
         bases = pick_bases(sizes, taken, 1, USER_TOP_4LEVEL // SLOT - 1, [x["name"] for x in moving])
         for x, base, size in zip(moving, bases, sizes):
-            for i in range(n) if x["members"] is None else x["members"]:
-                moves[i].append(Move(x["start"], x["start"] + x["size"], base))
+            for i in range(n):  # every member's trace moves, its threads' too
+                if x["members"] is None or mm_of[i] in x["members"]:
+                    moves[i].append(Move(x["start"], x["start"] + x["size"], base))
             x["start"], x["size"] = base, size
 
     procs = [
@@ -342,6 +365,7 @@ def build_manifest_workload(path: str | Path, skip_bad_lines: bool = False) -> W
             cpu=m.processes[i].cpu,
             dependent=m.dependent if m.processes[i].dependent is None else m.processes[i].dependent,
             sleeps=_process_sleeps(m, i, src),
+            thread_of=None if mm_of[i] == i else mm_of[i],
         )
         for i, src in enumerate(sources)
     ]
@@ -353,7 +377,7 @@ def build_manifest_workload(path: str | Path, skip_bad_lines: bool = False) -> W
             page_size=x["page_size"],
             kind=x["kind"],
             shared=x["shared"],
-            processes=None if x["members"] is None or len(x["members"]) == n else tuple(x["members"]),
+            processes=None if x["members"] is None or len(x["members"]) == n_mms else tuple(x["members"]),
             share_tables=x["share_tables"],
         )
         for x in resolved

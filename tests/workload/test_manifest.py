@@ -274,3 +274,27 @@ def test_manifest_sleeps(tmp_path):
     (tmp_path / "m.toml").write_text(head.replace("[[1, 500], [3, 0]]", "[[3, 500], [3, 0]]"))
     with pytest.raises(ConfigError, match="positions must increase"):
         build_manifest_workload(tmp_path / "m.toml")
+
+
+def test_manifest_threads(tmp_path):
+    """pid 101 as a thread of pid 100: it shares 100's mm, so the pool (found in 100's maps) is mapped by the
+    one process (no `processes` list needed) and 101's trace is relocated with it, like 100's."""
+    _write_capture(tmp_path)
+    body = (
+        '[[processes]]\ntrace = "trace.100"\nmaps = "maps.100"\n'
+        '[[processes]]\ntrace = "trace.101.gz"\nthread_of = 100\n'
+        '[[regions]]\nname = "pool"\nfrom_maps = "/dev/shm/pool"\n'
+    )
+    (tmp_path / "m.toml").write_text(body)
+    w = build_manifest_workload(tmp_path / "m.toml")
+    assert [p.thread_of for p in w.processes] == [None, 0]
+    (r,) = w.regions
+    assert (r.start, r.processes) == (2 * SLOT, None)
+    a1, _ = _all(w.processes[1].trace)
+    assert a1.tolist() == [0x400004, 2 * SLOT + 0x3000, SLOT + 0x10]
+    (tmp_path / "m.toml").write_text(body.replace("thread_of = 100", "thread_of = 101"))
+    with pytest.raises(ConfigError, match=r"processes\[1\].thread_of.*another process"):
+        build_manifest_workload(tmp_path / "m.toml")
+    (tmp_path / "m.toml").write_text(body.replace("thread_of = 100", 'thread_of = "nobody"'))
+    with pytest.raises(ConfigError, match="no process 'nobody'"):
+        build_manifest_workload(tmp_path / "m.toml")
