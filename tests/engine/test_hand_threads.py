@@ -7,7 +7,22 @@ tests/engine/kernel_cases.py; P0 is the process, T1.. its threads (Process.threa
 from __future__ import annotations
 
 import pytest
-from kernel_cases import BASE, INVLPG, INVLPGB, PER, RESP, RUNNERS, TLBSYNC, UNDECLARED, X, go, hammer, machine, zaps
+from kernel_cases import (
+    BASE,
+    CR3F,
+    INVLPG,
+    INVLPGB,
+    PER,
+    RESP,
+    RUNNERS,
+    TLBSYNC,
+    UNDECLARED,
+    X,
+    go,
+    hammer,
+    machine,
+    zaps,
+)
 from machines import CR3_NOFLUSH
 
 from mshare_hw.config.errors import ConfigError
@@ -118,3 +133,40 @@ def test_regions_name_processes_not_threads():
     bad = Workload([Process("t0", hammer(X, 1), thread_of=1), Process("t1", hammer(X, 1), thread_of=0)])
     with pytest.raises(ConfigError, match="thread_of 1 must name another process"):
         build_layout(bad, machine(2, "private"))
+
+
+@RUNNERS
+@pytest.mark.parametrize("kind", ["zap", "detach"])
+def test_freed_tables_reach_a_sleeping_threads_lazy_cpu(run, kind):
+    """P0 on CPU0 and its thread T1 on CPU1 store to page 0 of P0's shm; T1 sleeps from its 1000th access for
+    10^6 cycles, so CPU1 idles lazily with P0's mm loaded (in its cpumask). P0's event at 6000:
+    zap (1 page, no tables freed): should_flush_tlb skips the lazy CPU: no IPI; P0's own CPU INVLPGs. When T1
+      returns, CPU1 finds the ASID behind the mm's tlb_gen: a lazy catch-up flush.
+    detach (the whole region, page tables freed): native_flush_tlb_multi interrupts every CPU of the cpumask,
+      lazy or not: CPU1 takes the IPI and, lazy, switches to init_mm (slot 0, up to date: a CR3 write
+      without flush, costing the kernel's CR3 cost); CPU0 flushes in full (64 pages > 33). When T1 returns
+      CPU1 switches from init_mm back to the mm's slot, behind: an ordinary flush, no lazy catch-up."""
+    p = machine(2, "private")
+    wl = Workload(
+        [
+            Process("t0", hammer(X, N), cpu=0),
+            Process("t1", hammer(X, N), cpu=1, thread_of=0, sleeps=((1000, 10**6),)),
+        ],
+        [Region("shm", X, 64 * 4096, kind="shmem", shared=True, processes=(0,))],
+    )
+    res = go(run, wl, p, zaps([6000], kind=kind))
+    assert res.fired == 1
+    if kind == "zap":
+        assert res.cpu("ipis_sent") == [0, 0]
+        assert res.cpu("invlpg") == [1, 0]
+        assert res.cpu("lazy_catchup_flushes") == [0, 1]
+        assert res.cpu("cr3_writes_noflush") == [0, 0]
+    else:
+        assert res.cpu("ipis_sent") == [1, 0] and res.cpu("ipis_received") == [0, 1]
+        assert res.cpu("shootdown_cycles_responder") == [0, RESP + CR3F]
+        assert res.cpu("shootdown_cycles_initiator") == [BASE + PER + RESP + CR3F + CR3F, 0]
+        assert res.cpu("full_flushes") == [1, 0]
+        assert res.cpu("lazy_catchup_flushes") == [0, 0]
+        assert res.cpu("cr3_writes_noflush") == [0, 1]
+    assert res.cpu("cr3_flushes") == [1, 2]  # the first load; the return after the flush
+    assert res.total("stale_translations") == 0
