@@ -59,6 +59,9 @@ cdef int64_t nested_translate(Sim* s, int cpu, uint64_t gpa, shape_t shape) noex
     cdef int level = HOST_LEVELS, lv, lat = 0
     if nested_find(tlb, page, shape):
         return 0
+    cycles = s.nested_walk_cycles  # a host walk's own cost beyond its reads
+    row[C_NESTED_WALK_CYCLES] += cycles
+    row[C_WALK_CYCLES] += cycles
     for lv in range(s.host_leaf + 1, HOST_LEVELS + 1):
         if nested_find(nested_pwc(s, cpu, lv), gpa >> entry_shift(lv), shape):
             level = lv - 1
@@ -86,6 +89,7 @@ cdef void nested_init(Sim* s, params) except *:
         return
     s.host_shift = params.host_page_shift
     s.host_leaf = 1 if s.host_shift == 12 else (2 if s.host_shift == 21 else 3)
+    s.nested_walk_cycles = params.nested_walk_cycles
     for k in range(HOST_LEVELS + 1):
         s.host_base[k] = params.host_table_base[k]
     if params.nested_tlb is not None:

@@ -188,6 +188,7 @@ ctypedef struct Sim:
     int nested
     int host_leaf
     int host_shift
+    int64_t nested_walk_cycles  # beyond the reads: per 2-D walk and per host walk
     int64_t host_base[5]
     SetArray* ntlb
     SetArray* npwc

@@ -14,6 +14,9 @@ cdef inline int64_t sim_walk(Sim* s, int cpu, int proc, uint64_t va, int pcid, i
     cdef int level = s.levels, lv, served, lat = 0
     cdef PWCEntry* pe
     row[C_WALKS] += 1
+    if s.nested:  # a 2-D walk's own cost beyond its reads
+        cycles = s.nested_walk_cycles
+        row[C_WALK_CYCLES] += cycles
     for lv in range(2, s.levels + 1):
         pe = pwc_lookup(s, cpu, lv, pcid, va, shape)
         if pe != NULL:

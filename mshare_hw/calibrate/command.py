@@ -66,6 +66,9 @@ def main(args: argparse.Namespace) -> int:
         except (OSError, ValueError) as e:
             raise ConfigError(f"{measurements_path(args.check)}: cannot read the measurements ({e})") from None
         return _report(console, args.check, validate(args.check, saved["measurements"]), save_table)
+    out: Path = args.output
+    if not out.parent.is_dir():  # checked before any probe runs
+        raise ConfigError(f"-o {out}: directory {out.parent} does not exist")
     try:
         host = detect()
         cpus = pinnable_cpus(args.cpus, host)
@@ -90,7 +93,6 @@ def main(args: argparse.Namespace) -> int:
                 console.print(f"mshare-hw calibrate: probe {label!r} cannot run here ({why})", soft_wrap=True)
                 return 2
             bar.advance(task)
-    out: Path = args.output
     measurements_path(out).write_text(
         json.dumps({"host": host.to_dict(), "cpus": cpus, "quick": args.quick, "measurements": m}, indent=1)
     )

@@ -85,19 +85,23 @@ def find_steps(sizes, latencies, min_rise: float = 0.15) -> list[Step]:
     return steps
 
 
-def find_rises(sizes, latencies, min_rise: float = 0.15, flat: float = 0.05) -> list[Step]:
+def find_rises(sizes, latencies, min_rise: float = 0.15, flat: float = 0.10, span: float = 2**0.5) -> list[Step]:
     """The rises of a latency curve: `find_steps`' steps, with neighbours joined where the curve between
-    them is no plateau (fewer than two points, or points more than `flat` apart), so that a gradual
-    transition (set conflicts, random replacement) is one rise. A rise's position is where the curve
-    crosses the geometric mean of its two levels (interpolated on log-log axes): its midpoint."""
+    them is no plateau, so that a gradual transition (set conflicts, random replacement, a structure's reach
+    running out page by page) is one rise. A plateau is two or more points within `flat` of each other that
+    span a working-set ratio of at least `span` (half a doubling): a slow creep (walk lines drifting to a
+    slower level) stays a plateau, while two close points halfway up a gradual rise do not make one. A
+    rise's position is where the curve crosses the geometric mean of its two levels (interpolated on
+    log-log axes): its midpoint."""
     x = np.asarray(sizes, dtype=float)
     y = np.asarray(latencies, dtype=float)
     steps = find_steps(x, y, min_rise)
     groups: list[list[Step]] = []
     for s in steps:
         if groups:
-            between = y[(x > groups[-1][-1].position) & (x <= s.position)]
-            if len(between) < 2 or between.max() / between.min() - 1 > flat:
+            inside = (x > groups[-1][-1].position) & (x <= s.position)
+            between, where = y[inside], x[inside]
+            if len(between) < 2 or between.max() / between.min() - 1 > flat or where[-1] / where[0] < span:
                 groups[-1].append(s)
                 continue
         groups.append([s])

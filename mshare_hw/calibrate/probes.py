@@ -19,6 +19,7 @@ FIT_PAGES = (1, 8, 32, 64)  # madvise series the IPI and local-flush costs are f
 HELD_OUT_PAGES = (16, 48)  # madvise and mprotect series only the validation uses (48: above the 33-page ceiling)
 MPROTECT_FIT_PAGES = (1, 8, 32)
 CHASE_RANDOM, CHASE_SEQUENTIAL = 0, 1  # the chase probe's node orders
+STRIDED_SPACING = 8192  # the held-out random chase's node spacing: every other page (half the nodes per PTE line)
 PINGPONG_PAGES = 64  # pages each side of the held-out ping-pong touches per round
 RESPONDER_GAP_NS = 300  # a gap longer than this in a spinning responder's clock reads was taken by the kernel
 SHMEM_PAGES = 4096
@@ -29,6 +30,7 @@ FAULT_AROUND_PAGES = 16  # Linux's default fault_around_bytes (64 KiB) in 4 KiB 
 class Plan:
     page_sizes: list[int]  # pointer chase over random pages: working sets in pages
     sequential_sizes: list[int]  # the held-out chase over pages in address order
+    strided_sizes: list[int]  # the held-out chase over random nodes two pages apart
     line_sizes: list[int]  # pointer chase over random lines (huge pages): working sets in lines
     loads: int
     trials: int
@@ -41,6 +43,7 @@ class Plan:
         return cls(
             page_sizes=_geometric(16, 16384 if quick else 32768, per_octave),
             sequential_sizes=_geometric(32, 8192 if quick else 16384, 1 if quick else 2),
+            strided_sizes=_geometric(16, 16384 if quick else 32768, 2),
             line_sizes=_geometric(64, 1 << (18 if quick else 21), per_octave),
             loads=100_000 if quick else 400_000,
             trials=3 if quick else 7,
@@ -75,7 +78,8 @@ def steps(plan: Plan, host: Host, cpus: list[int], out: dict) -> list[Step]:
             out[key] = {"sizes": sizes, "ns": [min(t) for t in trials], "trials": trials}
 
         what = "in address order" if order == CHASE_SEQUENTIAL else "random"
-        return (f"pointer chase over {what} {key.rsplit('_', 1)[-1]}", run)
+        apart = f" {spacing // 1024} KiB apart" if spacing > 4096 else ""
+        return (f"pointer chase over {what} {key.rsplit('_', 1)[-1]}{apart}", run)
 
     def faults() -> None:
         out["fit.fault_anon_ns"] = p.fault_anon(2048, plan.trials)
@@ -110,6 +114,7 @@ def steps(plan: Plan, host: Host, cpus: list[int], out: dict) -> list[Step]:
         chase("fit.chase_pages", plan.page_sizes, 4096, False),
         chase("fit.chase_lines", plan.line_sizes, 64, True),
         chase("held_out.chase_sequential_pages", plan.sequential_sizes, 4096, False, CHASE_SEQUENTIAL),
+        chase("held_out.chase_strided_pages", plan.strided_sizes, STRIDED_SPACING, False),
         ("page faults", faults),
         shootdown("fit.madvise", 0, FIT_PAGES),
         shootdown("held_out.madvise", 0, HELD_OUT_PAGES),

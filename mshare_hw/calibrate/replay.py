@@ -97,19 +97,19 @@ class Prediction:
     note: str = ""
 
 
-def chase(profile: Path, order: list[int] | np.ndarray, ghz: float) -> Prediction:
-    """A pointer chase visiting the pages of a working set in `order` (one cycle), one line per page, the
-    first lap excluded: ns per load. The probe puts page i's node on line i mod 64, but the kernel backs its
-    pages with scattered physical frames, so their lines fall in effectively random cache sets; the model
-    backs a region with consecutive frames, so each page's line is drawn at random instead (seeded) to
-    give the caches the same spread."""
+def chase(profile: Path, order: list[int] | np.ndarray, ghz: float, spacing: int = 4096) -> Prediction:
+    """A pointer chase visiting the nodes of a working set (one per `spacing` bytes: a page, or every other
+    page at 8192) in `order` (one cycle), one line per node, the first lap excluded: ns per load. The probe
+    puts each node on a random line of its slot, and the kernel backs its pages with scattered physical
+    frames, so the lines fall in effectively random cache sets; the model backs a region with consecutive
+    frames, so each node's line is drawn at random here (seeded) to give the caches the same spread."""
     n = len(order)
     laps = max(4, 200_000 // n)
     idx = np.asarray(order, dtype=np.uint64)
-    line = np.random.default_rng(n).integers(0, 64, n, dtype=np.uint64)  # per page, in page order
-    addrs = WS_BASE + idx * np.uint64(4096) + line[idx.astype(np.int64)] * np.uint64(64)
+    line = np.random.default_rng(n).integers(0, spacing // 64, n, dtype=np.uint64)  # per node, in node order
+    addrs = WS_BASE + idx * np.uint64(spacing) + line[idx.astype(np.int64)] * np.uint64(64)
     trace = ArrayTrace(np.tile(addrs, laps), np.full(n * laps, LOAD, np.uint8))
-    wl = Workload([Process("chase", trace, cpu=0)], _regions(n, False))
+    wl = Workload([Process("chase", trace, cpu=0)], _regions(n * (spacing // 4096), False))
     res = run(point(profile, 1, run={"warmup_accesses": n}), wl)
     ctr = res["cpu_counters"].sum(axis=0)
     return Prediction(ctr[INDEX["cycles"]] / ctr[INDEX["accesses"]] / ghz)

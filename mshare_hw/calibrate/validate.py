@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from mshare_hw.calibrate import replay
@@ -25,7 +26,8 @@ def _nearest(sizes: list[int], ns: list[float], target: int) -> tuple[int, float
     return sizes[i], ns[i]
 
 
-def _random_cycle(n: int) -> list[int]:
+def random_cycle_order(n: int) -> list[int]:
+    """The node order of a random single-cycle chase over n nodes (Sattolo, seeded)."""
     from mshare_hw.workload.generators import random_cycle
 
     nxt = random_cycle(n, 1)
@@ -52,12 +54,15 @@ def validate(profile_path: str | Path, measurements: dict, reach_pages=REACH_PAG
             "reach, random pages",
             f"{size} pages",
             measured,
-            replay.chase(profile, _random_cycle(size), ghz),
+            replay.chase(profile, random_cycle_order(size), ghz),
             "yes (fit.chase_pages)",
         )
     seq = measurements.get("held_out.chase_sequential_pages")
     for size, measured in zip(seq["sizes"], seq["ns"]) if seq else ():
         add("reach, pages in address order", f"{size} pages", measured, replay.chase(profile, range(size), ghz))
+    strided = measurements.get("held_out.chase_strided_pages")
+    if strided:
+        _strided_rows(profile, strided, ghz, add, rows)
     for key, kind, probe in (
         ("held_out.madvise", "zap", "madvise+refault"),
         ("held_out.mprotect", "protect", "mprotect"),
@@ -77,6 +82,30 @@ def validate(profile_path: str | Path, measurements: dict, reach_pages=REACH_PAG
     df = pd.DataFrame(rows, columns=[c for c in COLUMNS if c != "error_pct"])
     df.insert(4, "error_pct", 100 * (df["predicted_ns"] - df["measured_ns"]) / df["measured_ns"])
     return df.round({"measured_ns": 2, "predicted_ns": 2, "error_pct": 1})
+
+
+def _strided_rows(profile: Path, curve: dict, ghz: float, add, rows: list) -> None:
+    """The held-out chase over random nodes 8 KiB apart, replayed at one working set per octave: each
+    point, then each measured rise (`fit.find_rises`) against the predicted rise nearest it: its position
+    in nodes and the plateau it reaches in ns."""
+    from mshare_hw.calibrate.fit import find_rises
+    from mshare_hw.calibrate.probes import STRIDED_SPACING
+
+    sizes, measured = curve["sizes"], curve["ns"]
+    picked = [i for i, s in enumerate(sizes) if s & (s - 1) == 0] or list(range(len(sizes)))
+    xs = [sizes[i] for i in picked]
+    pred = [replay.chase(profile, random_cycle_order(s), ghz, STRIDED_SPACING).ns for s in xs]
+    probe = "reach, random nodes 8 KiB apart"
+    for x, i, p in zip(xs, picked, pred):
+        add(probe, f"{x} nodes", measured[i], replay.Prediction(p))
+    got, want = find_rises(sizes, measured), find_rises(xs, pred)
+    for k, r in enumerate(got, start=1):
+        if not want:
+            break
+        w = min(want, key=lambda q: abs(np.log(q.position / r.position)))
+        note = "a rise's position in nodes (not ns): the middle of its two levels"
+        rows.append((f"{probe}: rise {k}", "position", r.position, w.position, "no", note))
+        rows.append((f"{probe}: rise {k}", "plateau after it", r.after, w.after, "no", "ns per load"))
 
 
 def save_table(df: pd.DataFrame, stem: Path) -> tuple[Path, Path]:

@@ -26,17 +26,43 @@ def _progress(quiet: bool) -> Progress:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from mshare_hw.config.experiment import flatten_axes
     from mshare_hw.sweep import resolve_points
     from mshare_hw.workload.manifest import load_run_file
 
     exp = load_run_file(args.experiment, args.set)
     points = resolve_points(exp)
     print(f"{args.experiment}: OK, experiment '{exp.name}', {len(points)} point{'s' if len(points) != 1 else ''}")
-    # the swept axes and their values (excluded points left out above)
-    for axis, values in flatten_axes(exp.sweep).items():
-        print(f"  {axis} = {values}")
+    for key, values in grid_axes(exp).items():
+        print(f"  {key}: {', '.join(values)}")
     return 0
+
+
+# the model's axes, listed by `validate` even where the grid does not vary them
+MODEL_AXES = ("uarch", "pt_config", "share_level", "strategy", "notifier_policy", "scheduler.kind")
+
+
+def _flat(d: dict, prefix: str = "") -> dict[str, object]:
+    out: dict[str, object] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def grid_axes(exp) -> dict[str, list[str]]:
+    """Each setting of the grid's points that a run depends on, with its values in grid order: the model's
+    axes and every [machine] key always, any other key where the points differ."""
+    from mshare_hw.config.experiment import expand
+
+    rows = [_flat(p.model_dump(exclude={"sweep", "exclude", "name", "description"})) for p in expand(exp)]
+    axes: dict[str, list[str]] = {}
+    for key in rows[0]:
+        values = list(dict.fromkeys(repr(r.get(key)) if not isinstance(r.get(key), str) else r[key] for r in rows))
+        if key in MODEL_AXES or key.startswith("machine.") or len(values) > 1:
+            axes[key] = values
+    return axes
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:

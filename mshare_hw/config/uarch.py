@@ -220,6 +220,9 @@ class Nested(Strict):
     tlb: PWCStructure  # guest-physical -> host-physical translations, one entry per host page
     pwc: PWCStructure  # host page-table entries, one such structure per host level above the leaf
     replacement: ReplacementPolicy = "lru"
+    # cycles a walk in a guest takes beyond its memory reads, once per 2-D walk and once more per host walk
+    # after a nested-TLB miss (walker start-up, the structures' lookups, the two dimensions' serialisation)
+    walk_cycles: NonNegativeInt = 0
 
 
 class Secondary(Strict):

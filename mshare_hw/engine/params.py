@@ -112,6 +112,7 @@ class SimParams:
     host_page_shift: int = 21
     nested_tlb: SetAssoc | None = None
     nested_pwc: SetAssoc | None = None
+    nested_walk_cycles: int = 0  # beyond the reads, per 2-D walk and per host walk (uarch [nested] walk_cycles)
     # seeds the random-replacement streams
     seed: int = 0
 
@@ -308,5 +309,6 @@ def build_params(
         host_page_shift=PAGE_SHIFT[host_page_size],
         nested_tlb=SetAssoc(nest.tlb.sets, nest.tlb.ways, replacement=policy(nest)) if nested else None,
         nested_pwc=SetAssoc(nest.pwc.sets, nest.pwc.ways, replacement=policy(nest)) if nested else None,
+        nested_walk_cycles=nest.walk_cycles if nested else 0,
         seed=seed,
     )

@@ -82,12 +82,14 @@ class NestedWalker:
         page = gpa >> self.p.host_page_shift
         if ns.tlb is not None and ns.tlb.lookup(page):
             return 0
+        cycles = self.p.nested_walk_cycles  # a host walk's own cost beyond its reads
+        self.add("nested_walk_cycles", cycles)
+        self.add("walk_cycles", cycles)
         level = HOST_LEVELS
         for lv in range(self.host_leaf + 1, HOST_LEVELS + 1):
             if lv in ns.pwc and ns.pwc[lv].lookup(gpa >> entry_shift(lv)):
                 level = lv - 1
                 break
-        cycles = 0
         while True:
             _, lat = self.caches.read(cpu, self.host_entry_paddr(gpa, level))
             self.add("nested_walk_reads")

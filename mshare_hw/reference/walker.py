@@ -50,6 +50,10 @@ class Walker:
         """Returns (cycles, fault, a, b, c): on success (loc, pfn, shift), on a fault (table, level). Nested:
         every guest entry's address and the data's are nested-translated (nested_translate) first."""
         self.add("walks")
+        cycles = 0
+        if self.nested:  # a 2-D walk's own cost beyond its reads
+            cycles = self.p.nested_walk_cycles
+            self.add("walk_cycles", cycles)
         pt = self.pt
         levels = self.p.levels
         table, level = self.roots[proc], levels
@@ -62,7 +66,6 @@ class Walker:
                     self.oracle.record(self.clock[cpu], cpu, proc, va, WHERE_PWC)
                 table, level = e.child, lv - 1
                 break
-        cycles = 0
         while True:
             loc = table * ENTRIES + index(va, level)
             if self.nested:

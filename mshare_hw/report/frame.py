@@ -59,7 +59,8 @@ def chase_pages(cfg: dict) -> int:
 
 def with_config_columns(df: pd.DataFrame, configs: dict[str, dict]) -> pd.DataFrame:
     """Adds n_sharers (processes that map the shared region), events_enabled, region bytes/page size,
-    the paging levels, the timing and virtualization modes (where the summary lacks them) and
+    the paging levels, the timing and virtualization modes, host page size and replacement (where the summary
+    lacks them) and
     chase_pages (`chase_pages`)."""
     df = df.copy()
     sharers, enabled, region, page = [], [], [], []
@@ -77,7 +78,8 @@ def with_config_columns(df: pd.DataFrame, configs: dict[str, dict]) -> pd.DataFr
     df["region_page_size"] = page
     machines = [configs.get(rid, {}).get("machine", {}) for rid in df["run_id"]]
     df["levels"] = [5 if m.get("five_level") else 4 for m in machines]
-    for col, first in (("timing", "translation"), ("virtualization", "none")):  # runs before the key: its first value
+    later = (("timing", "translation"), ("virtualization", "none"), ("host_page_size", "2M"), ("replacement", "auto"))
+    for col, first in later:  # runs before the key: its first value
         if col not in df.columns:
             df[col] = [str(m.get(col, first)) for m in machines]
     df["chase_pages"] = [chase_pages(configs.get(rid, {})) for rid in df["run_id"]]

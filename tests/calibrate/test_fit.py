@@ -102,3 +102,17 @@ def test_a_gradual_rise_is_one_rise_at_its_middle():
     assert 100 < rises[0].position < 125
     assert abs(rises[1].position / 2000 - 1) < 0.01
     assert len(find_steps(x, y)) > len(rises)  # the plain steps split the gradual rise
+
+
+def test_a_creeping_plateau_separates_two_rises_and_close_points_do_not():
+    """Levels 4 -> ~20 (a cliff after 3000), a plateau creeping 20 -> 21.6 (8%) over 3500..9000 (1.4 doublings),
+    then a gradual rise to 40 through two close points (27 and 28.5 at 14000 and 15000: 6% apart, but a tenth
+    of a doubling): two rises, the second from the plateau to 40, its middle (geometric mean of the levels,
+    ~28.5) reached at ~15000."""
+    x = [1000, 2000, 3000, 3500, 4000, 5000, 9000, 14000, 15000, 20000, 30000, 40000]
+    y = [4, 4, 4, 20, 20.2, 20.5, 21.6, 27, 28.5, 35, 40, 40]
+    rises = find_rises(x, y)
+    assert len(rises) == 2
+    assert 3000 < rises[0].position < 3500
+    assert 20 <= rises[1].before <= 21.6 and rises[1].after == pytest.approx(40, rel=0.05)
+    assert 14000 < rises[1].position < 16000

@@ -156,6 +156,7 @@ def machines(draw) -> SimParams:
         host_page_shift=draw(st.sampled_from([12, 21, 21, 30])),
         nested_tlb=draw(nested_structure) if nested else None,
         nested_pwc=draw(nested_structure) if nested else None,
+        nested_walk_cycles=draw(st.sampled_from([0, 75, 3])) if nested else 0,
         seed=draw(st.integers(0, 2**32)),
     )
 

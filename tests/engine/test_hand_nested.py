@@ -129,6 +129,41 @@ def test_cold_walk_with_2m_host_pages(drive):
     }
 
 
+W = 75  # a uarch's [nested] walk_cycles
+
+
+@pytest.mark.parametrize(("host_shift", "host_walks"), [(12, 5), (21, 5)])
+def test_walk_cycles_per_2d_walk_and_per_host_walk(drive, host_shift, host_walks):
+    """walk_cycles is paid once per 2-D walk and once more per host walk (every nested translation here:
+    no nested TLB or PWC): with nothing cached, the 4-level walk of test_walk_with_nothing_cached plus
+    W x (1 + 5); the host walks' share goes to nested_walk_cycles too."""
+    d = drive(nested(host_shift, structures=False, nested_walk_cycles=W))
+    _prefault_then_flush_guest(d, A)
+    snap = d.totals()
+    d.load(0, A)
+    host_reads = 20 if host_shift == 12 else 15
+    got = d.since(snap)
+    assert got["nested_walk_cycles"] == host_reads * DRAM + host_walks * W
+    assert got["walk_cycles"] == (4 + host_reads) * DRAM + (1 + host_walks) * W
+    assert got["translation_cycles"] == STLB + (4 + host_reads) * DRAM + (1 + host_walks) * W
+
+
+def test_walk_cycles_with_the_nested_tlb_warm(drive):
+    """test_cold_walk_with_2m_host_pages with walk_cycles: walk 1 is a 2-D walk with one host walk (the
+    root's gPA), walk 2 a 2-D walk whose translations all hit the nested TLB: 3 W in all, 1 W of it host."""
+    d = drive(nested(21, nested_walk_cycles=W))
+    d.switch_to(0, 0)
+    snap = d.totals()
+    d.load(0, A)
+    got = d.since(snap)
+    assert pick(got, "walks", "nested_walk_reads", "nested_walk_cycles", "walk_cycles") == {
+        "walks": 2,
+        "nested_walk_reads": 3,
+        "nested_walk_cycles": 3 * DRAM + W,
+        "walk_cycles": 4 * DRAM + L1D + 3 * DRAM + 3 * W,
+    }
+
+
 def test_guest_invlpg_leaves_the_nested_tlb(drive):
     """A protect event on a mapped shm page: the guest's INVLPG drops the page's TLB entries and the PCID's
     PWC entries, not the nested TLB. The re-walk reads the 4 guest entries (each DRAM: the read before the

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from mshare_hw.config.experiment import load_experiment
 from mshare_hw.report.frame import load_report_frame
 from mshare_hw.report.reach import STEP_TOLERANCE, reach_curves, reach_steps
@@ -40,12 +38,6 @@ def _latency_is_charged(tmp_path: Path) -> bool:
     return cycles["latency"] != cycles["translation"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="with zen4's shipped estimates the L2 DTLB (random replacement) rises gradually from 3,072 pages into "
-    "the L2-cache rise, so the two form one continuous rise, and a walk with warm PWCs and nested TLB costs about "
-    "9 cycles, no more than the L1D step; see docs/tlb_reach.md",
-)
 def test_zen4_latency_nested_reach_curve_has_four_steps_at_its_capacities(tmp_path: Path):
     assert _latency_is_charged(tmp_path), "machine.timing = 'latency' charges no data-cache latency"
     out = _run(tmp_path, "reach", 'sweep.machine.timing=["latency"]', 'sweep.machine.virtualization=["nested"]')

@@ -20,6 +20,18 @@ def test_validate_ok_counts_points(grid: Path, capsys):
     assert "6 points" in capsys.readouterr().out
 
 
+def test_validate_lists_the_axes_of_the_grid(grid: Path, capsys):
+    """The model's axes and every machine key are listed with their values, swept or not; the swept uarch
+    with both of its values in grid order."""
+    sweep = ["--set", 'sweep.machine.timing=["translation", "latency"]']
+    assert main(["validate", str(grid), *sweep, "--set", "machine.virtualization=nested"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "  machine.timing: translation, latency" in lines
+    assert "  machine.virtualization: nested" in lines and "  machine.replacement: auto" in lines
+    assert "  pt_config: private" in lines or any(x.startswith("  pt_config: ") for x in lines)
+    assert any(x.startswith("  uarch: ") and ", " in x for x in lines)  # the grid fixture sweeps two uarchs
+
+
 @pytest.mark.parametrize(
     "override, message",
     [
