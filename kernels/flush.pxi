@@ -137,11 +137,15 @@ cdef int64_t ev_work(Sim* s, EventCtx* e, int kind, int cpu) noexcept nogil:
     return ev_flush_tlb_func(s, e, cpu, loaded, e.va, e.n_pages, e.shift, mm_gen, e.full or local + 1 != mm_gen)
 
 
-cdef int64_t ev_ipi_round(Sim* s, EventCtx* e, int initiator, int iproc, int n_targets, int kind) noexcept nogil:
-    """Interrupt e.targets[:n_targets] (the initiator excluded); each does the work `kind`. The initiator pays
-    a base cost, a cost per target, and waits for the slowest responder. Returns the initiator's cycles."""
+cdef int64_t ev_ipi_round(Sim* s, EventCtx* e, int initiator, int iproc, int n_targets, int kind,
+                          int own) noexcept nogil:
+    """Interrupt e.targets[:n_targets] (the initiator excluded); each does the work `kind`; then the initiator
+    does it too if `own`. As in smp_call_function_many_cond (kernel/smp.c), the initiator sends the IPIs, runs
+    its own flush while the responders run theirs, then waits for them (csd_lock_wait): it pays a base cost,
+    a cost per target, and the longer of its own flush and the slowest responder. Returns the initiator's
+    cycles."""
     cdef int i, t, proc
-    cdef int64_t cost, slowest = 0
+    cdef int64_t cost, slowest = 0, local = 0
     for i in range(n_targets):
         t = e.targets[i]
         cost = e.cost[KC_IPI_RESPONDER_CYCLES] + ev_work(s, e, kind, t)
@@ -151,10 +155,13 @@ cdef int64_t ev_ipi_round(Sim* s, EventCtx* e, int initiator, int iproc, int n_t
         ev_charge(s, t, proc, C_CYCLES, cost)
         if cost > slowest:
             slowest = cost
+    if own:
+        local = ev_work(s, e, kind, initiator)
     if n_targets == 0:
-        return 0
+        return local
     ev_charge(s, initiator, iproc, C_IPIS_SENT, n_targets)
-    return e.cost[KC_IPI_INITIATOR_BASE_CYCLES] + e.cost[KC_IPI_PER_TARGET_CYCLES] * n_targets + slowest
+    return (e.cost[KC_IPI_INITIATOR_BASE_CYCLES] + e.cost[KC_IPI_PER_TARGET_CYCLES] * n_targets
+            + (local if local > slowest else slowest))
 
 
 cdef inline void ev_set_flush(EventCtx* e, int mm, uint64_t va, int64_t n_pages, int shift, uint64_t new_gen,
@@ -176,7 +183,6 @@ cdef int64_t ev_flush_tlb_mm_range(Sim* s, EventCtx* e, int cpu, int iproc, int 
     cdef int t, n = 0, own = 0
     cdef uint8_t* mask = &s.mm_cpumask[mm * s.n_cpus]
     cdef CpuTlbState* st
-    cdef int64_t cycles
     s.mm_tlb_gen[mm] += 1
     ev_set_flush(e, mm, va, n_pages, shift, s.mm_tlb_gen[mm], full)
     remote[0] = 0
@@ -195,10 +201,7 @@ cdef int64_t ev_flush_tlb_mm_range(Sim* s, EventCtx* e, int cpu, int iproc, int 
             else:
                 e.targets[n] = t
                 n += 1
-    cycles = ev_ipi_round(s, e, cpu, iproc, n, W_FLUSH_FUNC)
-    if own:
-        cycles += ev_work(s, e, W_FLUSH_FUNC, cpu)
-    return cycles
+    return ev_ipi_round(s, e, cpu, iproc, n, W_FLUSH_FUNC, own)
 
 
 cdef int64_t ev_invlpgb_flush_all_nonglobals(Sim* s, EventCtx* e, int cpu, int iproc) noexcept nogil:
@@ -220,7 +223,7 @@ cdef int64_t ev_flush_tlb_all(Sim* s, EventCtx* e, int cpu, int iproc) noexcept 
         if t != cpu:
             e.targets[n] = t
             n += 1
-    return ev_ipi_round(s, e, cpu, iproc, n, W_EVERYTHING) + ev_work(s, e, W_EVERYTHING, cpu)
+    return ev_ipi_round(s, e, cpu, iproc, n, W_EVERYTHING, 1)
 
 
 cdef int ev_union_targets(Sim* s, EventCtx* e, int cpu) noexcept nogil:
@@ -252,7 +255,6 @@ cdef int64_t ev_tlbbatch_flush(Sim* s, EventCtx* e, int cpu, int iproc, const in
     CPUs (lazy ones skipped), where each CPU, and the initiator if in the batch, fully flushes its loaded mm
     if that moved on. Returns the initiator's cycles."""
     cdef int i, n, own
-    cdef int64_t cycles
     for i in range(n_mms):
         s.mm_tlb_gen[mms[i]] += 1
         ev_union_add(s, e, mms[i])
@@ -263,10 +265,7 @@ cdef int64_t ev_tlbbatch_flush(Sim* s, EventCtx* e, int cpu, int iproc, const in
     n = ev_union_targets(s, e, cpu)
     own = e.union_mask[cpu]
     ev_union_clear(s, e)
-    cycles = ev_ipi_round(s, e, cpu, iproc, n, W_FLUSH_FUNC)
-    if own:
-        cycles += ev_work(s, e, W_FLUSH_FUNC, cpu)
-    return cycles
+    return ev_ipi_round(s, e, cpu, iproc, n, W_FLUSH_FUNC, own)
 
 
 cdef int64_t ev_flush_sharers(Sim* s, EventCtx* e, int cpu, int iproc, const int* sharers, int n_sharers,
@@ -287,9 +286,7 @@ cdef int64_t ev_flush_sharers(Sim* s, EventCtx* e, int cpu, int iproc, const int
     n = ev_union_targets(s, e, cpu)
     own = e.union_mask[cpu]
     ev_union_clear(s, e)
-    cycles = ev_ipi_round(s, e, cpu, iproc, n, kind)
-    if own and not s.cpu_state[cpu].is_lazy:
-        cycles += ev_work(s, e, kind, cpu)
+    cycles = ev_ipi_round(s, e, cpu, iproc, n, kind, own and not s.cpu_state[cpu].is_lazy)
     for i in range(n_sharers):
         e.sharer[sharers[i]] = 0
     return cycles

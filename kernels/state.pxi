@@ -330,7 +330,6 @@ ctypedef struct EventCtx:
     int64_t ceiling        # tlb_single_page_flush_ceiling
     int64_t trim_interval  # should_trim_cpumask says yes at most once per this many cycles per mm
     int64_t* next_trim     # per mm
-    int batching           # inside a batched unmap (the flushes call no notifier of their own)
     int n_regions
     uint64_t* reg_start
     uint64_t* reg_end

@@ -104,9 +104,12 @@ class FlushPaths:
             return 0
         return self._flush_tlb_func(cpu, Flush(loaded, f.va, f.n_pages, f.shift, mm_gen, f.full or local + 1 != mm_gen))
 
-    def _ipi_round(self, initiator: int, iproc: int, targets: list[int], work) -> int:
-        """Interrupt `targets` (the initiator excluded), each runs `work(cpu)`; the initiator pays a base
-        cost, a cost per target, and waits for the slowest responder. Returns the initiator's cycles."""
+    def _ipi_round(self, initiator: int, iproc: int, targets: list[int], work, local=None) -> int:
+        """Interrupt `targets` (the initiator excluded), each runs `work(cpu)`; then `local()` (the initiator's
+        own flush, if any) runs. As in smp_call_function_many_cond (kernel/smp.c), the initiator sends the
+        IPIs, runs its own flush while the responders run theirs, then waits for them (csd_lock_wait): it
+        pays a base cost, a cost per target, and the longer of its own flush and the slowest responder.
+        Returns the initiator's cycles."""
         slowest = 0
         for cpu in targets:
             cost = self._kcost["ipi_responder_cycles"] + work(cpu)
@@ -115,11 +118,12 @@ class FlushPaths:
             self.charge(cpu, proc, "shootdown_cycles_responder", cost)
             self.charge(cpu, proc, "cycles", cost)
             slowest = max(slowest, cost)
+        own = local() if local is not None else 0
         if not targets:
-            return 0
+            return own
         self.charge(initiator, iproc, "ipis_sent", len(targets))
         kc = self._kcost
-        return kc["ipi_initiator_base_cycles"] + kc["ipi_per_target_cycles"] * len(targets) + slowest
+        return kc["ipi_initiator_base_cycles"] + kc["ipi_per_target_cycles"] * len(targets) + max(own, slowest)
 
     # -- Linux's flush paths ------------------------------------------------------------------------
     def _flush_tlb_multi(
@@ -135,10 +139,9 @@ class FlushPaths:
         if not any(t != cpu for t in mask):
             return (self._flush_tlb_func(cpu, f) if self.loaded_mm(cpu) == mm else 0), False
         chosen = [t for t in mask if freed or (not self.is_lazy(t) and (self.loaded_mm(t) == mm or trim))]
-        cycles = self._ipi_round(cpu, iproc, [t for t in chosen if t != cpu], lambda t: self._flush_tlb_func(t, f))
-        if cpu in chosen:
-            cycles += self._flush_tlb_func(cpu, f)
-        return cycles, True
+        local = (lambda: self._flush_tlb_func(cpu, f)) if cpu in chosen else None
+        targets = [t for t in chosen if t != cpu]
+        return self._ipi_round(cpu, iproc, targets, lambda t: self._flush_tlb_func(t, f), local), True
 
     def _flush_tlb_all(self, cpu: int, iproc: int) -> int:
         """flush_tlb_all: IPI every other online CPU; each, and the initiator, flushes every PCID (INVPCID
@@ -146,7 +149,7 @@ class FlushPaths:
         if self._invlpgb:
             return self._invlpgb_flush_all_nonglobals(cpu, iproc)
         targets = [t for t in range(self.p.n_cpus) if t != cpu]
-        return self._ipi_round(cpu, iproc, targets, self._everything) + self._everything(cpu)
+        return self._ipi_round(cpu, iproc, targets, self._everything, lambda: self._everything(cpu))
 
     def _invlpgb_flush_all_nonglobals(self, cpu: int, iproc: int) -> int:
         """AMD broadcast: one INVLPGB removes every non-global entry on every CPU, then TLBSYNC."""
@@ -171,10 +174,8 @@ class FlushPaths:
             return self._invlpgb_flush_all_nonglobals(cpu, iproc)
         f = Flush(FLUSH_ANY_MM, 0, 0, 12, 0, True)
         targets = [t for t in sorted(union) if t != cpu and not self.is_lazy(t)]
-        cycles = self._ipi_round(cpu, iproc, targets, lambda t: self._flush_tlb_func(t, f))
-        if cpu in union:
-            cycles += self._flush_tlb_func(cpu, f)
-        return cycles
+        local = (lambda: self._flush_tlb_func(cpu, f)) if cpu in union else None
+        return self._ipi_round(cpu, iproc, targets, lambda t: self._flush_tlb_func(t, f), local)
 
     # -- the sharers' rounds of the mshare strategies ------------------------------------------------
     def _flush_sharers(
@@ -193,7 +194,5 @@ class FlushPaths:
         members = frozenset(sharers)
         step = self._catch_up if catch_up else self._loaded_pcid_only
         targets = [t for t in sorted(union) if t != cpu and not self.is_lazy(t)]
-        cycles = self._ipi_round(cpu, iproc, targets, lambda t: step(t, members, f))
-        if cpu in union and not self.is_lazy(cpu):
-            cycles += step(cpu, members, f)
-        return cycles
+        local = (lambda: step(cpu, members, f)) if cpu in union and not self.is_lazy(cpu) else None
+        return self._ipi_round(cpu, iproc, targets, lambda t: step(t, members, f), local)
