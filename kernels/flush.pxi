@@ -62,7 +62,11 @@ cdef void ev_account_removed(Sim* s, EventCtx* e, int cpu) noexcept nogil:
 
 cdef int64_t ev_flush_pages(Sim* s, EventCtx* e, int cpu, uint64_t va, int64_t n_pages, int shift,
                             int full) noexcept nogil:
-    """Flush the loaded PCID: INVLPG per page, or in full (a CR3 write). Returns the cycles."""
+    """Flush the loaded PCID: INVLPG per page (flush_tlb_one_user), or in full (flush_tlb_local: a CR3 write).
+    Under PTI the user accesses' entries live in the user PCID: each page also takes an INVPCID
+    single-address flush of it (native_flush_tlb_one_user), and a full flush marks it for a flush at the
+    return to user (invalidate_user_asid). The model tags user entries with one PCID per ASID, so either way
+    the same entries go. Returns the cycles."""
     cdef CpuTlbState* st = &s.cpu_state[cpu]
     cdef int proc = ev_current_proc(s, cpu)
     cdef int64_t i, cost
@@ -71,10 +75,15 @@ cdef int64_t ev_flush_pages(Sim* s, EventCtx* e, int cpu, uint64_t va, int64_t n
             ev_invlpg(s, cpu, va + (<uint64_t>i << shift), e.removed)
         ev_charge(s, cpu, proc, C_INVLPG, n_pages)
         cost = n_pages * e.cost[KC_INVLPG_CYCLES]
+        if s.pti:
+            ev_charge(s, cpu, proc, C_INVPCID, n_pages)
+            cost += n_pages * e.cost[KC_INVPCID_CYCLES]
     else:
         flush_pcid(s, cpu, st.asid + 1, e.removed)
         ev_charge(s, cpu, proc, C_FULL_FLUSHES, 1)
         cost = e.cost[KC_CR3_FLUSH_CYCLES]
+        if s.pti:
+            cost += pti_user_flush(s, cpu, proc)
     ev_account_removed(s, e, cpu)
     return cost
 
@@ -145,16 +154,22 @@ cdef int64_t ev_ipi_round(Sim* s, EventCtx* e, int initiator, int iproc, int n_t
     a cost per target, and the longer of its own flush and the slowest responder. Returns the initiator's
     cycles."""
     cdef int i, t, proc
-    cdef int64_t cost, slowest = 0, local = 0
+    cdef int64_t cost, wait, slowest = 0, local = 0
     for i in range(n_targets):
         t = e.targets[i]
         cost = e.cost[KC_IPI_RESPONDER_CYCLES] + ev_work(s, e, kind, t)
+        wait = cost
         proc = ev_current_proc(s, t)
+        if s.pti and proc >= 0:
+            # an interrupt from user mode: CR3 switches at entry and exit (none for an idle CPU, already in the
+            # kernel); the exit comes after the responder has released the initiator
+            cost += pti_crossing(s, t, proc)
+            wait = cost - s.cr3_noflush_cycles
         ev_charge(s, t, proc, C_IPIS_RECEIVED, 1)
         ev_charge(s, t, proc, C_SHOOTDOWN_CYCLES_RESPONDER, cost)
         ev_charge(s, t, proc, C_CYCLES, cost)
-        if cost > slowest:
-            slowest = cost
+        if wait > slowest:
+            slowest = wait
     if own:
         local = ev_work(s, e, kind, initiator)
     if n_targets == 0:

@@ -215,6 +215,8 @@ cdef int k_execute(Sim* s, EventCtx* e, object notifiers, int kind, int proc, in
                         cycles += k_flush_tlb_mm_range(s, e, notifiers, cpu, proc, mm,
                                                        va + (<uint64_t>c_first << shift), c_last - c_first + 1,
                                                        shift, 0, now)
+    if s.pti:  # the initiating system call's kernel entry and exit
+        cycles += pti_crossing(s, cpu, proc)
     ev_charge(s, cpu, proc, C_SHOOTDOWN_CYCLES_INITIATOR, cycles)
     ev_charge(s, cpu, proc, C_CYCLES, cycles)
     return 0

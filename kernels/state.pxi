@@ -165,6 +165,7 @@ ctypedef struct Sim:
     int64_t context_switch_cycles
     int64_t cr3_noflush_cycles
     int64_t cr3_flush_cycles
+    int pti                # page-table isolation: CR3 switches at kernel entry/exit, user-PCID flushes
     int fault_around_pages
     int link_level
     int pinned

@@ -60,6 +60,9 @@ COUNTERS: tuple[str, ...] = (
     "data_cycles",
     "nested_walk_reads",
     "nested_walk_cycles",
+    # appended with PTI (machine.pti): CR3 switches at kernel entry and exit, deferred user-PCID flushes
+    "pti_cr3_switches",
+    "pti_user_flushes",
 )
 
 INDEX: dict[str, int] = {name: i for i, name in enumerate(COUNTERS)}

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from mshare_hw.config.errors import ConfigError
-from mshare_hw.config.uarch import PAGE_SHIFT, TLBStructure, Uarch
+from mshare_hw.config.uarch import PAGE_SHIFT, TLBStructure, Uarch, resolve_pti
 from mshare_hw.names import (
     KERNEL_COSTS,
     PT_CONFIGS,
@@ -112,6 +112,9 @@ class SimParams:
     host_page_shift: int = 21
     nested_tlb: SetAssoc | None = None
     nested_pwc: SetAssoc | None = None
+    # page-table isolation (resolved from machine.pti): user/kernel PCID pairs, a CR3 switch at every kernel
+    # entry and exit, an INVPCID on the user PCID per page flushed
+    pti: bool = False
     # seeds the random-replacement streams
     seed: int = 0
 
@@ -189,6 +192,7 @@ def build_params(
     virtualization: VirtualizationMode = "none",
     host_page_size: str = "2M",
     replacement: str = "auto",
+    pti: str | bool = "auto",
     seed: int = 0,
 ) -> SimParams:
     if n_cpus < 1:
@@ -219,6 +223,7 @@ def build_params(
         raise ConfigError(f"machine.timing: '{timing}' charges data-cache latency and needs machine.data_caches = true")
     if timing == "overlap" and uarch.core is None:
         raise ConfigError(f"machine.timing: 'overlap' needs a [core] table, which uarch '{uarch.name}' lacks")
+    pti_on = resolve_pti(pti, uarch)
     nested = virtualization == "nested"
     if nested and uarch.nested is None:
         raise ConfigError(f"machine.virtualization: 'nested' needs a [nested] table, which uarch '{uarch.name}' lacks")
@@ -308,5 +313,6 @@ def build_params(
         host_page_shift=PAGE_SHIFT[host_page_size],
         nested_tlb=SetAssoc(nest.tlb.sets, nest.tlb.ways, replacement=policy(nest)) if nested else None,
         nested_pwc=SetAssoc(nest.pwc.sets, nest.pwc.ways, replacement=policy(nest)) if nested else None,
+        pti=pti_on,
         seed=seed,
     )

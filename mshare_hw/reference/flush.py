@@ -39,17 +39,26 @@ class FlushPaths:
 
     # -- one CPU's work ------------------------------------------------------------------------------
     def _flush_pages(self, cpu: int, va: int, n_pages: int, shift: int, full: bool) -> int:
-        """Flush the loaded PCID: INVLPG per page, or in full (a CR3 write). Returns the cycles."""
+        """Flush the loaded PCID: INVLPG per page (flush_tlb_one_user), or in full (flush_tlb_local: a CR3
+        write). Under PTI the user accesses' entries live in the user PCID: each page also takes an INVPCID
+        single-address flush of it (native_flush_tlb_one_user), and a full flush marks it for a flush at the
+        return to user (invalidate_user_asid). The model tags user entries with one PCID per ASID, so either
+        way the same entries go. Returns the cycles."""
         proc = self.current_proc(cpu)
         if not full:
             for i in range(n_pages):
                 self.invlpg(cpu, va + (i << shift), self._removed)
             self.charge(cpu, proc, "invlpg", n_pages)
             cost = n_pages * self._kcost["invlpg_cycles"]
+            if self.p.pti:
+                self.charge(cpu, proc, "invpcid", n_pages)
+                cost += n_pages * self._kcost["invpcid_cycles"]
         else:
             self.flush_pcid(cpu, self.cpu_pcid(cpu), self._removed)
             self.charge(cpu, proc, "full_flushes", 1)
             cost = self._kcost["cr3_flush_cycles"]
+            if self.p.pti:
+                cost += self.pti_user_flush(cpu, proc)
         self._account_removed(cpu)
         return cost
 
@@ -112,12 +121,17 @@ class FlushPaths:
         Returns the initiator's cycles."""
         slowest = 0
         for cpu in targets:
-            cost = self._kcost["ipi_responder_cycles"] + work(cpu)
+            cost = wait = self._kcost["ipi_responder_cycles"] + work(cpu)
             proc = self.current_proc(cpu)
+            if self.p.pti and proc >= 0:
+                # an interrupt from user mode: CR3 switches at entry and exit (none for an idle CPU, already
+                # in the kernel); the exit comes after the responder has released the initiator
+                cost += self.pti_crossing(cpu, proc)
+                wait = cost - self.p.cr3_noflush_cycles
             self.charge(cpu, proc, "ipis_received", 1)
             self.charge(cpu, proc, "shootdown_cycles_responder", cost)
             self.charge(cpu, proc, "cycles", cost)
-            slowest = max(slowest, cost)
+            slowest = max(slowest, wait)
         own = local() if local is not None else 0
         if not targets:
             return own

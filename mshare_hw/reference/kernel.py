@@ -219,5 +219,7 @@ class KernelSide(FlushPaths):
                     if c_count:
                         c_va, c_n = va + (c_first << shift), c_last - c_first + 1
                         cycles += self.flush_tlb_mm_range(cpu, proc, mm, c_va, c_n, shift, False, now)
+        if self.p.pti:  # the initiating system call's kernel entry and exit
+            cycles += self.pti_crossing(cpu, proc)
         self.charge(cpu, proc, "shootdown_cycles_initiator", cycles)
         self.charge(cpu, proc, "cycles", cycles)

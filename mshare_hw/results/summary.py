@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from mshare_hw.config.uarch import load_uarch, resolve_pti
 from mshare_hw.counters import COUNTERS, INDEX, LEVEL_NAMES
 
 # Stable: analysis scripts depend on these names and their order. Add, never rename.
@@ -24,6 +25,7 @@ EXTRA_COLUMNS: tuple[str, ...] = (
     "notifier_policy", "devices", "device_accesses", "iotlb_hits", "iotlb_misses", "device_walks",
     "device_walk_cycles", "device_faults", "mirror_hits", "mirror_misses", "iotlb_invalidations",
     "iotlb_invalidation_cycles", "mirror_invalidations", "mirror_invalidation_cycles", "device_stale_translations",
+    "pti", "pti_cr3_switches", "pti_user_flushes",
 )  # fmt: skip
 # summary column <- secondary-MMU counter (mshare_hw.engine.secondary.DEVICE_COUNTERS), summed over devices
 DEVICE_COLUMNS = {
@@ -38,7 +40,7 @@ NOTIFIER_COLUMNS = (
 )  # fmt: skip
 # Processes that do not map the events' region: what an invalidation strategy costs the uninvolved.
 BYSTANDER_COUNTERS = ("stlb_misses", "walks", "walk_cycles", "cycles")
-STRING_COLUMNS = {"run_id", "experiment", "uarch", "pt_config", "strategy", "share_level", "notifier_policy"}
+STRING_COLUMNS = {"run_id", "experiment", "uarch", "pt_config", "strategy", "share_level", "notifier_policy", "pti"}
 
 
 def summary_row(run_id: str, exp, result: dict, n_processes: int, bystanders: list[int] | None = None) -> dict:
@@ -69,6 +71,8 @@ def summary_row(run_id: str, exp, result: dict, n_processes: int, bystanders: li
     for name in BYSTANDER_COUNTERS:
         row[f"bystander_{name}"] = int(by[:, INDEX[name]].sum()) if len(by) else 0
     row["makespan_cycles"] = int(np.max(result["clocks"])) if len(result["clocks"]) else 0
+    # page-table isolation as the run had it (machine.pti resolved against the uarch: "auto" follows `meltdown`)
+    row["pti"] = "on" if resolve_pti(exp.machine.pti, load_uarch(exp.uarch)) else "off"
     _secondary_columns(row, exp, result)
     return {k: row[k] for k in STABLE_COLUMNS + EXTRA_COLUMNS}
 

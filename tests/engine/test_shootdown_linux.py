@@ -16,6 +16,7 @@ from kernel_cases import (
     CR3F,
     INVLPG,
     INVLPGB,
+    INVPCID,
     KC,
     PAGE,
     PER,
@@ -33,6 +34,7 @@ from kernel_cases import (
 )
 from machines import Drive
 
+from mshare_hw.config.errors import ConfigError
 from mshare_hw.config.uarch import load_uarch
 from mshare_hw.counters import INDEX
 from mshare_hw.engine.params import SimParams, build_params
@@ -330,7 +332,8 @@ def test_freed_tables_trim_the_initiating_cpu_too(kind):
 @RUNNERS
 def test_ipi_costs_against_skylake(run):
     u = load_uarch("skylake_sp")
-    p = build_params(u, n_cpus=3, pt_config="private", data_caches=False, quantum_cycles=10**9)
+    # without PTI (test_pti_on_skylake has the default, with it)
+    p = build_params(u, n_cpus=3, pt_config="private", data_caches=False, quantum_cycles=10**9, pti=False)
     kc = p.kernel_costs
     for key, v in kc.items():
         assert v == getattr(u.costs, key), key
@@ -364,6 +367,95 @@ def test_ipi_costs_against_skylake(run):
     assert res.cpu("shootdown_cycles_responder") == [0, resp + cr3f, resp]
     # the initiator's cycles are part of its clock and its process's cycles
     assert res.proc("shootdown_cycles_initiator")[0] == invlpg + base + 2 * per + slowest
+
+
+@RUNNERS
+def test_pti_on_skylake(run):
+    """Skylake-SP is Meltdown-affected: machine.pti = "auto" turns PTI on. The 1-page zap of
+    test_ipi_costs_against_skylake (a), by hand from the uarch file's costs."""
+    u = load_uarch("skylake_sp")
+    p = build_params(u, n_cpus=3, pt_config="private", data_caches=False, quantum_cycles=10**9)
+    assert p.pti and u.features.meltdown
+    kc = p.kernel_costs
+    base, per, resp = kc["ipi_initiator_base_cycles"], kc["ipi_per_target_cycles"], kc["ipi_responder_cycles"]
+    invlpg, invpcid, nf = kc["invlpg_cycles"], kc["invpcid_cycles"], p.cr3_noflush_cycles
+    assert (base, per, resp, invlpg, invpcid, nf) == (3000, 600, 1500, 260, 300, 96)
+    wl = Workload(
+        procs((0, hammer(X, 30000)), (1, hammer(X, 30000)), (2, hammer(X, 30000))), [shm(processes=(0, 1, 2))]
+    )
+    res = go(run, wl, p, zaps([20000]))
+    assert res.fired == 1
+    # flush_tlb_one_user under PTI: INVLPG (kernel PCID) + INVPCID type 0 on the user PCID, on every CPU
+    assert res.cpu("invlpg") == [1, 1, 1]
+    assert res.cpu("invpcid") == [1, 1, 1]
+    flush = invlpg + invpcid  # 560
+    # each responder: IPI entry/exit (interrupted in user mode: CR3 to kernel and back) + its flush: 2252;
+    # the initiator waits until it is released, before the responder's exit switch: 2156
+    assert res.cpu("shootdown_cycles_responder") == [0, resp + flush + 2 * nf, resp + flush + 2 * nf]
+    wait = resp + flush + nf
+    # P0's own flush (cpumask {0}: local), two rounds of one target, the madvise's own entry and exit:
+    # 560 + 2 x (3000 + 600 + 2156) + 192 = 12264
+    assert res.cpu("shootdown_cycles_initiator") == [flush + 2 * (base + per + wait) + 2 * nf, 0, 0] == [12264, 0, 0]
+    # CR3 switches per CPU: the first context switch (2), the first store's fault (2), the event (initiator's
+    # system call or responder's interrupt, 2) and the re-fault after the zap (2)
+    assert res.cpu("pti_cr3_switches") == [8, 8, 8]
+    # the first switch on each CPU takes a new ASID: load_new_mm_cr3 flushes, invalidate_user_asid marks the
+    # user PCID, flushed at the exit to user (cr3_flush_cycles = cr3_noflush_cycles here: no extra cycles)
+    assert res.cpu("pti_user_flushes") == [1, 1, 1]
+    # each fault (the first store, the re-fault; one page each) pays its entry and exit switches
+    assert res.cpu("fault_cycles") == [2 * (u.costs.fault_cycles + u.costs.fault_per_page_cycles + 2 * nf)] * 3
+
+
+@RUNNERS
+@pytest.mark.parametrize("n_pages", [1, 34])
+def test_pti_flushes_by_hand(run, n_pages):
+    """The small machine's costs with PTI forced on: P0 (CPU0) zaps, P1 (CPU1) maps shm too; P2 (CPU2) does
+    not. Both mappers load pages 0 and 33 (two read faults, each mapping a 16-page fault-around window:
+    pages 0-15 and 32-47), then hammer page 0; 34 pages from page 0 change PTEs over a 34-page span."""
+    p = machine(3, "private", pti=True)
+    nf, cf = p.cr3_noflush_cycles, p.cr3_flush_cycles
+    assert (nf, cf) == (7, 50)
+    warm = (X, X + 33 * PAGE)
+    wl = Workload(
+        procs((0, hammer(X, 12000, first=warm)), (1, hammer(X, 12000, first=warm)), (2, hammer(UNDECLARED, 12000))),
+        [shm(processes=(0, 1))],
+    )
+    res = go(run, wl, p, zaps([6000], n_pages=n_pages))
+    assert res.fired == 1
+    if n_pages == 1:
+        # partial flush: INVLPG + INVPCID (single address, user PCID) on CPU0 (local) and CPU1 (IPI)
+        assert res.cpu("invlpg") == [1, 1, 0] and res.cpu("invpcid") == [1, 1, 0]
+        work, extra_flushes = INVLPG + INVPCID, 0
+    else:
+        # 34 pages > the ceiling: flush_tlb_local, a CR3 write plus invalidate_user_asid; the user PCID goes at
+        # the exit to user, whose CR3 write then flushes: (50 - 7) more cycles, one deferred user flush
+        assert res.total("invlpg") == res.total("invpcid") == 0
+        assert res.cpu("full_flushes") == [1, 1, 0]
+        work, extra_flushes = CR3F + (cf - nf), 1
+    # first context switches (a new ASID: a flushing switch) + the deferred flushes of this event
+    assert res.cpu("pti_user_flushes") == [1 + extra_flushes, 1 + extra_flushes, 1]
+    assert res.cpu("shootdown_cycles_responder") == [0, RESP + work + 2 * nf, 0]
+    # P0's local flush; one round to CPU1, waited for until before CPU1's exit switch; the zap's own switches
+    assert res.cpu("shootdown_cycles_initiator") == [work + BASE + PER + (RESP + work + nf) + 2 * nf, 0, 0]
+    # CR3 switches, 2 each: on every CPU the first switch; the mappers' two read faults, the event (system
+    # call or interrupt) and the re-fault of page 0 after the zap; P2's one fault
+    assert res.cpu("pti_cr3_switches") == [10, 10, 4]
+    assert res.total("stale_translations") == 0
+
+
+def test_pti_setting():
+    """machine.pti: auto follows the uarch's `meltdown`; true needs PCID and INVPCID; anything else is refused."""
+    for name, on in (("skylake_sp", True), ("icelake_sp", False), ("sapphire_rapids", False), ("zen3", False)):
+        u = load_uarch(name)
+        assert build_params(u, n_cpus=2).pti is on
+        assert build_params(u, n_cpus=2, pti=False).pti is False
+        assert build_params(u, n_cpus=2, pti=True).pti is True
+    u = load_uarch("skylake_sp")
+    no_pcid = u.model_copy(update={"features": u.features.model_copy(update={"pcid": False})})
+    with pytest.raises(ConfigError, match="machine.pti"):
+        build_params(no_pcid, n_cpus=2)
+    with pytest.raises(ConfigError, match="machine.pti"):
+        build_params(u, n_cpus=2, pti="yes")
 
 
 # ---- event plumbing ----------------------------------------------------------------------------------------
