@@ -116,6 +116,7 @@ cdef class Engine:
         s.context_switch_cycles = params.context_switch_cycles
         s.cr3_noflush_cycles = params.cr3_noflush_cycles
         s.cr3_flush_cycles = params.cr3_flush_cycles
+        s.pti = params.pti
         s.fault_around_pages = params.fault_around_pages
         s.link_level = params.link_level
         s.pinned = codes(SCHEDULERS)[params.scheduler] == SCHED_PINNED

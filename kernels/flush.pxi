@@ -62,7 +62,11 @@ cdef void ev_account_removed(Sim* s, EventCtx* e, int cpu) noexcept nogil:
 
 cdef int64_t ev_flush_pages(Sim* s, EventCtx* e, int cpu, uint64_t va, int64_t n_pages, int shift,
                             int full) noexcept nogil:
-    """Flush the loaded PCID: INVLPG per page, or in full (a CR3 write). Returns the cycles."""
+    """Flush the loaded PCID: INVLPG per page (flush_tlb_one_user), or in full (flush_tlb_local: a CR3 write).
+    Under PTI the user accesses' entries live in the user PCID: each page also takes an INVPCID
+    single-address flush of it (native_flush_tlb_one_user), and a full flush marks it for a flush at the
+    return to user (invalidate_user_asid). The model tags user entries with one PCID per ASID, so either way
+    the same entries go. Returns the cycles."""
     cdef CpuTlbState* st = &s.cpu_state[cpu]
     cdef int proc = ev_current_proc(s, cpu)
     cdef int64_t i, cost
@@ -71,10 +75,15 @@ cdef int64_t ev_flush_pages(Sim* s, EventCtx* e, int cpu, uint64_t va, int64_t n
             ev_invlpg(s, cpu, va + (<uint64_t>i << shift), e.removed)
         ev_charge(s, cpu, proc, C_INVLPG, n_pages)
         cost = n_pages * e.cost[KC_INVLPG_CYCLES]
+        if s.pti:
+            ev_charge(s, cpu, proc, C_INVPCID, n_pages)
+            cost += n_pages * e.cost[KC_INVPCID_CYCLES]
     else:
         flush_pcid(s, cpu, st.asid + 1, e.removed)
         ev_charge(s, cpu, proc, C_FULL_FLUSHES, 1)
         cost = e.cost[KC_CR3_FLUSH_CYCLES]
+        if s.pti:
+            cost += pti_user_flush(s, cpu, proc)
     ev_account_removed(s, e, cpu)
     return cost
 
@@ -144,24 +153,37 @@ cdef int64_t ev_work(Sim* s, EventCtx* e, int kind, int cpu) noexcept nogil:
     return ev_flush_tlb_func(s, e, cpu, loaded, e.va, e.n_pages, e.shift, mm_gen, e.full or local + 1 != mm_gen)
 
 
-cdef int64_t ev_ipi_round(Sim* s, EventCtx* e, int initiator, int iproc, int n_targets, int kind) noexcept nogil:
-    """Interrupt e.targets[:n_targets] (the initiator excluded); each does the work `kind`. The initiator pays
-    a base cost, a cost per target, and waits for the slowest responder. Returns the initiator's cycles."""
+cdef int64_t ev_ipi_round(Sim* s, EventCtx* e, int initiator, int iproc, int n_targets, int kind,
+                          int own) noexcept nogil:
+    """Interrupt e.targets[:n_targets] (the initiator excluded); each does the work `kind`; then the initiator
+    does it too if `own`. As in smp_call_function_many_cond (kernel/smp.c), the initiator sends the IPIs, runs
+    its own flush while the responders run theirs, then waits for them (csd_lock_wait): it pays a base cost,
+    a cost per target, and the longer of its own flush and the slowest responder. Returns the initiator's
+    cycles."""
     cdef int i, t, proc
-    cdef int64_t cost, slowest = 0
+    cdef int64_t cost, wait, slowest = 0, local = 0
     for i in range(n_targets):
         t = e.targets[i]
         cost = e.cost[KC_IPI_RESPONDER_CYCLES] + ev_work(s, e, kind, t)
+        wait = cost
         proc = ev_current_proc(s, t)
+        if s.pti and proc >= 0:
+            # an interrupt from user mode: CR3 switches at entry and exit (none for an idle CPU, already in the
+            # kernel); the exit comes after the responder has released the initiator
+            cost += pti_crossing(s, t, proc)
+            wait = cost - s.cr3_noflush_cycles
         ev_charge(s, t, proc, C_IPIS_RECEIVED, 1)
         ev_charge(s, t, proc, C_SHOOTDOWN_CYCLES_RESPONDER, cost)
         ev_charge(s, t, proc, C_CYCLES, cost)
-        if cost > slowest:
-            slowest = cost
+        if wait > slowest:
+            slowest = wait
+    if own:
+        local = ev_work(s, e, kind, initiator)
     if n_targets == 0:
-        return 0
+        return local
     ev_charge(s, initiator, iproc, C_IPIS_SENT, n_targets)
-    return e.cost[KC_IPI_INITIATOR_BASE_CYCLES] + e.cost[KC_IPI_PER_TARGET_CYCLES] * n_targets + slowest
+    return (e.cost[KC_IPI_INITIATOR_BASE_CYCLES] + e.cost[KC_IPI_PER_TARGET_CYCLES] * n_targets
+            + (local if local > slowest else slowest))
 
 
 cdef inline void ev_set_flush(EventCtx* e, int mm, uint64_t va, int64_t n_pages, int shift, uint64_t new_gen,
@@ -198,7 +220,6 @@ cdef int64_t ev_flush_tlb_multi_round(Sim* s, EventCtx* e, int cpu, int iproc, i
     cdef uint8_t* mask = &s.mm_cpumask[mm * s.n_cpus]
     cdef int every = freed or s.mm_transition[mm]
     cdef CpuTlbState* st
-    cdef int64_t cycles
     remote[0] = 0
     for t in range(s.n_cpus):
         if mask[t] and t != cpu:
@@ -215,10 +236,7 @@ cdef int64_t ev_flush_tlb_multi_round(Sim* s, EventCtx* e, int cpu, int iproc, i
             else:
                 e.targets[n] = t
                 n += 1
-    cycles = ev_ipi_round(s, e, cpu, iproc, n, W_FLUSH_FUNC)
-    if own:
-        cycles += ev_work(s, e, W_FLUSH_FUNC, cpu)
-    return cycles
+    return ev_ipi_round(s, e, cpu, iproc, n, W_FLUSH_FUNC, own)
 
 
 # -- global ASIDs (Linux 6.18 with INVLPGB) -----------------------------------------------------------------
@@ -322,7 +340,7 @@ cdef int64_t ev_flush_tlb_all(Sim* s, EventCtx* e, int cpu, int iproc) noexcept 
         if t != cpu:
             e.targets[n] = t
             n += 1
-    return ev_ipi_round(s, e, cpu, iproc, n, W_EVERYTHING) + ev_work(s, e, W_EVERYTHING, cpu)
+    return ev_ipi_round(s, e, cpu, iproc, n, W_EVERYTHING, 1)
 
 
 cdef int ev_union_targets(Sim* s, EventCtx* e, int cpu) noexcept nogil:
@@ -354,7 +372,6 @@ cdef int64_t ev_tlbbatch_flush(Sim* s, EventCtx* e, int cpu, int iproc, const in
     CPUs (lazy ones skipped), where each CPU, and the initiator if in the batch, fully flushes its loaded mm
     if that moved on. Returns the initiator's cycles."""
     cdef int i, n, own
-    cdef int64_t cycles
     for i in range(n_mms):
         s.mm_tlb_gen[mms[i]] += 1
         ev_union_add(s, e, mms[i])
@@ -365,10 +382,7 @@ cdef int64_t ev_tlbbatch_flush(Sim* s, EventCtx* e, int cpu, int iproc, const in
     n = ev_union_targets(s, e, cpu)
     own = e.union_mask[cpu]
     ev_union_clear(s, e)
-    cycles = ev_ipi_round(s, e, cpu, iproc, n, W_FLUSH_FUNC)
-    if own:
-        cycles += ev_work(s, e, W_FLUSH_FUNC, cpu)
-    return cycles
+    return ev_ipi_round(s, e, cpu, iproc, n, W_FLUSH_FUNC, own)
 
 
 cdef int64_t ev_flush_sharers(Sim* s, EventCtx* e, int cpu, int iproc, const int* sharers, int n_sharers,
@@ -393,9 +407,7 @@ cdef int64_t ev_flush_sharers(Sim* s, EventCtx* e, int cpu, int iproc, const int
     n = ev_union_targets(s, e, cpu)
     own = e.union_mask[cpu]
     ev_union_clear(s, e)
-    cycles += ev_ipi_round(s, e, cpu, iproc, n, kind)
-    if own and not s.cpu_state[cpu].is_lazy:
-        cycles += ev_work(s, e, kind, cpu)
+    cycles += ev_ipi_round(s, e, cpu, iproc, n, kind, own and not s.cpu_state[cpu].is_lazy)
     for i in range(n_sharers):
         e.sharer[sharers[i]] = 0
     return cycles

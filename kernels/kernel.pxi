@@ -63,9 +63,9 @@ cdef int64_t k_batch_pending(object notifiers, int iproc, int mm, int64_t pages)
 cdef int64_t k_flush_tlb_mm_range(Sim* s, EventCtx* e, object notifiers, int cpu, int iproc, int mm, uint64_t va,
                                   int64_t n_pages, int shift, int freed, int64_t now) except? -1:
     """flush_tlb_mm_range: should_trim_cpumask() is asked only when another CPU is in mm's cpumask, and says
-    yes at most once per trim interval per mm. Ends with the mm's secondary-TLB notifier, as Linux does (not
-    from a batch's own flush: the batch called it per page in arch_tlbbatch_add_pending). Returns the
-    initiator's cycles."""
+    yes at most once per trim interval per mm. Ends with the mm's secondary-TLB notifier, as Linux does (a
+    batch called it per page in arch_tlbbatch_add_pending and never calls this). Returns the initiator's
+    cycles."""
     cdef int remote
     cdef int trim = now >= e.next_trim[mm]
     cdef int64_t cycles = ev_flush_tlb_mm_range(s, e, cpu, iproc, mm, va, n_pages, shift, n_pages > e.ceiling,
@@ -74,7 +74,7 @@ cdef int64_t k_flush_tlb_mm_range(Sim* s, EventCtx* e, object notifiers, int cpu
         e.next_trim[mm] = now + e.trim_interval
     if remote:
         ev_consider_global_asid(s, e, cpu, iproc, mm, now)
-    if notifiers is not None and not e.batching:
+    if notifiers is not None:
         cycles += notifiers.arch_invalidate_secondary_tlbs(iproc, mm, va, n_pages, shift)
     return cycles
 
@@ -112,6 +112,16 @@ cdef int64_t k_shared_flush(Sim* s, EventCtx* e, object notifiers, int cpu, int 
     return cycles + ev_invlpgb_flush_all_nonglobals(s, e, cpu, iproc)
 
 
+cdef inline int k_should_defer(Sim* s, int cpu, int mm) noexcept nogil:
+    """arch_tlbbatch_should_defer(mm) on `cpu`: a batched unmap defers mm's flush only when another CPU is in
+    mm's cpumask."""
+    cdef int t
+    for t in range(s.n_cpus):
+        if t != cpu and s.mm_cpumask[mm * s.n_cpus + t]:
+            return 1
+    return 0
+
+
 cdef inline int k_initiator(Sim* s, EventCtx* e, int proc) noexcept nogil:
     """The CPU an event by `proc` initiates on: the first CPU running it, else its home CPU."""
     cdef int cpu
@@ -133,7 +143,7 @@ cdef int k_execute(Sim* s, EventCtx* e, object notifiers, int kind, int proc, in
     cdef int64_t n_region_pages = <int64_t>((end - start) >> shift)
     cdef int64_t first = min(first_page, n_region_pages - 1)
     cdef int64_t n = max(1, min(n_pages, n_region_pages - first))
-    cdef int64_t c_first, c_last, c_count, cycles = 0
+    cdef int64_t c_first, c_last, c_count, j, cycles = 0
     cdef uint64_t c_va
     va = start + (<uint64_t>first << shift)
     memset(e.mapper, 0, s.n_procs)
@@ -153,23 +163,19 @@ cdef int k_execute(Sim* s, EventCtx* e, object notifiers, int kind, int proc, in
         else:
             cycles += k_range_start(notifiers, proc, host, va, n, shift)
             # like the mmu_gather: the span of the entries actually changed
-            c_count = ev_pt_change_span(s, host, va, n, shift, op, &c_first, &c_last)
-            if c_count:
-                c_va = va + (<uint64_t>c_first << shift)
-                if batched:
-                    # the batch's per-page notifier calls; the flushes below call none of their own
-                    cycles += k_batch_pending(notifiers, proc, host, c_count)
-                    e.batching = 1
-                if batched and e.strategy == S_FLUSH_ALL:
-                    # arch_tlbbatch_add_pending on the host mm fires its notifier once per page
-                    cycles += k_flush_tlb_mm_range(s, e, notifiers, cpu, proc, host, c_va, c_last - c_first + 1,
-                                                   shift, 0, now)
-                    for i in range(c_count):
-                        cycles += k_flush_tlb_all(s, e, cpu, proc)
-                else:
-                    cycles += k_shared_flush(s, e, notifiers, cpu, proc, host, region, c_va,
-                                             e.ceiling + 1 if batched else c_last - c_first + 1, shift, now)
-                e.batching = 0
+            if batched:
+                # the host mm is never loaded, its cpumask is empty: arch_tlbbatch_should_defer says no, so
+                # each page's PTE is cleared and flushed at once, through the strategy
+                for j in range(n):
+                    c_va = va + (<uint64_t>j << shift)
+                    if pt_change_range(s, host, c_va, 1, shift, op):
+                        cycles += k_shared_flush(s, e, notifiers, cpu, proc, host, region, c_va, 1, shift, now)
+            else:
+                c_count = ev_pt_change_span(s, host, va, n, shift, op, &c_first, &c_last)
+                if c_count:
+                    c_va = va + (<uint64_t>c_first << shift)
+                    cycles += k_shared_flush(s, e, notifiers, cpu, proc, host, region, c_va, c_last - c_first + 1,
+                                             shift, now)
     else:
         if kind == EK_DETACH:
             cycles += k_range_start(notifiers, proc, own_mm, start, n_region_pages, shift)
@@ -190,11 +196,19 @@ cdef int k_execute(Sim* s, EventCtx* e, object notifiers, int kind, int proc, in
                 for i in range(n_mms):
                     mm = e.mms[i]
                     cycles += k_range_start(notifiers, proc, mm, va, n, shift)
-                    c_count = ev_pt_change_span(s, mm, va, n, shift, op, &c_first, &c_last)
-                    if c_count:
-                        e.mms[n_touched] = mm
-                        n_touched += 1
-                        cycles += k_batch_pending(notifiers, proc, mm, c_count)
+                    if k_should_defer(s, cpu, mm):
+                        c_count = ev_pt_change_span(s, mm, va, n, shift, op, &c_first, &c_last)
+                        if c_count:
+                            e.mms[n_touched] = mm
+                            n_touched += 1
+                            cycles += k_batch_pending(notifiers, proc, mm, c_count)
+                        continue
+                    # not deferred: each page's PTE is cleared and flushed at once (ptep_clear_flush /
+                    # flush_tlb_range, one folio at a time): a local flush if mm is loaded here, else none
+                    for j in range(n):
+                        c_va = va + (<uint64_t>j << shift)
+                        if pt_change_range(s, mm, c_va, 1, shift, op):
+                            cycles += k_flush_tlb_mm_range(s, e, notifiers, cpu, proc, mm, c_va, 1, shift, 0, now)
                 if n_touched:
                     cycles += ev_tlbbatch_flush(s, e, cpu, proc, e.mms, n_touched)
             else:
@@ -206,6 +220,8 @@ cdef int k_execute(Sim* s, EventCtx* e, object notifiers, int kind, int proc, in
                         cycles += k_flush_tlb_mm_range(s, e, notifiers, cpu, proc, mm,
                                                        va + (<uint64_t>c_first << shift), c_last - c_first + 1,
                                                        shift, 0, now)
+    if s.pti:  # the initiating system call's kernel entry and exit
+        cycles += pti_crossing(s, cpu, proc)
     ev_charge(s, cpu, proc, C_SHOOTDOWN_CYCLES_INITIATOR, cycles)
     ev_charge(s, cpu, proc, C_CYCLES, cycles)
     return 0

@@ -41,6 +41,26 @@ cdef inline void add2(Sim* s, int cpu, int proc, int k, int64_t v) noexcept nogi
     s.proc_ctr[proc * N_COUNTERS + k] += v
 
 
+cdef inline int64_t pti_crossing(Sim* s, int cpu, int proc) noexcept nogil:
+    """Under PTI, a kernel entry and the return to user each switch CR3 (SWITCH_TO_KERNEL_CR3 and
+    SWITCH_TO_USER_CR3, arch/x86/entry/calling.h), without a flush. Counts the two switches to (cpu, proc);
+    returns their cycles."""
+    s.cpu_ctr[cpu * N_COUNTERS + C_PTI_CR3_SWITCHES] += 2
+    if proc >= 0:
+        s.proc_ctr[proc * N_COUNTERS + C_PTI_CR3_SWITCHES] += 2
+    return 2 * s.cr3_noflush_cycles
+
+
+cdef inline int64_t pti_user_flush(Sim* s, int cpu, int proc) noexcept nogil:
+    """invalidate_user_asid() under PTI: the loaded ASID's user PCID is flushed at the next return to user,
+    whose CR3 write then flushes. The model's TLB entries of user accesses already went with the kernel-side
+    flush, so this only counts and charges the flushing write's extra cycles."""
+    s.cpu_ctr[cpu * N_COUNTERS + C_PTI_USER_FLUSHES] += 1
+    if proc >= 0:
+        s.proc_ctr[proc * N_COUNTERS + C_PTI_USER_FLUSHES] += 1
+    return s.cr3_flush_cycles - s.cr3_noflush_cycles if s.cr3_flush_cycles > s.cr3_noflush_cycles else 0
+
+
 cdef int64_t flush_pcid(Sim* s, int cpu, int pcid, int64_t* removed) noexcept nogil:
     cdef int64_t n = tlb_flush_pcid(&s.l1i[cpu], pcid, removed) + tlb_flush_pcid(&s.l1d[cpu], pcid, removed)
     n += tlb_flush_pcid(&s.l2d[cpu], pcid, removed)
@@ -66,6 +86,12 @@ cdef void sim_switch_to(Sim* s, int cpu, int proc) noexcept nogil:
     elif f & SW_SWITCHED:
         add2(s, cpu, proc, C_CR3_WRITES_NOFLUSH, 1)
         cost += s.cr3_noflush_cycles
+    if s.pti:
+        # the switch happens inside the kernel, entered from the outgoing process and left to the incoming one;
+        # a flushing switch (load_new_mm_cr3 -> invalidate_user_asid) flushes the user PCID at that exit
+        cost += pti_crossing(s, cpu, proc)
+        if f & SW_FLUSH:
+            cost += pti_user_flush(s, cpu, proc)
     s.clock[cpu] += cost
     add2(s, cpu, proc, C_CYCLES, cost)
 

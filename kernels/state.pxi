@@ -165,6 +165,7 @@ ctypedef struct Sim:
     int64_t context_switch_cycles
     int64_t cr3_noflush_cycles
     int64_t cr3_flush_cycles
+    int pti                # page-table isolation: CR3 switches at kernel entry/exit, user-PCID flushes
     int fault_around_pages
     int link_level
     int pinned
@@ -346,7 +347,6 @@ ctypedef struct EventCtx:
     int64_t ceiling        # tlb_single_page_flush_ceiling
     int64_t trim_interval  # should_trim_cpumask says yes at most once per this many cycles per mm
     int64_t* next_trim     # per mm
-    int batching           # inside a batched unmap (the flushes call no notifier of their own)
     int n_regions
     uint64_t* reg_start
     uint64_t* reg_end

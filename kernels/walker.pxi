@@ -179,6 +179,10 @@ cdef inline void sim_access(Sim* s, int cpu, int proc, uint64_t va, int kind, in
                 sim_fault(s, cpu, proc, va, kind, out[1], <int>out[2])
                 if s.error:
                     return
+                if s.pti:  # the fault's kernel entry and exit (pti_crossing, counted in this row)
+                    row[C_PTI_CR3_SWITCHES] += 2
+                    row[C_FAULT_CYCLES] += 2 * s.cr3_noflush_cycles
+                    charge(s, cpu, 2 * s.cr3_noflush_cycles)
             fresh.shift = <uint8_t>entry_shift(<int>out[3])
             fresh.vpn = va >> fresh.shift
             fresh.pcid = pcid

@@ -63,6 +63,9 @@ COUNTERS: tuple[str, ...] = (
     "sleeps",  # a process blocked (sleeping clients): counted to it and the CPU it left
     "sleep_cycles",  # how long those sleeps were (not cycles of the CPU: it runs another process or idles)
     "global_asid_assignments",  # consider_global_asid gave an mm a global ASID (INVLPGB parts)
+    # appended with PTI (machine.pti): CR3 switches at kernel entry and exit, deferred user-PCID flushes
+    "pti_cr3_switches",
+    "pti_user_flushes",
 )
 
 INDEX: dict[str, int] = {name: i for i, name in enumerate(COUNTERS)}

@@ -36,7 +36,13 @@ def run_id_for(point: Experiment, trace_digests: list[str]) -> str:
 
 # machine keys added after the first results format, with the value that reproduces the runs made before
 # them: left out of run ids at that value, so those runs keep their ids
-_LATER_MACHINE_KEYS = {"timing": "translation", "virtualization": "none", "host_page_size": "2M", "replacement": "auto"}
+_LATER_MACHINE_KEYS = {
+    "timing": "translation",
+    "virtualization": "none",
+    "host_page_size": "2M",
+    "replacement": "auto",
+    "pti": "auto",
+}
 # generator parameters added later, left out of run ids at their first values for the same reason
 _LATER_WORKLOAD_PARAMS = {"sleep_every_accesses": 0, "sleep_cycles": 0, "threads_per_process": 1}
 

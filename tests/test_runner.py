@@ -129,6 +129,7 @@ ALTERNATIVES = {
     "machine.virtualization": "nested",
     "machine.host_page_size": "4K",
     "machine.replacement": "plru",
+    "machine.pti": False,
     "devices": [{"name": "nic"}],
 }
 
@@ -186,7 +187,7 @@ def test_run_id_changes_with_every_config_value():
 
 
 def test_later_machine_keys_at_their_first_values_keep_run_ids():
-    """Runs made before `machine.timing`, `virtualization`, `host_page_size` and `replacement` existed keep
+    """Runs made before `machine.timing`, `virtualization`, `host_page_size`, `replacement` and `pti` existed keep
     their ids: the keys are hashed only when they differ from the value those runs had (the committed
     results files, whose ids predate the keys, check the whole hash)."""
     point = expand(small_db(pt_config="private", sweep={}))[0]

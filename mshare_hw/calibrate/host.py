@@ -32,6 +32,7 @@ class Host:
     cpus: list[int]  # CPUs this process may run on
     caches: list[CacheInfo] = field(default_factory=list)
     cpuid_tlb: dict[str, int] = field(default_factory=dict)  # e.g. {"l1d_4k": 64, "l2d_4k": 2048}
+    bugs: list[str] = field(default_factory=list)  # /proc/cpuinfo "bugs" (Linux's X86_BUG_* names)
 
     def cache(self, level: int) -> CacheInfo | None:
         return next((c for c in self.caches if c.level == level and c.type in ("Data", "Unified")), None)
@@ -129,6 +130,7 @@ def detect() -> Host:
         cpus=sorted(os.sched_getaffinity(0)),
         caches=sysfs_caches(),
         cpuid_tlb=cpuid_tlb(vendor),
+        bugs=info.get("bugs", "").split(),
     )
 
 

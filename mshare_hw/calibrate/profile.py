@@ -147,6 +147,8 @@ def derive(m: dict, host: Host) -> list[Value]:
     for feat in ("pcid", "invpcid", "invlpgb", "la57"):
         vals.append(Value(f"features.{feat}", feat in host.flags, "/proc/cpuinfo flags", None))
     vals.append(Value("features.hypervisor", host.hypervisor, "CPUID.1:ECX[31] and /proc/cpuinfo", None))
+    # Linux's X86_BUG_CPU_MELTDOWN, which turns PTI on by default (machine.pti = "auto")
+    vals.append(Value("features.meltdown", "cpu_meltdown" in host.bugs, "/proc/cpuinfo bugs", None))
     return vals
 
 

@@ -34,6 +34,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     print(f"{args.experiment}: OK, experiment '{exp.name}', {len(points)} point{'s' if len(points) != 1 else ''}")
     for key, values in grid_axes(exp).items():
         print(f"  {key}: {', '.join(values)}")
+    print(f"  page-table isolation (machine.pti): {_pti_by_uarch(points)}")
     return 0
 
 
@@ -63,6 +64,18 @@ def grid_axes(exp) -> dict[str, list[str]]:
         if key in MODEL_AXES or key.startswith("machine.") or len(values) > 1:
             axes[key] = values
     return axes
+
+
+def _pti_by_uarch(points) -> str:
+    """Each uarch's resolved PTI setting over the points, e.g. "skylake_sp on, zen3 off" ("on/off" when a
+    sweep sets machine.pti both ways)."""
+    from mshare_hw.config.uarch import load_uarch, resolve_pti
+
+    seen: dict[str, set[str]] = {}
+    for gp in points:
+        on = resolve_pti(gp.point.machine.pti, load_uarch(gp.point.uarch))
+        seen.setdefault(gp.point.uarch, set()).add("on" if on else "off")
+    return ", ".join(f"{u} {'/'.join(sorted(v, reverse=True))}" for u, v in seen.items())
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:

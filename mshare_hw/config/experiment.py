@@ -49,6 +49,15 @@ class MachineCfg(Strict):
     # "auto": LRU everywhere in translation mode (the model's classic accounting), the uarch file's
     # per-structure policies in latency and overlap modes; a policy name forces it on every structure
     replacement: Literal["auto"] | ReplacementPolicy = "auto"
+    # page-table isolation: "auto" is on where the uarch file says the part is Meltdown-affected
+    pti: Literal["auto"] | bool = "auto"
+
+    @field_validator("pti", mode="before")
+    @classmethod
+    def _pti(cls, v: Any) -> Any:
+        if v not in ("auto", True, False) or isinstance(v, int) and not isinstance(v, bool):
+            raise ValueError(f'expected "auto", true or false, got {v!r}')
+        return v
 
 
 class SchedulerCfg(Strict):

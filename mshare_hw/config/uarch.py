@@ -161,6 +161,7 @@ class Features(Strict):
     invlpgb_count_max: NonNegativeInt = 0
     la57: bool
     hypervisor: bool = False  # measured inside a virtual machine (`mshare-hw calibrate` sets it)
+    meltdown: bool = False  # affected by Meltdown (CVE-2017-5754): Linux turns PTI on (machine.pti = "auto")
 
     @model_validator(mode="after")
     def _check(self) -> Features:
@@ -391,3 +392,15 @@ def load_uarch(name_or_path: str | Path) -> Uarch:
         return Uarch.model_validate(data)
     except ValidationError as e:
         raise from_validation_error(p, e) from None
+
+
+def resolve_pti(pti: str | bool, uarch: Uarch) -> bool:
+    """machine.pti: "auto" is on where the part is Meltdown-affected (the uarch's `features.meltdown`), as
+    Linux's pti_check_boottime_disable() (arch/x86/mm/pti.c) turns PTI on only with X86_BUG_CPU_MELTDOWN.
+    The model's PTI needs PCID and INVPCID (every shipped part with the bug has both)."""
+    if pti not in ("auto", True, False):
+        raise ConfigError(f'machine.pti: expected "auto", true or false, got {pti!r}')
+    on = uarch.features.meltdown if pti == "auto" else bool(pti)
+    if on and not (uarch.features.pcid and uarch.features.invpcid):
+        raise ConfigError(f"machine.pti: the model's PTI needs PCID and INVPCID, which uarch '{uarch.name}' lacks")
+    return on

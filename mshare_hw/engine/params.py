@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from mshare_hw.config.errors import ConfigError
-from mshare_hw.config.uarch import PAGE_SHIFT, TLBStructure, Uarch
+from mshare_hw.config.uarch import PAGE_SHIFT, TLBStructure, Uarch, resolve_pti
 from mshare_hw.names import (
     KERNEL_COSTS,
     PT_CONFIGS,
@@ -113,6 +113,9 @@ class SimParams:
     nested_tlb: SetAssoc | None = None
     nested_pwc: SetAssoc | None = None
     nested_walk_cycles: int = 0  # beyond the reads, per 2-D walk and per host walk (uarch [nested] walk_cycles)
+    # page-table isolation (resolved from machine.pti): user/kernel PCID pairs, a CR3 switch at every kernel
+    # entry and exit, an INVPCID on the user PCID per page flushed
+    pti: bool = False
     # seeds the random-replacement streams
     seed: int = 0
 
@@ -190,6 +193,7 @@ def build_params(
     virtualization: VirtualizationMode = "none",
     host_page_size: str = "2M",
     replacement: str = "auto",
+    pti: str | bool = "auto",
     seed: int = 0,
 ) -> SimParams:
     if n_cpus < 1:
@@ -220,6 +224,7 @@ def build_params(
         raise ConfigError(f"machine.timing: '{timing}' charges data-cache latency and needs machine.data_caches = true")
     if timing == "overlap" and uarch.core is None:
         raise ConfigError(f"machine.timing: 'overlap' needs a [core] table, which uarch '{uarch.name}' lacks")
+    pti_on = resolve_pti(pti, uarch)
     nested = virtualization == "nested"
     if nested and uarch.nested is None:
         raise ConfigError(f"machine.virtualization: 'nested' needs a [nested] table, which uarch '{uarch.name}' lacks")
@@ -310,5 +315,6 @@ def build_params(
         nested_tlb=SetAssoc(nest.tlb.sets, nest.tlb.ways, replacement=policy(nest)) if nested else None,
         nested_pwc=SetAssoc(nest.pwc.sets, nest.pwc.ways, replacement=policy(nest)) if nested else None,
         nested_walk_cycles=nest.walk_cycles if nested else 0,
+        pti=pti_on,
         seed=seed,
     )

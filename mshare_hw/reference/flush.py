@@ -42,17 +42,26 @@ class FlushPaths:
 
     # -- one CPU's work ------------------------------------------------------------------------------
     def _flush_pages(self, cpu: int, va: int, n_pages: int, shift: int, full: bool) -> int:
-        """Flush the loaded PCID: INVLPG per page, or in full (a CR3 write). Returns the cycles."""
+        """Flush the loaded PCID: INVLPG per page (flush_tlb_one_user), or in full (flush_tlb_local: a CR3
+        write). Under PTI the user accesses' entries live in the user PCID: each page also takes an INVPCID
+        single-address flush of it (native_flush_tlb_one_user), and a full flush marks it for a flush at the
+        return to user (invalidate_user_asid). The model tags user entries with one PCID per ASID, so either
+        way the same entries go. Returns the cycles."""
         proc = self.current_proc(cpu)
         if not full:
             for i in range(n_pages):
                 self.invlpg(cpu, va + (i << shift), self._removed)
             self.charge(cpu, proc, "invlpg", n_pages)
             cost = n_pages * self._kcost["invlpg_cycles"]
+            if self.p.pti:
+                self.charge(cpu, proc, "invpcid", n_pages)
+                cost += n_pages * self._kcost["invpcid_cycles"]
         else:
             self.flush_pcid(cpu, self.cpu_pcid(cpu), self._removed)
             self.charge(cpu, proc, "full_flushes", 1)
             cost = self._kcost["cr3_flush_cycles"]
+            if self.p.pti:
+                cost += self.pti_user_flush(cpu, proc)
         self._account_removed(cpu)
         return cost
 
@@ -114,22 +123,31 @@ class FlushPaths:
             return 0
         return self._flush_tlb_func(cpu, Flush(loaded, f.va, f.n_pages, f.shift, mm_gen, f.full or local + 1 != mm_gen))
 
-    def _ipi_round(self, initiator: int, iproc: int, targets: list[int], work) -> int:
-        """Interrupt `targets` (the initiator excluded), each runs `work(cpu)`; the initiator pays a base
-        cost, a cost per target, and waits for the slowest responder. Returns the initiator's cycles."""
+    def _ipi_round(self, initiator: int, iproc: int, targets: list[int], work, local=None) -> int:
+        """Interrupt `targets` (the initiator excluded), each runs `work(cpu)`; then `local()` (the initiator's
+        own flush, if any) runs. As in smp_call_function_many_cond (kernel/smp.c), the initiator sends the
+        IPIs, runs its own flush while the responders run theirs, then waits for them (csd_lock_wait): it
+        pays a base cost, a cost per target, and the longer of its own flush and the slowest responder.
+        Returns the initiator's cycles."""
         slowest = 0
         for cpu in targets:
-            cost = self._kcost["ipi_responder_cycles"] + work(cpu)
+            cost = wait = self._kcost["ipi_responder_cycles"] + work(cpu)
             proc = self.current_proc(cpu)
+            if self.p.pti and proc >= 0:
+                # an interrupt from user mode: CR3 switches at entry and exit (none for an idle CPU, already
+                # in the kernel); the exit comes after the responder has released the initiator
+                cost += self.pti_crossing(cpu, proc)
+                wait = cost - self.p.cr3_noflush_cycles
             self.charge(cpu, proc, "ipis_received", 1)
             self.charge(cpu, proc, "shootdown_cycles_responder", cost)
             self.charge(cpu, proc, "cycles", cost)
-            slowest = max(slowest, cost)
+            slowest = max(slowest, wait)
+        own = local() if local is not None else 0
         if not targets:
-            return 0
+            return own
         self.charge(initiator, iproc, "ipis_sent", len(targets))
         kc = self._kcost
-        return kc["ipi_initiator_base_cycles"] + kc["ipi_per_target_cycles"] * len(targets) + slowest
+        return kc["ipi_initiator_base_cycles"] + kc["ipi_per_target_cycles"] * len(targets) + max(own, slowest)
 
     # -- Linux's flush paths ------------------------------------------------------------------------
     def _flush_tlb_multi(
@@ -157,10 +175,9 @@ class FlushPaths:
             return (self._flush_tlb_func(cpu, f) if self.loaded_mm(cpu) == mm else 0), False
         every = freed or self.mms[mm].transition
         chosen = [t for t in mask if every or (not self.is_lazy(t) and (self.loaded_mm(t) == mm or trim))]
-        cycles = self._ipi_round(cpu, iproc, [t for t in chosen if t != cpu], lambda t: self._flush_tlb_func(t, f))
-        if cpu in chosen:
-            cycles += self._flush_tlb_func(cpu, f)
-        return cycles, True
+        local = (lambda: self._flush_tlb_func(cpu, f)) if cpu in chosen else None
+        targets = [t for t in chosen if t != cpu]
+        return self._ipi_round(cpu, iproc, targets, lambda t: self._flush_tlb_func(t, f), local), True
 
     def _flush_tlb_all(self, cpu: int, iproc: int) -> int:
         """flush_tlb_all: IPI every other online CPU; each, and the initiator, flushes every PCID (INVPCID
@@ -168,7 +185,7 @@ class FlushPaths:
         if self._invlpgb:
             return self._invlpgb_flush_all_nonglobals(cpu, iproc)
         targets = [t for t in range(self.p.n_cpus) if t != cpu]
-        return self._ipi_round(cpu, iproc, targets, self._everything) + self._everything(cpu)
+        return self._ipi_round(cpu, iproc, targets, self._everything, lambda: self._everything(cpu))
 
     # -- global ASIDs (Linux 6.18 with INVLPGB) ------------------------------------------------------
     def _consider_global_asid(self, cpu: int, iproc: int, mm: int, now: int) -> None:
@@ -250,10 +267,8 @@ class FlushPaths:
             return self._invlpgb_flush_all_nonglobals(cpu, iproc)
         f = Flush(FLUSH_ANY_MM, 0, 0, 12, 0, True)
         targets = [t for t in sorted(union) if t != cpu and not self.is_lazy(t)]
-        cycles = self._ipi_round(cpu, iproc, targets, lambda t: self._flush_tlb_func(t, f))
-        if cpu in union:
-            cycles += self._flush_tlb_func(cpu, f)
-        return cycles
+        local = (lambda: self._flush_tlb_func(cpu, f)) if cpu in union else None
+        return self._ipi_round(cpu, iproc, targets, lambda t: self._flush_tlb_func(t, f), local)
 
     # -- the sharers' rounds of the mshare strategies ------------------------------------------------
     def _flush_sharers(
@@ -278,7 +293,6 @@ class FlushPaths:
         f = Flush(-1, va, n_pages, shift, 0, n_pages > self._ceiling)
         step = self._catch_up if catch_up else self._loaded_pcid_only
         targets = [t for t in sorted(union) if t != cpu and not self.is_lazy(t)]
-        cycles += self._ipi_round(cpu, iproc, targets, lambda t: step(t, frozenset(members), f))
-        if cpu in union and not self.is_lazy(cpu):
-            cycles += step(cpu, frozenset(members), f)
-        return cycles
+        frozen = frozenset(members)
+        local = (lambda: step(cpu, frozen, f)) if cpu in union and not self.is_lazy(cpu) else None
+        return cycles + self._ipi_round(cpu, iproc, targets, lambda t: step(t, frozen, f), local)

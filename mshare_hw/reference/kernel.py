@@ -25,7 +25,6 @@ class KernelSide(FlushPaths):
         self._configured = False
         self._removed = [0] * n_procs  # per owner: entries the current flush destroyed
         self._mappers: frozenset[int] = frozenset()  # processes mapping the event's region
-        self._batching = False  # inside a batched unmap (the flushes call no notifier of their own)
         self._next_global_asid = N_DYN_ASIDS  # allocate_global_asid: from TLB_NR_DYN_ASIDS upwards
 
     def set_kernel(
@@ -99,7 +98,8 @@ class KernelSide(FlushPaths):
         """flush_tlb_mm_range(mm) from `cpu` for process iproc at time `now`: should_trim_cpumask() is asked
         only when another CPU is in mm's cpumask, and says yes at most once per trim interval per mm. Ends
         with mm's secondary-TLB notifier, as Linux does (not from a batch's own flush: the batch called it
-        per page in arch_tlbbatch_add_pending). Returns the initiator's cycles (not charged)."""
+        per page in arch_tlbbatch_add_pending, and never calls this). Returns the initiator's cycles (not
+        charged)."""
         self._check_configured()
         trim = now >= self._next_trim[mm]
         cycles, remote = self._flush_tlb_multi(cpu, iproc, mm, va, n_pages, shift, freed, trim)
@@ -107,9 +107,14 @@ class KernelSide(FlushPaths):
             self._next_trim[mm] = now + self._trim_interval
         if remote:
             self._consider_global_asid(cpu, iproc, mm, now)
-        if self._notifiers is not None and not self._batching:
+        if self._notifiers is not None:
             cycles += self._notifiers.arch_invalidate_secondary_tlbs(iproc, mm, va, n_pages, shift)
         return cycles
+
+    def should_defer(self, cpu: int, mm: int) -> bool:
+        """arch_tlbbatch_should_defer(mm) on `cpu`: a batched unmap defers mm's flush only when another CPU is
+        in mm's cpumask."""
+        return any(t != cpu for t in self.cpumask(mm))
 
     # -- the shared configuration's strategies -------------------------------------------------------
     def _shared_flush(
@@ -181,22 +186,18 @@ class KernelSide(FlushPaths):
             else:
                 cycles += self._range_start(proc, host, va, n, shift)
                 # like the mmu_gather: the span of the entries actually changed
-                c_first, c_last, c_count = self.pt_change_span(host, va, n, shift, op)
-                if c_count:
-                    c_va, c_n = va + (c_first << shift), c_last - c_first + 1
-                    if batched:
-                        # the batch's per-page notifier calls; the flushes below call none of their own
-                        cycles += self._batch_pending(proc, host, c_count)
-                        self._batching = True
-                    if batched and self._strategy == "flush_all":
-                        # arch_tlbbatch_add_pending on the host mm fires its notifier once per page
-                        cycles += self.flush_tlb_mm_range(cpu, proc, host, c_va, c_n, shift, False, now)
-                        for _ in range(c_count):
-                            cycles += self._flush_tlb_all(cpu, proc)
-                    else:
-                        count = self._ceiling + 1 if batched else c_n
-                        cycles += self._shared_flush(cpu, proc, host, span.mappers, c_va, count, shift, now)
-                    self._batching = False
+                if batched:
+                    # the host mm is never loaded, its cpumask is empty: arch_tlbbatch_should_defer says no,
+                    # so each page's PTE is cleared and flushed at once, through the strategy
+                    for i in range(n):
+                        p_va = va + (i << shift)
+                        if self.pt_change(host, p_va, 1, shift, op):
+                            cycles += self._shared_flush(cpu, proc, host, span.mappers, p_va, 1, shift, now)
+                else:
+                    c_first, c_last, c_count = self.pt_change_span(host, va, n, shift, op)
+                    if c_count:
+                        c_va, c_n = va + (c_first << shift), c_last - c_first + 1
+                        cycles += self._shared_flush(cpu, proc, host, span.mappers, c_va, c_n, shift, now)
         elif kind == "detach":
             cycles += self._range_start(proc, mm, span.start, n_region_pages, shift)
             self.pt_change_span(mm, span.start, n_region_pages, shift, OP_ZAP)
@@ -208,10 +209,18 @@ class KernelSide(FlushPaths):
                 touched = []
                 for mm in mms:
                     cycles += self._range_start(proc, mm, va, n, shift)
-                    c_count = self.pt_change_span(mm, va, n, shift, op)[2]
-                    if c_count:
-                        touched.append(mm)
-                        cycles += self._batch_pending(proc, mm, c_count)
+                    if self.should_defer(cpu, mm):
+                        c_count = self.pt_change_span(mm, va, n, shift, op)[2]
+                        if c_count:
+                            touched.append(mm)
+                            cycles += self._batch_pending(proc, mm, c_count)
+                        continue
+                    # not deferred: each page's PTE is cleared and flushed at once (ptep_clear_flush /
+                    # flush_tlb_range, one folio at a time): a local flush if mm is loaded here, else none
+                    for i in range(n):
+                        p_va = va + (i << shift)
+                        if self.pt_change(mm, p_va, 1, shift, op):
+                            cycles += self.flush_tlb_mm_range(cpu, proc, mm, p_va, 1, shift, False, now)
                 if touched:
                     cycles += self._tlbbatch_flush(cpu, proc, touched)
             else:
@@ -221,5 +230,7 @@ class KernelSide(FlushPaths):
                     if c_count:
                         c_va, c_n = va + (c_first << shift), c_last - c_first + 1
                         cycles += self.flush_tlb_mm_range(cpu, proc, mm, c_va, c_n, shift, False, now)
+        if self.p.pti:  # the initiating system call's kernel entry and exit
+            cycles += self.pti_crossing(cpu, proc)
         self.charge(cpu, proc, "shootdown_cycles_initiator", cycles)
         self.charge(cpu, proc, "cycles", cycles)

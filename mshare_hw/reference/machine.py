@@ -116,7 +116,28 @@ class ReferenceMachine(Walker, NestedWalker, SchedulingLoop, KernelSide):
         elif out.switched:
             self.add("cr3_writes_noflush")
             cost += self.p.cr3_noflush_cycles
+        if self.p.pti:
+            # the switch happens inside the kernel, entered from the outgoing process and left to the incoming
+            # one; a flushing switch (load_new_mm_cr3 -> invalidate_user_asid) flushes the user PCID at that exit
+            cost += self.pti_crossing(cpu, proc)
+            if out.flush:
+                cost += self.pti_user_flush(cpu, proc)
         self.spend(cost)
+
+    def pti_crossing(self, cpu: int, proc: int) -> int:
+        """Under PTI, a kernel entry and the return to user each switch CR3 (SWITCH_TO_KERNEL_CR3 and
+        SWITCH_TO_USER_CR3, arch/x86/entry/calling.h), without a flush. Counts the two switches to (cpu,
+        proc); returns their cycles."""
+        self.charge(cpu, proc, "pti_cr3_switches", 2)
+        return 2 * self.p.cr3_noflush_cycles
+
+    def pti_user_flush(self, cpu: int, proc: int) -> int:
+        """invalidate_user_asid() under PTI: the loaded ASID's user PCID is flushed at the next return to user,
+        whose CR3 write then flushes (SWITCH_TO_USER_CR3 leaves the no-flush bit clear). The model's TLB
+        entries of user accesses already went with the kernel-side flush, so this only counts and charges
+        the flushing write's extra cycles."""
+        self.charge(cpu, proc, "pti_user_flushes", 1)
+        return max(0, self.p.cr3_flush_cycles - self.p.cr3_noflush_cycles)
 
     def bump_tlb_gen(self, mm: int) -> int:
         self.mms[mm].tlb_gen += 1

@@ -168,6 +168,10 @@ class Walker:
                     if not fault:
                         break
                     self.handle_fault(cpu, proc, va, kind, a, b)
+                    if p.pti:  # the fault's kernel entry and exit
+                        cost_pti = self.pti_crossing(cpu, proc)
+                        self.add("fault_cycles", cost_pti)
+                        self.charge_serial(cost_pti)
                 else:
                     raise RuntimeError("a page walk kept faulting (internal error)")
                 e = TLBEntry(va >> c, c, pcid, b, a, self.pt.versions[a], proc)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from mshare_hw.config.uarch import load_uarch, resolve_pti
 from mshare_hw.counters import COUNTERS, INDEX, LEVEL_NAMES
 
 # Stable: analysis scripts depend on these names and their order. Add, never rename.
@@ -25,6 +26,7 @@ EXTRA_COLUMNS: tuple[str, ...] = (
     "device_walk_cycles", "device_faults", "mirror_hits", "mirror_misses", "iotlb_invalidations",
     "iotlb_invalidation_cycles", "mirror_invalidations", "mirror_invalidation_cycles", "device_stale_translations",
     "sleep_every_accesses", "sleeps", "sleep_cycles", "threads_per_process", "global_asid_assignments",
+    "pti", "pti_cr3_switches", "pti_user_flushes",
 )  # fmt: skip
 # summary column <- secondary-MMU counter (mshare_hw.engine.secondary.DEVICE_COUNTERS), summed over devices
 DEVICE_COLUMNS = {
@@ -39,7 +41,7 @@ NOTIFIER_COLUMNS = (
 )  # fmt: skip
 # Processes that do not map the events' region: what an invalidation strategy costs the uninvolved.
 BYSTANDER_COUNTERS = ("stlb_misses", "walks", "walk_cycles", "cycles")
-STRING_COLUMNS = {"run_id", "experiment", "uarch", "pt_config", "strategy", "share_level", "notifier_policy"}
+STRING_COLUMNS = {"run_id", "experiment", "uarch", "pt_config", "strategy", "share_level", "notifier_policy", "pti"}
 
 
 def summary_row(run_id: str, exp, result: dict, n_processes: int, bystanders: list[int] | None = None) -> dict:
@@ -74,6 +76,8 @@ def summary_row(run_id: str, exp, result: dict, n_processes: int, bystanders: li
     row["sleep_every_accesses"] = int(exp.workload.params.get("sleep_every_accesses", 0))
     # threads per client process of a generated workload (n_processes counts every thread)
     row["threads_per_process"] = int(exp.workload.params.get("threads_per_process", 1))
+    # page-table isolation as the run had it (machine.pti resolved against the uarch: "auto" follows `meltdown`)
+    row["pti"] = "on" if resolve_pti(exp.machine.pti, load_uarch(exp.uarch)) else "off"
     _secondary_columns(row, exp, result)
     return {k: row[k] for k in STABLE_COLUMNS + EXTRA_COLUMNS}
 

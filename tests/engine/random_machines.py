@@ -114,10 +114,11 @@ def machines(draw) -> SimParams:
     nested = draw(st.integers(0, 2)) == 0  # two-dimensional walks (nested TLB / PWCs each may be absent)
     nested_array = st.builds(SetAssoc, SETS, tlb_ways, replacement=policy)
     nested_structure = st.one_of(st.none(), nested_array, nested_array)
+    pcid = draw(st.booleans())
     return SimParams(
         n_cpus=draw(st.integers(1, 3)),
         levels=levels,
-        pcid=draw(st.booleans()),
+        pcid=pcid,
         l1i=draw(tlb_level(tlb_ways, policy)),
         l1d=draw(tlb_level(tlb_ways, policy)),
         l2d=draw(tlb_level(tlb_ways, policy)),
@@ -157,6 +158,7 @@ def machines(draw) -> SimParams:
         nested_tlb=draw(nested_structure) if nested else None,
         nested_pwc=draw(nested_structure) if nested else None,
         nested_walk_cycles=draw(st.sampled_from([0, 75, 3])) if nested else 0,
+        pti=pcid and draw(st.booleans()),  # the model's PTI needs PCID (build_params refuses it without)
         seed=draw(st.integers(0, 2**32)),
     )
 

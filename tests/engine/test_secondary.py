@@ -150,17 +150,19 @@ def test_invalidations_per_event_with_a_device_on_each_sharer(run):
     specs = [device("nic0", "iommu", 0), device("nic1", "iommu", 1)]
     events = [Event(1000, "zap", 0, "shm", 0, 1), Event(3000, "reclaim", 1, "shm", 0, 1)]
     r = run_with(run, "mshare", "flush_all", "forward_to_sharers", specs, events)
-    # zap: host flush_tlb_mm_range -> forwarded to P0 and P1: 1 command each. reclaim (batched): one
-    # arch_tlbbatch_add_pending for the one page -> forwarded (0..-1): 1 command each; the batch's own
-    # flush calls no notifier. 2 events x 2 devices = 4 commands, split by initiator (P0, then P1).
+    # zap: host flush_tlb_mm_range -> forwarded to P0 and P1: 1 command each. reclaim: the host mm's
+    # cpumask is empty, so arch_tlbbatch_should_defer says no and the page is flushed at once: one
+    # flush_tlb_mm_range(host) -> forwarded: 1 command each. 2 events x 2 devices = 4 commands, split by
+    # initiator (P0, then P1).
     assert r["events_fired"] == 2
     assert [dev(r, i)["invalidations"] for i in (0, 1)] == [2, 2]
     assert per_proc(r, "iotlb_invalidations") == [2, 2]
     assert per_proc(r, "iotlb_invalidation_cycles") == [2 * 3333, 2 * 3333]
     assert sum(dev(r, i)["stale_translations"] for i in (0, 1)) == 0
     priv = run_with(run, "private", "flush_all", "host_only", specs, events)
-    # private: every mm's own notifier: the zap flushes P0's and P1's mm (1 each); the reclaim adds one
-    # pending page per mm (1 each): again 2 per event
+    # private: every mm's own notifier: the zap flushes P0's and P1's mm (1 each); the reclaim (from P1 on
+    # CPU1) defers P0 (CPU0 in its cpumask: arch_tlbbatch_add_pending's notifier) and flushes P1 at once
+    # (flush_tlb_mm_range's notifier): again 1 each, 2 per event
     assert [dev(priv, i)["invalidations"] for i in (0, 1)] == [2, 2]
     assert sum(dev(priv, i)["stale_translations"] for i in (0, 1)) == 0
 

@@ -15,11 +15,14 @@ from kernel_cases import (
     BASE,
     CR3F,
     INVLPG,
+    INVLPGB,
+    INVPCID,
     KC,
     PAGE,
     PER,
     RESP,
     RUNNERS,
+    TLBSYNC,
     UNDECLARED,
     X,
     go,
@@ -31,6 +34,7 @@ from kernel_cases import (
 )
 from machines import Drive
 
+from mshare_hw.config.errors import ConfigError
 from mshare_hw.config.uarch import load_uarch
 from mshare_hw.counters import INDEX
 from mshare_hw.engine.params import SimParams, build_params
@@ -121,12 +125,14 @@ def test_reclaim_batches_one_round(run, kind):
     assert res.cpu("ipis_sent") == [2, 0, 0]
     assert res.cpu("ipis_received") == [0, 1, 1]
     if kind == "reclaim":
-        # arch_tlbbatch_add_pending per mm (gen++, mask |= cpumask) then ONE round to the union {0,1,2}
-        # minus the initiator: 2 IPIs for 4 mms. Receivers see mm = NULL, a full flush; their loaded mm's
-        # gen moved, so each flushes its loaded PCID; the initiator too (it is in the union).
-        assert res.cpu("full_flushes") == [1, 1, 1]
-        assert res.total("invlpg") == 0
-        assert res.cpu("shootdown_cycles_initiator") == [BASE + 2 * PER + (RESP + CR3F) + CR3F, 0, 0]
+        # arch_tlbbatch_should_defer: P0's cpumask is {0}, the initiator alone, so its page is cleared and
+        # flushed at once (a local INVLPG, no IPI). P1..P3 have a remote CPU in theirs: arch_tlbbatch_add_pending
+        # per mm (gen++, mask |= cpumask) then ONE round to the union {1,2}: 2 IPIs for 3 mms. Receivers see
+        # mm = NULL, a full flush; their loaded mm's gen moved, so each flushes its loaded PCID; the initiator
+        # is not in the union.
+        assert res.cpu("full_flushes") == [0, 1, 1]
+        assert res.cpu("invlpg") == [1, 0, 0]
+        assert res.cpu("shootdown_cycles_initiator") == [INVLPG + BASE + 2 * PER + (RESP + CR3F), 0, 0]
         assert res.cpu("shootdown_cycles_responder") == [0, RESP + CR3F, RESP + CR3F]
     else:
         # one flush_tlb_mm_range per mm: P0 local INVLPG; the loaded one of P1/P2 -> an IPI round; the
@@ -137,6 +143,38 @@ def test_reclaim_batches_one_round(run, kind):
     # either way the parked one of P1/P2 had its gen bumped: it catches up with a CR3 flush at switch-in
     # (CPU1: 2 slot misses + 1 catch-up)
     assert res.cpu("cr3_flushes") == [1, 3, 1]
+    assert res.total("stale_translations") == 0
+
+
+@RUNNERS
+@pytest.mark.parametrize("kind", ["migrate", "reclaim"])
+@pytest.mark.parametrize("second_mapper", [False, True])
+def test_batched_unmap_defers_only_with_a_remote_cpu(run, kind, second_mapper):
+    """A kernel that uses INVLPGB (as on Zen 3+). P0 (CPU0, the initiator) loads page 0 of shm once (a read
+    fault maps a 16-page fault-around window: pages 0-15), then hammers it; CPU1 runs P1, which maps shm
+    too or not (then a bystander on its own heap). The event unmaps 40 pages (above the 33-page ceiling)."""
+    p = machine(2, "private", invlpgb=True)
+    p1 = hammer(X, 12000, first=(X,)) if second_mapper else hammer(UNDECLARED, 12000)
+    wl = Workload(procs((0, hammer(X, 12000, first=(X,))), (1, p1)), [shm(processes=(0, 1) if second_mapper else (0,))])
+    res = go(run, wl, p, zaps([6000], n_pages=40, kind=kind))
+    assert res.fired == 1
+    # arch_tlbbatch_should_defer(P0): P0's cpumask is {0}, the initiator alone: no batch. Each of the 16
+    # present pages is cleared and flushed at once (one folio at a time): flush_tlb_mm_range of one page,
+    # no other CPU in the cpumask, P0 loaded -> flush_tlb_func, one step behind -> one INVLPG. Never a full
+    # flush (each flush is one page, under the ceiling), never an INVLPGB, no IPI.
+    assert res.cpu("invlpg") == [16, 0]
+    assert res.total("ipis_sent") == 0
+    assert res.total("full_flushes") == res.total("invlpgb")  # the INVLPGB below, if any, is the only one
+    if second_mapper:
+        # P1's cpumask is {1}, a remote CPU: deferred. arch_tlbbatch_add_pending, then arch_tlbbatch_flush
+        # with INVLPGB: one flush of every non-global entry on every CPU + TLBSYNC by the initiator.
+        assert res.cpu("invlpgb") == [1, 0] and res.cpu("tlbsync") == [1, 0]
+        assert res.cpu("shootdown_cycles_initiator") == [16 * INVLPG + INVLPGB + TLBSYNC, 0]
+    else:
+        # nothing deferred: no batch flush at all, and the bystander on CPU1 keeps its TLB
+        assert res.total("invlpgb") == res.total("tlbsync") == 0
+        assert res.cpu("shootdown_cycles_initiator") == [16 * INVLPG, 0]
+        assert res.total("collateral_entries_flushed") == 0
     assert res.total("stale_translations") == 0
 
 
@@ -222,12 +260,12 @@ def test_freed_tables_interrupt_every_cpu_of_the_cpumask(kind):
     # over the whole cpumask, lazy CPUs included.
     # CPU1: P0 loaded but lazy -> switch_mm(init_mm) (a CR3 write) instead of flushing.
     # CPU2: P1 loaded != P0 -> clears CPU2 from P0's cpumask (the only way a bit goes away).
-    # CPU0: full flush of P0's PCID.
+    # CPU0: full flush of P0's PCID, while the responders work: the initiator pays the longer of the two.
     assert _cpu_col(d, "ipis_sent") == [2, 0, 0]
     assert _cpu_col(d, "ipis_received") == [0, 1, 1]
     assert _cpu_col(d, "full_flushes") == [1, 0, 0]
     assert _cpu_col(d, "shootdown_cycles_responder") == [0, RESP + CR3F, RESP]
-    assert _cpu_col(d, "shootdown_cycles_initiator") == [BASE + 2 * PER + (RESP + CR3F) + CR3F, 0, 0]
+    assert _cpu_col(d, "shootdown_cycles_initiator") == [BASE + 2 * PER + max(CR3F, RESP + CR3F), 0, 0]
     assert d.eng.loaded_mm(1) == -1 and not d.eng.is_lazy(1)
     assert d.eng.loaded_mm(2) == 1
     # switching to init_mm leaves CPU1 in P0's cpumask (bits are only cleared by flush_tlb_func)
@@ -294,7 +332,8 @@ def test_freed_tables_trim_the_initiating_cpu_too(kind):
 @RUNNERS
 def test_ipi_costs_against_skylake(run):
     u = load_uarch("skylake_sp")
-    p = build_params(u, n_cpus=3, pt_config="private", data_caches=False, quantum_cycles=10**9)
+    # without PTI (test_pti_on_skylake has the default, with it)
+    p = build_params(u, n_cpus=3, pt_config="private", data_caches=False, quantum_cycles=10**9, pti=False)
     kc = p.kernel_costs
     for key, v in kc.items():
         assert v == getattr(u.costs, key), key
@@ -311,8 +350,9 @@ def test_ipi_costs_against_skylake(run):
     assert res.cpu("shootdown_cycles_responder") == [0, resp + invlpg, resp + invlpg]
 
     # (b) reclaim, where one receiver has nothing to flush: P2 (CPU2, a mapper) finishes early and CPU2
-    # runs P3 (not a mapper). Union of cpumasks {0, 1, 2}: one round of 2 targets. CPU1: P1's gen moved
-    # -> full flush; CPU2: P3 loaded, up to date -> nothing. The initiator waits for the slowest.
+    # runs P3 (not a mapper); CPU2 stays in P2's cpumask. P0's cpumask is {0}: not deferred, its page is
+    # flushed at once (local INVLPG). P1 and P2 are deferred: one round to {1, 2}, 2 targets. CPU1: P1's gen
+    # moved -> full flush; CPU2: P3 loaded, up to date -> nothing. The initiator waits for the slowest.
     wl = Workload(
         procs((0, hammer(X, 30000)), (1, hammer(X, 30000)), (2, hammer(X, 10)), (2, hammer(UNDECLARED, 30000))),
         [shm(processes=(0, 1, 2))],
@@ -320,12 +360,102 @@ def test_ipi_costs_against_skylake(run):
     res = go(run, wl, p, zaps([20000], kind="reclaim"))
     assert res.fired == 1
     assert res.cpu("ipis_received") == [0, 1, 1]
-    assert res.cpu("full_flushes") == [1, 1, 0]
+    assert res.cpu("full_flushes") == [0, 1, 0]
+    assert res.cpu("invlpg") == [1, 0, 0]
     slowest = max(resp + cr3f, resp)
-    assert res.cpu("shootdown_cycles_initiator") == [base + 2 * per + slowest + cr3f, 0, 0]
+    assert res.cpu("shootdown_cycles_initiator") == [invlpg + base + 2 * per + slowest, 0, 0]
     assert res.cpu("shootdown_cycles_responder") == [0, resp + cr3f, resp]
     # the initiator's cycles are part of its clock and its process's cycles
-    assert res.proc("shootdown_cycles_initiator")[0] == base + 2 * per + slowest + cr3f
+    assert res.proc("shootdown_cycles_initiator")[0] == invlpg + base + 2 * per + slowest
+
+
+@RUNNERS
+def test_pti_on_skylake(run):
+    """Skylake-SP is Meltdown-affected: machine.pti = "auto" turns PTI on. The 1-page zap of
+    test_ipi_costs_against_skylake (a), by hand from the uarch file's costs."""
+    u = load_uarch("skylake_sp")
+    p = build_params(u, n_cpus=3, pt_config="private", data_caches=False, quantum_cycles=10**9)
+    assert p.pti and u.features.meltdown
+    kc = p.kernel_costs
+    base, per, resp = kc["ipi_initiator_base_cycles"], kc["ipi_per_target_cycles"], kc["ipi_responder_cycles"]
+    invlpg, invpcid, nf = kc["invlpg_cycles"], kc["invpcid_cycles"], p.cr3_noflush_cycles
+    assert (base, per, resp, invlpg, invpcid, nf) == (3000, 600, 1500, 260, 300, 96)
+    wl = Workload(
+        procs((0, hammer(X, 30000)), (1, hammer(X, 30000)), (2, hammer(X, 30000))), [shm(processes=(0, 1, 2))]
+    )
+    res = go(run, wl, p, zaps([20000]))
+    assert res.fired == 1
+    # flush_tlb_one_user under PTI: INVLPG (kernel PCID) + INVPCID type 0 on the user PCID, on every CPU
+    assert res.cpu("invlpg") == [1, 1, 1]
+    assert res.cpu("invpcid") == [1, 1, 1]
+    flush = invlpg + invpcid  # 560
+    # each responder: IPI entry/exit (interrupted in user mode: CR3 to kernel and back) + its flush: 2252;
+    # the initiator waits until it is released, before the responder's exit switch: 2156
+    assert res.cpu("shootdown_cycles_responder") == [0, resp + flush + 2 * nf, resp + flush + 2 * nf]
+    wait = resp + flush + nf
+    # P0's own flush (cpumask {0}: local), two rounds of one target, the madvise's own entry and exit:
+    # 560 + 2 x (3000 + 600 + 2156) + 192 = 12264
+    assert res.cpu("shootdown_cycles_initiator") == [flush + 2 * (base + per + wait) + 2 * nf, 0, 0] == [12264, 0, 0]
+    # CR3 switches per CPU: the first context switch (2), the first store's fault (2), the event (initiator's
+    # system call or responder's interrupt, 2) and the re-fault after the zap (2)
+    assert res.cpu("pti_cr3_switches") == [8, 8, 8]
+    # the first switch on each CPU takes a new ASID: load_new_mm_cr3 flushes, invalidate_user_asid marks the
+    # user PCID, flushed at the exit to user (cr3_flush_cycles = cr3_noflush_cycles here: no extra cycles)
+    assert res.cpu("pti_user_flushes") == [1, 1, 1]
+    # each fault (the first store, the re-fault; one page each) pays its entry and exit switches
+    assert res.cpu("fault_cycles") == [2 * (u.costs.fault_cycles + u.costs.fault_per_page_cycles + 2 * nf)] * 3
+
+
+@RUNNERS
+@pytest.mark.parametrize("n_pages", [1, 34])
+def test_pti_flushes_by_hand(run, n_pages):
+    """The small machine's costs with PTI forced on: P0 (CPU0) zaps, P1 (CPU1) maps shm too; P2 (CPU2) does
+    not. Both mappers load pages 0 and 33 (two read faults, each mapping a 16-page fault-around window:
+    pages 0-15 and 32-47), then hammer page 0; 34 pages from page 0 change PTEs over a 34-page span."""
+    p = machine(3, "private", pti=True)
+    nf, cf = p.cr3_noflush_cycles, p.cr3_flush_cycles
+    assert (nf, cf) == (7, 50)
+    warm = (X, X + 33 * PAGE)
+    wl = Workload(
+        procs((0, hammer(X, 12000, first=warm)), (1, hammer(X, 12000, first=warm)), (2, hammer(UNDECLARED, 12000))),
+        [shm(processes=(0, 1))],
+    )
+    res = go(run, wl, p, zaps([6000], n_pages=n_pages))
+    assert res.fired == 1
+    if n_pages == 1:
+        # partial flush: INVLPG + INVPCID (single address, user PCID) on CPU0 (local) and CPU1 (IPI)
+        assert res.cpu("invlpg") == [1, 1, 0] and res.cpu("invpcid") == [1, 1, 0]
+        work, extra_flushes = INVLPG + INVPCID, 0
+    else:
+        # 34 pages > the ceiling: flush_tlb_local, a CR3 write plus invalidate_user_asid; the user PCID goes at
+        # the exit to user, whose CR3 write then flushes: (50 - 7) more cycles, one deferred user flush
+        assert res.total("invlpg") == res.total("invpcid") == 0
+        assert res.cpu("full_flushes") == [1, 1, 0]
+        work, extra_flushes = CR3F + (cf - nf), 1
+    # first context switches (a new ASID: a flushing switch) + the deferred flushes of this event
+    assert res.cpu("pti_user_flushes") == [1 + extra_flushes, 1 + extra_flushes, 1]
+    assert res.cpu("shootdown_cycles_responder") == [0, RESP + work + 2 * nf, 0]
+    # P0's local flush; one round to CPU1, waited for until before CPU1's exit switch; the zap's own switches
+    assert res.cpu("shootdown_cycles_initiator") == [work + BASE + PER + (RESP + work + nf) + 2 * nf, 0, 0]
+    # CR3 switches, 2 each: on every CPU the first switch; the mappers' two read faults, the event (system
+    # call or interrupt) and the re-fault of page 0 after the zap; P2's one fault
+    assert res.cpu("pti_cr3_switches") == [10, 10, 4]
+    assert res.total("stale_translations") == 0
+
+
+def test_pti_setting():
+    """machine.pti: auto follows the uarch's `meltdown`; true needs PCID and INVPCID; anything else is refused."""
+    for name, on in (("skylake_sp", True), ("icelake_sp", False), ("sapphire_rapids", False), ("zen3", False)):
+        u = load_uarch(name)
+        assert build_params(u, n_cpus=2).pti is on
+        assert build_params(u, n_cpus=2, pti=False).pti is False
+        assert build_params(u, n_cpus=2, pti=True).pti is True
+    u = load_uarch("skylake_sp")
+    no_pcid = u.model_copy(update={"features": u.features.model_copy(update={"pcid": False})})
+    with pytest.raises(ConfigError, match="machine.pti"):
+        build_params(no_pcid, n_cpus=2)
+    with pytest.raises(ConfigError, match="machine.pti"):
+        build_params(u, n_cpus=2, pti="yes")
 
 
 # ---- event plumbing ----------------------------------------------------------------------------------------
