@@ -303,7 +303,7 @@ cdef class Engine:
         """Change va's leaf PTE in place without a flush (tests the oracle). False if not mapped."""
         cdef int level
         cdef int64_t loc = pt_find(&self.s, proc, va, &level, NULL)
-        if not (self.s.pt[loc] & 1):
+        if not (pt_get(&self.s, loc) & 1):
             return False
         pt_set_entry(&self.s, loc, pt_encode(pt_alloc_frame(&self.s), 1))
         return True
@@ -417,7 +417,7 @@ cdef class Engine:
         cdef int level
         cdef int64_t path[5]
         cdef int64_t loc = pt_find(&self.s, proc, va, &level, path)
-        cdef int64_t ent = self.s.pt[loc]
+        cdef int64_t ent = pt_get(&self.s, loc)
         paddrs = [pt_entry_paddr(&self.s, path[i]) for i in range(self.s.levels - level + 1)]
         if not (ent & 1):
             return False, loc, level, 0, paddrs
@@ -426,7 +426,7 @@ cdef class Engine:
     def pte_stamp(self, int64_t loc):
         """An opaque stamp of the entry at `loc` that changes whenever the entry is written while present
         (here: the epoch of its last write; the reference returns its version). Compare for equality only."""
-        return self.s.pt_written[loc]
+        return pt_get_written(&self.s, loc)
 
     def llc_read(self, uint64_t paddr):
         """A read from outside the cores (an IOMMU walk): the shared LLC, else DRAM (filling the LLC).

@@ -146,6 +146,13 @@ ctypedef struct CpuTlbState:
     int64_t ctx_ids[N_DYN_ASIDS]
     uint64_t ctx_gens[N_DYN_ASIDS]
 
+
+ctypedef struct PTSlot:
+    int64_t key            # location + 1; 0 = empty
+    int64_t value
+    uint64_t written
+
+
 ctypedef struct Sim:
     # machine
     int n_cpus
@@ -191,9 +198,18 @@ ctypedef struct Sim:
     int64_t host_base[5]
     SetArray* ntlb
     SetArray* npwc
-    # page tables
-    int64_t* pt            # n_tables * 512 entries: 0 = not present, else target << 2 | leaf << 1 | 1
-    uint64_t* pt_written   # per entry: pte_epoch right after its last write (the coherence oracle's clock)
+    # page tables (pagetables.pxi): an entry is 0 = not present, else target << 2 | leaf << 1 | 1; beside it
+    # pte_epoch right after its last write (the coherence oracle's clock)
+    int64_t* pt            # dense tables' entries: n_dense blocks of 512
+    uint64_t* pt_written   # per dense entry: its last write's epoch
+    int64_t n_dense
+    int64_t cap_dense
+    PTSlot* ph             # sparse tables' entries written so far, by location (open addressing)
+    int64_t ph_mask        # slots - 1 (a power of two minus one)
+    int ph_shift           # 64 - log2(slots): a location's home slot is the top bits of its hash
+    int64_t ph_used        # slots holding a key
+    int32_t* table_dense   # per table: its dense block, or -1 while its entries are in ph
+    int32_t* table_count   # per table: its keys in ph
     int32_t* table_level
     int64_t* table_frame
     int32_t* table_mm
