@@ -1,10 +1,11 @@
 """Radix page tables in real physical frames, from a deterministic bump allocator.
 
 All tables of all mms live in one store; an entry's location is `table * 512 + index`, held in a dict
-only once written (the engine holds sparse tables in a hash and full ones in dense blocks, for host memory;
-the model is the same). An entry is 0 when not present, else `target << 2 | leaf << 1 | 1`, where target is a child table index (non-leaf)
-or a 4 KiB data frame number (leaf). Every write bumps the entry's version, which the coherence oracle
-compares against the version a TLB or PWC entry was filled from.
+only once written (the engine holds sparse tables in a hash and full ones in dense blocks, for host
+memory; the model is the same). An entry is 0 when not present, else `target << 2 | leaf << 1 | 1`,
+where target is a child table index (non-leaf) or a 4 KiB data frame number (leaf). Every write bumps
+the entry's version, which the coherence oracle compares against the version a TLB or PWC entry was
+filled from.
 """
 
 from __future__ import annotations
