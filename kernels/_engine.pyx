@@ -248,6 +248,24 @@ cdef class Engine:
     def pt_pages(self):
         return np.array([self.s.pages_per_level[i] for i in range(6)], dtype=np.int64)
 
+    def pt_host_memory(self):
+        """The host side of the page tables: tables, dense tables, hash slots and keys, the entries present
+        and the bytes these structures take (the dense tables' slices of pt and pt_written included)."""
+        cdef int64_t k, i, present = 0, dense = 0
+        for k in range(self.s.n_tables):
+            if self.s.table_dense[k]:
+                dense += 1
+                for i in range(PT_ENTRIES):
+                    present += self.s.pt[k * PT_ENTRIES + i] & 1
+        for k in range(self.s.ph_mask + 1):
+            if self.s.ph[k].key and not self.s.table_dense[(self.s.ph[k].key - 1) >> 9]:
+                present += self.s.ph[k].value & 1
+        nbytes = (self.s.cap_tables * (sizeof(int64_t) + 3 * sizeof(int32_t) + sizeof(uint8_t))
+                  + dense * PT_ENTRIES * (sizeof(int64_t) + sizeof(uint64_t))
+                  + (self.s.ph_mask + 1) * sizeof(PTSlot))
+        return {"tables": self.s.n_tables, "dense_tables": dense, "hash_slots": self.s.ph_mask + 1,
+                "hash_keys": self.s.ph_used, "present_entries": present, "host_bytes": nbytes}
+
     @property
     def stale_examples(self):
         return [tuple(int(self.s.examples[i * 5 + j]) for j in range(5)) for i in range(self.s.n_examples)]

@@ -5,19 +5,21 @@
 # because any write to a present entry moves the epoch.
 # Host memory follows the entries written, not the simulated table pages (whose frames are still allocated,
 # so walks read the same lines and pt_bytes counts them all): a table's entries live in one hash of
-# locations (ph, ~50 bytes an entry) until PT_DENSE_AT of them are written, then in a dense block of 512
-# (8 KiB with their epochs), read by one indexed load. A run over a few dense tables (a walk-heavy working
-# set) reads dense blocks; 1,500 private trees over a 300 GiB region, mostly one entry per leaf table,
-# stay in the hash.
+# locations (ph, ~50 bytes an entry) until PT_DENSE_AT of them are written; then they move to the table's
+# 4 KiB slice of `pt`, an array indexed by location in a mapping reserved for every table but backed by the
+# host only where a dense table wrote (a sparse table's slice reads as zeros, from the host's zero page). So a
+# walk reads pt[loc] as before, and only a non-present entry of a sparse table sends it to the hash. A walk-heavy working set's full tables are dense; 1,500
+# private trees over a 300 GiB region, mostly a few entries per leaf table, stay in the hash.
 # Mirrors mshare_hw/reference/pagetables.py (whose dicts are sparse by nature).
 
 from libc.stdlib cimport realloc
-from libc.string cimport memset
+from libc.string cimport memcpy
+from posix.mman cimport MAP_ANONYMOUS, MAP_FAILED, MAP_NORESERVE, MAP_PRIVATE, PROT_READ, PROT_WRITE, mmap, munmap
 
 cdef enum:
     PT_ENTRIES = 512
-    PT_DENSE_AT = 128      # a table's entries move to a dense block once this many are written (the memory
-                           # break-even: 128 hash entries at ~0.5 load take ~6 KiB against the block's 8 KiB)
+    PT_DENSE_AT = 128      # a table's entries move to pt once this many are written (the memory break-even:
+                           # 128 hash entries at ~0.5 load take ~6 KiB against a dense table's 8 KiB)
     PH_MIN_SLOTS = 4096
     ERR_NOMEM = 1
     ERR_WALK = 2
@@ -49,38 +51,71 @@ cdef inline void* _grow(void* p, int64_t n, size_t size, Sim* s) noexcept nogil:
     return q
 
 
-cdef int64_t pt_new_table(Sim* s, int level, int mm) noexcept nogil:
-    cdef int64_t t, cap
+cdef void* pt_reserve(size_t nbytes) noexcept nogil:
+    """Zero-filled address space the host backs only where it is written; NULL when refused."""
+    cdef void* p = mmap(NULL, nbytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
+    return NULL if p == MAP_FAILED else p
+
+
+cdef int pt_grow_tables(Sim* s) noexcept nogil:
+    """Room for twice the tables: their fields, and `pt`/`pt_written` mappings into which the dense tables'
+    slices are copied. -1 when out of memory."""
+    cdef int64_t cap = s.cap_tables * 2 if s.cap_tables else 4096, t
     cdef void* p
-    if s.n_tables == s.cap_tables:
-        cap = s.cap_tables * 2 if s.cap_tables else 64
-        p = _grow(s.table_level, cap, sizeof(int32_t), s)
-        if p == NULL:
-            return -1
-        s.table_level = <int32_t*>p
-        p = _grow(s.table_frame, cap, sizeof(int64_t), s)
-        if p == NULL:
-            return -1
-        s.table_frame = <int64_t*>p
-        p = _grow(s.table_mm, cap, sizeof(int32_t), s)
-        if p == NULL:
-            return -1
-        s.table_mm = <int32_t*>p
-        p = _grow(s.table_dense, cap, sizeof(int32_t), s)
-        if p == NULL:
-            return -1
-        s.table_dense = <int32_t*>p
-        p = _grow(s.table_count, cap, sizeof(int32_t), s)
-        if p == NULL:
-            return -1
-        s.table_count = <int32_t*>p
-        s.cap_tables = cap
+    cdef int64_t* pt
+    cdef uint64_t* written
+    p = _grow(s.table_level, cap, sizeof(int32_t), s)
+    if p == NULL:
+        return -1
+    s.table_level = <int32_t*>p
+    p = _grow(s.table_frame, cap, sizeof(int64_t), s)
+    if p == NULL:
+        return -1
+    s.table_frame = <int64_t*>p
+    p = _grow(s.table_mm, cap, sizeof(int32_t), s)
+    if p == NULL:
+        return -1
+    s.table_mm = <int32_t*>p
+    p = _grow(s.table_dense, cap, sizeof(uint8_t), s)
+    if p == NULL:
+        return -1
+    s.table_dense = <uint8_t*>p
+    p = _grow(s.table_count, cap, sizeof(int32_t), s)
+    if p == NULL:
+        return -1
+    s.table_count = <int32_t*>p
+    pt = <int64_t*>pt_reserve(cap * PT_ENTRIES * sizeof(int64_t))
+    written = <uint64_t*>pt_reserve(cap * PT_ENTRIES * sizeof(uint64_t))
+    if pt == NULL or written == NULL:
+        if pt != NULL:
+            munmap(pt, cap * PT_ENTRIES * sizeof(int64_t))
+        if written != NULL:
+            munmap(written, cap * PT_ENTRIES * sizeof(uint64_t))
+        s.error = ERR_NOMEM
+        return -1
+    if s.pt != NULL:
+        for t in range(s.n_tables):
+            if s.table_dense[t]:
+                memcpy(&pt[t * PT_ENTRIES], &s.pt[t * PT_ENTRIES], PT_ENTRIES * sizeof(int64_t))
+                memcpy(&written[t * PT_ENTRIES], &s.pt_written[t * PT_ENTRIES], PT_ENTRIES * sizeof(uint64_t))
+        munmap(s.pt, s.cap_tables * PT_ENTRIES * sizeof(int64_t))
+        munmap(s.pt_written, s.cap_tables * PT_ENTRIES * sizeof(uint64_t))
+    s.pt = pt
+    s.pt_written = written
+    s.cap_tables = cap
+    return 0
+
+
+cdef int64_t pt_new_table(Sim* s, int level, int mm) noexcept nogil:
+    cdef int64_t t
+    if s.n_tables == s.cap_tables and pt_grow_tables(s) < 0:
+        return -1
     t = s.n_tables
     s.n_tables += 1
     s.table_level[t] = level
     s.table_frame[t] = pt_alloc_frame(s)
     s.table_mm[t] = mm
-    s.table_dense[t] = -1
+    s.table_dense[t] = 0
     s.table_count[t] = 0
     s.pages_per_level[level] += 1
     return t
@@ -88,21 +123,7 @@ cdef int64_t pt_new_table(Sim* s, int level, int mm) noexcept nogil:
 
 # -- where an entry is held: a dense block, else the hash ----------------------------------------------
 cdef inline uint64_t ph_home(Sim* s, int64_t loc) noexcept nogil:
-    return (<uint64_t>loc * <uint64_t>0x9E3779B97F4A7C15) >> s.ph_shift  # Fibonacci hashing
-
-
-cdef inline PTSlot* ph_find(Sim* s, int64_t loc) noexcept nogil:
-    """loc's slot in the hash, or NULL if it was never written there."""
-    cdef uint64_t i = ph_home(s, loc)
-    cdef int64_t key = loc + 1
-    cdef PTSlot* sl
-    while True:
-        sl = &s.ph[i]
-        if sl.key == key:
-            return sl
-        if sl.key == 0:
-            return NULL
-        i = (i + 1) & <uint64_t>s.ph_mask
+    return (<uint64_t>loc * <uint64_t>0x9E3779B97F4A7C15) >> s.ph_shift  # Fibonacci hashing, as ph_find_c
 
 
 cdef int ph_alloc(Sim* s, int64_t slots) noexcept nogil:
@@ -123,7 +144,7 @@ cdef int ph_alloc(Sim* s, int64_t slots) noexcept nogil:
     s.ph_shift = shift
     s.ph_used = 0
     for k in range(n_old):
-        if old[k].key != 0 and s.table_dense[(old[k].key - 1) >> 9] < 0:
+        if old[k].key != 0 and not s.table_dense[(old[k].key - 1) >> 9]:
             i = ph_home(s, old[k].key - 1)
             while s.ph[i].key != 0:
                 i = (i + 1) & <uint64_t>s.ph_mask
@@ -156,61 +177,43 @@ cdef PTSlot* ph_insert(Sim* s, int64_t loc) noexcept nogil:
         i = (i + 1) & <uint64_t>s.ph_mask
 
 
-cdef int pt_densify(Sim* s, int64_t t) noexcept nogil:
-    """Move table t's entries from the hash into a new dense block (their keys stay in the hash, unread,
-    until it next grows). -1 when out of memory."""
-    cdef int64_t d, cap, i
-    cdef void* p
+cdef void pt_densify(Sim* s, int64_t t) noexcept nogil:
+    """Move table t's entries from the hash into its slice of pt (their keys stay in the hash, unread,
+    until it next grows)."""
+    cdef int64_t i
     cdef PTSlot* sl
-    if s.n_dense == s.cap_dense:
-        cap = s.cap_dense * 2 if s.cap_dense else 16
-        p = _grow(s.pt, cap * PT_ENTRIES, sizeof(int64_t), s)
-        if p == NULL:
-            return -1
-        s.pt = <int64_t*>p
-        p = _grow(s.pt_written, cap * PT_ENTRIES, sizeof(uint64_t), s)
-        if p == NULL:
-            return -1
-        s.pt_written = <uint64_t*>p
-        s.cap_dense = cap
-    d = s.n_dense
-    s.n_dense += 1
-    memset(&s.pt[d * PT_ENTRIES], 0, PT_ENTRIES * sizeof(int64_t))
-    memset(&s.pt_written[d * PT_ENTRIES], 0, PT_ENTRIES * sizeof(uint64_t))
     for i in range(PT_ENTRIES):
-        sl = ph_find(s, t * PT_ENTRIES + i)
+        sl = ph_find_c(s.ph, <uint64_t>s.ph_mask, s.ph_shift, t * PT_ENTRIES + i)
         if sl != NULL:
-            s.pt[d * PT_ENTRIES + i] = sl.value
-            s.pt_written[d * PT_ENTRIES + i] = sl.written
-    s.table_dense[t] = <int32_t>d
-    return 0
+            s.pt[t * PT_ENTRIES + i] = sl.value
+            s.pt_written[t * PT_ENTRIES + i] = sl.written
+    s.table_dense[t] = 1
+
+
+cdef inline int64_t ph_value(Sim* s, int64_t loc) noexcept nogil:
+    """A sparse table's entry (the probe out of line: ph_find_c, state.pxi)."""
+    cdef PTSlot* sl = ph_find_c(s.ph, <uint64_t>s.ph_mask, s.ph_shift, loc)
+    return sl.value if sl != NULL else 0
+
+
+cdef inline uint64_t ph_written(Sim* s, int64_t loc) noexcept nogil:
+    cdef PTSlot* sl = ph_find_c(s.ph, <uint64_t>s.ph_mask, s.ph_shift, loc)
+    return sl.written if sl != NULL else 0
 
 
 cdef inline int64_t pt_get(Sim* s, int64_t loc) noexcept nogil:
-    """The entry at loc (0 if never written)."""
-    cdef int32_t d = s.table_dense[loc >> 9]
-    cdef PTSlot* sl
-    if d >= 0:
-        return s.pt[(<int64_t>d << 9) | (loc & 511)]
-    sl = ph_find(s, loc)
-    return sl.value if sl != NULL else 0
+    """The entry at loc (0 if never written): a dense table's from pt, a zero from the hash."""
+    cdef int64_t e = s.pt[loc]
+    if e == 0 and not s.table_dense[loc >> 9]:
+        return ph_value(s, loc)
+    return e
 
 
 cdef inline uint64_t pt_get_written(Sim* s, int64_t loc) noexcept nogil:
     """The epoch of the last write to the entry at loc (0 if never written)."""
-    cdef int32_t d = s.table_dense[loc >> 9]
-    cdef PTSlot* sl
-    if d >= 0:
-        return s.pt_written[(<int64_t>d << 9) | (loc & 511)]
-    sl = ph_find(s, loc)
-    return sl.written if sl != NULL else 0
-
-
-cdef inline void pt_prefetch(Sim* s, int64_t loc) noexcept nogil:
-    """Start the host load of a dense entry (a hashed one is found by a probe anyway)."""
-    cdef int32_t d = s.table_dense[loc >> 9]
-    if d >= 0:
-        prefetch(&s.pt[(<int64_t>d << 9) | (loc & 511)])
+    if s.table_dense[loc >> 9]:
+        return s.pt_written[loc]
+    return ph_written(s, loc)
 
 
 cdef inline uint64_t pt_entry_paddr(Sim* s, int64_t loc) noexcept nogil:
@@ -218,9 +221,9 @@ cdef inline uint64_t pt_entry_paddr(Sim* s, int64_t loc) noexcept nogil:
 
 
 cdef void pt_set_entry(Sim* s, int64_t loc, int64_t value) noexcept nogil:
-    cdef int64_t t = loc >> 9, i
+    cdef int64_t t = loc >> 9
     cdef PTSlot* sl
-    if s.table_dense[t] < 0:
+    if not s.table_dense[t]:
         sl = ph_insert(s, loc)
         if sl == NULL:
             return
@@ -230,13 +233,11 @@ cdef void pt_set_entry(Sim* s, int64_t loc, int64_t value) noexcept nogil:
             sl.value = value
             sl.written = s.pte_epoch
             return
-        if pt_densify(s, t) < 0:
-            return
-    i = (<int64_t>s.table_dense[t] << 9) | (loc & 511)
-    if s.pt[i] & 1:
+        pt_densify(s, t)
+    if s.pt[loc] & 1:
         s.pte_epoch += 1
-    s.pt[i] = value
-    s.pt_written[i] = s.pte_epoch
+    s.pt[loc] = value
+    s.pt_written[loc] = s.pte_epoch
 
 
 cdef int64_t pt_descend(Sim* s, int64_t root, uint64_t va, int level) noexcept nogil:
@@ -333,6 +334,9 @@ cdef void pt_roots_init(Sim* s) except *:
 
 cdef void pt_free(Sim* s) noexcept:
     cdef size_t ptr
-    for ptr in (<size_t>s.pt, <size_t>s.pt_written, <size_t>s.ph, <size_t>s.table_dense, <size_t>s.table_count,
-                <size_t>s.table_level, <size_t>s.table_frame, <size_t>s.table_mm, <size_t>s.roots):
+    if s.pt != NULL:
+        munmap(s.pt, s.cap_tables * PT_ENTRIES * sizeof(int64_t))
+        munmap(s.pt_written, s.cap_tables * PT_ENTRIES * sizeof(uint64_t))
+    for ptr in (<size_t>s.ph, <size_t>s.table_dense, <size_t>s.table_count, <size_t>s.table_level,
+                <size_t>s.table_frame, <size_t>s.table_mm, <size_t>s.roots):
         free(<void*>ptr)

@@ -147,10 +147,28 @@ ctypedef struct CpuTlbState:
     uint64_t ctx_gens[N_DYN_ASIDS]
 
 
-ctypedef struct PTSlot:
-    int64_t key            # location + 1; 0 = empty
-    int64_t value
-    uint64_t written
+cdef extern from *:
+    """
+    /* A sparse page table's entry in the hash of locations (pagetables.pxi). The read of an absent or
+       hashed entry is kept out of line (noinline), so the walk's inlined code stays as small as with
+       dense tables alone. */
+    typedef struct { int64_t key; int64_t value; uint64_t written; } PTSlot;  /* key: location + 1; 0 = empty */
+    static __attribute__((noinline)) PTSlot* ph_find_c(PTSlot* ph, uint64_t mask, int shift, int64_t loc) {
+        uint64_t i = ((uint64_t)loc * 0x9E3779B97F4A7C15ULL) >> shift;
+        int64_t key = loc + 1;
+        for (;;) {
+            PTSlot* sl = &ph[i];
+            if (sl->key == key) return sl;
+            if (sl->key == 0) return NULL;
+            i = (i + 1) & mask;
+        }
+    }
+    """
+    ctypedef struct PTSlot:
+        int64_t key
+        int64_t value
+        uint64_t written
+    PTSlot* ph_find_c(PTSlot* ph, uint64_t mask, int shift, int64_t loc) noexcept nogil
 
 
 ctypedef struct Sim:
@@ -200,16 +218,8 @@ ctypedef struct Sim:
     SetArray* npwc
     # page tables (pagetables.pxi): an entry is 0 = not present, else target << 2 | leaf << 1 | 1; beside it
     # pte_epoch right after its last write (the coherence oracle's clock)
-    int64_t* pt            # dense tables' entries: n_dense blocks of 512
-    uint64_t* pt_written   # per dense entry: its last write's epoch
-    int64_t n_dense
-    int64_t cap_dense
-    PTSlot* ph             # sparse tables' entries written so far, by location (open addressing)
-    int64_t ph_mask        # slots - 1 (a power of two minus one)
-    int ph_shift           # 64 - log2(slots): a location's home slot is the top bits of its hash
-    int64_t ph_used        # slots holding a key
-    int32_t* table_dense   # per table: its dense block, or -1 while its entries are in ph
-    int32_t* table_count   # per table: its keys in ph
+    int64_t* pt            # by location (table * 512 + index): dense tables' entries (reserved, backed where written)
+    uint64_t* pt_written   # by location: dense tables' last-write epochs
     int32_t* table_level
     int64_t* table_frame
     int32_t* table_mm
@@ -279,6 +289,13 @@ ctypedef struct Sim:
     uint64_t* mshr         # n_cpus * l1d_miss_buffers: when each L1D miss buffer is free
     uint64_t* walker       # n_cpus * page_walkers: when each page walker is free
     uint64_t* outstanding  # per CPU: the latest completion time issued (a drain waits for it)
+    # sparse page tables (pagetables.pxi; last, so the hot fields above keep their offsets)
+    PTSlot* ph             # sparse tables' entries written so far, by location (open addressing)
+    int64_t ph_mask        # slots - 1 (a power of two minus one)
+    int ph_shift           # 64 - log2(slots): a location's home slot is the top bits of its hash
+    int64_t ph_used        # slots holding a key
+    uint8_t* table_dense   # per table: 1 once its entries are in pt, 0 while they are in ph
+    int32_t* table_count   # per table: its keys in ph
 
 
 # -- the kernel side of invalidation events (flush.pxi, kernel.pxi) ---------------------------------------

@@ -25,19 +25,22 @@ cdef inline int64_t sim_walk(Sim* s, int cpu, int proc, uint64_t va, int pcid, i
             break
     while True:
         loc = table * PT_ENTRIES + pt_index(va, level)
-        pt_prefetch(s, loc)  # the host load of the entry overlaps the cache model's lookup
+        prefetch(&s.pt[loc])  # the host load of the entry overlaps the cache model's lookup
         if s.nested:
             cycles += nested_translate(s, cpu, pt_entry_paddr(s, loc), shape)
         served = cache_read(s, cpu, pt_entry_paddr(s, loc), &lat, shape)
         row[C_WALK_READS_L1D + served] += 1
         row[C_WALK_CYCLES] += lat
         cycles += lat
-        ent = pt_get(s, loc)
+        ent = s.pt[loc]
         if not (ent & 1):
-            out[0] = 1
-            out[1] = table
-            out[2] = level
-            return cycles
+            if not s.table_dense[table]:  # a sparse table: its entries are in the hash (pagetables.pxi)
+                ent = ph_value(s, loc)
+            if not (ent & 1):
+                out[0] = 1
+                out[1] = table
+                out[2] = level
+                return cycles
         if ent & 2:
             if s.nested:  # the data page's guest-physical address
                 cycles += nested_translate(s, cpu, <uint64_t>(ent >> 2) * 4096
