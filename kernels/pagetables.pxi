@@ -4,8 +4,10 @@
 # version instead; "written after the fill's epoch" and "version changed since the fill" are the same test,
 # because any write to a present entry moves the epoch.
 # Host memory follows the entries written, not the simulated table pages (whose frames are still allocated,
-# so walks read the same lines and pt_bytes counts them all): a table's entries live in one hash of
-# locations (ph, ~50 bytes an entry) until PT_DENSE_AT of them are written; then they move to the table's
+# so walks read the same lines and pt_bytes counts them all): a table's entries live in a hash (ph) in runs
+# of 8 (a 16-page fault-around fills two: ~20-40 bytes an entry), their last-write epochs in another (pw)
+# only where not 0 (no event, no epoch), until PT_DENSE_SLOTS runs of the table are written; then they
+# move to the table's
 # 4 KiB slice of `pt`, an array indexed by location in a mapping reserved for every table but backed by the
 # host only where a dense table wrote (a sparse table's slice reads as zeros, from the host's zero page). So a
 # walk reads pt[loc] as before, and only a non-present entry of a sparse table sends it to the hash. A walk-heavy working set's full tables are dense; 1,500
@@ -18,8 +20,8 @@ from posix.mman cimport MAP_ANONYMOUS, MAP_FAILED, MAP_NORESERVE, MAP_PRIVATE, P
 
 cdef enum:
     PT_ENTRIES = 512
-    PT_DENSE_AT = 128      # a table's entries move to pt once this many are written (the memory break-even:
-                           # 128 hash entries at ~0.5 load take ~6 KiB against a dense table's 8 KiB)
+    PT_DENSE_SLOTS = 16    # a table's entries move to pt once they fill this many runs of 8 (the memory
+                           # break-even: 16 slots of 72 bytes at ~0.5 load take ~2.3 KiB, a dense table 4-8 KiB)
     PH_MIN_SLOTS = 4096
     ERR_NOMEM = 1
     ERR_WALK = 2
@@ -121,17 +123,19 @@ cdef int64_t pt_new_table(Sim* s, int level, int mm) noexcept nogil:
     return t
 
 
-# -- where an entry is held: a dense block, else the hash ----------------------------------------------
-cdef inline uint64_t ph_home(Sim* s, int64_t loc) noexcept nogil:
-    return (<uint64_t>loc * <uint64_t>0x9E3779B97F4A7C15) >> s.ph_shift  # Fibonacci hashing, as ph_find_c
+# -- where an entry is held: a dense table's slice of pt, else the hashes ------------------------------
+cdef inline uint64_t pth_home(PTHash* h, int64_t key) noexcept nogil:
+    return (<uint64_t>key * <uint64_t>0x9E3779B97F4A7C15) >> h.shift  # as pth_find (state.pxi)
 
 
-cdef int ph_alloc(Sim* s, int64_t slots) noexcept nogil:
-    """A new empty hash of `slots` (a power of two) slots, the sparse tables' keys of the old one moved
-    into it (a dense table's keys are dropped: they are read from its block). -1 when out of memory."""
-    cdef PTSlot* old = s.ph
-    cdef int64_t n_old = s.ph_mask + 1 if old != NULL else 0, k
-    cdef PTSlot* fresh = <PTSlot*>calloc(slots, sizeof(PTSlot))
+cdef int pth_alloc(Sim* s, PTHash* h, int64_t slots, int width, int table_shift) noexcept nogil:
+    """`h` made a new empty hash of `slots` (a power of two) slots of `width` words, the keys of sparse
+    tables moved into it from the old one (a dense table's are dropped: pt holds its entries); a key's
+    table is (key - 1) >> table_shift. -1 when out of memory."""
+    cdef int64_t* old = h.slots
+    cdef int64_t n_old = h.mask + 1 if old != NULL else 0, k, key, j
+    cdef int64_t* fresh = <int64_t*>calloc(slots * width, sizeof(int64_t))
+    cdef int64_t* sl
     cdef uint64_t i
     cdef int shift = 64
     if fresh == NULL:
@@ -139,66 +143,78 @@ cdef int ph_alloc(Sim* s, int64_t slots) noexcept nogil:
         return -1
     while (<int64_t>1 << (64 - shift)) < slots:
         shift -= 1
-    s.ph = fresh
-    s.ph_mask = slots - 1
-    s.ph_shift = shift
-    s.ph_used = 0
+    h.slots = fresh
+    h.mask = slots - 1
+    h.shift = shift
+    h.width = width
+    h.used = 0
     for k in range(n_old):
-        if old[k].key != 0 and not s.table_dense[(old[k].key - 1) >> 9]:
-            i = ph_home(s, old[k].key - 1)
-            while s.ph[i].key != 0:
-                i = (i + 1) & <uint64_t>s.ph_mask
-            s.ph[i] = old[k]
-            s.ph_used += 1
+        key = old[k * width]
+        if key != 0 and not s.table_dense[(key - 1) >> table_shift]:
+            i = pth_home(h, key)
+            while h.slots[i * width] != 0:
+                i = (i + 1) & <uint64_t>h.mask
+            sl = &h.slots[i * width]
+            for j in range(width):
+                sl[j] = old[k * width + j]
+            h.used += 1
     free(old)
     return 0
 
 
-cdef PTSlot* ph_insert(Sim* s, int64_t loc) noexcept nogil:
-    """loc's slot in the hash, added (entry 0, never written) if absent; NULL when out of memory."""
+cdef int64_t* pth_insert(Sim* s, PTHash* h, int64_t key, int table_shift, int* added) noexcept nogil:
+    """key's slot, added (its words after the key 0; *added = 1) if absent; NULL when out of memory."""
     cdef uint64_t i
-    cdef int64_t key = loc + 1
-    cdef PTSlot* sl
-    if (s.ph_used + 1) * 10 > (s.ph_mask + 1) * 7:  # at most 70% full: short probe runs
-        if ph_alloc(s, (s.ph_mask + 1) * 2) < 0:
+    cdef int64_t* sl
+    cdef int j
+    if (h.used + 1) * 10 > (h.mask + 1) * 7:  # at most 70% full: short probe runs
+        if pth_alloc(s, h, (h.mask + 1) * 2, h.width, table_shift) < 0:
             return NULL
-    i = ph_home(s, loc)
+    i = pth_home(h, key)
     while True:
-        sl = &s.ph[i]
-        if sl.key == key:
+        sl = &h.slots[i * h.width]
+        if sl[0] == key:
             return sl
-        if sl.key == 0:
-            sl.key = key
-            sl.value = 0
-            sl.written = 0
-            s.ph_used += 1
-            s.table_count[loc >> 9] += 1
+        if sl[0] == 0:
+            sl[0] = key
+            for j in range(1, h.width):
+                sl[j] = 0
+            h.used += 1
+            added[0] = 1
             return sl
-        i = (i + 1) & <uint64_t>s.ph_mask
+        i = (i + 1) & <uint64_t>h.mask
 
 
 cdef void pt_densify(Sim* s, int64_t t) noexcept nogil:
-    """Move table t's entries from the hash into its slice of pt (their keys stay in the hash, unread,
-    until it next grows)."""
-    cdef int64_t i
-    cdef PTSlot* sl
-    for i in range(PT_ENTRIES):
-        sl = ph_find_c(s.ph, <uint64_t>s.ph_mask, s.ph_shift, t * PT_ENTRIES + i)
+    """Move table t's entries (and epochs) from the hashes into its slices of pt and pt_written (their keys
+    stay in the hashes, unread, until they next grow)."""
+    cdef int64_t i, j
+    cdef int64_t* sl
+    for i in range(PT_ENTRIES // 8):
+        sl = pth_find(&s.ph, (t * PT_ENTRIES >> 3) + i + 1)
         if sl != NULL:
-            s.pt[t * PT_ENTRIES + i] = sl.value
-            s.pt_written[t * PT_ENTRIES + i] = sl.written
+            for j in range(8):
+                s.pt[t * PT_ENTRIES + i * 8 + j] = sl[1 + j]
+    if s.pw.used:
+        for i in range(PT_ENTRIES):
+            sl = pth_find(&s.pw, t * PT_ENTRIES + i + 1)
+            if sl != NULL:
+                s.pt_written[t * PT_ENTRIES + i] = <uint64_t>sl[1]
     s.table_dense[t] = 1
 
 
 cdef inline int64_t ph_value(Sim* s, int64_t loc) noexcept nogil:
-    """A sparse table's entry (the probe out of line: ph_find_c, state.pxi)."""
-    cdef PTSlot* sl = ph_find_c(s.ph, <uint64_t>s.ph_mask, s.ph_shift, loc)
-    return sl.value if sl != NULL else 0
+    """A sparse table's entry (the probe out of line)."""
+    cdef int64_t* sl = pth_find(&s.ph, (loc >> 3) + 1)
+    return sl[1 + (loc & 7)] if sl != NULL else 0
 
 
 cdef inline uint64_t ph_written(Sim* s, int64_t loc) noexcept nogil:
-    cdef PTSlot* sl = ph_find_c(s.ph, <uint64_t>s.ph_mask, s.ph_shift, loc)
-    return sl.written if sl != NULL else 0
+    cdef int64_t* sl
+    if not s.pw.used:
+        return 0
+    sl = pth_find(&s.pw, loc + 1)
+    return <uint64_t>sl[1] if sl != NULL else 0
 
 
 cdef inline int64_t pt_get(Sim* s, int64_t loc) noexcept nogil:
@@ -222,22 +238,29 @@ cdef inline uint64_t pt_entry_paddr(Sim* s, int64_t loc) noexcept nogil:
 
 cdef void pt_set_entry(Sim* s, int64_t loc, int64_t value) noexcept nogil:
     cdef int64_t t = loc >> 9
-    cdef PTSlot* sl
+    cdef int64_t* sl
+    cdef int added = 0
     if not s.table_dense[t]:
-        sl = ph_insert(s, loc)
+        sl = pth_insert(s, &s.ph, (loc >> 3) + 1, 6, &added)
         if sl == NULL:
             return
-        if s.table_count[t] < PT_DENSE_AT:
-            if sl.value & 1:
+        s.table_count[t] += added
+        if s.table_count[t] < PT_DENSE_SLOTS:
+            if sl[1 + (loc & 7)] & 1:
                 s.pte_epoch += 1
-            sl.value = value
-            sl.written = s.pte_epoch
+            sl[1 + (loc & 7)] = value
+            if s.pte_epoch:  # an epoch of 0 need not be kept: every earlier write had 0 as well
+                sl = pth_insert(s, &s.pw, loc + 1, 9, &added)
+                if sl == NULL:
+                    return
+                sl[1] = <int64_t>s.pte_epoch
             return
         pt_densify(s, t)
     if s.pt[loc] & 1:
         s.pte_epoch += 1
     s.pt[loc] = value
-    s.pt_written[loc] = s.pte_epoch
+    if s.pte_epoch:  # while epochs are 0, every entry's is (no write, no host page)
+        s.pt_written[loc] = s.pte_epoch
 
 
 cdef int64_t pt_descend(Sim* s, int64_t root, uint64_t va, int level) noexcept nogil:
@@ -324,7 +347,7 @@ cdef void pt_roots_init(Sim* s) except *:
     """Each mm's root table (mms in order, so their frames are the same run to run)."""
     cdef int i
     s.roots = <int64_t*>_calloc(s.n_mms, sizeof(int64_t))
-    if ph_alloc(s, PH_MIN_SLOTS) < 0:
+    if pth_alloc(s, &s.ph, PH_MIN_SLOTS, 9, 6) < 0 or pth_alloc(s, &s.pw, PH_MIN_SLOTS, 2, 9) < 0:
         raise MemoryError()
     for i in range(s.n_mms):
         s.roots[i] = pt_new_table(s, s.levels, i)
@@ -337,6 +360,6 @@ cdef void pt_free(Sim* s) noexcept:
     if s.pt != NULL:
         munmap(s.pt, s.cap_tables * PT_ENTRIES * sizeof(int64_t))
         munmap(s.pt_written, s.cap_tables * PT_ENTRIES * sizeof(uint64_t))
-    for ptr in (<size_t>s.ph, <size_t>s.table_dense, <size_t>s.table_count, <size_t>s.table_level,
+    for ptr in (<size_t>s.ph.slots, <size_t>s.pw.slots, <size_t>s.table_dense, <size_t>s.table_count, <size_t>s.table_level,
                 <size_t>s.table_frame, <size_t>s.table_mm, <size_t>s.roots):
         free(<void*>ptr)

@@ -149,26 +149,27 @@ ctypedef struct CpuTlbState:
 
 cdef extern from *:
     """
-    /* A sparse page table's entry in the hash of locations (pagetables.pxi). The read of an absent or
-       hashed entry is kept out of line (noinline), so the walk's inlined code stays as small as with
-       dense tables alone. */
-    typedef struct { int64_t key; int64_t value; uint64_t written; } PTSlot;  /* key: location + 1; 0 = empty */
-    static __attribute__((noinline)) PTSlot* ph_find_c(PTSlot* ph, uint64_t mask, int shift, int64_t loc) {
-        uint64_t i = ((uint64_t)loc * 0x9E3779B97F4A7C15ULL) >> shift;
-        int64_t key = loc + 1;
+    /* An open-addressing hash of the sparse page tables (pagetables.pxi): slots of `width` 64-bit words,
+       the first the key (0 = empty), found by linear probing from the top bits of key * 2^64/phi. The find
+       is out of line (noinline), so the walk's inlined code stays as small as with dense tables alone. */
+    typedef struct { int64_t* slots; int64_t mask; int64_t used; int shift; int width; } PTHash;
+    static __attribute__((noinline)) int64_t* pth_find(const PTHash* h, int64_t key) {
+        uint64_t i = ((uint64_t)key * 0x9E3779B97F4A7C15ULL) >> h->shift;
         for (;;) {
-            PTSlot* sl = &ph[i];
-            if (sl->key == key) return sl;
-            if (sl->key == 0) return NULL;
-            i = (i + 1) & mask;
+            int64_t* sl = h->slots + i * h->width;
+            if (sl[0] == key) return sl;
+            if (sl[0] == 0) return NULL;
+            i = (i + 1) & (uint64_t)h->mask;
         }
     }
     """
-    ctypedef struct PTSlot:
-        int64_t key
-        int64_t value
-        uint64_t written
-    PTSlot* ph_find_c(PTSlot* ph, uint64_t mask, int shift, int64_t loc) noexcept nogil
+    ctypedef struct PTHash:
+        int64_t* slots
+        int64_t mask       # slots - 1 (a power of two minus one)
+        int64_t used       # slots holding a key
+        int shift          # 64 - log2(slots)
+        int width          # 64-bit words per slot
+    int64_t* pth_find(const PTHash* h, int64_t key) noexcept nogil
 
 
 ctypedef struct Sim:
@@ -290,12 +291,10 @@ ctypedef struct Sim:
     uint64_t* walker       # n_cpus * page_walkers: when each page walker is free
     uint64_t* outstanding  # per CPU: the latest completion time issued (a drain waits for it)
     # sparse page tables (pagetables.pxi; last, so the hot fields above keep their offsets)
-    PTSlot* ph             # sparse tables' entries written so far, by location (open addressing)
-    int64_t ph_mask        # slots - 1 (a power of two minus one)
-    int ph_shift           # 64 - log2(slots): a location's home slot is the top bits of its hash
-    int64_t ph_used        # slots holding a key
+    PTHash ph              # sparse tables' entries, 8 to a slot: key = location // 8 + 1, then the 8 entries
+    PTHash pw              # sparse tables' last-write epochs where not 0: key = location + 1, then the epoch
     uint8_t* table_dense   # per table: 1 once its entries are in pt, 0 while they are in ph
-    int32_t* table_count   # per table: its keys in ph
+    int32_t* table_count   # per table: its slots in ph
 
 
 # -- the kernel side of invalidation events (flush.pxi, kernel.pxi) ---------------------------------------
