@@ -252,21 +252,29 @@ cdef class Engine:
         """The host side of the page tables: tables, dense tables, hash slots and keys, the entries present
         and the bytes these structures take (the dense tables' slices of pt and pt_written included)."""
         cdef int64_t k, i, key, present = 0, dense = 0
+        cdef int seg
         for k in range(self.s.n_tables):
             if self.s.table_dense[k]:
                 dense += 1
                 for i in range(PT_ENTRIES):
                     present += self.s.pt[k * PT_ENTRIES + i] & 1
-        for k in range(self.s.ph.mask + 1):
-            key = self.s.ph.slots[k * 9]
-            if key and not self.s.table_dense[(key - 1) >> 6]:
-                for i in range(8):
-                    present += self.s.ph.slots[k * 9 + 1 + i] & 1
+        cdef int64_t slots = 0, keys = 0, stamp_slots = 0
+        cdef PTHash* h
+        for seg in range(1 << PTH_SEG_BITS):
+            h = &self.s.ph[seg]
+            slots += h.mask + 1
+            keys += h.used
+            stamp_slots += self.s.pw[seg].mask + 1
+            for k in range(h.mask + 1):
+                key = h.slots[k * 9]
+                if key and not self.s.table_dense[(key - 1) >> 6]:
+                    for i in range(8):
+                        present += h.slots[k * 9 + 1 + i] & 1
         nbytes = (self.s.cap_tables * (sizeof(int64_t) + 3 * sizeof(int32_t) + sizeof(uint8_t))
                   + dense * PT_ENTRIES * (sizeof(int64_t) + (sizeof(uint64_t) if self.s.pte_epoch else 0))
-                  + (self.s.ph.mask + 1) * 9 * sizeof(int64_t) + (self.s.pw.mask + 1) * 2 * sizeof(int64_t))
-        return {"tables": self.s.n_tables, "dense_tables": dense, "hash_slots": self.s.ph.mask + 1,
-                "hash_keys": self.s.ph.used, "present_entries": present, "host_bytes": nbytes}
+                  + slots * 9 * sizeof(int64_t) + stamp_slots * 2 * sizeof(int64_t))
+        return {"tables": self.s.n_tables, "dense_tables": dense, "hash_slots": slots, "hash_keys": keys,
+                "present_entries": present, "host_bytes": nbytes}
 
     @property
     def stale_examples(self):

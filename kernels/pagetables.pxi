@@ -22,7 +22,7 @@ cdef enum:
     PT_ENTRIES = 512
     PT_DENSE_SLOTS = 16    # a table's entries move to pt once they fill this many runs of 8 (the memory
                            # break-even: 16 slots of 72 bytes at ~0.5 load take ~2.3 KiB, a dense table 4-8 KiB)
-    PH_MIN_SLOTS = 4096
+    PH_MIN_SLOTS = 16      # per segment
     ERR_NOMEM = 1
     ERR_WALK = 2
     ERR_HUGE_CONFLICT = 3
@@ -124,8 +124,12 @@ cdef int64_t pt_new_table(Sim* s, int level, int mm) noexcept nogil:
 
 
 # -- where an entry is held: a dense table's slice of pt, else the hashes ------------------------------
+cdef inline PTHash* pth_segment(PTHash* segs, int64_t key) noexcept nogil:
+    return &segs[(<uint64_t>key * <uint64_t>0x9E3779B97F4A7C15) >> (64 - PTH_SEG_BITS)]  # as pth_find (state.pxi)
+
+
 cdef inline uint64_t pth_home(PTHash* h, int64_t key) noexcept nogil:
-    return (<uint64_t>key * <uint64_t>0x9E3779B97F4A7C15) >> h.shift  # as pth_find (state.pxi)
+    return ((<uint64_t>key * <uint64_t>0x9E3779B97F4A7C15) << PTH_SEG_BITS) >> h.shift
 
 
 cdef int pth_alloc(Sim* s, PTHash* h, int64_t slots, int width, int table_shift) noexcept nogil:
@@ -142,7 +146,7 @@ cdef int pth_alloc(Sim* s, PTHash* h, int64_t slots, int width, int table_shift)
         s.error = ERR_NOMEM
         return -1
     while (<int64_t>1 << (64 - shift)) < slots:
-        shift -= 1
+        shift -= 1  # home slots: the hash's log2(slots) bits after the segment's
     h.slots = fresh
     h.mask = slots - 1
     h.shift = shift
@@ -162,11 +166,12 @@ cdef int pth_alloc(Sim* s, PTHash* h, int64_t slots, int width, int table_shift)
     return 0
 
 
-cdef int64_t* pth_insert(Sim* s, PTHash* h, int64_t key, int table_shift, int* added) noexcept nogil:
+cdef int64_t* pth_insert(Sim* s, PTHash* segs, int64_t key, int table_shift, int* added) noexcept nogil:
     """key's slot, added (its words after the key 0; *added = 1) if absent; NULL when out of memory."""
     cdef uint64_t i
     cdef int64_t* sl
     cdef int j
+    cdef PTHash* h = pth_segment(segs, key)
     if (h.used + 1) * 10 > (h.mask + 1) * 7:  # at most 70% full: short probe runs
         if pth_alloc(s, h, (h.mask + 1) * 2, h.width, table_shift) < 0:
             return NULL
@@ -191,13 +196,13 @@ cdef void pt_densify(Sim* s, int64_t t) noexcept nogil:
     cdef int64_t i, j
     cdef int64_t* sl
     for i in range(PT_ENTRIES // 8):
-        sl = pth_find(&s.ph, (t * PT_ENTRIES >> 3) + i + 1)
+        sl = pth_find(s.ph, (t * PT_ENTRIES >> 3) + i + 1)
         if sl != NULL:
             for j in range(8):
                 s.pt[t * PT_ENTRIES + i * 8 + j] = sl[1 + j]
-    if s.pw.used:
+    if s.pw_used:
         for i in range(PT_ENTRIES):
-            sl = pth_find(&s.pw, t * PT_ENTRIES + i + 1)
+            sl = pth_find(s.pw, t * PT_ENTRIES + i + 1)
             if sl != NULL:
                 s.pt_written[t * PT_ENTRIES + i] = <uint64_t>sl[1]
     s.table_dense[t] = 1
@@ -205,15 +210,15 @@ cdef void pt_densify(Sim* s, int64_t t) noexcept nogil:
 
 cdef inline int64_t ph_value(Sim* s, int64_t loc) noexcept nogil:
     """A sparse table's entry (the probe out of line)."""
-    cdef int64_t* sl = pth_find(&s.ph, (loc >> 3) + 1)
+    cdef int64_t* sl = pth_find(s.ph, (loc >> 3) + 1)
     return sl[1 + (loc & 7)] if sl != NULL else 0
 
 
 cdef inline uint64_t ph_written(Sim* s, int64_t loc) noexcept nogil:
     cdef int64_t* sl
-    if not s.pw.used:
+    if not s.pw_used:
         return 0
-    sl = pth_find(&s.pw, loc + 1)
+    sl = pth_find(s.pw, loc + 1)
     return <uint64_t>sl[1] if sl != NULL else 0
 
 
@@ -241,7 +246,7 @@ cdef void pt_set_entry(Sim* s, int64_t loc, int64_t value) noexcept nogil:
     cdef int64_t* sl
     cdef int added = 0
     if not s.table_dense[t]:
-        sl = pth_insert(s, &s.ph, (loc >> 3) + 1, 6, &added)
+        sl = pth_insert(s, s.ph, (loc >> 3) + 1, 6, &added)
         if sl == NULL:
             return
         s.table_count[t] += added
@@ -250,9 +255,11 @@ cdef void pt_set_entry(Sim* s, int64_t loc, int64_t value) noexcept nogil:
                 s.pte_epoch += 1
             sl[1 + (loc & 7)] = value
             if s.pte_epoch:  # an epoch of 0 need not be kept: every earlier write had 0 as well
-                sl = pth_insert(s, &s.pw, loc + 1, 9, &added)
+                added = 0
+                sl = pth_insert(s, s.pw, loc + 1, 9, &added)
                 if sl == NULL:
                     return
+                s.pw_used += added
                 sl[1] = <int64_t>s.pte_epoch
             return
         pt_densify(s, t)
@@ -347,8 +354,11 @@ cdef void pt_roots_init(Sim* s) except *:
     """Each mm's root table (mms in order, so their frames are the same run to run)."""
     cdef int i
     s.roots = <int64_t*>_calloc(s.n_mms, sizeof(int64_t))
-    if pth_alloc(s, &s.ph, PH_MIN_SLOTS, 9, 6) < 0 or pth_alloc(s, &s.pw, PH_MIN_SLOTS, 2, 9) < 0:
-        raise MemoryError()
+    s.ph = <PTHash*>_calloc(1 << PTH_SEG_BITS, sizeof(PTHash))
+    s.pw = <PTHash*>_calloc(1 << PTH_SEG_BITS, sizeof(PTHash))
+    for i in range(1 << PTH_SEG_BITS):
+        if pth_alloc(s, &s.ph[i], PH_MIN_SLOTS, 9, 6) < 0 or pth_alloc(s, &s.pw[i], PH_MIN_SLOTS, 2, 9) < 0:
+            raise MemoryError()
     for i in range(s.n_mms):
         s.roots[i] = pt_new_table(s, s.levels, i)
         if s.error:
@@ -357,9 +367,15 @@ cdef void pt_roots_init(Sim* s) except *:
 
 cdef void pt_free(Sim* s) noexcept:
     cdef size_t ptr
+    cdef int i
     if s.pt != NULL:
         munmap(s.pt, s.cap_tables * PT_ENTRIES * sizeof(int64_t))
         munmap(s.pt_written, s.cap_tables * PT_ENTRIES * sizeof(uint64_t))
-    for ptr in (<size_t>s.ph.slots, <size_t>s.pw.slots, <size_t>s.table_dense, <size_t>s.table_count, <size_t>s.table_level,
+    for i in range(1 << PTH_SEG_BITS):
+        if s.ph != NULL:
+            free(s.ph[i].slots)
+        if s.pw != NULL:
+            free(s.pw[i].slots)
+    for ptr in (<size_t>s.ph, <size_t>s.pw, <size_t>s.table_dense, <size_t>s.table_count, <size_t>s.table_level,
                 <size_t>s.table_frame, <size_t>s.table_mm, <size_t>s.roots):
         free(<void*>ptr)

@@ -149,12 +149,17 @@ ctypedef struct CpuTlbState:
 
 cdef extern from *:
     """
-    /* An open-addressing hash of the sparse page tables (pagetables.pxi): slots of `width` 64-bit words,
-       the first the key (0 = empty), found by linear probing from the top bits of key * 2^64/phi. The find
-       is out of line (noinline), so the walk's inlined code stays as small as with dense tables alone. */
+    /* The hashes of the sparse page tables (pagetables.pxi): 2^PTH_SEG_BITS segments, each an open-
+       addressing hash of slots of `width` 64-bit words, the first the key (0 = empty). A key's hash,
+       key * 2^64/phi, picks the segment by its top bits and the home slot by the next ones; linear probing.
+       A segment grows on its own, so a growth holds one small old array besides the new one. The find is out
+       of line (noinline), so the walk's inlined code stays as small as with dense tables alone. */
+    #define PTH_SEG_BITS 8
     typedef struct { int64_t* slots; int64_t mask; int64_t used; int shift; int width; } PTHash;
-    static __attribute__((noinline)) int64_t* pth_find(const PTHash* h, int64_t key) {
-        uint64_t i = ((uint64_t)key * 0x9E3779B97F4A7C15ULL) >> h->shift;
+    static __attribute__((noinline)) int64_t* pth_find(const PTHash* segs, int64_t key) {
+        uint64_t hv = (uint64_t)key * 0x9E3779B97F4A7C15ULL;
+        const PTHash* h = &segs[hv >> (64 - PTH_SEG_BITS)];
+        uint64_t i = (hv << PTH_SEG_BITS) >> h->shift;
         for (;;) {
             int64_t* sl = h->slots + i * h->width;
             if (sl[0] == key) return sl;
@@ -163,13 +168,14 @@ cdef extern from *:
         }
     }
     """
+    enum: PTH_SEG_BITS
     ctypedef struct PTHash:
         int64_t* slots
         int64_t mask       # slots - 1 (a power of two minus one)
         int64_t used       # slots holding a key
         int shift          # 64 - log2(slots)
         int width          # 64-bit words per slot
-    int64_t* pth_find(const PTHash* h, int64_t key) noexcept nogil
+    int64_t* pth_find(const PTHash* segs, int64_t key) noexcept nogil
 
 
 ctypedef struct Sim:
@@ -291,8 +297,9 @@ ctypedef struct Sim:
     uint64_t* walker       # n_cpus * page_walkers: when each page walker is free
     uint64_t* outstanding  # per CPU: the latest completion time issued (a drain waits for it)
     # sparse page tables (pagetables.pxi; last, so the hot fields above keep their offsets)
-    PTHash ph              # sparse tables' entries, 8 to a slot: key = location // 8 + 1, then the 8 entries
-    PTHash pw              # sparse tables' last-write epochs where not 0: key = location + 1, then the epoch
+    PTHash* ph             # sparse tables' entries, 8 to a slot: key = location // 8 + 1, then the 8 entries
+    PTHash* pw             # sparse tables' last-write epochs where not 0: key = location + 1, then the epoch
+    int64_t pw_used        # keys in pw (all segments)
     uint8_t* table_dense   # per table: 1 once its entries are in pt, 0 while they are in ph
     int32_t* table_count   # per table: its slots in ph
 
