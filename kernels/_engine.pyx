@@ -264,7 +264,11 @@ cdef class Engine:
             h = &self.s.ph[seg]
             slots += h.mask + 1
             keys += h.used
-            stamp_slots += self.s.pw[seg].mask + 1
+            stamp_slots += self.s.pw[seg].mask + 1 + self.s.pu[seg].mask + 1
+            for k in range(self.s.pu[seg].mask + 1):
+                key = self.s.pu[seg].slots[k * 2]
+                if key and not self.s.table_dense[(key - 1) >> 9]:
+                    present += self.s.pu[seg].slots[k * 2 + 1] & 1
             for k in range(h.mask + 1):
                 key = h.slots[k * 9]
                 if key and not self.s.table_dense[(key - 1) >> 6]:

@@ -4,10 +4,11 @@
 # version instead; "written after the fill's epoch" and "version changed since the fill" are the same test,
 # because any write to a present entry moves the epoch.
 # Host memory follows the entries written, not the simulated table pages (whose frames are still allocated,
-# so walks read the same lines and pt_bytes counts them all): a table's entries live in a hash (ph) in runs
-# of 8 (a 16-page fault-around fills two: ~20-40 bytes an entry), their last-write epochs in another (pw)
-# only where not 0 (no event, no epoch), until PT_DENSE_SLOTS runs of the table are written; then they
-# move to the table's
+# so walks read the same lines and pt_bytes counts them all): a leaf table's entries live in a hash (ph) in
+# runs of 8 (a 16-page fault-around fills two: ~20-40 bytes an entry), an upper table's one to a slot (pu:
+# mostly one entry per 8-entry run, pointing at a leaf table), their last-write epochs in another (pw) only
+# where not 0 (no event, no epoch), until PT_DENSE_SLOTS runs (PT_DENSE_UPPER entries) are written; then
+# they move to the table's
 # 4 KiB slice of `pt`, an array indexed by location in a mapping reserved for every table but backed by the
 # host only where a dense table wrote (a sparse table's slice reads as zeros, from the host's zero page). So a
 # walk reads pt[loc] as before, and only a non-present entry of a sparse table sends it to the hash. A walk-heavy working set's full tables are dense; 1,500
@@ -22,6 +23,7 @@ cdef enum:
     PT_ENTRIES = 512
     PT_DENSE_SLOTS = 16    # a table's entries move to pt once they fill this many runs of 8 (the memory
                            # break-even: 16 slots of 72 bytes at ~0.5 load take ~2.3 KiB, a dense table 4-8 KiB)
+    PT_DENSE_UPPER = 128   # an upper table's (one entry a slot of 16 bytes: ~4 KiB at ~0.5 load)
     PH_MIN_SLOTS = 16      # per segment
     ERR_NOMEM = 1
     ERR_WALK = 2
@@ -195,11 +197,17 @@ cdef void pt_densify(Sim* s, int64_t t) noexcept nogil:
     stay in the hashes, unread, until they next grow)."""
     cdef int64_t i, j
     cdef int64_t* sl
-    for i in range(PT_ENTRIES // 8):
-        sl = pth_find(s.ph, (t * PT_ENTRIES >> 3) + i + 1)
-        if sl != NULL:
-            for j in range(8):
-                s.pt[t * PT_ENTRIES + i * 8 + j] = sl[1 + j]
+    if s.table_level[t] == 1:
+        for i in range(PT_ENTRIES // 8):
+            sl = pth_find(s.ph, (t * PT_ENTRIES >> 3) + i + 1)
+            if sl != NULL:
+                for j in range(8):
+                    s.pt[t * PT_ENTRIES + i * 8 + j] = sl[1 + j]
+    else:
+        for i in range(PT_ENTRIES):
+            sl = pth_find(s.pu, t * PT_ENTRIES + i + 1)
+            if sl != NULL:
+                s.pt[t * PT_ENTRIES + i] = sl[1]
     if s.pw_used:
         for i in range(PT_ENTRIES):
             sl = pth_find(s.pw, t * PT_ENTRIES + i + 1)
@@ -209,9 +217,14 @@ cdef void pt_densify(Sim* s, int64_t t) noexcept nogil:
 
 
 cdef inline int64_t ph_value(Sim* s, int64_t loc) noexcept nogil:
-    """A sparse table's entry (the probe out of line)."""
-    cdef int64_t* sl = pth_find(s.ph, (loc >> 3) + 1)
-    return sl[1 + (loc & 7)] if sl != NULL else 0
+    """A sparse table's entry (the probe out of line): a leaf table's from its run of 8 in ph, an upper
+    table's from pu."""
+    cdef int64_t* sl
+    if s.table_level[loc >> 9] == 1:
+        sl = pth_find(s.ph, (loc >> 3) + 1)
+        return sl[1 + (loc & 7)] if sl != NULL else 0
+    sl = pth_find(s.pu, loc + 1)
+    return sl[1] if sl != NULL else 0
 
 
 cdef inline uint64_t ph_written(Sim* s, int64_t loc) noexcept nogil:
@@ -245,15 +258,22 @@ cdef void pt_set_entry(Sim* s, int64_t loc, int64_t value) noexcept nogil:
     cdef int64_t t = loc >> 9
     cdef int64_t* sl
     cdef int added = 0
+    cdef int64_t* e
+    cdef int leaf
     if not s.table_dense[t]:
-        sl = pth_insert(s, s.ph, (loc >> 3) + 1, 6, &added)
+        leaf = s.table_level[t] == 1
+        if leaf:
+            sl = pth_insert(s, s.ph, (loc >> 3) + 1, 6, &added)
+        else:
+            sl = pth_insert(s, s.pu, loc + 1, 9, &added)
         if sl == NULL:
             return
+        e = sl + 1 + (loc & 7) if leaf else sl + 1
         s.table_count[t] += added
-        if s.table_count[t] < PT_DENSE_SLOTS:
-            if sl[1 + (loc & 7)] & 1:
+        if s.table_count[t] < (PT_DENSE_SLOTS if leaf else PT_DENSE_UPPER):
+            if e[0] & 1:
                 s.pte_epoch += 1
-            sl[1 + (loc & 7)] = value
+            e[0] = value
             if s.pte_epoch:  # an epoch of 0 need not be kept: every earlier write had 0 as well
                 added = 0
                 sl = pth_insert(s, s.pw, loc + 1, 9, &added)
@@ -356,8 +376,10 @@ cdef void pt_roots_init(Sim* s) except *:
     s.roots = <int64_t*>_calloc(s.n_mms, sizeof(int64_t))
     s.ph = <PTHash*>_calloc(1 << PTH_SEG_BITS, sizeof(PTHash))
     s.pw = <PTHash*>_calloc(1 << PTH_SEG_BITS, sizeof(PTHash))
+    s.pu = <PTHash*>_calloc(1 << PTH_SEG_BITS, sizeof(PTHash))
     for i in range(1 << PTH_SEG_BITS):
-        if pth_alloc(s, &s.ph[i], PH_MIN_SLOTS, 9, 6) < 0 or pth_alloc(s, &s.pw[i], PH_MIN_SLOTS, 2, 9) < 0:
+        if (pth_alloc(s, &s.ph[i], PH_MIN_SLOTS, 9, 6) < 0 or pth_alloc(s, &s.pw[i], PH_MIN_SLOTS, 2, 9) < 0
+                or pth_alloc(s, &s.pu[i], PH_MIN_SLOTS, 2, 9) < 0):
             raise MemoryError()
     for i in range(s.n_mms):
         s.roots[i] = pt_new_table(s, s.levels, i)
@@ -376,6 +398,8 @@ cdef void pt_free(Sim* s) noexcept:
             free(s.ph[i].slots)
         if s.pw != NULL:
             free(s.pw[i].slots)
-    for ptr in (<size_t>s.ph, <size_t>s.pw, <size_t>s.table_dense, <size_t>s.table_count, <size_t>s.table_level,
+        if s.pu != NULL:
+            free(s.pu[i].slots)
+    for ptr in (<size_t>s.ph, <size_t>s.pw, <size_t>s.pu, <size_t>s.table_dense, <size_t>s.table_count, <size_t>s.table_level,
                 <size_t>s.table_frame, <size_t>s.table_mm, <size_t>s.roots):
         free(<void*>ptr)

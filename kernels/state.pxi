@@ -297,8 +297,9 @@ ctypedef struct Sim:
     uint64_t* walker       # n_cpus * page_walkers: when each page walker is free
     uint64_t* outstanding  # per CPU: the latest completion time issued (a drain waits for it)
     # sparse page tables (pagetables.pxi; last, so the hot fields above keep their offsets)
-    PTHash* ph             # sparse tables' entries, 8 to a slot: key = location // 8 + 1, then the 8 entries
+    PTHash* ph             # sparse leaf tables' entries, 8 a slot: key = location // 8 + 1, then the 8 entries
     PTHash* pw             # sparse tables' last-write epochs where not 0: key = location + 1, then the epoch
+    PTHash* pu             # sparse upper tables' entries, one to a slot: key = location + 1, then the entry
     int64_t pw_used        # keys in pw (all segments)
     uint8_t* table_dense   # per table: 1 once its entries are in pt, 0 while they are in ph
     int32_t* table_count   # per table: its slots in ph
