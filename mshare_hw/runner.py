@@ -103,6 +103,7 @@ def params_for(point: Experiment, total_accesses: int) -> SimParams:
 _MEMORY_KEYS = {
     "page_tables": "fewer pages touched (workload.params.accesses_per_process or n_processes), or pt_config = mshare",
     "traces": "workload.params.accesses_per_process (or a streamed generator: uniform_stream)",
+    "scratch": "workload.params.pool_bytes or block_bytes (the generator's popularity tables)",
     "cpus": "machine.n_cpus",
     "processes": "workload.params.n_processes",
     "intervals": "a larger run.interval_accesses",
@@ -121,7 +122,7 @@ def point_footprint(point: Experiment) -> Footprint | None:
     params = params_for(point, max(total, 1))
     rows = total // params.interval_accesses if params.interval_accesses else 0
     entries = gen.leaf_entries(params.fault_around_pages, params.pt_config == "mshare")
-    return estimate(params, n_processes, entries, rows, gen.trace_bytes() + gen.scratch_bytes())
+    return estimate(params, n_processes, entries, rows, gen.trace_bytes(), gen.scratch_bytes())
 
 
 def check_memory(points: list[Experiment], labels: list[str] | None = None, available: int | None = None) -> None:

@@ -9,7 +9,7 @@ from mshare_hw.cli import main
 from mshare_hw.config.errors import ConfigError
 from mshare_hw.config.experiment import expand
 from mshare_hw.config.uarch import load_uarch
-from mshare_hw.engine.footprint import PT_ENTRY_BYTES, estimate, per_cpu_bytes
+from mshare_hw.engine.footprint import PT_ENTRY_BYTES, PT_TABLE_BYTES, estimate, per_cpu_bytes
 from mshare_hw.engine.params import build_params
 from mshare_hw.runner import check_memory, point_footprint
 from mshare_hw.workload.generators.random import zipf_cdf, zipf_distinct
@@ -54,10 +54,12 @@ def test_page_tables_named_when_they_dominate():
 def test_estimate_parts_by_hand():
     """Each part is its count times its unit cost."""
     params = build_params(load_uarch("skylake_sp"), n_cpus=4)
-    fp = estimate(params, n_processes=10, leaf_entries=1600, interval_rows=3, trace_bytes=900)
+    fp = estimate(params, n_processes=10, leaf_entries=1600, interval_rows=3, trace_bytes=900, scratch_bytes=7)
     assert fp.cpus == 4 * per_cpu_bytes(params)
-    assert fp.page_tables == 1600 * PT_ENTRY_BYTES + (1600 // 16 + 40) * 29
+    assert fp.page_tables == 1600 * PT_ENTRY_BYTES + (1600 // 16 + 40) * PT_TABLE_BYTES
     assert fp.traces == 900
+    # the generator's tables are gone before the page tables grow: the larger of the two counts
+    assert fp.total == fp.base + fp.cpus + fp.llc + fp.processes + fp.intervals + 900 + fp.page_tables
 
 
 def test_zipf_distinct_matches_the_exact_sum():

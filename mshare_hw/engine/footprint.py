@@ -9,10 +9,11 @@ The parts, each from the structures that hold it (kernels/state.pxi, kernels/pag
 - the shared LLC's tags;
 - per process: its counters, its share of the workload's Python objects and its cpumask row (one byte
   per CPU per mm, two mms per process at most);
-- per leaf page-table entry expected present (the generator's `leaf_entries`): the sparse tables' hash
-  slot at its lowest load, during a growth (old and new arrays at once), and the table it sits in;
+- per leaf page-table entry expected present (the generator's `leaf_entries`): its share of a sparse
+  table's hash slot at the lowest load, and the table it sits in;
 - per interval row: one row of counters;
-- the generated traces (none for a streamed workload) and the generator's popularity tables.
+- the generated traces (none for a streamed workload), and the generator's popularity tables, which are
+  freed before the replay: the peak holds them or the page tables, whichever is larger.
 """
 
 from __future__ import annotations
@@ -26,10 +27,13 @@ BASE_BYTES = 256 << 20  # the interpreter with numpy, numba, h5py and the engine
 TLB_WAY_BYTES = 40 + 8  # TLBEntry and its packed key
 PWC_WAY_BYTES = 32 + 8  # PWCEntry and its packed key
 SLOT_BYTES = 4 + 1  # a set slot's tag and rank byte (16 slots per block)
-# A sparse table's entry in the hash: a 24-byte slot at 35% load right after a growth, while the old
-# array (70% full) is still held: 24 / 0.35 + 24 / 0.7 bytes.
-PT_ENTRY_BYTES = 104
-PT_TABLE_BYTES = 21 + 8  # a table's frame, level, owner, count and dense flag, and the host PTE of its slice
+# A present leaf PTE: its share of a 72-byte slot holding a run of 8 (fault-around fills runs of 16: two
+# slots; a store fault's page has a slot of its own), plus its leaf table's 16-byte upper-level slot
+# shared with ~16 entries, at a hash segment's lowest load (35%, right after it grows): 9 / 0.35 + 1 / 0.35.
+# ESTIMATE: sparse trees of one fault-around per leaf table, the cover letter's case (measured 10-40
+# bytes per PTE by tests/benchmarks/test_scale.py); dense tables cost 8-16 bytes per entry, below it.
+PT_ENTRY_BYTES = 32
+PT_TABLE_BYTES = 2 * 21 + 8  # a table's fields (arrays grown by doubling) and the host PTE of its slice
 PROCESS_BYTES = 16 << 10  # counters (4 copies), layout rows, the Process and trace objects, results
 COUNTERS_BYTES = 64 * 8  # one row of counters (with room for appended ones)
 INTERVAL_ROW_BYTES = COUNTERS_BYTES + 128
@@ -44,14 +48,16 @@ class Footprint:
     page_tables: int
     intervals: int
     traces: int
+    scratch: int = 0
 
     @property
     def total(self) -> int:
-        return self.base + self.cpus + self.llc + self.processes + self.page_tables + self.intervals + self.traces
+        fixed = self.base + self.cpus + self.llc + self.processes + self.intervals + self.traces
+        return fixed + max(self.page_tables, self.scratch)
 
     def largest(self) -> str:
         """The part that takes the most, by name."""
-        parts = {k: getattr(self, k) for k in ("cpus", "processes", "page_tables", "intervals", "traces")}
+        parts = {k: getattr(self, k) for k in ("cpus", "processes", "page_tables", "intervals", "traces", "scratch")}
         return max(parts, key=parts.__getitem__)
 
 
@@ -79,9 +85,11 @@ def estimate(
     leaf_entries: int,
     interval_rows: int,
     trace_bytes: int,
+    scratch_bytes: int = 0,
 ) -> Footprint:
     """The peak host memory of a run of `n_processes` on the machine `params`, with `leaf_entries` leaf
-    PTEs expected present, `interval_rows` interval rows and `trace_bytes` of traces held."""
+    PTEs expected present, `interval_rows` interval rows, `trace_bytes` of traces held and
+    `scratch_bytes` taken while they are generated."""
     tables = leaf_entries // 16 + 4 * n_processes  # fault-around fills 16 entries of a table; the upper levels
     return Footprint(
         base=BASE_BYTES,
@@ -91,6 +99,7 @@ def estimate(
         page_tables=leaf_entries * PT_ENTRY_BYTES + tables * PT_TABLE_BYTES,
         intervals=interval_rows * INTERVAL_ROW_BYTES,
         traces=trace_bytes,
+        scratch=scratch_bytes,
     )
 
 
@@ -99,6 +108,7 @@ def describe(fp: Footprint) -> str:
     parts = [
         (fp.page_tables, "page tables"),
         (fp.traces, "traces"),
+        (fp.scratch, "generator tables"),
         (fp.cpus, "simulated CPUs"),
         (fp.processes, "processes"),
         (fp.intervals, "interval rows"),
