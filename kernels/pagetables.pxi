@@ -217,14 +217,8 @@ cdef void pt_densify(Sim* s, int64_t t) noexcept nogil:
 
 
 cdef inline int64_t ph_value(Sim* s, int64_t loc) noexcept nogil:
-    """A sparse table's entry (the probe out of line): a leaf table's from its run of 8 in ph, an upper
-    table's from pu."""
-    cdef int64_t* sl
-    if s.table_level[loc >> 9] == 1:
-        sl = pth_find(s.ph, (loc >> 3) + 1)
-        return sl[1 + (loc & 7)] if sl != NULL else 0
-    sl = pth_find(s.pu, loc + 1)
-    return sl[1] if sl != NULL else 0
+    """A sparse table's entry (out of line: pt_sparse_value, state.pxi)."""
+    return pt_sparse_value(s.ph, s.pu, s.table_level, loc)
 
 
 cdef inline uint64_t ph_written(Sim* s, int64_t loc) noexcept nogil:

@@ -167,6 +167,18 @@ cdef extern from *:
             i = (i + 1) & (uint64_t)h->mask;
         }
     }
+    /* A sparse table's entry at `loc` (0: never written): a leaf table's from its run of 8 in ph, an upper
+       table's from pu. Out of line as well. */
+    static __attribute__((noinline)) int64_t pt_sparse_value(const PTHash* ph, const PTHash* pu,
+                                                             const int32_t* table_level, int64_t loc) {
+        int64_t* sl;
+        if (table_level[loc >> 9] == 1) {
+            sl = pth_find(ph, (loc >> 3) + 1);
+            return sl ? sl[1 + (loc & 7)] : 0;
+        }
+        sl = pth_find(pu, loc + 1);
+        return sl ? sl[1] : 0;
+    }
     """
     enum: PTH_SEG_BITS
     ctypedef struct PTHash:
@@ -176,6 +188,7 @@ cdef extern from *:
         int shift          # 64 - log2(slots)
         int width          # 64-bit words per slot
     int64_t* pth_find(const PTHash* segs, int64_t key) noexcept nogil
+    int64_t pt_sparse_value(const PTHash* ph, const PTHash* pu, const int32_t* table_level, int64_t loc) noexcept nogil
 
 
 ctypedef struct Sim:
