@@ -118,6 +118,11 @@ def point_footprint(point: Experiment) -> Footprint | None:
         return None
     gen = generator_params(w.generator, w.params, point.seed)
     n_processes = getattr(gen, "n_processes", 1) + getattr(gen, "n_unrelated", 0)
+    if 2 * n_processes * point.machine.n_cpus >= 1 << 31:
+        raise ConfigError(
+            f"machine.n_cpus: {point.machine.n_cpus:,} CPUs x {n_processes:,} processes exceed the engine's "
+            f"per-mm cpumasks (2 x processes x CPUs < 2^31); use fewer CPUs or processes"
+        )
     total = n_processes * getattr(gen, "accesses_per_process", 0)
     params = params_for(point, max(total, 1))
     rows = total // params.interval_accesses if params.interval_accesses else 0

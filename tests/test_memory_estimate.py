@@ -15,19 +15,31 @@ from mshare_hw.runner import check_memory, point_footprint
 from mshare_hw.workload.generators.random import zipf_cdf, zipf_distinct
 from mshare_hw.workload.manifest import load_run_file
 
-HUGE_CPUS = "machine.n_cpus=10000000"  # ~0.2 MB of TLBs, PWCs and caches each: terabytes
+HUGE_TRACES = "workload.params.accesses_per_process=1000000000"  # 8 x 10^9 accesses: 72 GB of traces
 
 
 @pytest.mark.parametrize("command", ["validate", "run", "sweep"])
 def test_refused_before_running_no_results_file(tmp_path, capsys, command):
     out = tmp_path / "out.h5"
-    argv = [command, "configs/experiments/default.toml", "--set", HUGE_CPUS]
+    argv = [command, "configs/experiments/default.toml", "--set", HUGE_TRACES]
     argv += ["-o", str(out)] if command != "validate" else []
     assert main(argv) == 2
     err = capsys.readouterr().err
-    assert "host memory" in err and "machine.n_cpus" in err and "available" in err
+    assert "host memory" in err and "workload.params.accesses_per_process" in err and "available" in err
     assert not out.exists()
     assert not (tmp_path / "out.h5.shards").exists() or not any((tmp_path / "out.h5.shards").iterdir())
+
+
+@pytest.mark.parametrize(
+    ("n_cpus", "n_processes", "message"),
+    [(100_000, 8, "expected 1..65,536"), (65_536, 16_384, "per-mm cpumasks")],
+)
+def test_n_cpus_bounded_by_the_structures(capsys, n_cpus, n_processes, message):
+    argv = ["validate", "configs/experiments/default.toml", "--set", f"machine.n_cpus={n_cpus}"]
+    argv += ["--set", f"workload.params.n_processes={n_processes}", "--set", "workload.params.accesses_per_process=1"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "machine.n_cpus" in err and message in err
 
 
 def test_page_tables_named_when_they_dominate():
