@@ -4,15 +4,15 @@
 # version instead; "written after the fill's epoch" and "version changed since the fill" are the same test,
 # because any write to a present entry moves the epoch.
 # Host memory follows the entries written, not the simulated table pages (whose frames are still allocated,
-# so walks read the same lines and pt_bytes counts them all): a leaf table's entries live in a hash (ph) in
-# runs of 8 (a 16-page fault-around fills two: ~20-40 bytes an entry), an upper table's one to a slot (pu:
-# mostly one entry per 8-entry run, pointing at a leaf table), their last-write epochs in another (pw) only
-# where not 0 (no event, no epoch), until PT_DENSE_SLOTS runs (PT_DENSE_UPPER entries) are written; then
-# they move to the table's
-# 4 KiB slice of `pt`, an array indexed by location in a mapping reserved for every table but backed by the
-# host only where a dense table wrote (a sparse table's slice reads as zeros, from the host's zero page). So a
-# walk reads pt[loc] as before, and only a non-present entry of a sparse table sends it to the hash. A walk-heavy working set's full tables are dense; 1,500
-# private trees over a 300 GiB region, mostly a few entries per leaf table, stay in the hash.
+# so walks read the same lines and pt_bytes counts them all). A sparse table's entries live in hashes: a leaf
+# table's in runs of 8 (ph; a 16-page fault-around fills two: ~20-40 bytes an entry), an upper table's one
+# to a slot (pu: mostly one entry per run, pointing at a leaf table), their last-write epochs apart and only
+# where not 0 (pw: no event, no epoch). Once PT_DENSE_SLOTS runs (PT_DENSE_UPPER entries) of a table are
+# written, its entries move to its 4 KiB slice of `pt`, an array indexed by location in a mapping reserved
+# for every table but backed by the host only where a dense table wrote (a sparse table's slice reads as
+# zeros, from the host's zero page). So a walk reads pt[loc] as before, and only a non-present entry of a
+# sparse table sends it to the hashes. A walk-heavy working set's full tables are dense; 1,500 private trees
+# over a 300 GiB region, a few entries per leaf table, stay in the hashes.
 # Mirrors mshare_hw/reference/pagetables.py (whose dicts are sparse by nature).
 
 from libc.stdlib cimport realloc
