@@ -253,6 +253,38 @@ cdef class Engine:
     def pt_pages(self):
         return np.array([self.s.pages_per_level[i] for i in range(6)], dtype=np.int64)
 
+    def pt_host_memory(self):
+        """The host side of the page tables: tables, dense tables, hash slots and keys, the entries present
+        and the bytes these structures take (the dense tables' slices of pt and pt_written included)."""
+        cdef int64_t k, i, key, present = 0, dense = 0
+        cdef int seg
+        for k in range(self.s.n_tables):
+            if self.s.table_dense[k]:
+                dense += 1
+                for i in range(PT_ENTRIES):
+                    present += self.s.pt[k * PT_ENTRIES + i] & 1
+        cdef int64_t slots = 0, keys = 0, stamp_slots = 0
+        cdef PTHash* h
+        for seg in range(1 << PTH_SEG_BITS):
+            h = &self.s.ph[seg]
+            slots += h.mask + 1
+            keys += h.used
+            stamp_slots += self.s.pw[seg].mask + 1 + self.s.pu[seg].mask + 1
+            for k in range(self.s.pu[seg].mask + 1):
+                key = self.s.pu[seg].slots[k * 2]
+                if key and not self.s.table_dense[(key - 1) >> 9]:
+                    present += self.s.pu[seg].slots[k * 2 + 1] & 1
+            for k in range(h.mask + 1):
+                key = h.slots[k * 9]
+                if key and not self.s.table_dense[(key - 1) >> 6]:
+                    for i in range(8):
+                        present += h.slots[k * 9 + 1 + i] & 1
+        nbytes = (self.s.cap_tables * (sizeof(int64_t) + 3 * sizeof(int32_t) + sizeof(uint8_t))
+                  + dense * PT_ENTRIES * (sizeof(int64_t) + (sizeof(uint64_t) if self.s.pte_epoch else 0))
+                  + slots * 9 * sizeof(int64_t) + stamp_slots * 2 * sizeof(int64_t))
+        return {"tables": self.s.n_tables, "dense_tables": dense, "hash_slots": slots, "hash_keys": keys,
+                "present_entries": present, "host_bytes": nbytes}
+
     @property
     def stale_examples(self):
         return [tuple(int(self.s.examples[i * 5 + j]) for j in range(5)) for i in range(self.s.n_examples)]
@@ -308,7 +340,7 @@ cdef class Engine:
         """Change va's leaf PTE in place without a flush (tests the oracle). False if not mapped."""
         cdef int level
         cdef int64_t loc = pt_find(&self.s, proc, va, &level, NULL)
-        if not (self.s.pt[loc] & 1):
+        if not (pt_get(&self.s, loc) & 1):
             return False
         pt_set_entry(&self.s, loc, pt_encode(pt_alloc_frame(&self.s), 1))
         return True
@@ -433,7 +465,7 @@ cdef class Engine:
         cdef int level
         cdef int64_t path[5]
         cdef int64_t loc = pt_find(&self.s, proc, va, &level, path)
-        cdef int64_t ent = self.s.pt[loc]
+        cdef int64_t ent = pt_get(&self.s, loc)
         paddrs = [pt_entry_paddr(&self.s, path[i]) for i in range(self.s.levels - level + 1)]
         if not (ent & 1):
             return False, loc, level, 0, paddrs
@@ -442,7 +474,7 @@ cdef class Engine:
     def pte_stamp(self, int64_t loc):
         """An opaque stamp of the entry at `loc` that changes whenever the entry is written while present
         (here: the epoch of its last write; the reference returns its version). Compare for equality only."""
-        return self.s.pt_written[loc]
+        return pt_get_written(&self.s, loc)
 
     def llc_read(self, uint64_t paddr):
         """A read from outside the cores (an IOMMU walk): the shared LLC, else DRAM (filling the LLC).

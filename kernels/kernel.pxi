@@ -27,13 +27,13 @@ cdef int ev_pt_unlink(Sim* s, int mm, uint64_t va, int level) noexcept nogil:
     cdef int64_t t = s.roots[mm], loc, ent
     cdef int lv = s.levels
     while lv > level:
-        ent = s.pt[t * PT_ENTRIES + pt_index(va, lv)]
+        ent = pt_get(s, t * PT_ENTRIES + pt_index(va, lv))
         if not (ent & 1) or (ent & 2):
             return 0
         t = ent >> 2
         lv -= 1
     loc = t * PT_ENTRIES + pt_index(va, level)
-    if not (s.pt[loc] & 1):
+    if not (pt_get(s, loc) & 1):
         return 0
     pt_set_entry(s, loc, 0)
     return 1

@@ -146,6 +146,51 @@ ctypedef struct CpuTlbState:
     int64_t ctx_ids[N_DYN_ASIDS]
     uint64_t ctx_gens[N_DYN_ASIDS]
 
+
+cdef extern from *:
+    """
+    /* The hashes of the sparse page tables (pagetables.pxi): 2^PTH_SEG_BITS segments, each an open-
+       addressing hash of slots of `width` 64-bit words, the first the key (0 = empty). A key's hash,
+       key * 2^64/phi, picks the segment by its top bits and the home slot by the next ones; linear probing.
+       A segment grows on its own, so a growth holds one small old array besides the new one. The find is out
+       of line (noinline), so the walk's inlined code stays as small as with dense tables alone. */
+    #define PTH_SEG_BITS 8
+    typedef struct { int64_t* slots; int64_t mask; int64_t used; int shift; int width; } PTHash;
+    static __attribute__((noinline)) int64_t* pth_find(const PTHash* segs, int64_t key) {
+        uint64_t hv = (uint64_t)key * 0x9E3779B97F4A7C15ULL;
+        const PTHash* h = &segs[hv >> (64 - PTH_SEG_BITS)];
+        uint64_t i = (hv << PTH_SEG_BITS) >> h->shift;
+        for (;;) {
+            int64_t* sl = h->slots + i * h->width;
+            if (sl[0] == key) return sl;
+            if (sl[0] == 0) return NULL;
+            i = (i + 1) & (uint64_t)h->mask;
+        }
+    }
+    /* A sparse table's entry at `loc` (0: never written): a leaf table's from its run of 8 in ph, an upper
+       table's from pu. Out of line as well. */
+    static __attribute__((noinline)) int64_t pt_sparse_value(const PTHash* ph, const PTHash* pu,
+                                                             const int32_t* table_level, int64_t loc) {
+        int64_t* sl;
+        if (table_level[loc >> 9] == 1) {
+            sl = pth_find(ph, (loc >> 3) + 1);
+            return sl ? sl[1 + (loc & 7)] : 0;
+        }
+        sl = pth_find(pu, loc + 1);
+        return sl ? sl[1] : 0;
+    }
+    """
+    enum: PTH_SEG_BITS
+    ctypedef struct PTHash:
+        int64_t* slots
+        int64_t mask       # slots - 1 (a power of two minus one)
+        int64_t used       # slots holding a key
+        int shift          # 64 - log2(slots)
+        int width          # 64-bit words per slot
+    int64_t* pth_find(const PTHash* segs, int64_t key) noexcept nogil
+    int64_t pt_sparse_value(const PTHash* ph, const PTHash* pu, const int32_t* table_level, int64_t loc) noexcept nogil
+
+
 ctypedef struct Sim:
     # machine
     int n_cpus
@@ -193,9 +238,10 @@ ctypedef struct Sim:
     int64_t host_base[5]
     SetArray* ntlb
     SetArray* npwc
-    # page tables
-    int64_t* pt            # n_tables * 512 entries: 0 = not present, else target << 2 | leaf << 1 | 1
-    uint64_t* pt_written   # per entry: pte_epoch right after its last write (the coherence oracle's clock)
+    # page tables (pagetables.pxi): an entry is 0 = not present, else target << 2 | leaf << 1 | 1; beside it
+    # pte_epoch right after its last write (the coherence oracle's clock)
+    int64_t* pt            # by location (table * 512 + index): dense tables' entries (reserved, backed where written)
+    uint64_t* pt_written   # by location: dense tables' last-write epochs
     int32_t* table_level
     int64_t* table_frame
     int32_t* table_mm
@@ -279,6 +325,13 @@ ctypedef struct Sim:
     uint64_t* mshr         # n_cpus * l1d_miss_buffers: when each L1D miss buffer is free
     uint64_t* walker       # n_cpus * page_walkers: when each page walker is free
     uint64_t* outstanding  # per CPU: the latest completion time issued (a drain waits for it)
+    # sparse page tables (pagetables.pxi; last, so the hot fields above keep their offsets)
+    PTHash* ph             # sparse leaf tables' entries, 8 a slot: key = location // 8 + 1, then the 8 entries
+    PTHash* pw             # sparse tables' last-write epochs where not 0: key = location + 1, then the epoch
+    PTHash* pu             # sparse upper tables' entries, one to a slot: key = location + 1, then the entry
+    int64_t pw_used        # keys in pw (all segments)
+    uint8_t* table_dense   # per table: 1 once its entries are in pt, 0 while they are in ph
+    int32_t* table_count   # per table: its slots in ph
 
 
 # -- the kernel side of invalidation events (flush.pxi, kernel.pxi) ---------------------------------------

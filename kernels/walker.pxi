@@ -21,7 +21,7 @@ cdef inline int64_t sim_walk(Sim* s, int cpu, int proc, uint64_t va, int pcid, i
         pe = pwc_lookup(s, cpu, lv, pcid, va, shape)
         if pe != NULL:
             row[C_PWC_HITS_PD + lv - 2] += 1
-            if s.oracle and pe.epoch != s.pte_epoch and s.pt_written[pe.loc] > pe.epoch:
+            if s.oracle and pe.epoch != s.pte_epoch and pt_get_written(s, pe.loc) > pe.epoch:
                 oracle_record(s, cpu, proc, va, WHERE_PWC)
             table = pe.child
             level = lv - 1
@@ -37,10 +37,13 @@ cdef inline int64_t sim_walk(Sim* s, int cpu, int proc, uint64_t va, int pcid, i
         cycles += lat
         ent = s.pt[loc]
         if not (ent & 1):
-            out[0] = 1
-            out[1] = table
-            out[2] = level
-            return cycles
+            if not s.table_dense[table]:  # a sparse table: its entries are in the hash (pagetables.pxi)
+                ent = ph_value(s, loc)
+            if not (ent & 1):
+                out[0] = 1
+                out[1] = table
+                out[2] = level
+                return cycles
         if ent & 2:
             if s.nested:  # the data page's guest-physical address
                 cycles += nested_translate(s, cpu, <uint64_t>(ent >> 2) * 4096
@@ -112,7 +115,7 @@ cdef void sim_fault(Sim* s, int cpu, int proc, uint64_t va, int kind, int64_t ta
         if t < 0:
             return
         loc = t * PT_ENTRIES + pt_index(page, leaf_level)
-        if not (s.pt[loc] & 1):
+        if not (pt_get(s, loc) & 1):
             if region >= 0:
                 frame = s.reg_frame[region] + <int64_t>((page - rstart) >> 12)
             else:
@@ -152,7 +155,7 @@ cdef inline void sim_access(Sim* s, int cpu, int proc, uint64_t va, int kind, in
     e = tlb_lookup(l1, pcid, va, &key, shape)
     if e != NULL:
         row[C_L1_ITLB_HITS if kind == AK_IFETCH else C_L1_DTLB_HITS] += 1
-        if s.oracle and e.epoch != s.pte_epoch and s.pt_written[e.pte_loc] > e.epoch:
+        if s.oracle and e.epoch != s.pte_epoch and pt_get_written(s, e.pte_loc) > e.epoch:
             oracle_record(s, cpu, proc, va, WHERE_L1)
     else:
         row[C_L1_ITLB_MISSES if kind == AK_IFETCH else C_L1_DTLB_MISSES] += 1
@@ -162,7 +165,7 @@ cdef inline void sim_access(Sim* s, int cpu, int proc, uint64_t va, int kind, in
         if e != NULL:
             row[C_STLB_HITS] += 1
             path = TR_STLB
-            if s.oracle and e.epoch != s.pte_epoch and s.pt_written[e.pte_loc] > e.epoch:
+            if s.oracle and e.epoch != s.pte_epoch and pt_get_written(s, e.pte_loc) > e.epoch:
                 oracle_record(s, cpu, proc, va, WHERE_L2)
             tlb_fill(l1, e, key, shape)
         else:

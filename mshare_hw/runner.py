@@ -14,14 +14,17 @@ from mshare_hw.config.errors import ConfigError
 from mshare_hw.config.experiment import Experiment, expand
 from mshare_hw.config.uarch import load_uarch
 from mshare_hw.engine.driver import run_workload
+from mshare_hw.engine.footprint import Footprint, describe, estimate
 from mshare_hw.engine.layout import Layout, build_layout
 from mshare_hw.engine.params import SimParams, build_params
 from mshare_hw.engine.secondary import DeviceSpec, SecondaryCosts, SecondaryMMUs
 from mshare_hw.results.hdf5 import read_runs, tool_version, write_results
 from mshare_hw.results.record import RunRecord
 from mshare_hw.results.summary import EXTRA_COLUMNS, STABLE_COLUMNS, summary_row
-from mshare_hw.workload.build import build_workload
+from mshare_hw.units import format_bytes
+from mshare_hw.workload.build import available_memory, build_workload
 from mshare_hw.workload.events import file_schedule, fixed_schedule, rate_schedule
+from mshare_hw.workload.generators import generator_params
 from mshare_hw.workload.model import Workload
 
 
@@ -105,6 +108,52 @@ def params_for(point: Experiment, total_accesses: int) -> SimParams:
         warmup_accesses=warmup,
         seed=point.seed,
     )
+
+
+# what to change when a part of the estimate is the largest
+_MEMORY_KEYS = {
+    "page_tables": "fewer pages touched (workload.params.accesses_per_process or n_processes), or pt_config = mshare",
+    "traces": "workload.params.accesses_per_process (or a streamed generator: uniform_stream)",
+    "scratch": "workload.params.pool_bytes or block_bytes (the generator's popularity tables)",
+    "cpus": "machine.n_cpus",
+    "processes": "workload.params.n_processes",
+    "intervals": "a larger run.interval_accesses",
+}
+
+
+def point_footprint(point: Experiment) -> Footprint | None:
+    """The estimated peak host memory of one grid point (mshare_hw.engine.footprint), from its settings
+    alone: nothing is generated. None for a manifest's traces (read from disk in chunks)."""
+    w = point.workload
+    if w.manifest is not None or w.generator is None:
+        return None
+    gen = generator_params(w.generator, w.params, point.seed)
+    n_processes = getattr(gen, "n_processes", 1) + getattr(gen, "n_unrelated", 0)
+    if 2 * n_processes * point.machine.n_cpus >= 1 << 31:
+        raise ConfigError(
+            f"machine.n_cpus: {point.machine.n_cpus:,} CPUs x {n_processes:,} processes exceed the engine's "
+            f"per-mm cpumasks (2 x processes x CPUs < 2^31); use fewer CPUs or processes"
+        )
+    total = n_processes * getattr(gen, "accesses_per_process", 0)
+    params = params_for(point, max(total, 1))
+    rows = total // params.interval_accesses if params.interval_accesses else 0
+    entries = gen.leaf_entries(params.fault_around_pages, params.pt_config == "mshare")
+    return estimate(params, n_processes, entries, rows, gen.trace_bytes(), gen.scratch_bytes())
+
+
+def check_memory(points: list[Experiment], labels: list[str] | None = None, available: int | None = None) -> None:
+    """Refuse, with one line naming the figure and the key to change, the first grid point whose estimated
+    peak host memory exceeds the memory available (MemAvailable), before anything is generated or run."""
+    have = available_memory() if available is None else available
+    for k, point in enumerate(points):
+        fp = point_footprint(point)
+        if fp is None or fp.total <= have:
+            continue
+        where = f"sweep point {k + 1} ({labels[k]})" if labels else f"point {k + 1}"
+        raise ConfigError(
+            f"{where}: would need {describe(fp)} of host memory at its peak, more than the "
+            f"{format_bytes(have)} available; change {_MEMORY_KEYS[fp.largest()]}"
+        )
 
 
 def bystanders(point: Experiment, layout: Layout) -> list[int]:
@@ -331,6 +380,7 @@ def run_experiment(
     grid order. On Ctrl-C during the replays, the runs finished so far (and those kept) are written
     and RunInterrupted is raised."""
     points = expand(exp)
+    check_memory(points)
     existing = {r.run_id: r for r in _existing_runs(Path(out))} if keep_existing else {}
     cache = WorkloadCache()
     prepared = [(point, *prepare_point(point, cache)) for point in points]

@@ -37,10 +37,12 @@ def run_workload(
     events=None,
     events_by_accesses: bool = False,
     devices=None,
+    inspect: Callable[[_engine.Engine], None] | None = None,
 ) -> dict:
     """Replay `workload` on the machine `params` describes. `progress(n)` is told the running access
     count at checkpoints of `progress_every` accesses. `devices` (SecondaryMMUs) run their bursts at
-    their global access counts and hear the events' mmu notifiers."""
+    their global access counts and hear the events' mmu notifiers. `inspect(engine)` sees the engine
+    once the replay is done (benchmarks read its host memory)."""
     layout = layout or build_layout(workload, params)
     eng = _engine.Engine(params, layout)
     streams: list[Iterator] = [iter(p.trace.chunks(chunk_size)) for p in workload.processes]
@@ -115,6 +117,8 @@ def run_workload(
     if progress:
         progress(eng.global_accesses)
 
+    if inspect is not None:
+        inspect(eng)
     cpu, proc = eng.cpu_counters.copy(), eng.proc_counters.copy()
     if warmup_snapshot is not None:
         cpu -= warmup_snapshot[0]

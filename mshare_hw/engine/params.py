@@ -31,6 +31,10 @@ from mshare_hw.names import (
 # The table level that is shared (one copy for all sharers) for each share level.
 SHARED_TABLE_LEVEL = {"p4d": 3, "pud": 2, "pmd": 1}
 
+# The most simulated CPUs: the engine's per-CPU tables, and its per-mm cpumasks (n_mms x n_cpus bytes), are
+# indexed by 32-bit ints (kernels/state.pxi); with up to 16,383 processes' two mms each they stay below 2^31.
+MAX_CPUS = 1 << 16
+
 # Levels of the host (EPT/NPT) page tables under nested virtualization: 4, as KVM uses while the guest's
 # physical addresses fit 48 bits (kvm_mmu_get_tdp_level, arch/x86/kvm/mmu/mmu.c); a 5-level guest walk
 # then takes 6 x 4 + 5 = 29 reads with nothing cached (35 would need a 5-level host table).
@@ -196,8 +200,11 @@ def build_params(
     pti: str | bool = "auto",
     seed: int = 0,
 ) -> SimParams:
-    if n_cpus < 1:
-        raise ConfigError(f"machine.n_cpus: must be >= 1, got {n_cpus}")
+    if n_cpus < 1 or n_cpus > MAX_CPUS:
+        raise ConfigError(
+            f"machine.n_cpus: expected 1..{MAX_CPUS:,} (the engine indexes its per-CPU tables with 32-bit ints), "
+            f"got {n_cpus:,}"
+        )
     for what, names, value in (
         ("pt_config", PT_CONFIGS, pt_config),
         ("share_level", SHARE_LEVELS, share_level),

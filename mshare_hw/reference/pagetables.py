@@ -1,12 +1,16 @@
 """Radix page tables in real physical frames, from a deterministic bump allocator.
 
-All tables of all mms live in one store; an entry's location is `table * 512 + index`. An entry is 0
-when not present, else `target << 2 | leaf << 1 | 1`, where target is a child table index (non-leaf)
-or a 4 KiB data frame number (leaf). Every write bumps the entry's version, which the coherence oracle
-compares against the version a TLB or PWC entry was filled from.
+All tables of all mms live in one store; an entry's location is `table * 512 + index`, held in a dict
+only once written (the engine holds sparse tables in a hash and full ones in dense blocks, for host
+memory; the model is the same). An entry is 0 when not present, else `target << 2 | leaf << 1 | 1`,
+where target is a child table index (non-leaf) or a 4 KiB data frame number (leaf). Every write bumps
+the entry's version, which the coherence oracle compares against the version a TLB or PWC entry was
+filled from.
 """
 
 from __future__ import annotations
+
+from collections import defaultdict
 
 ENTRIES = 512
 
@@ -34,8 +38,8 @@ def target(entry: int) -> int:
 class PageTables:
     def __init__(self, levels: int, dyn_frame_start: int):
         self.levels = levels
-        self.entries: list[int] = []
-        self.versions: list[int] = []
+        self.entries: defaultdict[int, int] = defaultdict(int)  # loc -> entry (0: never written)
+        self.versions: defaultdict[int, int] = defaultdict(int)
         self.table_level: list[int] = []
         self.table_frame: list[int] = []
         self.table_mm: list[int] = []
@@ -56,8 +60,6 @@ class PageTables:
 
     def new_table(self, level: int, mm: int) -> int:
         t = len(self.table_level)
-        self.entries.extend([0] * ENTRIES)
-        self.versions.extend([0] * ENTRIES)
         self.table_level.append(level)
         self.table_frame.append(self.alloc_frame())
         self.table_mm.append(mm)

@@ -10,7 +10,7 @@ from pathlib import Path
 from mshare_hw.config.errors import ConfigError
 from mshare_hw.config.experiment import Experiment, expand, get_dotted
 from mshare_hw.results.merge import MergeError, summary_run_ids
-from mshare_hw.runner import check_point, params_for, run_id_for, workload_key
+from mshare_hw.runner import check_memory, check_point, params_for, run_id_for, workload_key
 from mshare_hw.sweep.shards import shard_complete, shard_path
 from mshare_hw.workload.build import build_workload
 from mshare_hw.workload.model import Workload
@@ -75,6 +75,7 @@ def resolve_points(
     `on_workload(key, workload, digests)` before it is dropped."""
     points = expand(exp)
     selected = [k for k in range(len(points)) if shard is None or k % shard[1] == shard[0] - 1]
+    check_memory([points[k] for k in selected], [_label(exp, points[k]) for k in selected])
     by_workload: dict[str, list[int]] = {}
     for k in selected:
         by_workload.setdefault(workload_key(points[k]), []).append(k)

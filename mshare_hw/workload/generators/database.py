@@ -59,6 +59,7 @@ from mshare_hw.workload.generators.random import (
     permutation_kernel,
     threshold,
     zipf_cdf,
+    zipf_distinct,
     zipf_draw,
 )
 from mshare_hw.workload.model import Process, Region, Workload
@@ -259,6 +260,30 @@ class DatabaseParams(GeneratorParams):
         # client threads round-robin on CPUs 0..n_sharer_cpus-1, unrelated processes on the CPUs after them
         unrelated = i - self.n_processes * self.threads_per_process
         return self.n_sharer_cpus + unrelated if unrelated >= 0 else i % self.n_sharer_cpus
+
+    def scratch_bytes(self) -> int:
+        """The pool's popularity tables while they are built: a float64 CDF and the int64 permutation with
+        its int32 copy, per block."""
+        return (self.pool_bytes // self.block_bytes) * (8 + 8 + 4)
+
+    def leaf_entries(self, fault_around: int, shared_tables: bool) -> int:
+        """Pool: the expected distinct blocks of the clients' visits (Zipf), each faulting in at most
+        `fault_around` pages (shmem fault-around) or its own pages; the clients' union once when the
+        pool's tables are shared. Heap and text: at most one page per access of theirs, fault-around for
+        the text (a file), up to their size."""
+        acc, n = self.accesses_per_process, self.n_processes + self.n_unrelated
+        page = PAGE_SIZES[self.pool_page_size]
+        pool_pages = self.pool_bytes // page
+        per_block = max(-(-self.block_bytes // page), fault_around if page == 4096 else 1)
+        visits = acc * self.pool_fraction / self.rows_per_visit
+        n_blocks = self.pool_bytes // self.block_bytes
+        if shared_tables:
+            pool = min(pool_pages, zipf_distinct(n_blocks, self.zipf_s, visits * self.n_processes) * per_block)
+        else:
+            pool = self.n_processes * min(pool_pages, zipf_distinct(n_blocks, self.zipf_s, visits) * per_block)
+        heap = min(self.private_bytes // 4096, acc * max(0.0, 1.0 - self.ifetch_fraction - self.pool_fraction))
+        text = min(self.text_bytes // 4096, acc * self.ifetch_fraction * fault_around)
+        return int(pool + n * (heap + text))
 
     def generate(self) -> Workload:
         threads = self.threads_per_process

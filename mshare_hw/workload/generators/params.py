@@ -102,6 +102,17 @@ class GeneratorParams(Strict):
         processes = getattr(self, "n_processes", 1) + getattr(self, "n_unrelated", 0)
         return processes * getattr(self, "accesses_per_process", 0) * self.bytes_per_access
 
+    def scratch_bytes(self) -> int:
+        """Memory `generate()` takes besides the traces (popularity tables and the like), at its peak."""
+        return 0
+
+    def leaf_entries(self, fault_around: int, shared_tables: bool) -> int:
+        """An estimate of the leaf page-table entries present at the end of a run, every process's (those
+        of regions whose tables are shared counted once when `shared_tables`), for the memory check
+        (mshare_hw.engine.footprint). Here the bound: each access faults in `fault_around` new pages."""
+        processes = getattr(self, "n_processes", 1) + getattr(self, "n_unrelated", 0)
+        return processes * getattr(self, "accesses_per_process", 0) * fault_around
+
     def check_cpu_of(self, n: int) -> None:
         """`cpu_of`, if given, names a home CPU for each of the `n` processes."""
         cpu_of = getattr(self, "cpu_of", None)

@@ -87,6 +87,15 @@ class WorkingSetParams(GeneratorParams):
             for i, s in enumerate(starts)
         ]
 
+    def leaf_entries(self, fault_around: int, shared_tables: bool) -> int:
+        """At most every page of the working set, each access faulting in at most `fault_around` pages
+        (shmem) or one (anon)."""
+        pages = self.working_set_bytes // PAGE_SIZES[self.page_size]
+        per_process = min(pages, self.accesses_per_process * (fault_around if self.shared else 1))
+        if self.shared and shared_tables:
+            return min(pages, self.n_processes * per_process)
+        return self.n_processes * per_process
+
     def describe(self, pattern: str = "") -> str:
         return (
             f"{self.label}: {self.n_processes} processes x {self.accesses_per_process} accesses{pattern} over "
