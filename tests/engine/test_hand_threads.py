@@ -52,7 +52,7 @@ def test_global_asid_when_loaded_on_four_cpus(run):
     """Four threads on CPUs 0-3, INVLPGB kernel, three 1-page zaps by P0 (pid 0) from CPU0.
     1st: no global ASID yet: flush_tlb_multi, IPIs to CPUs 1-3 (each one step behind: INVLPG) and a local
        INVLPG while they work; initiator BASE + 3 PER + max(INVLPG, RESP + INVLPG). Then consider_global_asid:
-       (0 & 0x1f) == (0 & 0x1f), the cpumask holds 4 CPUs, all with the mm loaded and not lazy: 4 > 3, global ASID given.
+       (0 & 0x1f) == (0 & 0x1f), the cpumask holds 4 CPUs, all with the mm loaded, not lazy: 4 > 3, global ASID.
     2nd: broadcast_tlb_flush: one INVLPGB (1 page) by the global ASID; finish_asid_transition finds CPUs still
        on their dynamic ASID (nobody switched), so one flush_tlb_multi to the whole cpumask: each CPU,
        the initiator too (while the others work), reloads CR3 under the global ASID without a flush
