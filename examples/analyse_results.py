@@ -4,7 +4,7 @@ Rebuilds, from two results files:
 
 * the flush-strategy table of the README (Zen 3, 4 CPUs, 6 sharers and one unrelated process), as
   `mshare-hw table results/flush_strategies.h5 --markdown --where uarch=zen3 --where n_cpus=4
-  --where n_processes=7 --columns ...` prints it;
+  --where n_processes=7 --where sleep_every_accesses=0 --columns ...` prints it;
 * a plot of the default experiment: page faults, page-walk cycles and DRAM walk reads, private vs mshare
   page tables, per uarch (`private_vs_mshare.png`, with the numbers it draws in `private_vs_mshare.csv`).
 
@@ -48,14 +48,21 @@ def read_summary(path: Path) -> pd.DataFrame:
 
 def flush_strategy_table(summary: pd.DataFrame) -> str:
     """The README's table: Zen 3, 4 CPUs, 7 processes (6 sharers + 1 unrelated), every strategy."""
-    rows = summary[(summary["uarch"] == "zen3") & (summary["n_cpus"] == 4) & (summary["n_processes"] == 7)]
+    rows = summary[
+        (summary["uarch"] == "zen3")
+        & (summary["n_cpus"] == 4)
+        & (summary["n_processes"] == 7)
+        & (summary["sleep_every_accesses"] == 0)
+    ]
     return rows[FLUSH_COLUMNS].to_markdown(index=False)
 
 
 def private_vs_mshare(summary: pd.DataFrame) -> pd.DataFrame:
-    """One row per uarch and metric: the private and the mshare run's totals and mshare's change in %."""
+    """One row per uarch and metric: the private and the mshare run's totals and mshare's change in %, clients
+    awake (the default experiment also runs them sleeping)."""
     rows = []
-    for uarch, runs in summary.groupby("uarch", sort=False):
+    awake = summary[summary["sleep_every_accesses"] == 0]
+    for uarch, runs in awake.groupby("uarch", sort=False):
         private = runs[runs["pt_config"] == "private"].iloc[0]
         mshare = runs[runs["pt_config"] == "mshare"].iloc[0]
         for key, _ in METRICS:
