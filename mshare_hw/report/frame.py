@@ -82,5 +82,7 @@ def with_config_columns(df: pd.DataFrame, configs: dict[str, dict]) -> pd.DataFr
     for col, first in later:  # runs before the key: its first value
         if col not in df.columns:
             df[col] = [str(m.get(col, first)) for m in machines]
+    if "sleep_every_accesses" not in df.columns:  # files from before sleeping clients: all awake
+        df["sleep_every_accesses"] = 0
     df["chase_pages"] = [chase_pages(configs.get(rid, {})) for rid in df["run_id"]]
     return df

@@ -59,22 +59,30 @@ def test_private_vs_mshare_bars_are_the_summary_counters(shipped):
     drawn = plot_private_vs_mshare(_frame(shipped("default")))
     data = drawn.data
     assert set(data["metric"]) == {"page_faults", "walk_cycles", "walk_reads_dram"}
-    assert set(data["uarch"]) == set(summary["uarch"]) and len(data) == 3 * summary["uarch"].nunique()
+    configs = summary[["uarch", "sleep_every_accesses"]].drop_duplicates()
+    assert set(data["uarch"]) == set(summary["uarch"]) and len(data) == 3 * len(configs)
     for r in data.itertuples():
-        priv = _run(summary, uarch=r.uarch, pt_config="private")[r.metric]
-        msh = _run(summary, uarch=r.uarch, pt_config="mshare")[r.metric]
+        same = {"uarch": r.uarch, "sleep_every_accesses": r.sleep_every_accesses}
+        priv = _run(summary, pt_config="private", **same)[r.metric]
+        msh = _run(summary, pt_config="mshare", **same)[r.metric]
         assert (r.private, r.mshare) == (priv, msh)
         assert r.label == f"{100.0 * (msh - priv) / priv:+.0f}%"
         assert msh < priv  # the default experiment's finding: mshare saves on all three
+    # awake and sleeping clients: one row of axes per metric, one column per uarch
+    uarchs = list(dict.fromkeys(data["uarch"]))
     axes = drawn.figure.axes
-    assert [ax.get_title() for ax in axes] == ["page faults", "page-walk cycles", "page-walk reads from DRAM"]
-    assert axes[0].get_ylabel() == "page faults (count)"
-    for ax, metric in zip(axes, ("page_faults", "walk_cycles", "walk_reads_dram")):
+    whats = ["page faults", "page-walk cycles", "page-walk reads from DRAM"]
+    assert [ax.get_title() for ax in axes] == [f"{u}: {w}" for w in whats for u in uarchs]
+    assert axes[0].get_ylabel() == "page faults\n(count)"
+    metrics = [m for m in ("page_faults", "walk_cycles", "walk_reads_dram") for _ in uarchs]
+    for ax, metric, uarch in zip(axes, metrics, uarchs * 3):
         private_bars, mshare_bars = ax.containers
-        rows = data[data["metric"] == metric]
+        rows = data[(data["metric"] == metric) & (data["uarch"] == uarch)]
         assert [b.get_height() for b in private_bars] == list(rows["private"])
         assert [b.get_height() for b in mshare_bars] == list(rows["mshare"])
         assert [t.get_text() for t in ax.texts] == list(rows["label"])
+        ticks = [t.get_text() for t in ax.get_xticklabels()]
+        assert [t.endswith("sleeping") for t in ticks] == [bool(s) for s in rows["sleep_every_accesses"]]
 
 
 def test_private_vs_mshare_with_several_configurations_pairs_runs_without_events(events_file: Path):
@@ -177,6 +185,7 @@ def test_stale_cells_are_the_stale_translation_counts(shipped):
     for r in run.itertuples():
         match = with_events[(with_events["uarch"] == r.uarch) & (with_events["strategy"] == r.strategy)]
         match = match[(match["n_cpus"] == r.n_cpus) & (match["n_processes"] == r.n_processes)]
+        match = match[match["sleep_every_accesses"] == r.sleep_every_accesses]
         assert r.text == f"{int(_run(match).stale_translations):,}"
     assert (run.loc[run["strategy"].isin(["per_sharer", "union_batch"]), "text"] == "0").all()
     assert (run.loc[run["strategy"] == "host_mm_only", "text"] != "0").all()

@@ -18,7 +18,7 @@ PVM_METRICS = (
 def _config_label(row) -> str:
     unrelated = int(row.n_processes) - int(row.n_sharers)
     who = f"{row.n_sharers} sharers + {unrelated} unrelated" if unrelated else f"{row.n_processes} processes"
-    return f"{who}\n{row.n_cpus} CPUs"
+    return f"{who}\n{row.n_cpus} CPUs" + ("\nsleeping" if int(row.sleep_every_accesses) else "")
 
 
 def _bars(ax, pairs, key: str, ticks: list[str]) -> list[dict]:
@@ -41,7 +41,8 @@ def _bars(ax, pairs, key: str, ticks: list[str]) -> list[dict]:
     ax.grid(axis="y", alpha=0.3)
     return [
         {"uarch": p.uarch, "n_cpus": int(p.n_cpus), "n_sharers": int(p.n_sharers),
-         "n_processes": int(p.n_processes), "metric": key, "private": old, "mshare": new, "label": percent(new, old)}
+         "n_processes": int(p.n_processes), "sleep_every_accesses": int(p.sleep_every_accesses), "metric": key,
+         "private": old, "mshare": new, "label": percent(new, old)}
         for (p, _), old, new in zip(pairs, priv, msh)
     ]  # fmt: skip
 
@@ -52,8 +53,8 @@ def _legend(fig, ax) -> None:
 
 
 def plot_private_vs_mshare(df: pd.DataFrame) -> Drawn | None:
-    """Data: one row per pair of bars (uarch, n_cpus, n_sharers, n_processes, metric, private, mshare,
-    label = mshare's change)."""
+    """Data: one row per pair of bars (uarch, n_cpus, n_sharers, n_processes, sleep_every_accesses, metric,
+    private, mshare, label = mshare's change)."""
     pairs = private_mshare_pairs(df)
     if not pairs:
         return None

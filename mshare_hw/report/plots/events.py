@@ -12,15 +12,19 @@ from mshare_hw.report import style
 from mshare_hw.report.style import STRATEGY_COLORS, STRATEGY_LABELS, STRATEGY_ORDER, Drawn, new_figure, si_formatter
 from mshare_hw.report.tables import baseline
 
-CONFIG_COLUMNS = ("n_cpus", "n_sharers", "n_processes")
+CONFIG_COLUMNS = ("n_cpus", "n_sharers", "n_processes", "sleep_every_accesses")
 
 
-def _configs_of(ev: pd.DataFrame) -> list[tuple[int, int, int]]:
-    """(n_cpus, n_sharers, n_processes) of the event runs, sorted."""
-    return sorted({(int(r.n_cpus), int(r.n_sharers), int(r.n_processes)) for r in ev.itertuples()})
+def _config(r) -> tuple[int, ...]:
+    return tuple(int(getattr(r, c)) for c in CONFIG_COLUMNS)
 
 
-def _layout(ev: pd.DataFrame) -> tuple[list[str], list[str], list[tuple[int, int, int]]]:
+def _configs_of(ev: pd.DataFrame) -> list[tuple[int, ...]]:
+    """The configurations (CONFIG_COLUMNS) of the event runs, sorted."""
+    return sorted({_config(r) for r in ev.itertuples()})
+
+
+def _layout(ev: pd.DataFrame) -> tuple[list[str], list[str], list[tuple[int, ...]]]:
     """What an events plot shows: its uarchs (one row or column of axes each), its strategies (bars or
     rows) and its configurations (groups or columns)."""
     return style.uarchs(ev), _strategies(ev), _configs_of(ev)
@@ -31,10 +35,11 @@ def _strategies(ev: pd.DataFrame) -> list[str]:
     return [s for s in STRATEGY_ORDER if s in present] + sorted(present - set(STRATEGY_ORDER))
 
 
-def _cfg_tick(cfg: tuple[int, int, int]) -> str:
-    n_cpus, sharers, procs = cfg
+def _cfg_tick(cfg: tuple[int, ...]) -> str:
+    n_cpus, sharers, procs, sleep_every = cfg
     other = procs - sharers
-    return f"{sharers} sharers" + (f"\n+ {other} unrelated" if other else "") + f"\n{n_cpus} CPUs"
+    tick = f"{sharers} sharers" + (f"\n+ {other} unrelated" if other else "") + f"\n{n_cpus} CPUs"
+    return tick + ("\nsleeping" if sleep_every else "")
 
 
 def _grouped(ax, ev: pd.DataFrame, value, strategies, configs, *, hatch_value=None, labels=None) -> list[dict]:
@@ -42,7 +47,7 @@ def _grouped(ax, ev: pd.DataFrame, value, strategies, configs, *, hatch_value=No
     `hatch_value`, the bar is split: solid up to hatch_value, hatched above. `labels(row)` gives an
     optional (text, colour) written above the bar. Returns one row per bar drawn."""
     w = 0.8 / len(strategies)
-    index = {(r.strategy, r.n_cpus, r.n_sharers, r.n_processes): r for r in ev.itertuples(index=False)}
+    index = {(r.strategy, *_config(r)): r for r in ev.itertuples(index=False)}
     drawn = []
     for j, s in enumerate(strategies):
         xs, vs, los, rows = [], [], [], []
@@ -72,7 +77,7 @@ def _grouped(ax, ev: pd.DataFrame, value, strategies, configs, *, hatch_value=No
                         text, (x, v), textcoords="offset points", xytext=(0, 2), ha="center", va="bottom",
                         fontsize=7, color=color_text, rotation=90,
                     )  # fmt: skip
-            bar = {"strategy": s, **dict(zip(CONFIG_COLUMNS, (r.n_cpus, r.n_sharers, r.n_processes))), "value": v}
+            bar = {"strategy": s, **dict(zip(CONFIG_COLUMNS, _config(r))), "value": v}
             drawn.append(bar | ({"solid": lo} if hatch_value is not None else {}) | {"label": text})
     ax.set_xticks(range(len(configs)), [_cfg_tick(c) for c in configs], fontsize=9)
     ax.set_xlim(-0.5, len(configs) - 0.5)
@@ -86,7 +91,7 @@ def _strategy_legend(fig, strategies: list[str], extra_handles=(), ncol: int = 2
 
 
 def plot_shootdown(df: pd.DataFrame) -> Drawn | None:
-    """Data: one row per bar (uarch, strategy, n_cpus, n_sharers, n_processes, value = initiator +
+    """Data: one row per bar (uarch, strategy, n_cpus, n_sharers, n_processes, sleep_every_accesses, value = initiator +
     responder cycles per event, solid = the initiator's part, label = "UNSAFE..." or "")."""
     ev = df[df["events_fired"] > 0]
     if ev.empty:
@@ -126,7 +131,7 @@ def plot_shootdown(df: pd.DataFrame) -> Drawn | None:
 
 def plot_collateral(df: pd.DataFrame) -> Drawn | None:
     """Data: one row per bar (uarch, metric = stlb_ratio | walk_ratio, strategy, n_cpus, n_sharers,
-    n_processes, value = the bystanders' count with events / without, label)."""
+    n_processes, sleep_every_accesses, value = the bystanders' count with events / without, label)."""
     ev = df[(df["events_fired"] > 0) & (df["n_processes"] > df["n_sharers"])]
     if ev.empty:
         return None
@@ -184,7 +189,8 @@ def plot_collateral(df: pd.DataFrame) -> Drawn | None:
 
 def plot_stale(df: pd.DataFrame) -> Drawn | None:
     """A table-like heat map per uarch: strategies down, configurations across, the count in each cell.
-    Data: one row per cell (uarch, strategy, n_cpus, n_sharers, n_processes, text: the count, or "not run")."""
+    Data: one row per cell (uarch, strategy, n_cpus, n_sharers, n_processes, sleep_every_accesses, text: the
+    count, or "not run")."""
     ev = df[df["events_fired"] > 0]
     if ev.empty:
         return None
@@ -200,8 +206,9 @@ def plot_stale(df: pd.DataFrame) -> Drawn | None:
         sub = ev[ev["uarch"] == u]
         for i, s_name in enumerate(strategies):
             for j, cfg in enumerate(configs):
-                rows = sub[(sub["strategy"] == s_name) & (sub["n_cpus"] == cfg[0]) & (sub["n_sharers"] == cfg[1])]
-                rows = rows[rows["n_processes"] == cfg[2]]
+                rows = sub[sub["strategy"] == s_name]
+                for col, value in zip(CONFIG_COLUMNS, cfg):
+                    rows = rows[rows[col] == value]
                 if rows.empty:
                     color, text, tcolor = "#eeeeee", "not run", "#888888"
                 else:
