@@ -147,17 +147,21 @@ class IpiCosts:
 def ipi_costs(remote_counts, extra_ns, responder_ns) -> IpiCosts:
     """IPI costs from a shootdown series: `extra_ns[k]` is the initiator's time per round with
     `remote_counts[k]` other CPUs holding the mm less its time with none (same pages), `responder_ns[k]` the
-    time each remote CPU lost per round. With two or more remote counts, a line through the initiator's
-    extras gives base (intercept) and per target (slope); with one, the whole extra is the base."""
+    time each remote CPU lost per round. The model's initiator sends the IPIs, runs its own flush while the
+    responders run theirs and waits for the slowest (smp_call_function_many_cond, kernel/smp.c): with the
+    same flush on both sides, extra = base + per_target * k + responder. With two or more remote counts, a
+    line through the extras gives base + responder (intercept) and per target (slope); with one, the
+    extra less the responder is the base. A base below zero (the responders lose more time than the
+    initiator waits, as with virtualised IPIs whose exit follows the release) is kept: the caller says so."""
     k = np.asarray(remote_counts, dtype=float)
     e = np.asarray(extra_ns, dtype=float)
     if len(k) == 0 or np.any(k < 1):
         raise ValueError("ipi_costs needs series with >= 1 remote CPU")
     responder = float(np.median(responder_ns))
     if len(np.unique(k)) == 1:
-        return IpiCosts(float(np.median(e)), None, responder)
+        return IpiCosts(float(np.median(e)) - responder, None, responder)
     f = linear_fit(k, e)
-    return IpiCosts(f.intercept, f.slope, responder)
+    return IpiCosts(f.intercept - responder, f.slope, responder)
 
 
 def spread(values) -> float:

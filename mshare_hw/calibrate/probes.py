@@ -44,7 +44,7 @@ class Plan:
             page_sizes=_geometric(16, 16384 if quick else 32768, per_octave),
             sequential_sizes=_geometric(32, 8192 if quick else 16384, 1 if quick else 2),
             strided_sizes=_geometric(16, 16384 if quick else 32768, 2),
-            line_sizes=_geometric(64, 1 << (18 if quick else 21), per_octave),
+            line_sizes=_geometric(64, 1 << (18 if quick else 22), per_octave),  # past 4x a 32 MiB LLC: DRAM
             loads=100_000 if quick else 400_000,
             trials=3 if quick else 7,
             rounds=200 if quick else 1500,

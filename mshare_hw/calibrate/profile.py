@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mshare_hw.calibrate.fit import find_steps, ipi_costs, linear_fit, spread, to_cycles
+from mshare_hw.calibrate.fit import find_rises, ipi_costs, linear_fit, spread, to_cycles
 from mshare_hw.calibrate.host import Host, nearest_part
 from mshare_hw.calibrate.probes import FAULT_AROUND_PAGES
 from mshare_hw.config.uarch import load_uarch
@@ -30,10 +30,6 @@ class Value:
 
 def _series(rows: list[dict], remote: int) -> dict[int, float]:
     return {r["pages"]: min(r["ns"]) for r in rows if r["remote"] == remote}
-
-
-def _series_spread(rows: list[dict]) -> float:
-    return float(np.median([spread(r["ns"]) for r in rows]))
 
 
 def _chase_spread(chase: dict, lo: float = 0, hi: float = float("inf")) -> float:
@@ -86,14 +82,16 @@ def derive(m: dict, host: Host) -> list[Value]:
             sp = _chase_spread(lines, levels[-1][1] * 4)
             vals.append(Value("caches.dram_latency", cyc(dram), "chase_lines", sp, f"{dram:.1f} ns"))
 
-    # TLB reach: steps of the page chase that are not a cache level's (one line per page)
+    # TLB reach: rises of the page chase that are not a cache level's (one line per page); a rise, not a
+    # step, because a TLB's reach runs out over a range of sizes (random pages, non-LRU replacement) and its
+    # height is the level after it less the level before
     pages = m["fit.chase_pages"]
-    steps = find_steps(pages["sizes"], pages["ns"])
+    steps = find_rises(pages["sizes"], pages["ns"])
     cache_caps = [cap for _, cap in levels]
     tlb_steps = [s for s in steps if all(not (cap / 1.6 <= s.position <= cap * 1.6) for cap in cache_caps)]
-    # entries: CPUID where the CPU reports them (the reach-curve step is the cross-check), else the step
+    # entries: CPUID where the CPU reports them (the reach-curve rise is the cross-check), else the rise
     for i, level in enumerate(("l1d", "l2d")):
-        step = f"reach-curve step at {int(tlb_steps[i].position)} pages" if len(tlb_steps) > i else "no step"
+        step = f"reach-curve rise at {int(tlb_steps[i].position)} pages" if len(tlb_steps) > i else "no rise"
         if f"{level}_4k" in host.cpuid_tlb:
             vals.append(Value(f"tlb.{level}.4K.entries", host.cpuid_tlb[f"{level}_4k"], "cpuid", None, step))
         elif len(tlb_steps) > i:
@@ -101,7 +99,7 @@ def derive(m: dict, host: Host) -> list[Value]:
     if tlb_steps:
         h = tlb_steps[0].height
         sp = _chase_spread(pages, tlb_steps[0].position / 2, tlb_steps[0].position * 2)
-        vals.append(Value("tlb.l2_hit_latency", cyc(h), "chase_pages", sp, f"first TLB step {h:.2f} ns"))
+        vals.append(Value("tlb.l2_hit_latency", cyc(h), "chase_pages", sp, f"first TLB rise {h:.2f} ns"))
 
     # page faults
     anon = m["fit.fault_anon_ns"]
@@ -111,26 +109,35 @@ def derive(m: dict, host: Host) -> list[Value]:
     sp = max(spread(one), spread(around))
     vals.append(Value("costs.fault_per_page_cycles", max(0, round(extra * ghz)), "fault_shmem", sp))
 
-    # shootdowns: the initiator's extra time with k remote CPUs over none, the median over the page counts
-    # (a remote CPU the host did not run received no IPI: the minimum would be 0)
+    # shootdowns: the initiator's extra time with k remote CPUs over none and each responder's lost time, at
+    # the smallest page count (the least flush work on either side, which the model adds itself), as medians
+    # of the trials: virtualised IPIs are bimodal (posted or through a VM exit) and the minimum would pick
+    # the rare fast path (a remote CPU the host did not run received no IPI: its minimum would be 0)
     mad = m["fit.madvise"]
-    local = _series(mad, 0)
-    remotes = sorted({r["remote"] for r in mad if r["remote"] > 0})
-    if remotes:
-        extras = [float(np.median([s[n] - local[n] for n in s])) for s in (_series(mad, k) for k in remotes)]
-        resp = [float(np.median([min(r["responder_ns"]) for r in mad if r["remote"] == k])) / k for k in remotes]
+    n0 = min(r["pages"] for r in mad)
+    at_n0 = {r["remote"]: r for r in mad if r["pages"] == n0}
+    remotes = sorted(k for k in at_n0 if k > 0)
+    if remotes and 0 in at_n0:
+        local = float(np.median(at_n0[0]["ns"]))
+        extras = [float(np.median(at_n0[k]["ns"])) - local for k in remotes]
+        resp = [float(np.median(at_n0[k]["responder_ns"])) / k for k in remotes]
         ipi = ipi_costs(remotes, extras, resp)
-        sp = _series_spread(mad)
+        sp = max(spread(at_n0[k]["ns"]) for k in [0, *remotes])
         per_target = ipi.per_target_ns
-        note = ""
+        note = f"{n0}-page rounds"
         if per_target is None:  # one remote CPU: base and per-target are not separable
             per_target = load_uarch(nearest_part(host)).costs.ipi_per_target_cycles / ghz
-            note = "one remote CPU: base = extra - the inherited per-target cost"
+            note += "; one remote CPU: base = extra - responder - the inherited per-target cost"
         else:
-            vals.append(Value("costs.ipi_per_target_cycles", cyc(per_target), "madvise_ipi", sp))
+            vals.append(Value("costs.ipi_per_target_cycles", cyc(per_target), "madvise_ipi", sp, note))
         base = ipi.base_ns - (per_target if ipi.per_target_ns is None else 0.0)
+        if base < 0:  # cyc() keeps 1 cycle: the model cannot wait less than its responders work
+            note += f"; extra - responder = {base:.0f} ns < 0: base kept at 1 cycle"
         vals.append(Value("costs.ipi_initiator_base_cycles", cyc(base), "madvise_ipi", sp, note))
-        vals.append(Value("costs.ipi_responder_cycles", cyc(ipi.responder_ns), "madvise_responder", sp))
+        rsp = max(spread(at_n0[k]["responder_ns"]) for k in remotes)
+        vals.append(
+            Value("costs.ipi_responder_cycles", cyc(ipi.responder_ns), "madvise_responder", rsp, f"{n0}-page rounds")
+        )
     # mprotect round trip: two PTE changes and two single-page flushes per page (below Linux's 33-page
     # tlb_single_page_flush_ceiling, arch/x86/mm/tlb.c): half the slope bounds INVLPG from above
     mp = _series(m["fit.mprotect"], 0)

@@ -86,8 +86,8 @@ def validate(profile_path: str | Path, measurements: dict, reach_pages=REACH_PAG
 
 def _strided_rows(profile: Path, curve: dict, ghz: float, add, rows: list) -> None:
     """The held-out chase over random nodes 8 KiB apart, replayed at one working set per octave: each
-    point, then each measured rise (`fit.find_rises`) against the predicted rise nearest it: its position
-    in nodes and the plateau it reaches in ns."""
+    point, then each measured rise (`fit.find_rises` over the same working sets, so both curves are read
+    alike) against the predicted rise nearest it: its position in nodes and the plateau it reaches in ns."""
     from mshare_hw.calibrate.fit import find_rises
     from mshare_hw.calibrate.probes import STRIDED_SPACING
 
@@ -98,12 +98,14 @@ def _strided_rows(profile: Path, curve: dict, ghz: float, add, rows: list) -> No
     probe = "reach, random nodes 8 KiB apart"
     for x, i, p in zip(xs, picked, pred):
         add(probe, f"{x} nodes", measured[i], replay.Prediction(p))
-    got, want = find_rises(sizes, measured), find_rises(xs, pred)
+    got, want = find_rises(xs, [measured[i] for i in picked]), find_rises(xs, pred)
     for k, r in enumerate(got, start=1):
         if not want:
             break
         w = min(want, key=lambda q: abs(np.log(q.position / r.position)))
         note = "a rise's position in nodes (not ns): the middle of its two levels"
+        if abs(np.log(w.position / r.position)) > np.log(2):
+            note += "; no predicted rise within 2x (the nearest shown)"
         rows.append((f"{probe}: rise {k}", "position", r.position, w.position, "no", note))
         rows.append((f"{probe}: rise {k}", "plateau after it", r.after, w.after, "no", "ns per load"))
 
