@@ -280,7 +280,9 @@ class LackeyTrace(ScannedFile):
                     if end > 0 and buf[end - 1] != 10:
                         buf[end] = 10
                         end += 1
-                pos = len(UTF8_BOM) if first and bytes(buf[: len(UTF8_BOM)]) == UTF8_BOM else 0  # an editor's BOM
+                # an editor's BOM; only within what was read (the rest of buf is uninitialised)
+                bom = first and end >= len(UTF8_BOM) and bytes(buf[: len(UTF8_BOM)]) == UTF8_BOM
+                pos = len(UTF8_BOM) if bom else 0
                 first = False
                 while True:
                     pos, n_out, lines, nbad, err, epos = _parse(

@@ -134,6 +134,25 @@ def test_lackey_empty_and_missing(tmp_path):
         LackeyTrace(tmp_path / "nope.txt")
 
 
+@pytest.mark.parametrize("data", [b"", b"\n", b"\xef"])
+def test_lackey_short_file_is_not_taken_for_a_bom(tmp_path, monkeypatch, data):
+    """The BOM check reads only bytes of the file: a buffer whose unread tail happens to hold a BOM (numpy's
+    empty arrays are uninitialised) once made a 0-2 byte file fail with a numpy broadcast error."""
+    p = tmp_path / "short.txt"
+    p.write_bytes(data)
+    real_empty = np.empty
+
+    def bom_filled(shape, dtype=float, **kw):
+        a = real_empty(shape, dtype=dtype, **kw)
+        if np.dtype(dtype) == np.uint8:
+            a[:] = np.resize(np.frombuffer(b"\xef\xbb\xbf", np.uint8), a.shape)
+        return a
+
+    monkeypatch.setattr(np, "empty", bom_filled)
+    with pytest.raises(ConfigError, match="empty trace|expected"):
+        len(LackeyTrace(p, buf_bytes=64))
+
+
 @pytest.mark.parametrize("comp", ["gz", "xz", "zst"])
 def test_lackey_truncated_compressed(tmp_path, comp):
     rng = np.random.default_rng(0)
