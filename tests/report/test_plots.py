@@ -112,6 +112,16 @@ def test_pt_vs_processes_points_are_the_measured_page_table_bytes(events_file: P
     assert ax.get_xticklabels()[0].get_text() == "2\n(1 sharing + 1 unrelated)"
 
 
+def test_pt_vs_processes_spanning_a_decade_is_drawn_on_log_axes(shipped):
+    """The cover-letter file's 8 to 1,500 processes: on linear axes the 8- and 64-process points and their
+    labels overlap at the origin."""
+    drawn = plot_pt_vs_processes(_frame(shipped("cover_letter")))
+    ax = drawn.figure.axes[0]
+    assert (ax.get_xscale(), ax.get_yscale()) == ("log", "log")
+    assert sorted(set(drawn.data["n_processes"])) == [8, 64, 256, 1500]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["8", "64", "256", "1500"]
+
+
 def test_projection_is_the_analytic_model_of_the_configured_region(shipped):
     drawn = plot_projection(_frame(shipped("default")))
     data = drawn.data

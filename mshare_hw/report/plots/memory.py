@@ -18,6 +18,7 @@ SHARED_NAMES = {
     "pmd": "shared PTE pages (share_level pmd)",
 }
 PROJECTION_MAX_PROCESSES = 2000
+LOG_SCALE_RATIO = 10  # process counts spanning this factor or more are drawn on log axes
 
 
 def plot_pt_vs_processes(df: pd.DataFrame) -> Drawn | None:
@@ -41,17 +42,28 @@ def plot_pt_vs_processes(df: pd.DataFrame) -> Drawn | None:
             )
             uarch = key[1] if by_uarch else ""
             points.append({"pt_config": key[0], "uarch": uarch, "n_processes": int(x), "pt_bytes": y * MIB})
-    ax.set_xlabel("processes in the workload")
-    ax.set_ylabel("page-table memory, all levels (MiB)")
-    ax.set_ylim(bottom=0, top=ax.get_ylim()[1] * 1.1)
     xs = sorted(base["n_processes"].unique())
+    wide = max(xs) >= LOG_SCALE_RATIO * min(xs)  # e.g. 8 to 1,500 processes: linear axes crowd the small points
+    ax.set_xlabel("processes in the workload" + (" (log scale)" if wide else ""))
+    ax.set_ylabel("page-table memory, all levels (MiB" + (", log scale)" if wide else ")"))
+    if wide:
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(plain_formatter())
+        ax.set_ylim(top=ax.get_ylim()[1] * 2)
+    else:
+        ax.set_ylim(bottom=0, top=ax.get_ylim()[1] * 1.1)
     ticks = []
     for n in xs:
         sh = base[base["n_processes"] == n]["n_sharers"].iloc[0]
         ticks.append(f"{n}" if sh == n else f"{n}\n({sh} sharing + {n - sh} unrelated)")
     ax.set_xticks(xs, ticks)
-    span = max(xs) - min(xs)
-    ax.set_xlim(min(xs) - 0.1 * span, max(xs) + 0.3 * span)
+    if wide:
+        ax.minorticks_off()
+        ax.set_xlim(min(xs) / 1.5, max(xs) * 2.5)
+    else:
+        span = max(xs) - min(xs)
+        ax.set_xlim(min(xs) - 0.1 * span, max(xs) + 0.3 * span)
     same = " (identical on each)" if not by_uarch and base["uarch"].nunique() > 1 else ""
     ax.set_title(
         f"Measured page-table memory vs processes\n{and_join(uarchs(base))}{same}",
