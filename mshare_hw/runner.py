@@ -105,6 +105,7 @@ def params_for(point: Experiment, total_accesses: int) -> SimParams:
         pt_config=point.pt_config,
         share_level=point.share_level,
         strategy=point.strategy,
+        detach_flush=point.detach_flush,
         warmup_accesses=warmup,
         seed=point.seed,
     )
