@@ -10,8 +10,8 @@ the reference model's modules of the same names, each with its structure's set-u
 import numpy as np
 
 from mshare_hw.counters import COUNTERS
-from mshare_hw.names import (DETACH_FLUSHES, EVENT_KINDS, REPLACEMENT_POLICIES, SCHEDULERS, STRATEGIES,
-                             TIMING_MODES, codes)
+from mshare_hw.names import EVENT_KINDS, REPLACEMENT_POLICIES, SCHEDULERS, STRATEGIES, TIMING_MODES, codes
+from mshare_hw.names import DETACH_FLUSHES
 cimport numpy as cnp
 from libc.stdlib cimport calloc, free, malloc
 from libc.string cimport memset

@@ -125,6 +125,7 @@ ALTERNATIVES = {
     "events.pages": [2],
     "exclude": [{"uarch": "zen3"}],
     "notifier_policy": "forward_to_sharers",
+    "detach_flush": "p4d_stride",
     "machine.timing": "latency",
     "machine.virtualization": "nested",
     "machine.host_page_size": "4K",
@@ -195,6 +196,15 @@ def test_later_machine_keys_at_their_first_values_keep_run_ids():
     assert not set(runner._id_config(point)["machine"]) & set(runner._LATER_MACHINE_KEYS)
     timed = point.model_copy(update={"machine": point.machine.model_copy(update={"timing": "latency"})})
     assert runner._id_config(timed)["machine"]["timing"] == "latency"
+
+
+def test_detach_flush_at_range_keeps_run_ids():
+    """Runs made before `detach_flush` existed flushed a detach as `range`: at that value the key is not hashed,
+    so they keep their ids; `p4d_stride` gets ids of its own."""
+    point = expand(small_db(pt_config="mshare", sweep={}))[0]
+    assert point.detach_flush == "range" and "detach_flush" not in runner._id_config(point)
+    stride = point.model_copy(update={"detach_flush": "p4d_stride"})
+    assert runner._id_config(stride)["detach_flush"] == "p4d_stride"
 
 
 def test_sleeping_clients_off_keeps_run_ids():
