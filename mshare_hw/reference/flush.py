@@ -1,7 +1,7 @@
 """Linux 6.18's TLB flush paths (arch/x86/mm/tlb.c) in plain Python: one CPU's flush work (flush_tlb_func,
 INVLPG, INVPCID), IPI rounds (flush_tlb_multi with should_flush_tlb), flush_tlb_mm_range's flush after
-the trim decision, flush_tlb_all, INVLPGB, arch_tlbbatch_flush, and the sharers' rounds the mshare
-strategies use. Mirrors kernels/flush.pxi.
+the trim decision, flush_tlb_all, INVLPGB (by global ASID, by address in every PCID, of every non-global
+entry), arch_tlbbatch_flush, and the sharers' rounds the mshare strategies use. Mirrors kernels/flush.pxi.
 
 Every flush charges what it does (instructions, IPIs, the responders' cycles, entries destroyed of
 processes not mapping the event's region) and returns the initiator's cycles. A mixin of KernelSide
