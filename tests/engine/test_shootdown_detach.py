@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from kernel_cases import BASE, CR3F, INVLPG, PAGE, PER, RESP, X, machine, shm
+from kernel_cases import BASE, CR3F, INVLPG, PAGE, PER, RESP, RUNNERS, X, go, hammer, machine, shm, zaps
 
 from mshare_hw.counters import INDEX
 from mshare_hw.engine.shootdown import Kernel
 from mshare_hw.workload.events import Event
+from mshare_hw.workload.model import Process, Workload
 
 
 def _three_cpus(drive, detach_flush: str):
@@ -166,3 +167,40 @@ def test_oracle_verdict_on_the_posted_detach(drive):
     assert got.get("l1_dtlb_misses", 0) == got.get("walks", 0) == 0  # seven hits, nothing re-walked
     assert d.total("stale_translations") == 0
     assert d.stale_examples() == []
+
+
+@RUNNERS
+@pytest.mark.parametrize("detach_flush", ["p4d_stride", "range"])
+def test_detach_by_a_process_loaded_on_two_cpus(run, detach_flush):
+    """P0 and its thread T1 (CPUs 0 and 1) and the sharer P2 (CPU2) store to page 0 of shm over and over; P0
+    detaches at 6000 from CPU0. P0's mm is loaded, not lazy, on CPUs 0 and 1: flush_tlb_multi sends one
+    IPI, to CPU1, and CPU0 flushes its own while CPU1 works; CPU2 runs another mm, so it is not in P0's
+    cpumask and is never interrupted.
+    p4d_stride: one "page" of 512 GiB, one step behind: one INVLPG on each of CPUs 0 and 1. Initiator:
+      BASE + PER + max(INVLPG, RESP + INVLPG); responder RESP + INVLPG.
+    range: 64 pages > 33, tables freed: a full flush (CR3 write) on each. Initiator:
+      BASE + PER + max(CR3F, RESP + CR3F); responder RESP + CR3F.
+    Either way page 0's entry (the INVLPG's address is the slot's start, page 0) is gone: P0 and T1 walk
+    again, the first of them into the cleared link (a link fault), and nothing is stale."""
+    p = machine(3, "mshare", "flush_all", detach_flush=detach_flush)
+    wl = Workload(
+        [
+            Process("t0", hammer(X, 20_000), cpu=0),
+            Process("t1", hammer(X, 20_000), cpu=1, thread_of=0),
+            Process("p2", hammer(X, 20_000), cpu=2),
+        ],
+        [shm()],
+    )
+    res = go(run, wl, p, zaps([6000], kind="detach"))
+    assert res.fired == 1
+    assert res.cpu("ipis_sent") == [1, 0, 0] and res.cpu("ipis_received") == [0, 1, 0]
+    work = INVLPG if detach_flush == "p4d_stride" else CR3F
+    if detach_flush == "p4d_stride":
+        assert res.cpu("invlpg") == [1, 1, 0] and res.total("full_flushes") == 0
+    else:
+        assert res.cpu("full_flushes") == [1, 1, 0] and res.total("invlpg") == 0
+    assert res.cpu("shootdown_cycles_responder") == [0, RESP + work, 0]
+    assert res.cpu("shootdown_cycles_initiator") == [BASE + PER + RESP + work, 0, 0]
+    # link faults: P0's mm and P2's at their first stores, P0's again after the detach
+    assert res.total("link_faults") == 3
+    assert res.total("stale_translations") == 0
