@@ -11,6 +11,7 @@ import numpy as np
 
 from mshare_hw.counters import COUNTERS
 from mshare_hw.names import EVENT_KINDS, REPLACEMENT_POLICIES, SCHEDULERS, STRATEGIES, TIMING_MODES, codes
+from mshare_hw.names import DETACH_FLUSHES
 cimport numpy as cnp
 from libc.stdlib cimport calloc, free, malloc
 from libc.string cimport memset
@@ -396,15 +397,18 @@ cdef class Engine:
     # -- the kernel side of invalidation events (kernels/kernel.pxi; reference/kernel.py) ------------
     def set_kernel(self, *, str strategy, bint invlpgb, int slot_shift, int link_level, costs,
                    int64_t single_page_flush_ceiling, int64_t trim_interval, regions, home_cpu, notifiers,
-                   int invlpgb_count_max, int64_t jiffy_cycles):
+                   int invlpgb_count_max, int64_t jiffy_cycles, str detach_flush="range"):
         """Configure the kernel side (mshare_hw.engine.shootdown.Kernel does): the flush strategy, whether the
         kernel uses INVLPGB, the mshare link entries' span and level, the kernel costs in KERNEL_COSTS
         order, Linux's constants, the regions events name ((name, start, end, shift, shared, host,
         mappers) each), each process's home CPU and the secondary MMUs' mmu notifiers (or None), the pages
-        one INVLPGB may cover and the cycles of a jiffy (the global-ASID check). Resets the trim times."""
+        one INVLPGB may cover, the cycles of a jiffy (the global-ASID check) and how an mshare detach
+        flushes (DETACH_FLUSHES). Resets the trim times."""
         cdef EventCtx* e = &self.ev
         if strategy not in _STRATEGY_CODE:
             raise ValueError(f"unknown strategy {strategy!r}")
+        if detach_flush not in _DETACH_CODE:
+            raise ValueError(f"unknown detach_flush {detach_flush!r}")
         if len(costs) != N_KCOSTS:
             raise ValueError(f"expected {N_KCOSTS} kernel costs, got {len(costs)}")
         regions = list(regions)
@@ -417,8 +421,9 @@ cdef class Engine:
                 raise ValueError(f"region {r[0]!r}: host {r[5]} out of range")
             if any(not 0 <= p < self.s.n_procs for p in r[6]):
                 raise ValueError(f"region {r[0]!r}: a mapper is out of range")
-        self._regions = kernel_configure(e, &self.s, _STRATEGY_CODE[strategy], invlpgb, slot_shift, link_level,
-                                         costs, single_page_flush_ceiling, trim_interval, regions, home_cpu)
+        self._regions = kernel_configure(e, &self.s, _STRATEGY_CODE[strategy], _DETACH_CODE[detach_flush], invlpgb,
+                                         slot_shift, link_level, costs, single_page_flush_ceiling, trim_interval,
+                                         regions, home_cpu)
         self._notifiers = notifiers
         e.invlpgb_count_max = invlpgb_count_max
         e.jiffy_cycles = jiffy_cycles
@@ -499,5 +504,6 @@ cdef class Engine:
 # names -> the C enums' codes (tests/test_names.py keeps the enums in step with mshare_hw.names)
 _COUNTER_INDEX = codes(COUNTERS)
 _STRATEGY_CODE = codes(STRATEGIES)
+_DETACH_CODE = codes(DETACH_FLUSHES)
 _KIND_CODE = codes(EVENT_KINDS)
 _PAGE_LIMIT = 1 << 62

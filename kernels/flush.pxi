@@ -1,6 +1,7 @@
 # Linux 6.18's TLB flush paths (arch/x86/mm/tlb.c) in C: one CPU's flush work (flush_tlb_func, INVLPG,
 # INVPCID), IPI rounds (flush_tlb_multi with should_flush_tlb), flush_tlb_mm_range with should_trim_cpumask,
-# flush_tlb_all, INVLPGB, arch_tlbbatch_flush, and the sharers' rounds the mshare strategies use. Every
+# flush_tlb_all, INVLPGB (by global ASID, by address in every PCID, of every non-global entry),
+# arch_tlbbatch_flush, and the sharers' rounds the mshare strategies use. Every
 # flush charges what it does (instructions, IPIs, the responders' cycles, entries destroyed of processes
 # not mapping the event's region) and returns the initiator's cycles. Mirrors mshare_hw/reference/flush.py.
 
@@ -267,8 +268,8 @@ cdef void ev_consider_global_asid(Sim* s, EventCtx* e, int cpu, int iproc, int m
 
 
 cdef void ev_invlpg_pcid(Sim* s, int cpu, int pcid, uint64_t va, int pwc, int64_t* removed) noexcept nogil:
-    """INVLPGB's work on one CPU: va's entries in `pcid`, and that PCID's PWC entries if `pwc` (tables freed;
-    else INVLPGB_FINAL_ONLY spares them)."""
+    """INVLPGB's work on one CPU: va's entries in `pcid` (ANY_PCID: every PCID), and that PCID's PWC entries
+    if `pwc` (tables freed; else INVLPGB_FINAL_ONLY spares them)."""
     tlb_invlpg(&s.l1i[cpu], pcid, va, removed)
     tlb_invlpg(&s.l1d[cpu], pcid, va, removed)
     tlb_invlpg(&s.l2d[cpu], pcid, va, removed)
@@ -331,6 +332,30 @@ cdef int64_t ev_invlpgb_flush_all_nonglobals(Sim* s, EventCtx* e, int cpu, int i
     ev_charge(s, cpu, iproc, C_TLBSYNC, 1)
     ev_charge(s, cpu, iproc, C_FULL_FLUSHES, 1)
     return e.cost[KC_INVLPGB_CYCLES] + e.cost[KC_TLBSYNC_CYCLES]
+
+
+cdef int64_t ev_invlpgb_flush_addr(Sim* s, EventCtx* e, int cpu, int iproc, uint64_t va, int64_t n_pages,
+                                   int shift) noexcept nogil:
+    """broadcast_va: INVLPGB by virtual address with no PCID or ASID given, so in every PCID on every CPU (AMD
+    APM vol. 3, INVLPGB; Linux's invlpgb_flush_addr_nosync), leaf entries only (INVLPGB_FINAL_ONLY: no page
+    table was freed), one per invlpgb_count_max pages (one per page above 2 MiB strides, which the
+    instruction's PMD stride bit cannot express), then TLBSYNC; as broadcast_tlb_flush counts its INVLPGBs.
+    More pages than the ceiling become, as in flush_tlb_kernel_range, a flush of every non-global entry.
+    Returns the initiator's cycles."""
+    cdef int t
+    cdef int64_t i, per = 1, n_invlpgb
+    if n_pages > e.ceiling:
+        return ev_invlpgb_flush_all_nonglobals(s, e, cpu, iproc)
+    if shift <= 21:
+        per = n_pages if n_pages < e.invlpgb_count_max else e.invlpgb_count_max
+    n_invlpgb = (n_pages + per - 1) // per
+    for t in range(s.n_cpus):
+        for i in range(n_pages):
+            ev_invlpg_pcid(s, t, ANY_PCID, va + (<uint64_t>i << shift), 0, e.removed)
+        ev_account_removed(s, e, t)
+    ev_charge(s, cpu, iproc, C_INVLPGB, n_invlpgb)
+    ev_charge(s, cpu, iproc, C_TLBSYNC, 1)
+    return n_invlpgb * e.cost[KC_INVLPGB_CYCLES] + e.cost[KC_TLBSYNC_CYCLES]
 
 
 cdef int64_t ev_flush_tlb_all(Sim* s, EventCtx* e, int cpu, int iproc) noexcept nogil:

@@ -107,6 +107,9 @@ cdef int64_t k_shared_flush(Sim* s, EventCtx* e, object notifiers, int cpu, int 
         # union_batch: every sharer's tlb_gen bumped, one round, loaded sharers catch up
         return cycles + ev_flush_sharers(s, e, cpu, iproc, sharers, n_sharers, va, n_pages, shift,
                                          n_pages > e.ceiling, e.strategy == S_UNION_BATCH)
+    if e.strategy == S_BROADCAST_VA:
+        # every sharer maps the region at the same virtual addresses: INVLPGB by address in every PCID
+        return cycles + ev_invlpgb_flush_addr(s, e, cpu, iproc, va, n_pages, shift)
     # broadcast: single-threaded sharers are never loaded (non-lazily) on 4+ CPUs at once, so Linux gives
     # them no global ASID; without one, INVLPGB can only flush every non-global entry
     return cycles + ev_invlpgb_flush_all_nonglobals(s, e, cpu, iproc)
@@ -135,7 +138,7 @@ cdef int k_execute(Sim* s, EventCtx* e, object notifiers, int kind, int proc, in
                    int64_t n_pages, int64_t now, int cpu) except -1:
     """One event, initiated by `proc` on `cpu`: change the PTEs of the page range (clipped to the region) in
     every page table that holds them, flush the way the configuration does, charge the initiator."""
-    cdef uint64_t start = e.reg_start[region], end = e.reg_end[region], va, s_va, slot
+    cdef uint64_t start = e.reg_start[region], end = e.reg_end[region], va, s_va, slot, first_slot
     cdef int shift = e.reg_shift[region], host = e.reg_host[region], i, mm, n_mms = 0, n_touched
     cdef int own_mm = s.mm_of[proc]  # the initiator's mm (its process's, for a thread)
     cdef int op = PT_OP_MIGRATE if kind == EK_MIGRATE else (PT_OP_PROTECT if kind == EK_PROTECT else PT_OP_ZAP)
@@ -154,12 +157,21 @@ cdef int k_execute(Sim* s, EventCtx* e, object notifiers, int kind, int proc, in
         if kind == EK_DETACH:
             cycles += k_range_start(notifiers, proc, own_mm, start, n_region_pages, shift)
             slot = (<uint64_t>1) << e.slot_shift
-            s_va = start // slot * slot
+            first_slot = start // slot * slot
+            s_va = first_slot
             while s_va < end:
                 ev_pt_unlink(s, own_mm, s_va, e.link_level)
                 s_va += slot
-            cycles += k_flush_tlb_mm_range(s, e, notifiers, cpu, proc, own_mm, start, n_region_pages, shift, 1,
-                                           now)
+            if e.detach_flush == DF_P4D_STRIDE:
+                # the posted series: p4d_clear + tlb_flush_p4d_range on the mmu_gather, whose flush is
+                # flush_tlb_mm_range(mm, start, end, P4D_SHIFT, freed_tables = false): one "page" of the link
+                # entry's span per slot, no table freed (the shared tables live on)
+                cycles += k_flush_tlb_mm_range(s, e, notifiers, cpu, proc, own_mm, first_slot,
+                                               <int64_t>((end - first_slot + slot - 1) // slot), e.slot_shift, 0,
+                                               now)
+            else:
+                cycles += k_flush_tlb_mm_range(s, e, notifiers, cpu, proc, own_mm, start, n_region_pages, shift,
+                                               1, now)
         else:
             cycles += k_range_start(notifiers, proc, host, va, n, shift)
             # like the mmu_gather: the span of the entries actually changed
@@ -237,14 +249,15 @@ cdef void kernel_init(EventCtx* e, Sim* s) except *:
     e.targets = <int*>_calloc(s.n_cpus, sizeof(int))
 
 
-cdef object kernel_configure(EventCtx* e, Sim* s, int strategy, bint invlpgb, int slot_shift, int link_level,
-                             costs, int64_t single_page_flush_ceiling, int64_t trim_interval, regions,
-                             home_cpu) except *:
+cdef object kernel_configure(EventCtx* e, Sim* s, int strategy, int detach_flush, bint invlpgb, int slot_shift,
+                             int link_level, costs, int64_t single_page_flush_ceiling, int64_t trim_interval,
+                             regions, home_cpu) except *:
     """Configure the kernel side (arguments checked by Engine.set_kernel); reset the trim times. Returns
     {region name: index}."""
     cdef int i, j, k, n_map = sum(len(r[6]) for r in regions)
     kernel_free_config(e)
     e.strategy = strategy
+    e.detach_flush = detach_flush
     e.invlpgb = invlpgb
     e.slot_shift = slot_shift
     e.link_level = link_level

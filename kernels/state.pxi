@@ -338,6 +338,7 @@ ctypedef struct Sim:
 cdef enum:
     GLOBAL_ASID_MIN_CPUS = 3  # consider_global_asid: mm_active_cpus_exceeds(mm, 3), i.e. 4 or more CPUs
     FLUSH_ANY_MM = -2      # a kernel/batch flush: flush_tlb_func with no mm (whatever is loaded catches up)
+    ANY_PCID = -1          # invlpg in every PCID (INVLPGB by address without a PCID)
 
 cdef enum:                 # kernel costs (cycles): mshare_hw.names.KERNEL_COSTS
     KC_CR3_FLUSH_CYCLES
@@ -363,6 +364,11 @@ cdef enum:                 # flush strategies for shared page tables: mshare_hw.
     S_PER_SHARER
     S_UNION_BATCH
     S_BROADCAST
+    S_BROADCAST_VA
+
+cdef enum:                 # how an mshare detach flushes: mshare_hw.names.DETACH_FLUSHES
+    DF_RANGE
+    DF_P4D_STRIDE
 
 cdef enum:                 # event kinds: mshare_hw.names.EVENT_KINDS
     EK_ZAP
@@ -394,6 +400,7 @@ ctypedef struct EventCtx:
     # the kernel side's configuration (Engine.set_kernel) and state
     int configured
     int strategy
+    int detach_flush       # DF_RANGE or DF_P4D_STRIDE
     int invlpgb            # the kernel uses INVLPGB for flush_tlb_all and reclaim's batches
     int slot_shift         # log2 of the VA one mshare link entry covers
     int link_level         # level of the per-process entry that links to the shared table

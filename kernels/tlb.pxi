@@ -166,7 +166,8 @@ cdef void tlb_flush_all(TLBLevel* lv, int64_t* removed) noexcept nogil:
 
 
 cdef void tlb_invlpg(TLBLevel* lv, int pcid, uint64_t va, int64_t* removed) noexcept nogil:
-    """The entries that map `va`, at any page size, in `pcid` or global (INVLPG's TLB part)."""
+    """The entries that map `va`, at any page size, in `pcid` (ANY_PCID: every PCID) or global (INVLPG's TLB
+    part)."""
     cdef int i, s, w, shift
     cdef TLBArray* a
     cdef uint64_t vpn, base
@@ -178,5 +179,5 @@ cdef void tlb_invlpg(TLBLevel* lv, int pcid, uint64_t va, int64_t* removed) noex
             base = tlb_set_index(a, vpn) * a.sa.ways
             for w in range(a.sa.ways):
                 if (a.sa.keys[base + w] != 0 and a.e[base + w].shift == shift and a.e[base + w].vpn == vpn
-                        and (a.e[base + w].pcid == pcid or a.e[base + w].is_global)):
+                        and (a.e[base + w].pcid == pcid or a.e[base + w].is_global or pcid < 0)):
                     tlb_drop(a, base + w, removed)

@@ -11,7 +11,12 @@ from __future__ import annotations
 from typing import Literal
 
 # flush strategies for shared page tables (mshare_hw.engine.shootdown, kernels/kernel.pxi)
-STRATEGIES = ("host_mm_only", "flush_all", "host_cpumask", "per_sharer", "union_batch", "broadcast")
+# (append new ones at the end: a name's code is its index)
+STRATEGIES = ("host_mm_only", "flush_all", "host_cpumask", "per_sharer", "union_batch", "broadcast", "broadcast_va")
+# how an mshare detach flushes the detaching mm: its whole region page by page with page tables freed (the
+# model's original reading), or the posted series' p4d_clear + tlb_flush_p4d_range (one flush of the link
+# entry's stride per slot, no table freed)
+DETACH_FLUSHES = ("range", "p4d_stride")
 # invalidation event kinds: the PTE change an event makes
 EVENT_KINDS = ("zap", "protect", "migrate", "reclaim", "detach")
 # the kernel costs (cycles) the kernel side charges: uarch `costs` fields, in the engine's cost-array order
@@ -49,6 +54,7 @@ REPLACEMENT_STREAMS = ("l1i", "l1d", "l2d", "l2i", "pwc", "l1d_cache", "l2_cache
 VIRTUALIZATION_MODES = ("none", "nested")
 
 Strategy = Literal[STRATEGIES]  # type: ignore[valid-type]
+DetachFlush = Literal[DETACH_FLUSHES]  # type: ignore[valid-type]
 EventKind = Literal[EVENT_KINDS]  # type: ignore[valid-type]
 SchedulerKind = Literal[SCHEDULERS]  # type: ignore[valid-type]
 PtConfig = Literal[PT_CONFIGS]  # type: ignore[valid-type]

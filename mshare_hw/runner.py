@@ -46,18 +46,23 @@ _LATER_MACHINE_KEYS = {
     "replacement": "auto",
     "pti": "auto",
 }
+# top-level keys added later, left out of run ids at their first values for the same reason
+_LATER_TOP_KEYS = {"detach_flush": "range"}
 # generator parameters added later, left out of run ids at their first values for the same reason
 _LATER_WORKLOAD_PARAMS = {"sleep_every_accesses": 0, "sleep_cycles": 0, "threads_per_process": 1}
 
 
 def _id_config(point: Experiment) -> dict:
     """The resolved config as hashed into run ids: the workload keys added for manifests are left out
-    while unused, and the later machine keys while at their first-format values, so earlier runs keep
-    the ids they had."""
+    while unused, and the later top-level, machine and generator keys while at their first-format values,
+    so earlier runs keep the ids they had."""
     cfg = point.model_dump()
     for key, value in _LATER_MACHINE_KEYS.items():
         if cfg["machine"].get(key) == value:
             del cfg["machine"][key]
+    for key, value in _LATER_TOP_KEYS.items():
+        if cfg.get(key) == value:
+            del cfg[key]
     w = cfg["workload"]
     for key, value in _LATER_WORKLOAD_PARAMS.items():  # sleeping clients off, one thread: as before they existed
         if key in w.get("params", {}) and w["params"][key] == value:
@@ -105,6 +110,7 @@ def params_for(point: Experiment, total_accesses: int) -> SimParams:
         pt_config=point.pt_config,
         share_level=point.share_level,
         strategy=point.strategy,
+        detach_flush=point.detach_flush,
         warmup_accesses=warmup,
         seed=point.seed,
     )

@@ -17,6 +17,7 @@ KERNELS = Path(__file__).resolve().parents[1] / "kernels"
 C_ENUMS = [
     (COUNTERS, "C_"),
     (names.STRATEGIES, "S_"),
+    (names.DETACH_FLUSHES, "DF_"),
     (names.EVENT_KINDS, "EK_"),
     (names.KERNEL_COSTS, "KC_"),
     (names.ACCESS_KINDS, "AK_"),

@@ -125,6 +125,7 @@ ALTERNATIVES = {
     "events.pages": [2],
     "exclude": [{"uarch": "zen3"}],
     "notifier_policy": "forward_to_sharers",
+    "detach_flush": "p4d_stride",
     "machine.timing": "latency",
     "machine.virtualization": "nested",
     "machine.host_page_size": "4K",
@@ -195,6 +196,41 @@ def test_later_machine_keys_at_their_first_values_keep_run_ids():
     assert not set(runner._id_config(point)["machine"]) & set(runner._LATER_MACHINE_KEYS)
     timed = point.model_copy(update={"machine": point.machine.model_copy(update={"timing": "latency"})})
     assert runner._id_config(timed)["machine"]["timing"] == "latency"
+
+
+def test_detach_flush_at_range_keeps_run_ids():
+    """Runs made before `detach_flush` existed flushed a detach as `range`: at that value the key is not hashed,
+    so they keep their ids; `p4d_stride` gets ids of its own."""
+    point = expand(small_db(pt_config="mshare", sweep={}))[0]
+    assert point.detach_flush == "range" and "detach_flush" not in runner._id_config(point)
+    stride = point.model_copy(update={"detach_flush": "p4d_stride"})
+    assert runner._id_config(stride)["detach_flush"] == "p4d_stride"
+
+
+def test_detach_flush_is_a_summary_column(tmp_path: Path):
+    """A detach_flush axis over mshare runs with detach events: both settings run (distinct rows, distinct
+    ids) and the summary says which; the private run flushes through Linux's own path ("none"). Detaches by
+    client 0 early in the run, where it runs: under range each flush of the 64 MiB pool (16,384 pages > 33)
+    is a full flush, under p4d_stride one INVLPG of a 512 GiB stride, which leaves the pool's other entries
+    in the TLBs (fewer STLB misses)."""
+    exp = small_db(
+        events={"enabled": True, "kinds": {"detach": 1.0}, "initiator": 0, "at_accesses": [5_000, 10_000, 15_000]},
+        sweep={"pt_config": ["private", "mshare"], "detach_flush": ["range", "p4d_stride"]},
+        exclude=[{"pt_config": "private", "detach_flush": "p4d_stride"}],
+    )
+    rows = run_experiment(exp, tmp_path / "r.h5")
+    assert [(r["pt_config"], r["detach_flush"]) for r in rows] == [
+        ("private", "none"),
+        ("mshare", "range"),
+        ("mshare", "p4d_stride"),
+    ]
+    assert len({r["run_id"] for r in rows}) == 3
+    _, ranged, stride = rows
+    assert ranged["events_fired"] == stride["events_fired"] == 3
+    assert ranged["full_flushes"] > 0 and ranged["invlpg"] == 0
+    assert stride["full_flushes"] == 0 and stride["invlpg"] > 0
+    assert stride["stlb_misses"] < ranged["stlb_misses"]
+    assert stride["stale_translations"] == ranged["stale_translations"] == 0
 
 
 def test_sleeping_clients_off_keeps_run_ids():

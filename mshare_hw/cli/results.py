@@ -15,7 +15,9 @@ from mshare_hw.fileio import check_writable, output_lock
 
 # the default view: what tells the runs apart, then the headline metrics, then (when events fired) the
 # shootdown view; identity columns after the first two are shown only when they differ between runs
-TABLE_IDENTITY_COLUMNS = ("uarch", "pt_config", "n_cpus", "n_processes", "share_level", "strategy", "seed")
+TABLE_IDENTITY_COLUMNS = (
+    "uarch", "pt_config", "n_cpus", "n_processes", "share_level", "strategy", "detach_flush", "seed",
+)  # fmt: skip
 TABLE_HEADLINE_COLUMNS = ("page_faults", "pt_bytes", "stlb_misses", "walk_cycles", "walk_reads_dram", "cycles")
 TABLE_SHOOTDOWN_COLUMNS = (
     "events_fired", "ipis_sent", "invlpg", "full_flushes", "shootdown_cycles_initiator",
@@ -73,6 +75,7 @@ _KEYS_IN_SUMMARY = {
     "pt_config",
     "share_level",
     "strategy",
+    "detach_flush",
     "seed",
     "notifier_policy",
     "machine.n_cpus",

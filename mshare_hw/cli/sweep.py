@@ -39,7 +39,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 # the model's axes, listed by `validate` even where the grid does not vary them
-MODEL_AXES = ("uarch", "pt_config", "share_level", "strategy", "notifier_policy", "scheduler.kind")
+MODEL_AXES = ("uarch", "pt_config", "share_level", "strategy", "detach_flush", "notifier_policy", "scheduler.kind")
 
 
 def _flat(d: dict, prefix: str = "") -> dict[str, object]:

@@ -20,6 +20,7 @@ from mshare_hw.config.errors import ConfigError, from_validation_error
 from mshare_hw.config.paths import config_dir
 from mshare_hw.config.uarch import Features, Strict, load_toml, load_uarch, resolve_uarch_ref, uarch_dir, uarch_path
 from mshare_hw.names import (
+    DetachFlush,
     DeviceKind,
     EventKind,
     NotifierPolicy,
@@ -165,6 +166,9 @@ class Experiment(Strict):
     pt_config: PtConfig = "private"
     share_level: ShareLevel = "p4d"
     strategy: Strategy = "flush_all"
+    # how an mshare detach flushes the detaching mm: "range" (its whole region, page tables freed) or
+    # "p4d_stride" (the posted series: p4d_clear + tlb_flush_p4d_range, one flush per link entry)
+    detach_flush: DetachFlush = "range"
     # who hears a PTE change in a shared (mshare) region: only the host mm's notifiers (the posted series),
     # or also every sharer mm's (secondary MMUs bound to sharers); private page tables notify each mm
     notifier_policy: NotifierPolicy = "host_only"

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from mshare_hw.config.errors import ConfigError
 from mshare_hw.config.uarch import PAGE_SHIFT, TLBStructure, Uarch, resolve_pti
 from mshare_hw.names import (
+    DETACH_FLUSHES,
     KERNEL_COSTS,
     PT_CONFIGS,
     REPLACEMENT_POLICIES,
@@ -19,6 +20,7 @@ from mshare_hw.names import (
     STRATEGIES,
     TIMING_MODES,
     VIRTUALIZATION_MODES,
+    DetachFlush,
     PtConfig,
     ReplacementPolicy,
     SchedulerKind,
@@ -34,6 +36,9 @@ SHARED_TABLE_LEVEL = {"p4d": 3, "pud": 2, "pmd": 1}
 # The most simulated CPUs: the engine's per-CPU tables, and its per-mm cpumasks (n_mms x n_cpus bytes), are
 # indexed by 32-bit ints (kernels/state.pxi); with up to 16,383 processes' two mms each they stay below 2^31.
 MAX_CPUS = 1 << 16
+
+# the mshare strategies that issue INVLPGB themselves: refused on parts (and in guests) without it
+INVLPGB_STRATEGIES = ("broadcast", "broadcast_va")
 
 # Levels of the host (EPT/NPT) page tables under nested virtualization: 4, as KVM uses while the guest's
 # physical addresses fit 48 bits (kvm_mmu_get_tdp_level, arch/x86/kvm/mmu/mmu.c); a 5-level guest walk
@@ -105,6 +110,10 @@ class SimParams:
     # invlpgb: the kernel uses INVLPGB (Linux >= 6.15 on a part that has it) for flush_tlb_all and batches
     strategy: Strategy = "flush_all"
     invlpgb: bool = False
+    # how an mshare detach flushes (names.DETACH_FLUSHES); the pages one INVLPGB may cover (the uarch's
+    # invlpgb_count_max; 8 for machines built by hand, what the shipped AMD parts give)
+    detach_flush: DetachFlush = "range"
+    invlpgb_count_max: int = 8
     kernel_costs: dict = field(default_factory=dict, compare=False)
     # timing (names.TIMING_MODES); the core's limits for `overlap` (0 where unused)
     timing: TimingMode = "translation"
@@ -192,6 +201,7 @@ def build_params(
     warmup_accesses: int = 0,
     interval_accesses: int = 0,
     strategy: Strategy = "flush_all",
+    detach_flush: DetachFlush = "range",
     kernel_invlpgb: bool = True,
     timing: TimingMode = "translation",
     virtualization: VirtualizationMode = "none",
@@ -210,6 +220,7 @@ def build_params(
         ("share_level", SHARE_LEVELS, share_level),
         ("scheduler.kind", SCHEDULERS, scheduler),
         ("strategy", STRATEGIES, strategy),
+        ("detach_flush", DETACH_FLUSHES, detach_flush),
         ("machine.timing", TIMING_MODES, timing),
         ("machine.virtualization", VIRTUALIZATION_MODES, virtualization),
         ("machine.replacement", ("auto", *REPLACEMENT_POLICIES), replacement),
@@ -223,10 +234,10 @@ def build_params(
         raise ConfigError("scheduler.quantum_cycles and scheduler.slice_accesses must be >= 1")
     if fault_around_pages < 1 or fault_around_pages > 512 or fault_around_pages & (fault_around_pages - 1):
         raise ConfigError(f"fault_around_pages: expected a power of two in 1..512, got {fault_around_pages}")
-    if strategy == "broadcast" and not uarch.features.invlpgb:
-        raise ConfigError(f"strategy 'broadcast' needs INVLPGB, which uarch '{uarch.name}' does not have")
-    if strategy == "broadcast" and not kernel_invlpgb:
-        raise ConfigError("strategy 'broadcast' needs machine.kernel_invlpgb = true")
+    if strategy in INVLPGB_STRATEGIES and not uarch.features.invlpgb:
+        raise ConfigError(f"strategy '{strategy}' needs INVLPGB, which uarch '{uarch.name}' does not have")
+    if strategy in INVLPGB_STRATEGIES and not kernel_invlpgb:
+        raise ConfigError(f"strategy '{strategy}' needs machine.kernel_invlpgb = true")
     if timing != "translation" and not data_caches:
         raise ConfigError(f"machine.timing: '{timing}' charges data-cache latency and needs machine.data_caches = true")
     if timing == "overlap" and uarch.core is None:
@@ -239,8 +250,10 @@ def build_params(
         raise ConfigError(
             f"machine.virtualization: 'nested' needs a [costs.virtualized] table, which uarch '{uarch.name}' lacks"
         )
-    if nested and strategy == "broadcast":
-        raise ConfigError("strategy 'broadcast': INVLPGB is not offered to guests (machine.virtualization = 'nested')")
+    if nested and strategy in INVLPGB_STRATEGIES:
+        raise ConfigError(
+            f"strategy '{strategy}': INVLPGB is not offered to guests (machine.virtualization = 'nested')"
+        )
 
     def policy(structure, default: str = "lru") -> str:
         """A structure's replacement: LRU in translation mode under 'auto', else the uarch's or the forced one."""
@@ -312,6 +325,9 @@ def build_params(
         interval_accesses=interval_accesses,
         strategy=strategy,
         invlpgb=uarch.features.invlpgb and kernel_invlpgb and not nested,
+        detach_flush=detach_flush,
+        # a part without INVLPGB never issues one; 1 keeps the kernel side's check (>= 1) satisfied
+        invlpgb_count_max=uarch.features.invlpgb_count_max if uarch.features.invlpgb else 1,
         kernel_costs=kernel,
         timing=timing,
         load_queue=core.load_queue if core is not None else 0,

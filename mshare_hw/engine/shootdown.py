@@ -7,7 +7,7 @@ should_trim_cpumask, should_flush_tlb, flush_tlb_func, arch_tlbbatch_*, flush_tl
 that kernel side (`MachineOps`): kernels/kernel.pxi in the Cython engine, mshare_hw/reference/kernel.py in
 the reference model, held to identical counters by the differential tests. An event thus costs Python one
 call into the engine whatever the number of CPUs. This module keeps what is policy: Linux's constants, the
-kernel costs and strategy handed to the engine, the initiating CPU, the event loop.
+kernel costs, strategy and detach flush handed to the engine, the initiating CPU, the event loop.
 """
 
 from __future__ import annotations
@@ -25,9 +25,8 @@ TRIM_INTERVAL_CYCLES = 3_000_000_000  # trim_cpumask at most once per second (HZ
 # A jiffy at HZ = 1000 (CONFIG_HZ_1000; distributions build 250 to 1000: ESTIMATE) and 3 GHz: the clock of
 # consider_global_asid's sampling, `(current->pid & 0x1f) == (jiffies & 0x1f)` (arch/x86/mm/tlb.c, 6.18)
 JIFFY_CYCLES = 3_000_000
-# Pages one INVLPGB may cover: invlpgb_count_max = CPUID 0x80000008 EDX[15:0] + 1 (arch/x86/kernel/cpu/amd.c).
-# ESTIMATE: 8, what Zen 3/4 parts are reported to return (EDX[15:0] = 7); no uarch file gives it yet
-INVLPGB_COUNT_MAX = 8
+# The pages one INVLPGB may cover (Linux's invlpgb_count_max = CPUID 0x80000008 EDX[15:0] + 1,
+# arch/x86/kernel/cpu/amd.c) is the part's: the uarch file's features.invlpgb_count_max (SimParams).
 
 
 class MachineOps(Protocol):
@@ -56,6 +55,7 @@ class Kernel:
         self.home_cpu = layout.home_cpu
         m.set_kernel(
             strategy=params.strategy,
+            detach_flush=params.detach_flush,
             invlpgb=params.invlpgb,
             slot_shift=params.slot_shift,
             link_level=params.link_level,
@@ -65,7 +65,7 @@ class Kernel:
             regions=[(name, s.start, s.end, s.shift, s.shared, s.host, s.mappers) for name, s in layout.spans.items()],
             home_cpu=layout.home_cpu,
             notifiers=notifiers,
-            invlpgb_count_max=INVLPGB_COUNT_MAX,
+            invlpgb_count_max=params.invlpgb_count_max,
             jiffy_cycles=JIFFY_CYCLES,
         )
 

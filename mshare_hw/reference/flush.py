@@ -1,7 +1,7 @@
 """Linux 6.18's TLB flush paths (arch/x86/mm/tlb.c) in plain Python: one CPU's flush work (flush_tlb_func,
 INVLPG, INVPCID), IPI rounds (flush_tlb_multi with should_flush_tlb), flush_tlb_mm_range's flush after
-the trim decision, flush_tlb_all, INVLPGB, arch_tlbbatch_flush, and the sharers' rounds the mshare
-strategies use. Mirrors kernels/flush.pxi.
+the trim decision, flush_tlb_all, INVLPGB (by global ASID, by address in every PCID, of every non-global
+entry), arch_tlbbatch_flush, and the sharers' rounds the mshare strategies use. Mirrors kernels/flush.pxi.
 
 Every flush charges what it does (instructions, IPIs, the responders' cycles, entries destroyed of
 processes not mapping the event's region) and returns the initiator's cycles. A mixin of KernelSide
@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from mshare_hw.reference.asid import is_global_asid, switch_mm
+from mshare_hw.reference.tlb import ANY_PCID
 
 FLUSH_ANY_MM = -2  # a kernel/batch flush: flush_tlb_func with no mm (whatever is loaded catches up)
 GLOBAL_ASID_MIN_CPUS = 3  # consider_global_asid: mm_active_cpus_exceeds(mm, 3), i.e. 4 or more CPUs
@@ -253,6 +254,25 @@ class FlushPaths:
         self.charge(cpu, iproc, "tlbsync", 1)
         self.charge(cpu, iproc, "full_flushes", 1)
         return self._kcost["invlpgb_cycles"] + self._kcost["tlbsync_cycles"]
+
+    def _invlpgb_flush_addr(self, cpu: int, iproc: int, va: int, n_pages: int, shift: int) -> int:
+        """broadcast_va: INVLPGB by virtual address with no PCID or ASID given, so in every PCID on every CPU
+        (AMD APM vol. 3, INVLPGB; Linux's invlpgb_flush_addr_nosync), leaf entries only (INVLPGB_FINAL_ONLY:
+        no page table was freed), one per invlpgb_count_max pages (one per page above 2 MiB strides, which
+        the instruction's PMD stride bit cannot express), then TLBSYNC; as broadcast_tlb_flush counts its
+        INVLPGBs. More pages than the ceiling become, as in flush_tlb_kernel_range, a flush of every
+        non-global entry. Returns the initiator's cycles."""
+        if n_pages > self._ceiling:
+            return self._invlpgb_flush_all_nonglobals(cpu, iproc)
+        per = min(n_pages, self._invlpgb_count_max) if shift <= 21 else 1
+        n_invlpgb = -(-n_pages // per)
+        for t in range(self.p.n_cpus):
+            for i in range(n_pages):
+                self.invlpg_pcid(t, ANY_PCID, va + (i << shift), False, self._removed)
+            self._account_removed(t)
+        self.charge(cpu, iproc, "invlpgb", n_invlpgb)
+        self.charge(cpu, iproc, "tlbsync", 1)
+        return n_invlpgb * self._kcost["invlpgb_cycles"] + self._kcost["tlbsync_cycles"]
 
     def _tlbbatch_flush(self, cpu: int, iproc: int, mms: Iterable[int]) -> int:
         """arch_tlbbatch_add_pending for each of `mms` (bump its tlb_gen, OR its cpumask into the batch), then

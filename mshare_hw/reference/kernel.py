@@ -11,7 +11,7 @@ builds on.
 from __future__ import annotations
 
 from mshare_hw.engine.layout import RegionSpan
-from mshare_hw.names import KERNEL_COSTS, STRATEGIES
+from mshare_hw.names import DETACH_FLUSHES, KERNEL_COSTS, STRATEGIES
 from mshare_hw.reference.asid import N_DYN_ASIDS
 from mshare_hw.reference.flush import FlushPaths
 
@@ -42,14 +42,18 @@ class KernelSide(FlushPaths):
         notifiers,
         invlpgb_count_max: int,
         jiffy_cycles: int,
+        detach_flush: str = "range",
     ) -> None:
         """Configure the kernel side (mshare_hw.engine.shootdown.Kernel does): the flush strategy, whether the
         kernel uses INVLPGB, the mshare link entries' span and level, the kernel costs in KERNEL_COSTS
         order, Linux's constants, the regions events name ((name, start, end, shift, shared, host,
         mappers) each), each process's home CPU and the secondary MMUs' mmu notifiers (or None), the pages
-        one INVLPGB may cover and the cycles of a jiffy (the global-ASID check). Resets the trim times."""
+        one INVLPGB may cover, the cycles of a jiffy (the global-ASID check) and how an mshare detach
+        flushes (DETACH_FLUSHES). Resets the trim times."""
         if strategy not in STRATEGIES:
             raise ValueError(f"unknown strategy {strategy!r}")
+        if detach_flush not in DETACH_FLUSHES:
+            raise ValueError(f"unknown detach_flush {detach_flush!r}")
         if len(costs) != len(KERNEL_COSTS):
             raise ValueError(f"expected {len(KERNEL_COSTS)} kernel costs, got {len(costs)}")
         if len(home_cpu) != len(self._removed) or any(not 0 <= c < self.p.n_cpus for c in home_cpu):
@@ -62,6 +66,7 @@ class KernelSide(FlushPaths):
                 raise ValueError(f"region {name!r}: a mapper is out of range")
             spans[name] = RegionSpan(start, end, shift, bool(shared), host, tuple(mappers))
         self._strategy = strategy
+        self._detach_flush = detach_flush
         self._invlpgb = bool(invlpgb)
         self._slot_shift = slot_shift
         self._link_level = link_level
@@ -136,6 +141,9 @@ class KernelSide(FlushPaths):
             # host_cpumask: the CPUs that ran a sharer flush their loaded PCID if a sharer's, no tlb_gen;
             # union_batch: every sharer's tlb_gen bumped, one round, loaded sharers catch up
             return cycles + self._flush_sharers(cpu, iproc, sharers, va, n_pages, shift, s == "union_batch")
+        if s == "broadcast_va":
+            # every sharer maps the region at the same virtual addresses: INVLPGB by address in every PCID
+            return cycles + self._invlpgb_flush_addr(cpu, iproc, va, n_pages, shift)
         # broadcast: single-threaded sharers are never loaded (non-lazily) on 4+ CPUs at once, so Linux gives
         # them no global ASID; without one, INVLPGB can only flush every non-global entry
         return cycles + self._invlpgb_flush_all_nonglobals(cpu, iproc)
@@ -180,9 +188,17 @@ class KernelSide(FlushPaths):
             if kind == "detach":
                 cycles += self._range_start(proc, mm, span.start, n_region_pages, shift)
                 slot = 1 << self._slot_shift
-                for s_va in range(span.start // slot * slot, span.end, slot):
+                first_slot = span.start // slot * slot
+                for s_va in range(first_slot, span.end, slot):
                     self.pt_unlink(mm, s_va, self._link_level)
-                cycles += self.flush_tlb_mm_range(cpu, proc, mm, span.start, n_region_pages, shift, True, now)
+                if self._detach_flush == "p4d_stride":
+                    # the posted series: p4d_clear + tlb_flush_p4d_range on the mmu_gather, whose flush is
+                    # flush_tlb_mm_range(mm, start, end, P4D_SHIFT, freed_tables = false): one "page" of the
+                    # link entry's span per slot, no table freed (the shared tables live on)
+                    n_slots = -(-(span.end - first_slot) // slot)
+                    cycles += self.flush_tlb_mm_range(cpu, proc, mm, first_slot, n_slots, self._slot_shift, False, now)
+                else:
+                    cycles += self.flush_tlb_mm_range(cpu, proc, mm, span.start, n_region_pages, shift, True, now)
             else:
                 cycles += self._range_start(proc, host, va, n, shift)
                 # like the mmu_gather: the span of the entries actually changed

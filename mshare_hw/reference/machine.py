@@ -241,8 +241,8 @@ class ReferenceMachine(Walker, NestedWalker, SchedulingLoop, KernelSide):
         self.pwc[cpu].flush(pcid, removed)
 
     def invlpg_pcid(self, cpu: int, pcid: int, va: int, pwc: bool, removed) -> None:
-        """INVLPGB's work on one CPU: va's entries in `pcid`, and that PCID's PWC entries if `pwc` (tables
-        freed; else INVLPGB_FINAL_ONLY spares them)."""
+        """INVLPGB's work on one CPU: va's entries in `pcid` (ANY_PCID: every PCID), and that PCID's PWC
+        entries if `pwc` (tables freed; else INVLPGB_FINAL_ONLY spares them)."""
         self.l1i[cpu].invlpg(pcid, va, removed)
         self.l1d[cpu].invlpg(pcid, va, removed)
         self.l2d[cpu].invlpg(pcid, va, removed)

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from mshare_hw.engine.params import TLBStruct
 from mshare_hw.reference.set_array import SetArray, stream_seed
 
+ANY_PCID = -1  # invlpg in every PCID (INVLPGB by address without a PCID)
+
 
 @dataclass
 class TLBEntry:
@@ -34,13 +36,14 @@ class TLBArray(SetArray):
         return vpn % self.sets
 
     def find(self, pcid: int, va: int) -> int:
-        """The index of the first entry mapping `va` in `pcid` or global (page sizes in spec order), or -1."""
+        """The index of the first entry mapping `va` in `pcid` or global (page sizes in spec order), or -1.
+        pcid ANY_PCID: in any PCID."""
         for shift in self.spec.shifts:
             vpn = va >> shift
             base = self.set_index(vpn) * self.ways
             for w in range(self.ways):
                 e = self.entries[base + w]
-                if e is not None and e.shift == shift and e.vpn == vpn and (e.pcid == pcid or e.is_global):
+                if e is not None and e.shift == shift and e.vpn == vpn and (e.pcid == pcid or e.is_global or pcid < 0):
                     return base + w
         return -1
 
@@ -69,7 +72,7 @@ class TLBArray(SetArray):
                 self.drop(i, removed)
 
     def invlpg(self, pcid: int, va: int, removed) -> None:
-        """The entries mapping `va` at any page size, in `pcid` or global."""
+        """The entries mapping `va` at any page size, in `pcid` (ANY_PCID: every PCID) or global."""
         while (i := self.find(pcid, va)) >= 0:
             self.drop(i, removed)
 

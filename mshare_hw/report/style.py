@@ -9,7 +9,10 @@ import numpy as np
 import pandas as pd
 
 PT_COLORS = {"private": "#d95f02", "mshare": "#1b9e77"}
-STRATEGY_ORDER = ("linux", "host_mm_only", "flush_all", "host_cpumask", "per_sharer", "union_batch", "broadcast")
+STRATEGY_ORDER = (
+    "linux", "host_mm_only", "flush_all", "host_cpumask", "per_sharer", "union_batch", "broadcast",
+    "broadcast_va",
+)  # fmt: skip
 STRATEGY_LABELS = {
     "linux": "linux: private page tables, each mm flushed (today)",
     "host_mm_only": "host_mm_only: only the host mm flushed",
@@ -18,6 +21,7 @@ STRATEGY_LABELS = {
     "per_sharer": "per_sharer: flush each sharer mm in turn",
     "union_batch": "union_batch: one IPI round to all sharers' CPUs",
     "broadcast": "broadcast: INVLPGB + TLBSYNC (AMD only)",
+    "broadcast_va": "broadcast_va: INVLPGB by address, all PCIDs (AMD only)",
 }
 STRATEGY_COLORS = {
     "linux": "#d95f02",
@@ -27,6 +31,7 @@ STRATEGY_COLORS = {
     "per_sharer": "#7570b3",
     "union_batch": "#1b9e77",
     "broadcast": "#66a61e",
+    "broadcast_va": "#a6761d",
 }
 DPI = 110
 MIB = 1 << 20

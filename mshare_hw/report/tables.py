@@ -103,7 +103,7 @@ def _per_event_rows(ev: pd.DataFrame, row) -> pd.DataFrame:
 def shootdown_table(df: pd.DataFrame) -> pd.DataFrame:
     ev = df[df["events_fired"] > 0]
     # runs that differ only in these would otherwise look identical
-    extra = [c for c in ("notifier_policy", "seed") if c in ev.columns and ev[c].nunique() > 1]
+    extra = [c for c in ("detach_flush", "notifier_policy", "seed") if c in ev.columns and ev[c].nunique() > 1]
     if _sleepy(df):
         extra.append("sleep_every_accesses")
     if "threads_per_process" in df.columns and df["threads_per_process"].nunique() > 1:

@@ -26,7 +26,7 @@ EXTRA_COLUMNS: tuple[str, ...] = (
     "device_walk_cycles", "device_faults", "mirror_hits", "mirror_misses", "iotlb_invalidations",
     "iotlb_invalidation_cycles", "mirror_invalidations", "mirror_invalidation_cycles", "device_stale_translations",
     "sleep_every_accesses", "sleeps", "sleep_cycles", "threads_per_process", "global_asid_assignments",
-    "pti", "pti_cr3_switches", "pti_user_flushes",
+    "pti", "pti_cr3_switches", "pti_user_flushes", "detach_flush",
 )  # fmt: skip
 # summary column <- secondary-MMU counter (mshare_hw.engine.secondary.DEVICE_COUNTERS), summed over devices
 DEVICE_COLUMNS = {
@@ -41,7 +41,9 @@ NOTIFIER_COLUMNS = (
 )  # fmt: skip
 # Processes that do not map the events' region: what an invalidation strategy costs the uninvolved.
 BYSTANDER_COUNTERS = ("stlb_misses", "walks", "walk_cycles", "cycles")
-STRING_COLUMNS = {"run_id", "experiment", "uarch", "pt_config", "strategy", "share_level", "notifier_policy", "pti"}
+STRING_COLUMNS = {
+    "run_id", "experiment", "uarch", "pt_config", "strategy", "share_level", "notifier_policy", "pti", "detach_flush",
+}  # fmt: skip
 
 
 def summary_row(run_id: str, exp, result: dict, n_processes: int, bystanders: list[int] | None = None) -> dict:
@@ -78,6 +80,8 @@ def summary_row(run_id: str, exp, result: dict, n_processes: int, bystanders: li
     row["threads_per_process"] = int(exp.workload.params.get("threads_per_process", 1))
     # page-table isolation as the run had it (machine.pti resolved against the uarch: "auto" follows `meltdown`)
     row["pti"] = "on" if resolve_pti(exp.machine.pti, load_uarch(exp.uarch)) else "off"
+    # how an mshare detach flushed (private page tables unmap through Linux's own path: "none", like strategy)
+    row["detach_flush"] = exp.detach_flush if exp.pt_config == "mshare" and exp.events.enabled else "none"
     _secondary_columns(row, exp, result)
     return {k: row[k] for k in STABLE_COLUMNS + EXTRA_COLUMNS}
 

@@ -3,11 +3,11 @@ the same kernel side (mshare_hw.engine.shootdown), must agree exactly on random 
 workloads (the strategies of test_differential.py) with random event lists: every kind, every region of
 the workload, random page ranges (including ranges that run past the region's end, which the kernel
 side clips), random initiators and sorted times spread over the run (some after the end, which never
-fire), under `private` and `mshare` page tables and every flush strategy (`broadcast` only on a machine
-with INVLPGB).
+fire), under `private` and `mshare` page tables, every flush strategy (`broadcast` and `broadcast_va` only on a
+machine with INVLPGB), both `detach_flush` settings and INVLPGB count limits of 1, 3 and 8 pages.
 
 A second property checks safety with the coherence oracle on: under `flush_all`, `per_sharer`,
-`union_batch` and `broadcast`, and under `private` page tables whatever the strategy, no CPU ever uses a
+`union_batch`, `broadcast` and `broadcast_va`, and under `private` page tables whatever the strategy, no CPU ever uses a
 translation after the kernel changed its PTE (stale_translations == 0). `host_mm_only` and
 `host_cpumask` are not claimed safe (test_shootdown.py builds the cases where they are not).
 """
@@ -25,13 +25,13 @@ from mshare_hw.config.errors import ConfigError
 from mshare_hw.counters import COUNTERS
 from mshare_hw.engine.driver import run_workload
 from mshare_hw.engine.layout import Layout, build_layout
-from mshare_hw.engine.params import SimParams
-from mshare_hw.names import EVENT_KINDS, KERNEL_COSTS, STRATEGIES
+from mshare_hw.engine.params import INVLPGB_STRATEGIES, SimParams
+from mshare_hw.names import DETACH_FLUSHES, EVENT_KINDS, KERNEL_COSTS, STRATEGIES
 from mshare_hw.reference.run import run_reference
 from mshare_hw.workload.events import Event
 from mshare_hw.workload.model import Workload
 
-SAFE = ("flush_all", "per_sharer", "union_batch", "broadcast")
+SAFE = ("flush_all", "per_sharer", "union_batch", "broadcast", "broadcast_va")
 # A private detach walks every page of the region (pt_change over the whole span); regions built to span
 # two 512 GiB slots have ~1.3e8 pages, far too many for the reference model. Detach those only under
 # mshare (where it unlinks one entry per slot).
@@ -46,11 +46,21 @@ COL = {name: i for i, name in enumerate(COUNTERS)}
 def kernel_side(draw, params: SimParams, strategies=STRATEGIES) -> SimParams:
     # an index rather than sampled_from: Hypothesis's sampled_from favours the first elements
     if params.virtualization == "nested":  # INVLPGB is not offered to guests (build_params refuses it)
-        strategies = tuple(s for s in strategies if s != "broadcast")
+        strategies = tuple(s for s in strategies if s not in INVLPGB_STRATEGIES)
     strategy = strategies[draw(st.integers(0, len(strategies) - 1))]
-    invlpgb = strategy == "broadcast" or (params.virtualization == "none" and draw(st.integers(0, 3)) == 0)
+    invlpgb = strategy in INVLPGB_STRATEGIES or (params.virtualization == "none" and draw(st.integers(0, 3)) == 0)
     costs = {k: draw(st.integers(0, 3000)) for k in KERNEL_COSTS}
-    return dataclasses.replace(params, strategy=strategy, invlpgb=invlpgb, kernel_costs=costs)
+    detach_flush = DETACH_FLUSHES[draw(st.integers(0, len(DETACH_FLUSHES) - 1))]
+    # the part's INVLPGB count limit: one page, a small one, and the shipped AMD parts' 8
+    count_max = draw(st.sampled_from([1, 3, 8]))
+    return dataclasses.replace(
+        params,
+        strategy=strategy,
+        invlpgb=invlpgb,
+        kernel_costs=costs,
+        detach_flush=detach_flush,
+        invlpgb_count_max=count_max,
+    )
 
 
 @st.composite
@@ -105,6 +115,8 @@ def _setup(data, strategies=STRATEGIES, oracle_on: bool = False, pt_config: str 
 def _record(got: dict, params: SimParams, events: list[Event]) -> None:
     tot = np.asarray(got["cpu_counters"]).sum(axis=0)
     event(f"{params.pt_config}/{params.strategy}")
+    if any(e.kind == "detach" for e in events[: got["events_fired"]]) and params.pt_config == "mshare":
+        event(f"mshare detach, {params.detach_flush}")
     for name in ("ipis_sent", "invlpg", "invpcid", "invlpgb", "full_flushes", "lazy_catchup_flushes"):
         if tot[COL[name]] > 0:
             event(f"{name} > 0")
@@ -196,11 +208,15 @@ def test_strategy_signatures_on_shared_page_tables(data):
     if s == "broadcast":  # at most one INVLPGB + TLBSYNC per round, no IPIs
         assert col["ipis_sent"].sum() == 0
         assert col["invlpgb"].sum() == col["tlbsync"].sum() <= rounds
+    elif s == "broadcast_va":  # at most one TLBSYNC per round, and at least one page per INVLPGB; no IPIs
+        assert col["ipis_sent"].sum() == 0
+        assert col["tlbsync"].sum() <= rounds
+        assert col["tlbsync"].sum() <= col["invlpgb"].sum() <= sum(e.n_pages for e in events)
     elif s in ("union_batch", "host_cpumask"):  # one IPI round per flush: each CPU interrupted at most once
         assert (col["ipis_received"] <= rounds).all()
     assert col["ipis_sent"].sum() == col["ipis_received"].sum()
     assert (col["ipis_received"] <= rounds * (layout.n_procs + layout.n_hosts)).all()
-    if s != "broadcast" and not (s == "flush_all" and params.invlpgb):
+    if s not in INVLPGB_STRATEGIES and not (s == "flush_all" and params.invlpgb):
         assert col["invlpgb"].sum() == col["tlbsync"].sum() == 0
 
 

@@ -14,7 +14,6 @@ from mshare_hw import _engine
 from mshare_hw.counters import INDEX
 from mshare_hw.engine.layout import build_layout
 from mshare_hw.engine.shootdown import (
-    INVLPGB_COUNT_MAX,
     JIFFY_CYCLES,
     TLB_SINGLE_PAGE_FLUSH_CEILING,
     TRIM_INTERVAL_CYCLES,
@@ -59,7 +58,7 @@ def config(layout, **changes) -> dict:
         regions=[(n, s.start, s.end, s.shift, s.shared, s.host, s.mappers) for n, s in layout.spans.items()],
         home_cpu=layout.home_cpu,
         notifiers=None,
-        invlpgb_count_max=INVLPGB_COUNT_MAX,
+        invlpgb_count_max=8,
         jiffy_cycles=JIFFY_CYCLES,
     )
     kw.update(changes)
@@ -80,6 +79,7 @@ def test_nothing_runs_before_the_kernel_side_is_configured(engine_kind):
     "changes",
     [
         dict(strategy="flush_some"),
+        dict(detach_flush="p5d_stride"),
         dict(costs=[1] * (len(KERNEL_COSTS) - 1)),
         dict(regions=[("shm", X, X + 64 * PAGE, 12, True, 0, (0, 1))]),  # host 0, but private has no host mm
         dict(regions=[("shm", X, X + 64 * PAGE, 12, True, -1, (0, 2))]),  # no process 2

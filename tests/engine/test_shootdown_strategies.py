@@ -6,16 +6,19 @@ INVLPGB broadcasts, collateral damage. Conventions: tests/engine/kernel_cases.py
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from kernel_cases import (
     BASE,
     INVLPG,
     INVLPGB,
     INVPCID,
+    PAGE,
     PER,
     RESP,
     RUNNERS,
     TLBSYNC,
+    UNDECLARED,
     X,
     go,
     hammer,
@@ -27,10 +30,12 @@ from kernel_cases import (
 
 from mshare_hw.config.errors import ConfigError
 from mshare_hw.config.uarch import load_uarch
+from mshare_hw.counters import INDEX
 from mshare_hw.engine.params import build_params
-from mshare_hw.engine.shootdown import TRIM_INTERVAL_CYCLES
+from mshare_hw.engine.shootdown import TRIM_INTERVAL_CYCLES, Kernel
+from mshare_hw.workload.events import Event
 from mshare_hw.workload.generators import database_workload
-from mshare_hw.workload.model import Workload
+from mshare_hw.workload.model import Region, Workload
 
 # ---- flush_all: the posted series -----------------------------------------------------------------------
 
@@ -243,4 +248,133 @@ def test_unrelated_process_collateral(run, strategy):
     else:  # broadcast: INVLPGB of every non-global entry reaches CPU2 without an IPI
         assert res.total("ipis_received") == 0
         assert col[2] > 0
+    assert res.total("stale_translations") == 0
+
+
+# ---- broadcast_va: INVLPGB by address in every PCID -------------------------------------------------------
+
+
+def _sharers_and_bystander(drive, strategy: str, **kw):
+    """P0 (CPU0) and P1 (CPU1) share shm; P2 (CPU2) does not map it and stores to an undeclared page once.
+    P0 loads pages 0 and 24 (two read faults, each mapping an aligned 16-page fault-around window: pages 0-31
+    present),
+    P1 loads page 1. P2's store walks (after its fault) through three levels: its entry sits in CPU2's L1
+    DTLB and L2 TLB, and its PML4E, PDPTE and PDE in CPU2's paging-structure caches: 5 entries."""
+    p = machine(3, "mshare", strategy, invlpgb=True, **kw)
+    d = drive(p, n_procs=3, regions=[shm(processes=(0, 1))])
+    d.switch_to(0, 0)
+    d.load(0, X, cpu=0)
+    d.load(0, X + 24 * PAGE, cpu=0)
+    d.switch_to(1, 1)
+    d.load(1, X + PAGE, cpu=1)
+    d.switch_to(2, 2)
+    d.store(2, UNDECLARED, cpu=2)
+    return d, Kernel(d.eng, p, d.layout)
+
+
+def _cpu(d, name: str) -> list[int]:
+    return [int(v) for v in np.asarray(d.eng.cpu_counters)[:, INDEX[name]]]
+
+
+@pytest.mark.parametrize("count_max,n_invlpgb", [(8, 3), (4, 5), (1, 20), (32, 1)])
+def test_broadcast_va_invlpgbs_follow_the_parts_count_limit(drive, count_max, n_invlpgb):
+    """A zap of pages 0-19 (all present): the host flush does nothing (empty cpumask, never loaded); then
+    INVLPGB by address, no PCID, covering at most invlpgb_count_max pages each: ceil(20 / count_max) of
+    them (8: 3, 4: 5, 1: 20, 32: 1), one TLBSYNC, no IPIs, paid by the initiator alone."""
+    d, k = _sharers_and_bystander(drive, "broadcast_va", invlpgb_count_max=count_max)
+    k.execute(Event(0, "zap", 0, "shm", 0, 20), 0, [0, 1, 2])
+    assert _cpu(d, "invlpgb") == [n_invlpgb, 0, 0] and _cpu(d, "tlbsync") == [1, 0, 0]
+    assert d.total("ipis_sent") == d.total("invlpg") == d.total("full_flushes") == 0
+    assert _cpu(d, "shootdown_cycles_initiator") == [n_invlpgb * INVLPGB + TLBSYNC, 0, 0]
+
+
+@pytest.mark.parametrize("strategy", ["broadcast_va", "broadcast"])
+def test_broadcast_va_spares_bystanders(drive, strategy):
+    """The same zap of pages 0-19.
+    broadcast_va: the addresses of pages 0-19 go in every PCID on every CPU: P0's page 0 on CPU0 and P1's page
+      1 on CPU1; P0's page 24 and P2's page stay (nothing else maps pages 0-19), and so do the
+      paging-structure caches (INVLPGB_FINAL_ONLY: no table was freed). No collateral damage.
+    broadcast: one INVLPGB of every non-global entry: P2's 5 entries on CPU2 are collateral damage, and P0's
+      page 24 goes too."""
+    d, k = _sharers_and_bystander(drive, strategy)
+    k.execute(Event(0, "zap", 0, "shm", 0, 20), 0, [0, 1, 2])
+    snap = d.totals()
+    d.store(2, UNDECLARED, cpu=2)
+    d.load(0, X + 24 * PAGE, cpu=0)
+    got = d.since(snap)
+    if strategy == "broadcast_va":
+        assert d.total("collateral_entries_flushed") == 0
+        assert got.get("l1_dtlb_misses", 0) == got.get("walks", 0) == 0  # both L1 hits
+    else:
+        assert _cpu(d, "collateral_entries_flushed") == [0, 0, 5]  # charged where the entries were
+        assert d.proc(2, "collateral_entries_flushed") == 5
+        assert got["l1_dtlb_misses"] == got["stlb_misses"] == got["walks"] == 2
+    # the zapped pages fault again for both sharers (P1 first: page 1's PTE is gone)
+    snap = d.totals()
+    d.load(1, X + PAGE, cpu=1)
+    d.load(0, X, cpu=0)
+    got = d.since(snap)
+    assert got["page_faults"] == 1 and got["stlb_misses"] == 2  # P1's fault maps pages 0-15 for both
+    assert d.total("stale_translations") == 0
+
+
+def test_broadcast_va_over_the_ceiling_flushes_every_non_global_entry(drive):
+    """P0 also maps pages 32-47; a zap of 40 pages from page 0 changes the span 0-39: 40 > 33 pages, and as
+    flush_tlb_kernel_range turns a range over the ceiling into a full flush, one INVLPGB of every non-global
+    entry + TLBSYNC (a full flush): P2's 5 entries on CPU2 are collateral damage."""
+    d, k = _sharers_and_bystander(drive, "broadcast_va")
+    d.load(0, X + 32 * PAGE, cpu=0)  # pages 32-47 present
+    k.execute(Event(0, "zap", 0, "shm", 0, 40), 0, [0, 1, 2])
+    assert _cpu(d, "invlpgb") == [1, 0, 0] and _cpu(d, "tlbsync") == [1, 0, 0]
+    assert _cpu(d, "full_flushes") == [1, 0, 0]
+    assert _cpu(d, "collateral_entries_flushed") == [0, 0, 5]
+    assert _cpu(d, "shootdown_cycles_initiator") == [INVLPGB + TLBSYNC, 0, 0]
+
+
+@pytest.mark.parametrize("page_size,n_invlpgb", [("2M", 3), ("1G", 20)])
+def test_broadcast_va_strides(drive, page_size, n_invlpgb):
+    """Huge pages: INVLPGB's PMD stride bit lets one instruction cover up to invlpgb_count_max 2 MiB pages
+    (ceil(20 / 8) = 3), while 1 GiB pages take one INVLPGB each (broadcast_tlb_flush's rule: count only for
+    strides up to PMD_SHIFT): 20. Each of P0's 20 loads faults its own page (no fault-around above 4 KiB)."""
+    size = {"2M": 1 << 21, "1G": 1 << 30}[page_size]
+    p = machine(2, "mshare", "broadcast_va", invlpgb=True)
+    d = drive(p, n_procs=2, regions=[Region("shm", X, 20 * size, page_size=page_size, kind="shmem", shared=True)])
+    d.switch_to(0, 0)
+    for i in range(20):
+        d.load(0, X + i * size, cpu=0)
+    assert d.total("page_faults") == 20
+    # P1's zap, initiated where `running` says P1 runs: CPU1
+    Kernel(d.eng, p, d.layout).execute(Event(0, "zap", 1, "shm", 0, 20), 0, [0, 1])
+    assert _cpu(d, "invlpgb") == [0, n_invlpgb] and _cpu(d, "tlbsync") == [0, 1]
+    snap = d.totals()
+    d.load(0, X + 5 * size, cpu=0)
+    assert d.since(snap)["page_faults"] == 1  # P0's entry went: it re-faults rather than hitting the old one
+    assert d.total("stale_translations") == 0
+
+
+def test_broadcast_va_needs_invlpgb():
+    for uarch in ("skylake_sp", "icelake_sp", "sapphire_rapids"):
+        with pytest.raises(ConfigError, match="'broadcast_va' needs INVLPGB"):
+            build_params(load_uarch(uarch), n_cpus=2, pt_config="mshare", strategy="broadcast_va")
+    with pytest.raises(ConfigError, match="kernel_invlpgb"):
+        build_params(load_uarch("zen3"), n_cpus=2, pt_config="mshare", strategy="broadcast_va", kernel_invlpgb=False)
+    with pytest.raises(ConfigError, match="not offered to guests"):
+        build_params(load_uarch("zen3"), n_cpus=2, pt_config="mshare", strategy="broadcast_va", virtualization="nested")
+    p = build_params(load_uarch("zen3"), n_cpus=2, pt_config="mshare", strategy="broadcast_va")
+    # the count limit is the part's: zen3.toml's invlpgb_count_max (CPUID 0x80000008 EDX[15:0] + 1)
+    assert p.invlpgb and p.invlpgb_count_max == load_uarch("zen3").features.invlpgb_count_max == 8
+    assert build_params(load_uarch("skylake_sp"), n_cpus=2).invlpgb_count_max == 1  # never used: no INVLPGB
+
+
+@RUNNERS
+def test_broadcast_va_on_zen3_costs(run):
+    """Two sharers hammer page 0; one 1-page zap: one INVLPGB (1 page <= 8) + TLBSYNC at zen3's costs."""
+    u = load_uarch("zen3")
+    p = build_params(u, n_cpus=2, pt_config="mshare", strategy="broadcast_va", data_caches=False)
+    wl = Workload(procs((0, hammer(X, 30000)), (1, hammer(X, 30000))), [shm()])
+    res = go(run, wl, p, zaps([20000]))
+    assert res.fired == 1
+    assert res.total("ipis_sent") == 0 and res.total("full_flushes") == 0
+    assert res.cpu("invlpgb") == [1, 0] and res.cpu("tlbsync") == [1, 0]
+    assert res.cpu("shootdown_cycles_initiator") == [u.costs.invlpgb_cycles + u.costs.tlbsync_cycles, 0]
     assert res.total("stale_translations") == 0

@@ -30,6 +30,17 @@ def test_validate_lists_the_axes_of_the_grid(grid: Path, capsys):
     assert "  machine.virtualization: nested" in lines and "  machine.replacement: auto" in lines
     assert "  pt_config: private" in lines or any(x.startswith("  pt_config: ") for x in lines)
     assert any(x.startswith("  uarch: ") and ", " in x for x in lines)  # the grid fixture sweeps two uarchs
+    assert "  detach_flush: range" in lines  # a model axis: listed at its default too
+    assert main(["validate", str(grid), "--set", "sweep.detach_flush=['range', 'p4d_stride']"]) == 0
+    assert "  detach_flush: range, p4d_stride" in capsys.readouterr().out.splitlines()
+
+
+def test_validate_refuses_broadcast_va_without_invlpgb(grid: Path, capsys):
+    """broadcast_va, like broadcast, needs INVLPGB: a Skylake-SP point is an error (exit status 2)."""
+    args = ["validate", str(grid), "--set", "sweep.uarch=['skylake_sp']", "--set", "pt_config=mshare"]
+    assert main([*args, "--set", "strategy=broadcast_va"]) == 2
+    assert "strategy 'broadcast_va' needs INVLPGB" in capsys.readouterr().err
+    assert main(["validate", str(grid), "--set", "sweep.uarch=['zen3']", "--set", "strategy=broadcast_va"]) == 0
 
 
 @pytest.mark.parametrize(
