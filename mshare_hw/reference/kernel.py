@@ -183,7 +183,9 @@ class KernelSide(FlushPaths):
             i += 1
         return cycles, lo, hi
 
-    def _hugetlb_event(self, kind: str, cpu: int, proc: int, mm: int, span: RegionSpan, va: int, n: int, now: int) -> int:
+    def _hugetlb_event(
+        self, kind: str, cpu: int, proc: int, mm: int, span: RegionSpan, va: int, n: int, now: int
+    ) -> int:
         """An event on a hugetlb region (a MAP_SHARED hugetlbfs mapping of every mapper): `zap` is a hole punch
         (hugetlb_vmdelete_list: __unmap_hugepage_range in each mapper's vma, one flush per mm), `protect` a
         protection change in each mapper (hugetlb_change_protection), `migrate` and `reclaim` the rmap walks
