@@ -10,7 +10,10 @@ HEADLINE_COLUMNS = (
     "shootdown_cycles_responder", "collateral_entries_flushed", "stale_translations",
 )  # fmt: skip
 # the columns that make two runs "the same configuration" (sleep_every_accesses: files before it lack it)
-PAIR_KEYS = ("uarch", "n_cpus", "n_processes", "accesses", "seed", "sleep_every_accesses", "threads_per_process")
+PAIR_KEYS = (
+    "uarch", "n_cpus", "n_processes", "accesses", "seed", "sleep_every_accesses", "threads_per_process",
+    "pool_page_size",
+)  # fmt: skip
 # secondary MMUs: the notifier work per event (column, decimals), then the device counts
 NOTIFIER_PER_EVENT = (
     ("iotlb_invalidations", 2),
