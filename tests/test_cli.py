@@ -277,3 +277,15 @@ def test_console_script_runs_exit_handlers_and_flushes(tmp_path: Path, env: dict
                          capture_output=True, text=True, timeout=120)  # fmt: skip
     assert bad.returncode == 2 and "unknown uarch" in bad.stderr
     assert marker.read_text() == "yes"
+
+
+def test_hugetlb_pmd_share_with_nothing_to_share_is_refused(capsys):
+    """The default experiment's 4 KiB pool under hugetlb PMD sharing: one line, exit 2 (validate builds every
+    point's layout)."""
+    argv = ["validate", "configs/experiments/default.toml", "--set", "sweep={}", "--set", "exclude=[]"]
+    assert main([*argv, "--set", "pt_config=hugetlb_pmd_share"]) == 2
+    err = capsys.readouterr().err
+    assert "no shared 2M-page region covers a whole PUD-aligned 1 GiB span" in err
+    assert err.strip().count("\n") == 0
+    assert main([*argv, "--set", "pt_config=hugetlb_pmd_share", "--set", "workload.params.pool_page_size=2M"]) == 0
+    assert "pt_config: hugetlb_pmd_share" in capsys.readouterr().out
