@@ -10,15 +10,8 @@ the reference model's modules of the same names, each with its structure's set-u
 import numpy as np
 
 from mshare_hw.counters import COUNTERS
-from mshare_hw.names import (
-    EVENT_KINDS,
-    PT_CONFIGS,
-    REPLACEMENT_POLICIES,
-    SCHEDULERS,
-    STRATEGIES,
-    TIMING_MODES,
-    codes,
-)
+from mshare_hw.names import EVENT_KINDS, PT_CONFIGS, REPLACEMENT_POLICIES, SCHEDULERS, STRATEGIES, TIMING_MODES
+from mshare_hw.names import codes
 cimport numpy as cnp
 from libc.stdlib cimport calloc, free, malloc
 from libc.string cimport memset

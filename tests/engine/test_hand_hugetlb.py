@@ -207,3 +207,21 @@ def test_detach_unshares_only_the_initiators_view(run):
     assert res.total("pmd_shares") == 2
     assert res.total("pages_mapped") == 1
     assert res.total("stale_translations") == 0
+
+
+@RUNNERS
+def test_partial_span_events_are_private(run):
+    """The region starts 2 MiB past X: its first GiB is not a whole aligned span, so each process has its own
+    PD page there. A zap of page 0 changes both processes' PTEs and flushes each mm, as private page tables
+    do: P0's locally (INVLPG), P1's by one IPI round; nothing to unshare, no table-sync IPI."""
+    p = machine(3, "hugetlb_pmd_share")
+    wl = Workload(procs((0, hammer(X + MiB2, 12000)), (1, hammer(X + MiB2, 12000))), [huge(X + MiB2, 2 * GiB)])
+    res = go(run, wl, p, zaps([6000], region="pool"))
+    assert res.fired == 1
+    assert res.total("pmd_shares") == 0 and res.total("pmd_unshares") == 0
+    assert res.cpu("ipis_sent") == [1, 0, 0]
+    assert res.cpu("ipis_received") == [0, 1, 0]
+    assert res.cpu("invlpg") == [1, 1, 0]
+    assert res.cpu("shootdown_cycles_initiator") == [INVLPG + BASE + PER + RESP + INVLPG, 0, 0]
+    # each process faults the page in again into its own PD page
+    assert res.proc("pages_mapped") == [2, 2]
