@@ -1,6 +1,7 @@
 """The kernel side of invalidation events in plain Python: an event's PTE changes, Linux 6.18's flush paths
 (arch/x86/mm/tlb.c: flush_tlb_mm_range with should_trim_cpumask, flush_tlb_multi/should_flush_tlb,
-flush_tlb_func, flush_tlb_all, arch_tlbbatch_*, INVLPGB) and the mshare flush strategies.
+flush_tlb_func, flush_tlb_all, arch_tlbbatch_*, INVLPGB), the mshare flush strategies, and mm/hugetlb.c's
+unshare paths for hugetlb PMD sharing (pt_config hugetlb_pmd_share).
 
 Mirrors kernels/kernel.pxi step for step; Linux's flush paths are in flush.py (flush.pxi).
 mshare_hw.engine.shootdown configures it (set_kernel) and hands it each event (execute_event). A mixin of

@@ -74,22 +74,18 @@ def test_two_processes_share_one_pmd_table(drive, pt_config):
 
 
 def test_shared_pmd_entries_are_one_cache_line(drive):
-    """The shared PD page has one frame: P0 and P1 read the same PDE line. On one CPU with the caches warm,
-    P1's walk after P0's reads the shared PDE from the L1D (4 cycles) but its own PML4E and PDPTE lines too."""
+    """The shared PD page has one frame, so P0 and P1 read the same PDE lines."""
     d = drive(tiny(pt_config="hugetlb_pmd_share"), n_procs=2, regions=[huge()])
     for p in (0, 1):
         d.switch_to(0, p)
         d.store(p, GiB)
-    # P1 touches the next page (GiB + 2 MiB): its PDPTE is in its PWC (pwc_hits_pdpt) -> walk reads only the
-    # PDE (not present: fault, P1 maps the page into the shared PD), then the PDE again: 2 reads, both of the
-    # PD line P0 and P1 share.
     d.switch_to(0, 0)
     d.store(0, GiB + 4 * MiB2)  # P0 maps page 2: its PDE lies in the same 64-byte line as pages 0-7's
     d.switch_to(0, 1)
     snap = d.totals()
     d.load(1, GiB + 4 * MiB2)
-    # P1: PWC hit on its PDPTE (the PD page is the shared one), 1 read of the shared PDE, present (P0 mapped
-    # it): no fault. The line was last read by P0's walk on this CPU: an L1D hit.
+    # P1: a PWC hit on its own PDPTE (whose child is the shared PD page), then 1 read of the shared PDE: present
+    # (P0 mapped it), no fault; its line was last read by P0's walk on this CPU: an L1D hit.
     got = d.since(snap)
     assert pick(got, "walks", "walk_reads", "walk_reads_l1d", "pwc_hits_pdpt", "page_faults") == {
         "walks": 1,
