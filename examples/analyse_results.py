@@ -59,9 +59,12 @@ def flush_strategy_table(summary: pd.DataFrame) -> str:
 
 def private_vs_mshare(summary: pd.DataFrame) -> pd.DataFrame:
     """One row per uarch and metric: the private and the mshare run's totals and mshare's change in %, clients
-    awake (the default experiment also runs them sleeping)."""
+    awake (the default experiment also runs them sleeping) and the pool in 4 KiB pages (it also runs a 2 MiB
+    pool; files made before that variant have no pool_page_size column)."""
     rows = []
     awake = summary[summary["sleep_every_accesses"] == 0]
+    if "pool_page_size" in awake.columns:
+        awake = awake[awake["pool_page_size"] == "4K"]
     for uarch, runs in awake.groupby("uarch", sort=False):
         private = runs[runs["pt_config"] == "private"].iloc[0]
         mshare = runs[runs["pt_config"] == "mshare"].iloc[0]

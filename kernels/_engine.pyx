@@ -10,8 +10,8 @@ the reference model's modules of the same names, each with its structure's set-u
 import numpy as np
 
 from mshare_hw.counters import COUNTERS
-from mshare_hw.names import EVENT_KINDS, REPLACEMENT_POLICIES, SCHEDULERS, STRATEGIES, TIMING_MODES, codes
-from mshare_hw.names import DETACH_FLUSHES
+from mshare_hw.names import EVENT_KINDS, PT_CONFIGS, REPLACEMENT_POLICIES, SCHEDULERS, STRATEGIES, TIMING_MODES
+from mshare_hw.names import DETACH_FLUSHES, codes
 cimport numpy as cnp
 from libc.stdlib cimport calloc, free, malloc
 from libc.string cimport memset
@@ -120,6 +120,7 @@ cdef class Engine:
         s.pti = params.pti
         s.fault_around_pages = params.fault_around_pages
         s.link_level = params.link_level
+        s.pt_config = codes(PT_CONFIGS)[params.pt_config]
         s.pinned = codes(SCHEDULERS)[params.scheduler] == SCHED_PINNED
         s.quantum = params.quantum_cycles
         s.slice_len = params.slice_accesses

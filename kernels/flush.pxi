@@ -141,6 +141,8 @@ cdef int64_t ev_work(Sim* s, EventCtx* e, int kind, int cpu) noexcept nogil:
         ev_charge(s, cpu, proc, C_FULL_FLUSHES, 1)
         ev_account_removed(s, e, cpu)
         return e.cost[KC_INVPCID_CYCLES]
+    if kind == W_NOTHING:
+        return 0
     loaded = s.cpu_state[cpu].loaded_mm
     if loaded < 0 or not e.sharer[loaded]:
         return 0

@@ -39,6 +39,20 @@ cdef int ev_pt_unlink(Sim* s, int mm, uint64_t va, int level) noexcept nogil:
     return 1
 
 
+cdef int64_t ev_pt_locate(Sim* s, int mm, uint64_t va, int level) noexcept nogil:
+    """The location of the entry at `level` on va's path in mm's tree, or -1 if an entry above it is not
+    present (or a leaf)."""
+    cdef int64_t t = s.roots[mm], ent
+    cdef int lv = s.levels
+    while lv > level:
+        ent = pt_get(s, t * PT_ENTRIES + pt_index(va, lv))
+        if not (ent & 1) or (ent & 2):
+            return -1
+        t = ent >> 2
+        lv -= 1
+    return t * PT_ENTRIES + pt_index(va, level)
+
+
 # -- the kernel side: Linux's paths with mmu notifiers, the strategies, one event ---------------------
 # `notifiers` is the run's SecondaryMMUs (mshare_hw.engine.secondary) or None; its methods return the
 # initiator's cycles.
@@ -115,6 +129,102 @@ cdef int64_t k_shared_flush(Sim* s, EventCtx* e, object notifiers, int cpu, int 
     return cycles + ev_invlpgb_flush_all_nonglobals(s, e, cpu, iproc)
 
 
+# -- hugetlb regions (pt_config hugetlb_pmd_share) ------------------------------------------------------
+cdef enum:
+    HPAGE_SHIFT = 21       # hugetlb regions: shared regions of 2 MiB pages
+    PUD_SHIFT = 30         # the span of one PUD entry: what one shared PMD table maps
+
+
+cdef int64_t k_huge_pmd_unshare(Sim* s, EventCtx* e, int cpu, int iproc, int mm, uint64_t va) noexcept nogil:
+    """huge_pmd_unshare (mm/hugetlb.c, 6.18) for va in mm: if mm's PUD entry links to a shareable span's PMD
+    table that another mm also uses, clear it (pud_clear) and drop mm's use of the table, then
+    tlb_remove_table_sync_one(): an IPI to every other online CPU, waited for, with nothing to flush. Returns
+    the initiator's cycles, or -1 if the table was not shared (the caller changes its PTEs)."""
+    cdef int span = sim_pmd_span(s, mm, va), t, n = 0
+    cdef int64_t loc
+    if span < 0 or s.pmd_users[span] < 2:
+        return -1
+    loc = ev_pt_locate(s, mm, va, 3)
+    if loc < 0 or pt_get(s, loc) != pt_encode(s.pmd_table[span], 0):
+        return -1
+    pt_set_entry(s, loc, 0)
+    s.pmd_users[span] -= 1
+    ev_charge(s, cpu, iproc, C_PMD_UNSHARES, 1)
+    for t in range(s.n_cpus):
+        if t != cpu:
+            e.targets[n] = t
+            n += 1
+    return ev_ipi_round(s, e, cpu, iproc, n, W_NOTHING, 0)
+
+
+cdef int64_t k_hugetlb_change(Sim* s, EventCtx* e, int cpu, int iproc, int mm, uint64_t va, int64_t n_pages, int op,
+                              int64_t* lo, int64_t* hi) noexcept nogil:
+    """The PTE changes of one hugetlb path in mm (__unmap_hugepage_range, hugetlb_change_protection, or
+    try_to_unmap_one/try_to_migrate_one for one folio) over n_pages 2 MiB pages from va: a page whose PMD table
+    mm shares with another mm unshares that table and skips to the next PUD span (the flush then covers the
+    whole span); any other present PTE changes (op). Returns the initiator's cycles; *lo, *hi: the range to
+    flush (-1, -1: none)."""
+    cdef int64_t i = 0, c, cycles = 0
+    cdef uint64_t page, g, pud = (<uint64_t>1) << PUD_SHIFT
+    lo[0] = -1
+    hi[0] = -1
+    while i < n_pages:
+        page = va + (<uint64_t>i << HPAGE_SHIFT)
+        c = k_huge_pmd_unshare(s, e, cpu, iproc, mm, page)
+        if c >= 0:
+            cycles += c
+            g = page & ~(pud - 1)
+            if lo[0] < 0 or <int64_t>g < lo[0]:
+                lo[0] = <int64_t>g
+            if <int64_t>(g + pud) > hi[0]:
+                hi[0] = <int64_t>(g + pud)
+            i = <int64_t>((g + pud - va) >> HPAGE_SHIFT)
+            continue
+        if pt_change_range(s, mm, page, 1, HPAGE_SHIFT, op):
+            if lo[0] < 0 or <int64_t>page < lo[0]:
+                lo[0] = <int64_t>page
+            if <int64_t>(page + ((<uint64_t>1) << HPAGE_SHIFT)) > hi[0]:
+                hi[0] = <int64_t>(page + ((<uint64_t>1) << HPAGE_SHIFT))
+        i += 1
+    return cycles
+
+
+cdef int64_t k_hugetlb_event(Sim* s, EventCtx* e, object notifiers, int kind, int cpu, int proc, int mm, int region,
+                             uint64_t va, int64_t n, int64_t now) except? -1:
+    """An event on a hugetlb region (a MAP_SHARED hugetlbfs mapping of every mapper): zap a hole punch (each
+    mapper's __unmap_hugepage_range, one flush per mm), protect each mapper's hugetlb_change_protection,
+    migrate/reclaim the rmap walks one folio at a time, never batched, detach the initiator's munmap (a flush
+    of the whole region with freed tables). Every path unshares where mm's PMD table is still used by another
+    mm. Returns the initiator's cycles (see mshare_hw/reference/kernel.py, _hugetlb_event)."""
+    cdef uint64_t start = e.reg_start[region], end = e.reg_end[region], p_va
+    cdef int op = PT_OP_MIGRATE if kind == EK_MIGRATE else (PT_OP_PROTECT if kind == EK_PROTECT else PT_OP_ZAP)
+    cdef int64_t cycles = 0, lo, hi, j, n_region = <int64_t>((end - start) >> HPAGE_SHIFT)
+    cdef int i, m
+    if kind == EK_DETACH:
+        cycles += k_range_start(notifiers, proc, mm, start, n_region, HPAGE_SHIFT)
+        cycles += k_hugetlb_change(s, e, cpu, proc, mm, start, n_region, PT_OP_ZAP, &lo, &hi)
+        return cycles + k_flush_tlb_mm_range(s, e, notifiers, cpu, proc, mm, start, n_region, HPAGE_SHIFT, 1, now)
+    if kind == EK_RECLAIM or kind == EK_MIGRATE:
+        for j in range(n):
+            p_va = va + (<uint64_t>j << HPAGE_SHIFT)
+            for i in range(e.reg_map_off[region], e.reg_map_off[region + 1]):
+                m = e.reg_map[i]
+                cycles += k_range_start(notifiers, proc, m, p_va, 1, HPAGE_SHIFT)
+                cycles += k_hugetlb_change(s, e, cpu, proc, m, p_va, 1, op, &lo, &hi)
+                if lo >= 0:
+                    cycles += k_flush_tlb_mm_range(s, e, notifiers, cpu, proc, m, <uint64_t>lo,
+                                                   (hi - lo) >> HPAGE_SHIFT, HPAGE_SHIFT, 0, now)
+        return cycles
+    for i in range(e.reg_map_off[region], e.reg_map_off[region + 1]):
+        m = e.reg_map[i]
+        cycles += k_range_start(notifiers, proc, m, va, n, HPAGE_SHIFT)
+        cycles += k_hugetlb_change(s, e, cpu, proc, m, va, n, op, &lo, &hi)
+        if lo >= 0:
+            cycles += k_flush_tlb_mm_range(s, e, notifiers, cpu, proc, m, <uint64_t>lo, (hi - lo) >> HPAGE_SHIFT,
+                                           HPAGE_SHIFT, 0, now)
+    return cycles
+
+
 cdef inline int k_should_defer(Sim* s, int cpu, int mm) noexcept nogil:
     """arch_tlbbatch_should_defer(mm) on `cpu`: a batched unmap defers mm's flush only when another CPU is in
     mm's cpumask."""
@@ -188,6 +298,8 @@ cdef int k_execute(Sim* s, EventCtx* e, object notifiers, int kind, int proc, in
                     c_va = va + (<uint64_t>c_first << shift)
                     cycles += k_shared_flush(s, e, notifiers, cpu, proc, host, region, c_va, c_last - c_first + 1,
                                              shift, now)
+    elif s.pt_config == PTC_HUGETLB_PMD_SHARE and e.reg_shared[region] and shift == HPAGE_SHIFT:
+        cycles += k_hugetlb_event(s, e, notifiers, kind, cpu, proc, own_mm, region, va, n, now)
     else:
         if kind == EK_DETACH:
             cycles += k_range_start(notifiers, proc, own_mm, start, n_region_pages, shift)

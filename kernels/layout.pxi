@@ -34,11 +34,33 @@ cdef void layout_init(Sim* s, layout) except *:
             j += 1
     s.reg_off[s.n_procs] = k
     s.slot_off[s.n_procs] = j
+    # hugetlb PMD sharing's shareable PUD spans (layout.pmd_slots, empty in other configurations)
+    n_pmds = sum(len(x) for x in layout.pmd_slots)
+    s.pmds_off = <int64_t*>_calloc(s.n_procs + 1, sizeof(int64_t))
+    s.pmds_start = <uint64_t*>_calloc(n_pmds, sizeof(uint64_t))
+    s.pmds_end = <uint64_t*>_calloc(n_pmds, sizeof(uint64_t))
+    s.pmds_sid = <int32_t*>_calloc(n_pmds, sizeof(int32_t))
+    s.n_pmd_spans = layout.n_pmd_spans
+    s.pmd_table = <int64_t*>_calloc(s.n_pmd_spans, sizeof(int64_t))
+    s.pmd_users = <int32_t*>_calloc(s.n_pmd_spans, sizeof(int32_t))
+    for k in range(s.n_pmd_spans):
+        s.pmd_table[k] = -1
+    j = 0
+    for p in range(s.n_procs):
+        s.pmds_off[p] = j
+        if layout.pmd_slots:
+            for x in layout.pmd_slots[p]:
+                s.pmds_start[j] = x.start
+                s.pmds_end[j] = x.end
+                s.pmds_sid[j] = x.host
+                j += 1
+    s.pmds_off[s.n_procs] = j
 
 
 cdef void layout_free(Sim* s) noexcept:
     cdef size_t ptr
     for ptr in (<size_t>s.reg_off, <size_t>s.reg_start, <size_t>s.reg_end, <size_t>s.reg_shift, <size_t>s.reg_fa,
                 <size_t>s.reg_host, <size_t>s.reg_frame, <size_t>s.slot_off, <size_t>s.slot_start,
-                <size_t>s.slot_end, <size_t>s.slot_host):
+                <size_t>s.slot_end, <size_t>s.slot_host, <size_t>s.pmds_off, <size_t>s.pmds_start,
+                <size_t>s.pmds_end, <size_t>s.pmds_sid, <size_t>s.pmd_table, <size_t>s.pmd_users):
         free(<void*>ptr)

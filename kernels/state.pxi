@@ -8,6 +8,11 @@ cdef enum:
     MAX_SHIFTS = 3
     MAX_PROBES = 12
 
+cdef enum:                 # page-table configurations: mshare_hw.names.PT_CONFIGS
+    PTC_PRIVATE
+    PTC_MSHARE
+    PTC_HUGETLB_PMD_SHARE
+
 cdef enum:                 # a trace's access kinds: mshare_hw.names.ACCESS_KINDS
     AK_IFETCH
     AK_LOAD
@@ -213,6 +218,7 @@ ctypedef struct Sim:
     int pti                # page-table isolation: CR3 switches at kernel entry/exit, user-PCID flushes
     int fault_around_pages
     int link_level
+    int pt_config          # PTC_*
     int pinned
     uint64_t quantum
     int64_t slice_len
@@ -273,6 +279,15 @@ ctypedef struct Sim:
     uint64_t* slot_start
     uint64_t* slot_end
     int32_t* slot_host
+    # hugetlb PMD sharing (PTC_HUGETLB_PMD_SHARE): the shareable PUD spans, CSR by process (pmds_sid: the
+    # span's index); per span its PMD table (-1 until a fault allocates it) and how many mms link to it
+    int64_t* pmds_off
+    uint64_t* pmds_start
+    uint64_t* pmds_end
+    int32_t* pmds_sid
+    int64_t n_pmd_spans
+    int64_t* pmd_table
+    int32_t* pmd_users
     # scheduler
     int* cpu_running
     int* cpu_current
@@ -356,6 +371,7 @@ cdef enum:                 # the work each CPU of an IPI round does
     W_EVERYTHING           # flush_tlb_all: INVPCID type 2
     W_LOADED_PCID          # host_cpumask: the loaded PCID if it belongs to a sharer, no tlb_gen
     W_CATCH_UP             # union_batch: a sharer's loaded PCID catches up to its tlb_gen
+    W_NOTHING              # tlb_remove_table_sync_one: the IPI itself, no flush
 
 cdef enum:                 # flush strategies for shared page tables: mshare_hw.names.STRATEGIES
     S_HOST_MM_ONLY

@@ -65,10 +65,43 @@ cdef inline void charge(Sim* s, int cpu, int64_t cycles) noexcept nogil:
     s.clock[cpu] += cycles
 
 
+cdef int sim_pmd_span(Sim* s, int proc, uint64_t va) noexcept nogil:
+    """The PUD span (hugetlb PMD sharing) of proc's that holds va, or -1."""
+    cdef int64_t k
+    for k in range(s.pmds_off[proc], s.pmds_off[proc + 1]):
+        if s.pmds_start[k] <= va < s.pmds_end[k]:
+            return s.pmds_sid[k]
+    return -1
+
+
+cdef int sim_huge_pmd_share(Sim* s, int mm, uint64_t va, int span) noexcept nogil:
+    """huge_pte_alloc for a fault in a shareable PUD span (mm/hugetlb.c): pud_alloc in mm; if its PUD entry is
+    none, huge_pmd_share() links it to the span's PMD table if another mm has one (counted in pmd_shares),
+    else pmd_alloc() gives mm a table of its own, which later faulters will share. -1 on an error."""
+    cdef int64_t t = pt_descend(s, s.roots[mm], va, 3), loc, table
+    if t < 0:
+        return -1
+    loc = t * PT_ENTRIES + pt_index(va, 3)
+    if pt_get(s, loc) & 1:
+        return 0
+    if s.pmd_table[span] >= 0:
+        pt_set_entry(s, loc, pt_encode(s.pmd_table[span], 0))
+        s.pmd_users[span] += 1
+        s.row[C_PMD_SHARES] += 1
+        return 0
+    table = pt_new_table(s, 2, mm)
+    if table < 0:
+        return -1
+    pt_set_entry(s, loc, pt_encode(table, 0))
+    s.pmd_table[span] = table
+    s.pmd_users[span] = 1
+    return 0
+
+
 cdef void sim_fault(Sim* s, int cpu, int proc, uint64_t va, int kind, int64_t table, int level) noexcept nogil:
     cdef int64_t* row = s.row
     cdef int64_t k, t, shared, loc, frame, mapped = 0, cost, root
-    cdef int host = -1, shift = 12, leaf_level, fa = 0
+    cdef int host = -1, shift = 12, leaf_level, fa = 0, pmd_span
     cdef int64_t region = -1
     cdef uint64_t span, lo, hi, page, rstart = 0, rend = 0
     if s.link_level:
@@ -88,7 +121,15 @@ cdef void sim_fault(Sim* s, int cpu, int proc, uint64_t va, int kind, int64_t ta
         row[C_FAULT_CYCLES] += s.link_fault_cycles
         charge(s, cpu, s.link_fault_cycles)
         return
-    root = s.roots[s.table_mm[table]]
+    if s.pt_config == PTC_HUGETLB_PMD_SHARE:
+        # hugetlb PMD sharing: a shared PMD table belongs to whichever mm allocated it; the fault descends
+        # through the faulting mm's own PUD entry, linked first if the span is shareable (huge_pmd_share)
+        root = s.roots[s.mm_of[proc]]
+        pmd_span = sim_pmd_span(s, proc, va)
+        if pmd_span >= 0 and sim_huge_pmd_share(s, s.mm_of[proc], va, pmd_span) < 0:
+            return
+    else:
+        root = s.roots[s.table_mm[table]]
     for k in range(s.reg_off[proc], s.reg_off[proc + 1]):
         if s.reg_start[k] <= va < s.reg_end[k]:
             region = k

@@ -66,6 +66,10 @@ COUNTERS: tuple[str, ...] = (
     # appended with PTI (machine.pti): CR3 switches at kernel entry and exit, deferred user-PCID flushes
     "pti_cr3_switches",
     "pti_user_flushes",
+    # appended with hugetlb PMD sharing (pt_config hugetlb_pmd_share): a fault's huge_pmd_share() linked the mm's
+    # PUD entry to another mm's PMD table; huge_pmd_unshare() cleared it again (an event in that mm)
+    "pmd_shares",
+    "pmd_unshares",
 )
 
 INDEX: dict[str, int] = {name: i for i, name in enumerate(COUNTERS)}

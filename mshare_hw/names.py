@@ -34,8 +34,9 @@ KERNEL_COSTS = (
 ACCESS_KINDS = ("ifetch", "load", "store")
 # schedulers: one run queue per CPU (processes stay on their home CPU), or one global queue
 SCHEDULERS = ("pinned", "global")
-# page-table configurations: every process its own tables, or mshare's shared tables
-PT_CONFIGS = ("private", "mshare")
+# page-table configurations: every process its own tables, mshare's shared tables, or Linux's hugetlb PMD-table
+# sharing (today's kernel: a MAP_SHARED hugetlbfs mapping's PMD tables over whole PUD-aligned 1 GiB spans)
+PT_CONFIGS = ("private", "mshare", "hugetlb_pmd_share")
 # the level whose tables mshare shares among its sharers (Linux names)
 SHARE_LEVELS = ("p4d", "pud", "pmd")
 # who hears a PTE change in a shared region: the host mm's mmu notifiers only, or every sharer mm's too

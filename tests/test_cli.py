@@ -74,8 +74,9 @@ def test_run_default_output_name(tiny: Path, tmp_path: Path, monkeypatch):
 
 
 def test_run_builtin_default_experiment(tmp_path: Path):
-    """No file: the shipped default (2 uarchs x 2 page-table configurations x awake/sleeping clients), shrunk
-    with --set."""
+    """No file: the shipped default (2 uarchs x 2 page-table configurations x awake/sleeping clients with a
+    4 KiB pool, then 2 uarchs x 3 configurations with a 2 MiB pool, awake), shrunk with --set (the pool stays
+    1 GiB: hugetlb PMD sharing needs a whole PUD-aligned GiB)."""
     out = tmp_path / "d.h5"
     rc = main(
         [
@@ -85,16 +86,17 @@ def test_run_builtin_default_experiment(tmp_path: Path):
             "-q",
             "--set",
             "workload.params.accesses_per_process=300",
-            "--set",
-            "workload.params.pool_bytes=16MiB",
         ]
     )
     assert rc == 0
     df = load_summary(out)
-    assert list(zip(df["uarch"], df["pt_config"], df["sleep_every_accesses"])) == [
-        (u, c, s) for u in ("skylake_sp", "zen3") for c in ("private", "mshare") for s in (0, 20_000)
-    ]
-    assert list(df["experiment"]) == ["default"] * 8
+    assert list(zip(df["pool_page_size"], df["uarch"], df["pt_config"], df["sleep_every_accesses"])) == [
+        ("4K", u, c, s) for u in ("skylake_sp", "zen3") for c in ("private", "mshare") for s in (0, 20_000)
+    ] + [("2M", u, c, 0) for u in ("skylake_sp", "zen3") for c in ("private", "mshare", "hugetlb_pmd_share")]
+    assert list(df["experiment"]) == ["default"] * 14
+    # one PMD table for the 2 MiB pool: the clients after the first share it (7 links per uarch)
+    shared = df[df["pt_config"] == "hugetlb_pmd_share"]
+    assert list(shared["pmd_shares"]) == [7, 7]
 
 
 @pytest.mark.parametrize(
@@ -275,3 +277,15 @@ def test_console_script_runs_exit_handlers_and_flushes(tmp_path: Path, env: dict
                          capture_output=True, text=True, timeout=120)  # fmt: skip
     assert bad.returncode == 2 and "unknown uarch" in bad.stderr
     assert marker.read_text() == "yes"
+
+
+def test_hugetlb_pmd_share_with_nothing_to_share_is_refused(capsys):
+    """The default experiment's 4 KiB pool under hugetlb PMD sharing: one line, exit 2 (validate builds every
+    point's layout)."""
+    argv = ["validate", "configs/experiments/default.toml", "--set", "sweep={}", "--set", "exclude=[]"]
+    assert main([*argv, "--set", "pt_config=hugetlb_pmd_share"]) == 2
+    err = capsys.readouterr().err
+    assert "no shared 2M-page region covers a whole PUD-aligned 1 GiB span" in err
+    assert err.strip().count("\n") == 0
+    assert main([*argv, "--set", "pt_config=hugetlb_pmd_share", "--set", "workload.params.pool_page_size=2M"]) == 0
+    assert "pt_config: hugetlb_pmd_share" in capsys.readouterr().out

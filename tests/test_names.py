@@ -26,6 +26,7 @@ C_ENUMS = [
     (names.REPLACEMENT_POLICIES, "RP_"),
     (names.REPLACEMENT_STREAMS, "RS_"),
     (names.VIRTUALIZATION_MODES, "VIRT_"),
+    (names.PT_CONFIGS, "PTC_"),
 ]
 
 

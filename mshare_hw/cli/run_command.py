@@ -107,7 +107,8 @@ def summary_table(title: str, rows: list[dict]) -> Table:
     table = Table(title=f"{title}: totals over all CPUs and processes")
     table.add_column("metric")
     for r in rows:
-        table.add_column(f"{r['uarch']}\n{r['pt_config']}", justify="right")
+        pages = f"\n{r['pool_page_size']} pool" if r.get("pool_page_size") not in (None, "", "4K") else ""
+        table.add_column(f"{r['uarch']}\n{r['pt_config']}{pages}", justify="right")
     for key, label in SUMMARY_METRICS:
         fmt = fmt_bytes if key == "pt_bytes" else _compact
         table.add_row(label, *(fmt(r[key]) for r in rows))
@@ -115,10 +116,11 @@ def summary_table(title: str, rows: list[dict]) -> Table:
 
 
 def comparison_lines(rows: list[dict]) -> list[str]:
-    """`mshare vs private` changes for every pair of runs that differ only in pt_config."""
+    """`mshare vs private` (and `hugetlb_pmd_share vs private`) changes for every pair of runs that differ only
+    in pt_config. A run whose buffer pool is not in 4 KiB pages says its page size."""
     out = []
     for r in rows:
-        if r["pt_config"] != "mshare":
+        if r["pt_config"] == "private":
             continue
         for base in rows:
             if base["pt_config"] == "private" and all(
@@ -132,6 +134,7 @@ def comparison_lines(rows: list[dict]) -> list[str]:
                     "seed",
                     "sleep_every_accesses",
                     "threads_per_process",
+                    "pool_page_size",
                 )  # fmt: skip
             ):
                 parts = []
@@ -141,7 +144,9 @@ def comparison_lines(rows: list[dict]) -> list[str]:
                 sleepy = " (sleeping clients)" if r.get("sleep_every_accesses") else ""
                 if r.get("threads_per_process", 1) > 1:
                     sleepy += f" ({r['threads_per_process']} threads per process)"
-                out.append(f"{r['uarch']}{sleepy}: mshare vs private: " + ", ".join(parts))
+                if r.get("pool_page_size") not in (None, "", "4K"):
+                    sleepy += f" ({r['pool_page_size']} pool pages)"
+                out.append(f"{r['uarch']}{sleepy}: {r['pt_config']} vs private: " + ", ".join(parts))
                 break
     return out
 

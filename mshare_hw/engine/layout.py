@@ -14,6 +14,7 @@ from mshare_hw.workload.model import PAGE_SIZES, Workload
 
 FRAME_BASE = 256  # first usable 4 KiB frame (1 MiB), as on a PC
 LEAF_LEVEL = {12: 1, 21: 2, 30: 3}
+PUD_SHIFT = 30  # hugetlb PMD sharing shares the PMD table under one PUD entry: a PUD-aligned 1 GiB span
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,10 @@ class Layout:
     sleeps: tuple[tuple[tuple[int, int], ...], ...] = ()
     # per process (empty: each its own): the mm it runs in, its own index or, for a thread, its process's
     mm_of: tuple[int, ...] = ()
+    # pt_config hugetlb_pmd_share: per process, the PUD-aligned 1 GiB spans of its hugetlb regions whose PMD
+    # table may be shared (want_pmd_share), each a SlotRow whose `host` is the span's index among n_pmd_spans
+    pmd_slots: tuple[tuple[SlotRow, ...], ...] = ()
+    n_pmd_spans: int = 0
 
 
 def _align_up(x: int, a: int) -> int:
@@ -87,6 +92,9 @@ def build_layout(workload: Workload, params: SimParams) -> Layout:
     spans: dict[str, RegionSpan] = {}
     share = params.pt_config == "mshare"
     slot = 1 << params.slot_shift if share else 0
+    hugetlb = params.pt_config == "hugetlb_pmd_share"
+    pmd_slots: list[list[SlotRow]] = [[] for _ in range(n)]
+    n_pmd_spans = 0
     for reg in workload.regions:
         where = f"region '{reg.name}'"
         if reg.page_size not in PAGE_SIZES:
@@ -121,6 +129,14 @@ def build_layout(workload: Workload, params: SimParams) -> Layout:
                 )
             host = n_hosts
             n_hosts += 1
+        if reg.shared and reg.share_tables and hugetlb and shift == 21:
+            # want_pmd_share (mm/hugetlb.c): a MAP_SHARED hugetlb vma covering the whole PUD-aligned span; every
+            # mapper maps the region at the same address and file offset, so page_table_shareable agrees
+            pud = 1 << PUD_SHIFT
+            for g in range(_align_up(reg.start, pud), reg.end // pud * pud, pud):
+                for m in members:
+                    pmd_slots[m].append(SlotRow(g, g + pud, n_pmd_spans))
+                n_pmd_spans += 1
         if reg.name in spans:
             raise ConfigError(f"{where}: two regions have this name")
         spans[reg.name] = RegionSpan(reg.start, reg.end, shift, reg.shared, host, tuple(members))
@@ -137,9 +153,15 @@ def build_layout(workload: Workload, params: SimParams) -> Layout:
                 next_frame = _align_up(next_frame, align)
                 rows[m].append(RegionRow(reg.start, reg.end, shift, _fault_around(reg.kind, shift), -1, next_frame))
                 next_frame += frames
+    if hugetlb and not n_pmd_spans:
+        raise ConfigError(
+            "pt_config 'hugetlb_pmd_share': no shared 2M-page region covers a whole PUD-aligned 1 GiB span, so no "
+            "PMD table would be shared (Linux shares them only there); use pt_config 'private'"
+        )
     for p in range(n):  # a thread maps what its process maps, with the same frames
         if mm_of[p] != p:
             rows[p], slots[p] = list(rows[mm_of[p]]), list(slots[mm_of[p]])
+            pmd_slots[p] = list(pmd_slots[mm_of[p]])
     for p in range(n):
         rows[p].sort(key=lambda r: r.start)
         for a, b in zip(rows[p], rows[p][1:]):
@@ -173,6 +195,8 @@ def build_layout(workload: Workload, params: SimParams) -> Layout:
         dependent=tuple(p.dependent for p in workload.processes),
         sleeps=_sleeps(workload) if any(p.sleeps for p in workload.processes) else (),
         mm_of=tuple(mm_of) if mm_of != list(range(n)) else (),
+        pmd_slots=tuple(tuple(sorted(x, key=lambda r: r.start)) for x in pmd_slots) if hugetlb else (),
+        n_pmd_spans=n_pmd_spans,
     )
 
 

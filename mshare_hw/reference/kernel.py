@@ -1,6 +1,7 @@
 """The kernel side of invalidation events in plain Python: an event's PTE changes, Linux 6.18's flush paths
 (arch/x86/mm/tlb.c: flush_tlb_mm_range with should_trim_cpumask, flush_tlb_multi/should_flush_tlb,
-flush_tlb_func, flush_tlb_all, arch_tlbbatch_*, INVLPGB) and the mshare flush strategies.
+flush_tlb_func, flush_tlb_all, arch_tlbbatch_*, INVLPGB), the mshare flush strategies, and mm/hugetlb.c's
+unshare paths for hugetlb PMD sharing (pt_config hugetlb_pmd_share).
 
 Mirrors kernels/kernel.pxi step for step; Linux's flush paths are in flush.py (flush.pxi).
 mshare_hw.engine.shootdown configures it (set_kernel) and hands it each event (execute_event). A mixin of
@@ -14,10 +15,13 @@ from mshare_hw.engine.layout import RegionSpan
 from mshare_hw.names import DETACH_FLUSHES, KERNEL_COSTS, STRATEGIES
 from mshare_hw.reference.asid import N_DYN_ASIDS
 from mshare_hw.reference.flush import FlushPaths
+from mshare_hw.reference.pagetables import encode
 
 KIND_OP = {"zap": 0, "protect": 1, "migrate": 2, "reclaim": 0, "detach": 0}  # pt_change_range's op
 OP_ZAP = 0
 BATCHED = ("reclaim", "migrate")  # try_to_unmap/try_to_migrate with TTU_BATCH_FLUSH
+HPAGE_SHIFT = 21  # hugetlb regions (pt_config hugetlb_pmd_share): shared regions of 2 MiB pages
+PUD_SIZE = 1 << 30  # the span of one PUD entry: what one shared PMD table maps
 
 
 class KernelSide(FlushPaths):
@@ -148,6 +152,83 @@ class KernelSide(FlushPaths):
         # them no global ASID; without one, INVLPGB can only flush every non-global entry
         return cycles + self._invlpgb_flush_all_nonglobals(cpu, iproc)
 
+    # -- hugetlb regions (pt_config hugetlb_pmd_share) -------------------------------------------------
+    def _huge_pmd_unshare(self, cpu: int, iproc: int, mm: int, va: int) -> int:
+        """huge_pmd_unshare (mm/hugetlb.c, 6.18) for va in mm: if mm's PUD entry links to a shareable span's PMD
+        table that another mm also uses, clear it (pud_clear) and drop mm's use of the table, then
+        tlb_remove_table_sync_one(): an IPI to every other online CPU, waited for, with nothing to flush.
+        Returns the initiator's cycles, or -1 if the table was not shared (the caller changes its PTEs)."""
+        span = self.pmd_span(mm, va)
+        if span < 0 or self.pmd_users[span] < 2:
+            return -1
+        loc = self.pt.locate(self.roots[mm], va, 3)
+        if loc < 0 or self.pt.entries[loc] != encode(self.pmd_table[span], False):
+            return -1
+        self.pt.set_entry(loc, 0)
+        self.pmd_users[span] -= 1
+        self.charge(cpu, iproc, "pmd_unshares", 1)
+        return self._ipi_round(cpu, iproc, [t for t in range(self.p.n_cpus) if t != cpu], lambda t: 0)
+
+    def _hugetlb_change(self, cpu: int, iproc: int, mm: int, va: int, n_pages: int, op: int) -> tuple[int, int, int]:
+        """The PTE changes of one hugetlb path in mm (__unmap_hugepage_range, hugetlb_change_protection, or
+        try_to_unmap_one/try_to_migrate_one for one folio) over n_pages 2 MiB pages from va: a page whose PMD
+        table mm shares with another mm unshares that table and skips to the next PUD span (the flush must then
+        cover the whole span: tlb_flush_pmd_range(tlb, address & PUD_MASK, PUD_SIZE)); any other present PTE
+        changes (op). Returns (the initiator's cycles, start and end of the range to flush; -1, -1: none)."""
+        lo = hi = -1
+        cycles = 0
+        i = 0
+        while i < n_pages:
+            page = va + (i << HPAGE_SHIFT)
+            c = self._huge_pmd_unshare(cpu, iproc, mm, page)
+            if c >= 0:
+                cycles += c
+                g = page & ~(PUD_SIZE - 1)
+                lo, hi = (g if lo < 0 else min(lo, g)), max(hi, g + PUD_SIZE)
+                i = (g + PUD_SIZE - va) >> HPAGE_SHIFT
+                continue
+            if self.pt_change(mm, page, 1, HPAGE_SHIFT, op):
+                lo, hi = (page if lo < 0 else min(lo, page)), max(hi, page + (1 << HPAGE_SHIFT))
+            i += 1
+        return cycles, lo, hi
+
+    def _hugetlb_event(
+        self, kind: str, cpu: int, proc: int, mm: int, span: RegionSpan, va: int, n: int, now: int
+    ) -> int:
+        """An event on a hugetlb region (a MAP_SHARED hugetlbfs mapping of every mapper): `zap` is a hole punch
+        (hugetlb_vmdelete_list: __unmap_hugepage_range in each mapper's vma, one flush per mm), `protect` a
+        protection change in each mapper (hugetlb_change_protection), `migrate` and `reclaim` the rmap walks
+        of try_to_migrate_one / try_to_unmap_one, one folio at a time and never batched (huge_ptep_clear_flush,
+        or flush_tlb_range of the PUD span after an unshare), `detach` the initiator's munmap (its vma's
+        __unmap_hugepage_range, then free_pgtables: a flush of the whole region with freed tables). Every path
+        unshares (huge_pmd_unshare) where mm's PMD table is still used by another mm, rather than change the
+        shared PTEs. Returns the initiator's cycles."""
+        shift = HPAGE_SHIFT
+        op = KIND_OP[kind]
+        cycles = 0
+        if kind == "detach":
+            n_region = (span.end - span.start) >> shift
+            cycles += self._range_start(proc, mm, span.start, n_region, shift)
+            cycles += self._hugetlb_change(cpu, proc, mm, span.start, n_region, OP_ZAP)[0]
+            return cycles + self.flush_tlb_mm_range(cpu, proc, mm, span.start, n_region, shift, True, now)
+        if kind in BATCHED:
+            for i in range(n):
+                p_va = va + (i << shift)
+                for m in span.mappers:
+                    cycles += self._range_start(proc, m, p_va, 1, shift)
+                    c, lo, hi = self._hugetlb_change(cpu, proc, m, p_va, 1, op)
+                    cycles += c
+                    if lo >= 0:
+                        cycles += self.flush_tlb_mm_range(cpu, proc, m, lo, (hi - lo) >> shift, shift, False, now)
+            return cycles
+        for m in span.mappers:
+            cycles += self._range_start(proc, m, va, n, shift)
+            c, lo, hi = self._hugetlb_change(cpu, proc, m, va, n, op)
+            cycles += c
+            if lo >= 0:
+                cycles += self.flush_tlb_mm_range(cpu, proc, m, lo, (hi - lo) >> shift, shift, False, now)
+        return cycles
+
     # -- one event -----------------------------------------------------------------------------------
     def _range_start(self, iproc: int, mm: int, va: int, n_pages: int, shift: int) -> int:
         """mmu_notifier_invalidate_range_start(mm, ...) before PTEs change (its _end adds no work here)."""
@@ -214,6 +295,8 @@ class KernelSide(FlushPaths):
                     if c_count:
                         c_va, c_n = va + (c_first << shift), c_last - c_first + 1
                         cycles += self._shared_flush(cpu, proc, host, span.mappers, c_va, c_n, shift, now)
+        elif self.p.pt_config == "hugetlb_pmd_share" and span.shared and shift == HPAGE_SHIFT:
+            cycles += self._hugetlb_event(kind, cpu, proc, mm, span, va, n, now)
         elif kind == "detach":
             cycles += self._range_start(proc, mm, span.start, n_region_pages, shift)
             self.pt_change_span(mm, span.start, n_region_pages, shift, OP_ZAP)

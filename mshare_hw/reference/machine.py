@@ -58,6 +58,10 @@ class ReferenceMachine(Walker, NestedWalker, SchedulingLoop, KernelSide):
         ]
         for m in range(n_procs):
             self.roots[m] = self.roots[self.mm_of[m]]
+        # hugetlb PMD sharing: per PUD span, its PMD table (-1 until a fault allocates it) and how many mms link
+        # to it (the table's page count: huge_pmd_unshare unshares only while another mm uses it)
+        self.pmd_table = [-1] * layout.n_pmd_spans
+        self.pmd_users = [0] * layout.n_pmd_spans
         self.cpu_state = [asid_mod.CpuTlbState() for _ in range(n_cpus)]
         self.oracle = Oracle(params.oracle, params.max_stale_examples)
         self.sched = Scheduler(params, layout)

@@ -128,6 +128,17 @@ class PageTables:
                 t, level = target(e), level - 1
         return count
 
+    def locate(self, root: int, va: int, level: int) -> int:
+        """The location of the entry at `level` on va's path from `root`, or -1 if an entry above it is not
+        present (or a leaf)."""
+        t, lv = root, self.levels
+        while lv > level:
+            e = self.entries[t * ENTRIES + index(va, lv)]
+            if not present(e) or is_leaf(e):
+                return -1
+            t, lv = target(e), lv - 1
+        return t * ENTRIES + index(va, level)
+
     def unlink(self, root: int, va: int, level: int) -> bool:
         """Clear the entry at `level` on va's path (a detach's p4d_clear)."""
         t, lv = root, self.levels

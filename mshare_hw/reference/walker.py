@@ -38,6 +38,33 @@ class Walker:
                 return s.host
         return -1
 
+    def pmd_span(self, proc: int, va: int) -> int:
+        """The PUD span (hugetlb PMD sharing) of proc's that holds va, or -1."""
+        if self.layout.pmd_slots:
+            for s in self.layout.pmd_slots[proc]:
+                if s.start <= va < s.end:
+                    return s.host
+        return -1
+
+    def huge_pmd_share(self, mm: int, va: int, span: int) -> None:
+        """huge_pte_alloc for a fault in a shareable PUD span (mm/hugetlb.c): pud_alloc in mm; if its PUD entry
+        is none, huge_pmd_share() links it to the span's PMD table if another mm has one (counted in
+        pmd_shares), else pmd_alloc() gives mm a table of its own, which later faulters will share."""
+        pt = self.pt
+        t = pt.descend(self.roots[mm], va, 3)
+        loc = t * ENTRIES + index(va, 3)
+        if present(pt.entries[loc]):
+            return
+        if self.pmd_table[span] >= 0:
+            pt.set_entry(loc, encode(self.pmd_table[span], False))
+            self.pmd_users[span] += 1
+            self.add("pmd_shares")
+        else:
+            table = pt.new_table(2, mm)
+            pt.set_entry(loc, encode(table, False))
+            self.pmd_table[span] = table
+            self.pmd_users[span] = 1
+
     # -- page walk and faults ------------------------------------------------------------------
     def read_pt_entry(self, cpu: int, loc: int) -> int:
         level, lat = self.caches.read(cpu, self.pt.entry_paddr(loc))
@@ -95,7 +122,15 @@ class Walker:
             self.add("fault_cycles", self.p.link_fault_cycles)
             self.charge_serial(self.p.link_fault_cycles)
             return
-        root = self.roots[pt.table_mm[table]]
+        if self.p.pt_config == "hugetlb_pmd_share":
+            # hugetlb PMD sharing: a shared PMD table belongs to whichever mm allocated it; the fault descends
+            # through the faulting mm's own PUD entry, linked first if the span is shareable (huge_pmd_share)
+            root = self.roots[self.mm_of[proc]]
+            span = self.pmd_span(proc, va)
+            if span >= 0:
+                self.huge_pmd_share(self.mm_of[proc], va, span)
+        else:
+            root = self.roots[pt.table_mm[table]]
         region = self.find_region(proc, va)
         shift = region.shift if region is not None else 12
         leaf_level = LEAF_LEVEL[shift]

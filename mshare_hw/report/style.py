@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-PT_COLORS = {"private": "#d95f02", "mshare": "#1b9e77"}
+PT_COLORS = {"private": "#d95f02", "mshare": "#1b9e77", "hugetlb_pmd_share": "#7570b3"}
 STRATEGY_ORDER = (
     "linux", "host_mm_only", "flush_all", "host_cpumask", "per_sharer", "union_batch", "broadcast",
     "broadcast_va",

@@ -10,7 +10,10 @@ HEADLINE_COLUMNS = (
     "shootdown_cycles_responder", "collateral_entries_flushed", "stale_translations",
 )  # fmt: skip
 # the columns that make two runs "the same configuration" (sleep_every_accesses: files before it lack it)
-PAIR_KEYS = ("uarch", "n_cpus", "n_processes", "accesses", "seed", "sleep_every_accesses", "threads_per_process")
+PAIR_KEYS = (
+    "uarch", "n_cpus", "n_processes", "accesses", "seed", "sleep_every_accesses", "threads_per_process",
+    "pool_page_size",
+)  # fmt: skip
 # secondary MMUs: the notifier work per event (column, decimals), then the device counts
 NOTIFIER_PER_EVENT = (
     ("iotlb_invalidations", 2),
@@ -79,8 +82,11 @@ def comparison_table(pairs) -> pd.DataFrame:
     rows = []
     sleepy = any(int(m.get("sleep_every_accesses", 0)) for _, m in pairs)
     threaded = any(int(m.get("threads_per_process", 1)) > 1 for _, m in pairs)
+    pools = any(str(m.get("pool_page_size", "")) not in ("", "4K") for _, m in pairs)
     for p, m in pairs:
         row = {"uarch": p.uarch, "n_cpus": int(p.n_cpus), "n_processes": int(p.n_processes)}
+        if pools:  # the default experiment's 4 KiB and 2 MiB pools
+            row["pool_page_size"] = m.pool_page_size
         if sleepy:
             row["sleep_every_accesses"] = int(m.sleep_every_accesses)
         if threaded:

@@ -26,7 +26,8 @@ EXTRA_COLUMNS: tuple[str, ...] = (
     "device_walk_cycles", "device_faults", "mirror_hits", "mirror_misses", "iotlb_invalidations",
     "iotlb_invalidation_cycles", "mirror_invalidations", "mirror_invalidation_cycles", "device_stale_translations",
     "sleep_every_accesses", "sleeps", "sleep_cycles", "threads_per_process", "global_asid_assignments",
-    "pti", "pti_cr3_switches", "pti_user_flushes", "detach_flush",
+    "pti", "pti_cr3_switches", "pti_user_flushes", "detach_flush", "pool_page_size", "pmd_shares",
+    "pmd_unshares",
 )  # fmt: skip
 # summary column <- secondary-MMU counter (mshare_hw.engine.secondary.DEVICE_COUNTERS), summed over devices
 DEVICE_COLUMNS = {
@@ -43,6 +44,7 @@ NOTIFIER_COLUMNS = (
 BYSTANDER_COUNTERS = ("stlb_misses", "walks", "walk_cycles", "cycles")
 STRING_COLUMNS = {
     "run_id", "experiment", "uarch", "pt_config", "strategy", "share_level", "notifier_policy", "pti", "detach_flush",
+    "pool_page_size",
 }  # fmt: skip
 
 
@@ -78,6 +80,9 @@ def summary_row(run_id: str, exp, result: dict, n_processes: int, bystanders: li
     row["sleep_every_accesses"] = int(exp.workload.params.get("sleep_every_accesses", 0))
     # threads per client process of a generated workload (n_processes counts every thread)
     row["threads_per_process"] = int(exp.workload.params.get("threads_per_process", 1))
+    # the database generator's buffer-pool page size ("" for other workloads): the default experiment's variants
+    db = exp.workload.generator == "database"
+    row["pool_page_size"] = str(exp.workload.params.get("pool_page_size", "4K")) if db else ""
     # page-table isolation as the run had it (machine.pti resolved against the uarch: "auto" follows `meltdown`)
     row["pti"] = "on" if resolve_pti(exp.machine.pti, load_uarch(exp.uarch)) else "off"
     # how an mshare detach flushed (private page tables unmap through Linux's own path: "none", like strategy)

@@ -55,8 +55,9 @@ def test_default_experiment_loads():
     assert exp.name == "default"
     assert exp == load_experiment(default_experiment_path())
     assert exp.sweep == {
+        "workload.params.pool_page_size": ["4K", "2M"],
         "uarch": ["skylake_sp", "zen3"],
-        "pt_config": ["private", "mshare"],
+        "pt_config": ["private", "mshare", "hugetlb_pmd_share"],
         "workload.params.sleep_every_accesses+workload.params.sleep_cycles": [[0, 0], [20_000, 300_000]],
     }
 
@@ -65,20 +66,25 @@ def test_default_expands_to_grid_last_axis_fastest():
     exp = load_experiment(None)
     points = expand(exp)
     sleeps = [(p.workload.params["sleep_every_accesses"], p.workload.params["sleep_cycles"]) for p in points]
-    assert [(p.uarch, p.pt_config, s) for p, s in zip(points, sleeps)] == [
-        (u, c, s)
+    pages = [p.workload.params["pool_page_size"] for p in points]
+    assert [(g, p.uarch, p.pt_config, s) for g, p, s in zip(pages, points, sleeps)] == [
+        ("4K", u, c, s)
         for u in ("skylake_sp", "zen3")
-        for c in ("private", "mshare")
+        for c in ("private", "mshare")  # hugetlb PMD sharing needs the 2 MiB pool
         for s in ((0, 0), (20_000, 300_000))  # awake clients, sleeping clients
+    ] + [
+        ("2M", u, c, (0, 0))  # awake clients only
+        for u in ("skylake_sp", "zen3")
+        for c in ("private", "mshare", "hugetlb_pmd_share")
     ]
     for p in points:
         assert isinstance(p, Experiment)
         assert p.sweep == {}
-        # everything that is not a sweep axis is carried over unchanged
-        assert p.model_dump(exclude={"uarch", "pt_config", "sweep", "workload"}) == exp.model_dump(
-            exclude={"uarch", "pt_config", "sweep", "workload"}
+        # everything that is not a sweep axis (or an exclusion rule) is carried over unchanged
+        assert p.model_dump(exclude={"uarch", "pt_config", "sweep", "exclude", "workload"}) == exp.model_dump(
+            exclude={"uarch", "pt_config", "sweep", "exclude", "workload"}
         )
-        params = {k: v for k, v in p.workload.params.items() if not k.startswith("sleep_")}
+        params = {k: v for k, v in p.workload.params.items() if not k.startswith("sleep_") and k != "pool_page_size"}
         assert params == exp.workload.params
 
 

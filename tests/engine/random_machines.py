@@ -141,7 +141,7 @@ def machines(draw) -> SimParams:
         cr3_noflush_cycles=draw(st.integers(0, 50)),
         cr3_flush_cycles=draw(st.integers(0, 300)),
         fault_around_pages=draw(st.sampled_from([16, 16, 1, 2, 4, 64])),
-        pt_config=draw(st.sampled_from(["private", "mshare", "mshare"])),
+        pt_config=draw(st.sampled_from(["private", "mshare", "mshare", "hugetlb_pmd_share"])),
         share_level=draw(st.sampled_from(["p4d", "pud", "pmd"])),
         scheduler=draw(st.sampled_from(["pinned", "global"])),
         quantum_cycles=draw(st.integers(50, 5000)),
@@ -171,10 +171,31 @@ SHARED_LEVEL = {"p4d": 3, "pud": 2, "pmd": 1}
 
 @st.composite
 def regions(draw, params: SimParams, n_procs: int) -> list[Region]:
-    n = draw(st.sampled_from([0, 1, 2, 2, 3, 3]))
+    hugetlb = params.pt_config == "hugetlb_pmd_share"
+    n = draw(st.sampled_from([1, 2, 2, 3] if hugetlb else [0, 1, 2, 2, 3, 3]))
     slots = draw(st.permutations([2, 4, 6, 8, 10]))[:n]  # even slots: slot k + 1 is free for spill-over
     out = []
     for i, k in enumerate(slots):
+        if hugetlb and i == 0:
+            # a hugetlb region (MAP_SHARED, 2 MiB pages) of 1 to 3 GiB, mostly PUD-aligned: whole aligned GiB
+            # spans share their PMD table, the parts outside them do not (build_layout refuses a workload
+            # with none: rejected)
+            offset = draw(st.sampled_from([0, 0, 0, 1, 7, 511]))
+            pages = draw(st.sampled_from([1024, 1030, 1536, 513] if offset else [512, 512, 513, 1024, 1536]))
+            members = None if draw(st.booleans()) else tuple(range(0, n_procs, 2)) or None
+            out.append(
+                Region(
+                    name=f"r{i}",
+                    start=k * SLOT + offset * PAGE_SIZES["2M"],
+                    size=pages * PAGE_SIZES["2M"],
+                    page_size="2M",
+                    kind="shmem",
+                    shared=True,
+                    processes=members,
+                    share_tables=draw(st.integers(0, 7)) > 0,
+                )
+            )
+            continue
         shared = draw(st.integers(0, 3)) > (0 if params.pt_config == "mshare" else 1)
         share_tables = draw(st.integers(0, 5)) > 0
         tables_shared = params.pt_config == "mshare" and shared and share_tables
@@ -316,6 +337,8 @@ COVERAGE_EVENTS = (
     "walk_reads_l2",
     "walk_reads_llc",
     "link_faults",
+    "pmd_shares",
+    "pmd_unshares",
     "stale_translations",
     "data_l1d_hits",
     "nested_walk_reads",

@@ -3,11 +3,13 @@ the same kernel side (mshare_hw.engine.shootdown), must agree exactly on random 
 workloads (the strategies of test_differential.py) with random event lists: every kind, every region of
 the workload, random page ranges (including ranges that run past the region's end, which the kernel
 side clips), random initiators and sorted times spread over the run (some after the end, which never
-fire), under `private` and `mshare` page tables, every flush strategy (`broadcast` and `broadcast_va` only on a
-machine with INVLPGB), both `detach_flush` settings and INVLPGB count limits of 1, 3 and 8 pages.
+fire), under `private`, `mshare` and `hugetlb_pmd_share` page tables, every flush strategy (`broadcast`
+and `broadcast_va` only on a machine with INVLPGB), both `detach_flush` settings and INVLPGB count limits
+of 1, 3 and 8 pages.
 
 A second property checks safety with the coherence oracle on: under `flush_all`, `per_sharer`,
-`union_batch`, `broadcast` and `broadcast_va`, and under `private` page tables whatever the strategy, no CPU ever uses a
+`union_batch`, `broadcast` and `broadcast_va`, and under `private` and `hugetlb_pmd_share` page tables
+(Linux's own paths) whatever the strategy, no CPU ever uses a
 translation after the kernel changed its PTE (stale_translations == 0). `host_mm_only` and
 `host_cpumask` are not claimed safe (test_shootdown.py builds the cases where they are not).
 """
@@ -142,7 +144,7 @@ def test_engine_matches_reference_with_events(data):
     assert got["events_fired"] <= len(events)
     _record(got, params, events)
     stale = int(np.asarray(got["cpu_counters"])[:, COL["stale_translations"]].sum())
-    if params.oracle and (params.pt_config == "private" or params.strategy in SAFE):
+    if params.oracle and (params.pt_config != "mshare" or params.strategy in SAFE):
         assert stale == 0, got["stale_examples"]
 
 
@@ -154,10 +156,27 @@ def test_safe_strategies_never_use_stale_translations(data):
     got = run_workload(workload, params, layout=layout, events=iter(events))
     _record(got, params, events)
     stale = np.asarray(got["cpu_counters"])[:, COL["stale_translations"]].sum()
-    if params.pt_config == "private" or params.strategy in SAFE:
+    if params.pt_config != "mshare" or params.strategy in SAFE:
         assert stale == 0, (params.pt_config, params.strategy, got["stale_examples"])
     # per CPU and per process rows count the same stale hits
     assert stale == np.asarray(got["proc_counters"])[:, COL["stale_translations"]].sum()
+
+
+@settings(SETTINGS, max_examples=120)
+@given(data=st.data())
+def test_hugetlb_pmd_sharing_matches_reference(data):
+    """hugetlb PMD sharing only, the oracle on: faults that share PMD tables, events that unshare them
+    (every kind), the same counters from both engines and no stale translation (Linux's own flushes)."""
+    params, workload, layout, events = _setup(data, oracle_on=True, pt_config="hugetlb_pmd_share")
+    got = run_workload(workload, params, layout=layout, events=iter(events))
+    want = run_reference(workload, params, layout=layout, events=iter(events))
+    assert_same_results(got, want)
+    _record(got, params, events)
+    tot = np.asarray(got["cpu_counters"]).sum(axis=0)
+    for name in ("pmd_shares", "pmd_unshares"):
+        if tot[COL[name]] > 0:
+            event(f"{name} > 0")
+    assert tot[COL["stale_translations"]] == 0, got["stale_examples"]
 
 
 @settings(SETTINGS, max_examples=120)

@@ -18,7 +18,12 @@ PVM_METRICS = (
 def _config_label(row) -> str:
     unrelated = int(row.n_processes) - int(row.n_sharers)
     who = f"{row.n_sharers} sharers + {unrelated} unrelated" if unrelated else f"{row.n_processes} processes"
-    return f"{who}\n{row.n_cpus} CPUs" + ("\nsleeping" if int(row.sleep_every_accesses) else "")
+    pool = row.get("pool_page_size", "")  # the default experiment's 2 MiB pool variant
+    return (
+        f"{who}\n{row.n_cpus} CPUs"
+        + ("\nsleeping" if int(row.sleep_every_accesses) else "")
+        + (f"\n{pool} pool" if pool not in ("", "4K") else "")
+    )
 
 
 def _bars(ax, pairs, key: str, ticks: list[str]) -> list[dict]:
