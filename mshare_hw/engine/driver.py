@@ -12,7 +12,8 @@ from mshare_hw.config.errors import ConfigError
 from mshare_hw.engine.layout import Layout, build_layout
 from mshare_hw.engine.params import SimParams
 from mshare_hw.engine.shootdown import EventLoop
-from mshare_hw.workload.model import DEFAULT_CHUNK, Workload
+from mshare_hw.traces.source import chunk_for
+from mshare_hw.workload.model import Workload
 
 ProgressFn = Callable[[int], None]
 
@@ -31,7 +32,7 @@ def run_workload(
     params: SimParams,
     *,
     layout: Layout | None = None,
-    chunk_size: int = DEFAULT_CHUNK,
+    chunk_size: int | None = None,
     progress: ProgressFn | None = None,
     progress_every: int = 1 << 22,
     events=None,
@@ -42,8 +43,10 @@ def run_workload(
     """Replay `workload` on the machine `params` describes. `progress(n)` is told the running access
     count at checkpoints of `progress_every` accesses. `devices` (SecondaryMMUs) run their bursts at
     their global access counts and hear the events' mmu notifiers. `inspect(engine)` sees the engine
-    once the replay is done (benchmarks read its host memory)."""
+    once the replay is done (benchmarks read its host memory). Traces are read `chunk_size` accesses at a
+    time (by default `chunk_for` the number of processes: host memory stays within a fixed budget)."""
     layout = layout or build_layout(workload, params)
+    chunk_size = chunk_size or chunk_for(len(workload.processes))
     eng = _engine.Engine(params, layout)
     streams: list[Iterator] = [iter(p.trace.chunks(chunk_size)) for p in workload.processes]
     pending: list = [None] * len(streams)
