@@ -4,6 +4,7 @@ results. The returned dict has the same keys as `ReferenceMachine.results()`."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 
@@ -12,7 +13,7 @@ from mshare_hw.config.errors import ConfigError
 from mshare_hw.engine.layout import Layout, build_layout
 from mshare_hw.engine.params import SimParams
 from mshare_hw.engine.shootdown import EventLoop
-from mshare_hw.traces.source import chunk_for
+from mshare_hw.traces.source import ArrayTrace, chunk_for
 from mshare_hw.workload.model import Workload
 
 ProgressFn = Callable[[int], None]
@@ -48,13 +49,55 @@ def run_workload(
     layout = layout or build_layout(workload, params)
     chunk_size = chunk_size or chunk_for(len(workload.processes))
     eng = _engine.Engine(params, layout)
-    streams: list[Iterator] = [iter(p.trace.chunks(chunk_size)) for p in workload.processes]
+    # traces read from files or drawn by a generator are read one chunk further ahead in a thread while the
+    # engine replays (it releases the GIL): their reading or drawing overlaps the replay
+    reader = None if all(isinstance(p.trace, ArrayTrace) for p in workload.processes) else ThreadPoolExecutor(1)
+    try:
+        streams = [_Chunks(p.trace.chunks(chunk_size), reader) for p in workload.processes]
+        return _run(
+            workload,
+            params,
+            layout,
+            eng,
+            streams,
+            progress,
+            progress_every,
+            events,
+            events_by_accesses,
+            devices,
+            inspect,
+        )
+    finally:
+        if reader is not None:
+            reader.shutdown(wait=True, cancel_futures=True)
+
+
+class _Chunks:
+    """A trace's chunks; with a reader thread, the one after the next is read there meanwhile (so with the
+    driver's look-ahead a trace holds up to three chunks: mshare_hw.traces.source.CHUNKS_HELD)."""
+
+    def __init__(self, chunks: Iterator, reader: ThreadPoolExecutor | None) -> None:
+        self._chunks = chunks
+        self._reader = reader
+        self._ahead: Future | None = reader.submit(next, chunks, None) if reader is not None else None
+
+    def next(self):
+        if self._ahead is None:
+            return next(self._chunks, None)
+        chunk = self._ahead.result()
+        self._ahead = self._reader.submit(next, self._chunks, None) if chunk is not None else None  # type: ignore[union-attr]
+        return chunk
+
+
+def _run(
+    workload, params, layout, eng, streams, progress, progress_every, events, events_by_accesses, devices, inspect
+) -> dict:
     pending: list = [None] * len(streams)
 
     fed = [0] * len(streams)
 
     def feed(proc: int) -> None:
-        chunk = pending[proc] if pending[proc] is not None else next(streams[proc], None)
+        chunk = pending[proc] if pending[proc] is not None else streams[proc].next()
         pending[proc] = None
         if chunk is not None and len(chunk[0]) and int(chunk[0].max()) >= layout.va_limit:
             i = int(np.argmax(chunk[0] >= layout.va_limit))
@@ -67,7 +110,7 @@ def run_workload(
         if chunk is None:
             eng.feed(proc, np.empty(0, np.uint64), np.empty(0, np.uint8), True)
             return
-        nxt = next(streams[proc], None)  # look ahead so the engine knows the last chunk as such
+        nxt = streams[proc].next()  # look ahead so the engine knows the last chunk as such
         pending[proc] = nxt
         eng.feed(proc, chunk[0], chunk[1], nxt is None)
 

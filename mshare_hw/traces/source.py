@@ -17,9 +17,9 @@ IFETCH, LOAD, STORE = 0, 1, 2
 DEFAULT_CHUNK = 1 << 20
 MIN_CHUNK = 1 << 13
 # What a replay's trace chunks may take in all: each trace holds up to CHUNKS_HELD chunks at once (the one
-# the engine replays and the driver's look-ahead) of 9 bytes per access.
+# the engine replays, the driver's look-ahead, the one being read or drawn meanwhile) of 9 bytes per access.
 TRACE_BUFFER_BYTES = 256 << 20
-CHUNKS_HELD = 2
+CHUNKS_HELD = 3
 
 
 def chunk_for(n_traces: int) -> int:

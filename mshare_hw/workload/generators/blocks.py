@@ -9,19 +9,19 @@ trace, whatever the block sizes (tests/workload/test_blocks.py holds them to the
 traces). Every read (`chunks()`) starts the stream again from its seed.
 
 The digest is the content digest of the whole trace (`ArrayTrace.digest`: blake2b-128 over every address,
-then every kind), so runs keep their ids; it is computed in two streaming passes (the addresses, then the
-kinds, drawn again) in constant memory, once per trace object.
+then every kind), so runs keep their ids; it is computed in one streaming pass (`stream_digest`, which
+spills the kinds to a temporary file until the addresses are hashed), once per trace object.
 """
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
 
+from mshare_hw.traces._io import stream_digest
 from mshare_hw.traces.source import DEFAULT_CHUNK, ArrayTrace
 
 
@@ -49,12 +49,7 @@ class BlockTrace:
 
     def digest(self) -> str:
         if self._digest is None:
-            h = hashlib.blake2b(digest_size=16)
-            for a, _ in self.chunks():
-                h.update(a)
-            for _, k in self.chunks():  # kinds after every address, as ArrayTrace hashes them
-                h.update(k)
-            self._digest = h.hexdigest()
+            self._digest = stream_digest(self.chunks())[0]
         return self._digest
 
     def __len__(self) -> int:
