@@ -18,7 +18,7 @@ DEFAULT_CHUNK = 1 << 20
 MIN_CHUNK = 1 << 13
 # What a replay's trace chunks may take in all: each trace holds up to CHUNKS_HELD chunks at once (the one
 # the engine replays, the driver's look-ahead, the one being read or drawn meanwhile) of 9 bytes per access.
-TRACE_BUFFER_BYTES = 256 << 20
+TRACE_BUFFER_BYTES = 64 << 20
 CHUNKS_HELD = 3
 
 

@@ -15,6 +15,7 @@ spills the kinds to a temporary file until the addresses are hashed), once per t
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -23,6 +24,7 @@ import numpy as np
 
 from mshare_hw.traces._io import stream_digest
 from mshare_hw.traces.source import DEFAULT_CHUNK, ArrayTrace
+from mshare_hw.workload.model import Workload
 
 
 class BlockTrace:
@@ -89,6 +91,12 @@ class Lazy:
 def to_array(trace) -> ArrayTrace:
     """Any TraceSource's whole content as an ArrayTrace (an ArrayTrace itself as it is)."""
     return trace if isinstance(trace, ArrayTrace) else _concat(trace.chunks())
+
+
+def materialise(workload: Workload) -> Workload:
+    """The same workload with every trace held in memory (benchmarks time the replay alone this way)."""
+    procs = [dataclasses.replace(p, trace=to_array(p.trace)) for p in workload.processes]
+    return dataclasses.replace(workload, processes=procs)
 
 
 def _concat(chunks) -> ArrayTrace:
