@@ -54,21 +54,95 @@ def run_workload(
     reader = None if all(isinstance(p.trace, ArrayTrace) for p in workload.processes) else ThreadPoolExecutor(1)
     try:
         streams = [_Chunks(p.trace.chunks(chunk_size), reader) for p in workload.processes]
-        return _run(
-            workload,
-            params,
-            layout,
-            eng,
-            streams,
-            progress,
-            progress_every,
-            events,
-            events_by_accesses,
-            devices,
-            inspect,
-        )
+        pending: list = [None] * len(streams)
+
+        fed = [0] * len(streams)
+
+        def feed(proc: int) -> None:
+            chunk = pending[proc] if pending[proc] is not None else streams[proc].next()
+            pending[proc] = None
+            if chunk is not None and len(chunk[0]) and int(chunk[0].max()) >= layout.va_limit:
+                i = int(np.argmax(chunk[0] >= layout.va_limit))
+                raise ConfigError(
+                    f"process '{workload.processes[proc].name}': access #{fed[proc] + i} at {int(chunk[0][i]):#x} "
+                    f"is outside the {params.levels}-level user address space (< {layout.va_limit:#x})"
+                )
+            if chunk is not None:
+                fed[proc] += len(chunk[0])
+            if chunk is None:
+                eng.feed(proc, np.empty(0, np.uint64), np.empty(0, np.uint8), True)
+                return
+            nxt = streams[proc].next()  # look ahead so the engine knows the last chunk as such
+            pending[proc] = nxt
+            eng.feed(proc, chunk[0], chunk[1], nxt is None)
+
+        for proc in range(len(streams)):
+            feed(proc)
+
+        loop = EventLoop(events, eng, params, layout, events_by_accesses, devices) if events is not None else None
+        if loop is not None and not loop.by_accesses:
+            eng.set_next_event(loop.next_time())
+
+        def next_access_event() -> int:
+            nxt = loop.next_time() if loop is not None and loop.by_accesses else _engine.NO_CHECKPOINT
+            return min(nxt, devices.next_time()) if devices is not None else nxt
+
+        warmup_snapshot = None
+        intervals: list[tuple[int, np.ndarray]] = []
+        next_progress = progress_every if progress else _engine.NO_CHECKPOINT
+        ckpt = _next_checkpoint(params, 0)
+        eng.set_next_checkpoint(min(ckpt, next_progress, next_access_event()))
+        while True:
+            status = eng.run()
+            if status == _engine.DONE:
+                break
+            if status == _engine.NEED_INPUT:
+                feed(eng.need_proc)
+                continue
+            if status == _engine.EVENT:
+                loop.fire(eng)  # type: ignore[union-attr]
+                eng.set_next_event(loop.next_time())  # type: ignore[union-attr]
+                continue
+            g = eng.global_accesses
+            if g == ckpt or g == next_access_event():
+                eng.drain_running()  # snapshots, events and devices see every access completed
+            if g == ckpt:
+                if g == params.warmup_accesses:
+                    warmup_snapshot = (eng.cpu_counters.copy(), eng.proc_counters.copy())
+                    if devices is not None:
+                        devices.snapshot_warmup()
+                if params.interval_accesses and g % params.interval_accesses == 0:
+                    intervals.append((g, eng.cpu_counters.sum(axis=0)))
+                ckpt = _next_checkpoint(params, g)
+            if devices is not None and devices.next_time() == g:
+                devices.run_due(eng, g)
+            while loop is not None and loop.by_accesses and loop.next_time() == g:
+                loop.fire(eng)
+            if g == next_progress:
+                progress(g)  # type: ignore[misc]
+                next_progress += progress_every
+            eng.set_next_checkpoint(min(ckpt, next_progress, next_access_event()))
+        if progress:
+            progress(eng.global_accesses)
+
+        if inspect is not None:
+            inspect(eng)
+        cpu, proc = eng.cpu_counters.copy(), eng.proc_counters.copy()
+        if warmup_snapshot is not None:
+            cpu -= warmup_snapshot[0]
+            proc -= warmup_snapshot[1]
+        return {
+            "cpu_counters": cpu,
+            "proc_counters": proc,
+            "clocks": eng.clocks,
+            "pt_pages": eng.pt_pages,
+            "stale_examples": eng.stale_examples,
+            "intervals": intervals,
+            "events_fired": loop.fired if loop is not None else 0,
+            **(devices.results() if devices is not None else {}),
+        }
     finally:
-        if reader is not None:
+        if reader is not None:  # after an error the chunks still queued for reading are dropped, not read
             reader.shutdown(wait=True, cancel_futures=True)
 
 
@@ -87,95 +161,3 @@ class _Chunks:
         chunk = self._ahead.result()
         self._ahead = self._reader.submit(next, self._chunks, None) if chunk is not None else None  # type: ignore[union-attr]
         return chunk
-
-
-def _run(
-    workload, params, layout, eng, streams, progress, progress_every, events, events_by_accesses, devices, inspect
-) -> dict:
-    pending: list = [None] * len(streams)
-
-    fed = [0] * len(streams)
-
-    def feed(proc: int) -> None:
-        chunk = pending[proc] if pending[proc] is not None else streams[proc].next()
-        pending[proc] = None
-        if chunk is not None and len(chunk[0]) and int(chunk[0].max()) >= layout.va_limit:
-            i = int(np.argmax(chunk[0] >= layout.va_limit))
-            raise ConfigError(
-                f"process '{workload.processes[proc].name}': access #{fed[proc] + i} at {int(chunk[0][i]):#x} "
-                f"is outside the {params.levels}-level user address space (< {layout.va_limit:#x})"
-            )
-        if chunk is not None:
-            fed[proc] += len(chunk[0])
-        if chunk is None:
-            eng.feed(proc, np.empty(0, np.uint64), np.empty(0, np.uint8), True)
-            return
-        nxt = streams[proc].next()  # look ahead so the engine knows the last chunk as such
-        pending[proc] = nxt
-        eng.feed(proc, chunk[0], chunk[1], nxt is None)
-
-    for proc in range(len(streams)):
-        feed(proc)
-
-    loop = EventLoop(events, eng, params, layout, events_by_accesses, devices) if events is not None else None
-    if loop is not None and not loop.by_accesses:
-        eng.set_next_event(loop.next_time())
-
-    def next_access_event() -> int:
-        nxt = loop.next_time() if loop is not None and loop.by_accesses else _engine.NO_CHECKPOINT
-        return min(nxt, devices.next_time()) if devices is not None else nxt
-
-    warmup_snapshot = None
-    intervals: list[tuple[int, np.ndarray]] = []
-    next_progress = progress_every if progress else _engine.NO_CHECKPOINT
-    ckpt = _next_checkpoint(params, 0)
-    eng.set_next_checkpoint(min(ckpt, next_progress, next_access_event()))
-    while True:
-        status = eng.run()
-        if status == _engine.DONE:
-            break
-        if status == _engine.NEED_INPUT:
-            feed(eng.need_proc)
-            continue
-        if status == _engine.EVENT:
-            loop.fire(eng)  # type: ignore[union-attr]
-            eng.set_next_event(loop.next_time())  # type: ignore[union-attr]
-            continue
-        g = eng.global_accesses
-        if g == ckpt or g == next_access_event():
-            eng.drain_running()  # snapshots, events and devices see every access completed
-        if g == ckpt:
-            if g == params.warmup_accesses:
-                warmup_snapshot = (eng.cpu_counters.copy(), eng.proc_counters.copy())
-                if devices is not None:
-                    devices.snapshot_warmup()
-            if params.interval_accesses and g % params.interval_accesses == 0:
-                intervals.append((g, eng.cpu_counters.sum(axis=0)))
-            ckpt = _next_checkpoint(params, g)
-        if devices is not None and devices.next_time() == g:
-            devices.run_due(eng, g)
-        while loop is not None and loop.by_accesses and loop.next_time() == g:
-            loop.fire(eng)
-        if g == next_progress:
-            progress(g)  # type: ignore[misc]
-            next_progress += progress_every
-        eng.set_next_checkpoint(min(ckpt, next_progress, next_access_event()))
-    if progress:
-        progress(eng.global_accesses)
-
-    if inspect is not None:
-        inspect(eng)
-    cpu, proc = eng.cpu_counters.copy(), eng.proc_counters.copy()
-    if warmup_snapshot is not None:
-        cpu -= warmup_snapshot[0]
-        proc -= warmup_snapshot[1]
-    return {
-        "cpu_counters": cpu,
-        "proc_counters": proc,
-        "clocks": eng.clocks,
-        "pt_pages": eng.pt_pages,
-        "stale_examples": eng.stale_examples,
-        "intervals": intervals,
-        "events_fired": loop.fired if loop is not None else 0,
-        **(devices.results() if devices is not None else {}),
-    }

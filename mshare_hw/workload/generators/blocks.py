@@ -81,12 +81,6 @@ class Lazy:
                     self._value = self._build()
         return self._value
 
-    def __getstate__(self) -> dict:  # picklable: the value is built again where it is used
-        return {"_build": self._build}
-
-    def __setstate__(self, state: dict) -> None:
-        self.__init__(state["_build"])
-
 
 def to_array(trace) -> ArrayTrace:
     """Any TraceSource's whole content as an ArrayTrace (an ArrayTrace itself as it is)."""
