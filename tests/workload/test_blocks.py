@@ -25,6 +25,8 @@ from mshare_hw.workload.generators.random import (
     threshold,
     zipf_cdf,
     zipf_draw,
+    zipf_draw_guided,
+    zipf_guide,
 )
 from mshare_hw.workload.generators.sleeps import sleep_schedule
 
@@ -172,7 +174,7 @@ def whole_chase_kernel(n, state, start, nxt, elem_offsets, element_bytes, first,
 def whole_database(p) -> list[tuple[np.ndarray, np.ndarray]]:
     n_clients = p.n_processes * p.threads_per_process
     heap_starts = p.heap_starts()
-    func_cdf, func_order, block_cdf, block_order = p.tables()
+    func_cdf, func_order, block_cdf, _, block_order = p.tables()  # the reference searches without the guide
     func_bytes = min(TEXT_FUNC_BYTES, p.text_bytes)
     assert np.array_equal(func_cdf, zipf_cdf(p.text_bytes // func_bytes, TEXT_ZIPF_S))
     hot_bytes = max(8, int(p.private_bytes * p.private_hot_bytes_fraction) // 8 * 8)
@@ -351,3 +353,25 @@ def test_chunks_can_be_read_again_and_in_parallel():
     a1 = np.concatenate([next(one)[0] for _ in range(3)])
     a2 = next(two)[0]
     np.testing.assert_array_equal(a1, a2)
+
+
+@numba.njit(cache=True)
+def _both_draws(cdf, guide, zs):
+    out = np.empty((2, len(zs)), dtype=np.int64)
+    for i in range(len(zs)):
+        out[0, i] = zipf_draw(cdf, zs[i])
+        out[1, i] = zipf_draw_guided(cdf, guide, zs[i])
+    return out
+
+
+def test_guided_zipf_draw_is_the_binary_search():
+    """The guide table only narrows the search: the same rank for every draw, bucket edges and extremes
+    included, over CDFs small and large, flat and steep."""
+    rng = np.random.default_rng(5)
+    edges = np.array([0, 1, (1 << 48) - 1, 1 << 48, (1 << 64) - 1, (1 << 64) - (1 << 11)], dtype=np.uint64)
+    buckets = rng.integers(0, 1 << 16, 2000, dtype=np.uint64) << np.uint64(48)
+    zs = np.concatenate([edges, buckets, buckets - np.uint64(1), rng.integers(0, 2**64 - 1, 200_000, dtype=np.uint64)])
+    for n, s in [(1, 0.99), (2, 0), (7, 3.0), (1000, 0.5), (262_144, 0.99), (262_144, 0), (70_000, 1.3), (5, 60.0)]:
+        cdf = zipf_cdf(n, s)
+        plain, guided = _both_draws(cdf, zipf_guide(cdf), zs)
+        np.testing.assert_array_equal(plain, guided)

@@ -26,6 +26,8 @@ from mshare_hw.traces._io import stream_digest
 from mshare_hw.traces.source import DEFAULT_CHUNK, ArrayTrace
 from mshare_hw.workload.model import Workload
 
+RAMP_FIRST = 1 << 13  # accesses in a trace's first chunk
+
 
 class BlockTrace:
     """A TraceSource of `n` generated accesses. `start()` makes a fresh draw state (the kernel's state
@@ -38,16 +40,21 @@ class BlockTrace:
         self._digest: str | None = None
 
     def chunks(self, chunk_size: int = DEFAULT_CHUNK) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """The trace in chunks of `chunk_size` accesses, but the first ones smaller (RAMP_FIRST, doubling up to
+        chunk_size): a replay starts every trace at once and waits for each one's first chunks, while the
+        later ones are drawn in the driver's reader thread as the engine replays the earlier ones."""
         if chunk_size < 1:
             raise ValueError("chunk_size must be >= 1")
         if self.n == 0:
             return
         state = self._start()
         done = 0
+        size = min(RAMP_FIRST, chunk_size)
         while done < self.n:
-            m = min(chunk_size, self.n - done)
+            m = min(size, self.n - done)
             yield self._draw(state, m)
             done += m
+            size = min(2 * size, chunk_size)
 
     def digest(self) -> str:
         if self._digest is None:

@@ -59,6 +59,8 @@ from mshare_hw.workload.generators.random import (
     zipf_cdf,
     zipf_distinct,
     zipf_draw,
+    zipf_draw_guided,
+    zipf_guide,
 )
 from mshare_hw.workload.model import Process, Region, Workload
 
@@ -108,6 +110,7 @@ def _database_kernel(
     pool_start,
     block_bytes,
     block_cdf,
+    block_guide,
     block_order,
     rows_per_visit,
     heap_start,
@@ -165,7 +168,8 @@ def _database_kernel(
         if (z >> s11) < thr_pool:
             if rows_left == 0:
                 state, z = next_draw(state)
-                block_base = pool_start + np.uint64(block_order[zipf_draw(block_cdf, z)]) * np.uint64(block_bytes)
+                rank = zipf_draw_guided(block_cdf, block_guide, z)
+                block_base = pool_start + np.uint64(block_order[rank]) * np.uint64(block_bytes)
                 rows_left = rows_per_visit
             state, z = next_draw(state)
             addrs[i] = block_base + eight * (z % block_words)
@@ -285,16 +289,17 @@ class DatabaseParams(GeneratorParams):
         its int32 copy, per block."""
         return (self.pool_bytes // self.block_bytes) * (8 + 8 + 4)
 
-    def tables(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def tables(self) -> tuple[np.ndarray, ...]:
         """What every process's draws share: the text functions' Zipf CDF and popularity order, the pool
-        blocks' Zipf CDF and popularity order (`pool_block_order`)."""
+        blocks' Zipf CDF, its guide table (`zipf_guide`) and their popularity order (`pool_block_order`)."""
         n_blocks = self.pool_bytes // self.block_bytes
         block_cdf = zipf_cdf(n_blocks, self.zipf_s)
         block_order = pool_block_order(n_blocks, self.seed)
         if n_blocks < (1 << 31):
             block_order = block_order.astype(np.int32)
         n_funcs = self.text_bytes // min(TEXT_FUNC_BYTES, self.text_bytes)
-        return zipf_cdf(n_funcs, TEXT_ZIPF_S), _text_func_order(n_funcs, self.seed), block_cdf, block_order
+        func_cdf, func_order = zipf_cdf(n_funcs, TEXT_ZIPF_S), _text_func_order(n_funcs, self.seed)
+        return func_cdf, func_order, block_cdf, zipf_guide(block_cdf), block_order
 
     def leaf_entries(self, fault_around: int, shared_tables: bool) -> int:
         """Pool: the expected distinct blocks of the clients' visits (Zipf), each faulting in at most
@@ -334,12 +339,12 @@ class DatabaseParams(GeneratorParams):
             def start() -> np.ndarray:
                 st = np.zeros(5, dtype=np.uint64)
                 st[_ST_RNG] = seed
-                func_cdf, func_order, _, _ = tables.get()
+                func_cdf, func_order = tables.get()[:2]
                 _database_start(st, np.uint64(TEXT_BASE), func_bytes, func_cdf, func_order)
                 return st
 
             def draw(st: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
-                func_cdf, func_order, block_cdf, block_order = tables.get()
+                func_cdf, func_order, block_cdf, block_guide, block_order = tables.get()
                 return _database_kernel(
                     m,
                     st,
@@ -350,6 +355,7 @@ class DatabaseParams(GeneratorParams):
                     np.uint64(self.pool_base),
                     self.block_bytes,
                     block_cdf,
+                    block_guide,
                     block_order,
                     self.rows_per_visit,
                     np.uint64(heap_starts[i]),
