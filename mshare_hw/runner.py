@@ -119,7 +119,7 @@ def params_for(point: Experiment, total_accesses: int) -> SimParams:
 # what to change when a part of the estimate is the largest
 _MEMORY_KEYS = {
     "page_tables": "fewer pages touched (workload.params.accesses_per_process or n_processes), or pt_config = mshare",
-    "traces": "workload.params.accesses_per_process (or a streamed generator: uniform_stream)",
+    "traces": "workload.params.n_processes (each trace holds a few chunks while it is replayed)",
     "scratch": "workload.params.pool_bytes or block_bytes (the generator's popularity tables)",
     "cpus": "machine.n_cpus",
     "processes": "workload.params.n_processes",

@@ -10,6 +10,22 @@ import numpy as np
 import pandas as pd
 import pytest
 
+
+@pytest.fixture(autouse=True, scope="session")
+def _trace_scan_cache(tmp_path_factory):
+    """Trace scans (mshare_hw.traces.digest_cache) go to a directory of the session, not the user's cache;
+    subprocesses inherit it."""
+    import os
+
+    old = os.environ.get("MSHARE_HW_CACHE_DIR")
+    os.environ["MSHARE_HW_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+    if old is None:
+        os.environ.pop("MSHARE_HW_CACHE_DIR", None)
+    else:
+        os.environ["MSHARE_HW_CACHE_DIR"] = old
+
+
 TINY_EXPERIMENT = """\
 name = "tiny"
 seed = {seed}

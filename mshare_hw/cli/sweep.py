@@ -30,7 +30,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from mshare_hw.workload.manifest import load_run_file
 
     exp = load_run_file(args.experiment, args.set)
-    points = resolve_points(exp)
+    points = resolve_points(exp, name_runs=False)  # checked from their parameters: no trace is drawn
     print(f"{args.experiment}: OK, experiment '{exp.name}', {len(points)} point{'s' if len(points) != 1 else ''}")
     for key, values in grid_axes(exp).items():
         print(f"  {key}: {', '.join(values)}")

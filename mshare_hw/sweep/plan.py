@@ -66,13 +66,17 @@ def resolve_points(
     shard: tuple[int, int] | None = None,
     on_workload: Callable[[str, Workload, list[str]], None] | None = None,
     on_generated: Callable[[str, Workload], None] | None = None,
+    *,
+    name_runs: bool = True,
 ) -> list[GridPoint]:
     """Expand the grid and check every point as far as possible without replaying it: its workload is
-    generated (once per distinct workload) for the trace digests, and its engine parameters, memory
-    layout and event schedule are built. Raises ConfigError for the first point that cannot run.
-    With `shard=(i, n)`, only the points k with k % n == i - 1 (all are still expanded).
-    `on_generated(key, workload)` sees each workload as soon as it is generated (before its digests),
-    `on_workload(key, workload, digests)` before it is dropped."""
+    built (once per distinct workload; a generator's traces are drawn only when read), its traces are
+    read for their digests, and its engine parameters, memory layout and event schedule are built.
+    Raises ConfigError for the first point that cannot run. With `shard=(i, n)`, only the points k with
+    k % n == i - 1 (all are still expanded). `on_generated(key, workload)` sees each workload as soon as
+    it is built (before its digests), `on_workload(key, workload, digests)` before it is dropped. With
+    `name_runs=False` (`mshare-hw validate`) no trace is drawn or digested and the points' run ids are
+    empty: a point is checked from its parameters alone."""
     points = expand(exp)
     selected = [k for k in range(len(points)) if shard is None or k % shard[1] == shard[0] - 1]
     check_memory([points[k] for k in selected], [_label(exp, points[k]) for k in selected])
@@ -85,14 +89,14 @@ def resolve_points(
         workload = build_workload(first.workload, first.seed)  # one at a time: only its digests are kept
         if on_generated is not None:
             on_generated(workload_key(first), workload)
-        digests = workload.trace_digests()
+        digests = workload.trace_digests() if name_runs else []
         for k in ks:
             label = _label(exp, points[k])
             try:
                 check_point(points[k], workload, params_for(points[k], workload.total_accesses()))
             except ConfigError as e:
                 raise ConfigError(f"sweep point {k + 1} ({label}): {e}") from None
-            run_ids[k] = run_id_for(points[k], digests)
+            run_ids[k] = run_id_for(points[k], digests) if name_runs else ""
         if on_workload is not None:
             on_workload(workload_key(first), workload, digests)
         del workload

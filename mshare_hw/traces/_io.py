@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from mshare_hw.config.errors import ConfigError
+from mshare_hw.traces import digest_cache
 
 VA_BITS = 57  # LA57: the widest x86-64 virtual address
 VA_LIMIT = 1 << VA_BITS
@@ -215,19 +216,49 @@ def file_key(path: Path) -> tuple[int, int]:
 
 
 class ScannedFile:
-    """A trace file whose digest, length and counts per kind come from one pass over `_pieces()`, cached
-    and keyed on the file's size and mtime (so a rewritten file is scanned again)."""
+    """A trace file whose digest, length and counts per kind come from one pass over `_pieces()`, kept on
+    the object and on disk (`mshare_hw.traces.digest_cache`), keyed on the file's size and mtime (so a
+    rewritten file is scanned again): a run that finds the scan on disk reads the file once, to replay it."""
 
     path: Path
+    format_name: str
     _scan: tuple | None = None
 
     def _pieces(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         raise NotImplementedError
 
+    def _scan_options(self) -> dict:
+        """The reader's options that change what it yields (part of the cache key)."""
+        return {}
+
+    def _scan_extras(self) -> dict:
+        """What the reader learnt in the pass besides the digest (kept with it), after `_pieces()`."""
+        return {}
+
+    def _restore_extras(self, extras: dict) -> None:
+        """Take back `_scan_extras()` from a recorded scan."""
+
+    def cache_where(self) -> tuple[Path, str, dict, tuple[str, ...]]:
+        """What names this reader's view of the file in the scan cache: (path, reader, options, modules)."""
+        return self.path, self.format_name, self._scan_options(), (type(self).__module__, __name__)
+
+    def record_scan(self, before: list[int], digest: str, n: int, counts: np.ndarray) -> None:
+        """Keep a pass's results, on the object and on disk (`before`: the file's stamp before the pass)."""
+        extras = self._scan_extras()
+        scan = {"digest": digest, "n": n, "counts": [int(c) for c in counts], "extras": extras}
+        digest_cache.store(*self.cache_where(), before, scan)
+        self._scan = (file_key(self.path), digest, n, counts)
+
     def _scanned(self) -> tuple[str, int, np.ndarray]:
         key = file_key(self.path)
         if self._scan is None or self._scan[0] != key:
-            self._scan = (key, *stream_digest(self._pieces()))
+            hit = digest_cache.lookup(*self.cache_where())
+            if hit is not None:
+                self._restore_extras(hit["extras"])
+                self._scan = (key, hit["digest"], int(hit["n"]), np.array(hit["counts"], dtype=np.int64))
+            else:
+                before = digest_cache.scan_stamp(self.path)
+                self.record_scan(before, *stream_digest(self._pieces()))
         return self._scan[1], self._scan[2], self._scan[3]
 
     def digest(self) -> str:

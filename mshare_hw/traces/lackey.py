@@ -237,7 +237,8 @@ _PID_NAME_RE = re.compile(r"\.(\d+)(?:\.[A-Za-z0-9]+)*$")
 
 class LackeyTrace(ScannedFile):
     """A lackey trace file as a TraceSource. `len()` and `digest()` need one pass over the file (cached,
-    keyed on the file's size and mtime); `bad_lines` is known after a full pass."""
+    keyed on the file's size and mtime, also on disk: mshare_hw.traces.digest_cache); `bad_lines` is known
+    after a full pass (or from the cached one)."""
 
     format_name = "lackey"
 
@@ -326,6 +327,15 @@ class LackeyTrace(ScannedFile):
 
     def _pieces(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         return self.chunks()
+
+    def _scan_options(self) -> dict:
+        return {"skip_bad_lines": self.skip_bad_lines}
+
+    def _scan_extras(self) -> dict:
+        return {"bad_lines": self.bad_lines, "lines": self.lines}
+
+    def _restore_extras(self, extras: dict) -> None:
+        self.bad_lines, self.lines = extras.get("bad_lines"), extras.get("lines")
 
     # -- metadata ----------------------------------------------------------------------------------
     def pid(self) -> int | None:

@@ -168,6 +168,11 @@ class NativeTrace:
     def digest(self) -> str:
         return str(self.info["digest"])
 
+    def cache_where(self) -> tuple[Path, str, dict, tuple[str, ...]]:
+        """What names this process of the file in the scan cache (mshare_hw.traces.digest_cache), for what
+        a pass over it finds besides the digest its metadata holds (e.g. the slots a relocation needs)."""
+        return self.path, self.format_name, {"process": int(self.index)}, (__name__,)
+
     def __len__(self) -> int:
         return int(self.info["n_accesses"])
 

@@ -15,6 +15,24 @@ import numpy as np
 
 IFETCH, LOAD, STORE = 0, 1, 2
 DEFAULT_CHUNK = 1 << 20
+MIN_CHUNK = 1 << 13
+# What a replay's trace chunks may take in all: each trace holds up to CHUNKS_HELD chunks at once (the one
+# the engine replays, the driver's look-ahead, the one being read or drawn meanwhile) of 9 bytes per access.
+TRACE_BUFFER_BYTES = 64 << 20
+CHUNKS_HELD = 3
+
+
+def chunk_for(n_traces: int) -> int:
+    """Accesses per chunk when `n_traces` traces are replayed together: DEFAULT_CHUNK for a few, smaller for
+    many, so that the chunks held stay within TRACE_BUFFER_BYTES (never below MIN_CHUNK, which bounds the
+    per-chunk cost of handing a chunk to the engine)."""
+    per_trace = TRACE_BUFFER_BYTES // (CHUNKS_HELD * 9 * max(1, n_traces))
+    return max(MIN_CHUNK, min(DEFAULT_CHUNK, per_trace))
+
+
+def buffer_bytes(n_traces: int, accesses_per_trace: int) -> int:
+    """Host memory the chunks of `n_traces` traces of `accesses_per_trace` accesses take while replayed."""
+    return n_traces * min(accesses_per_trace, chunk_for(n_traces) * CHUNKS_HELD) * 9
 
 
 class TraceSource(Protocol):

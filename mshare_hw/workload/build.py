@@ -20,12 +20,12 @@ def build_workload(cfg: WorkloadCfg, seed: int) -> Workload:
     need, have = params.trace_bytes(), available_memory()
     if need > have:
         raise ConfigError(
-            f"workload.params.accesses_per_process: generator '{cfg.generator}' would hold about "
-            f"{format_bytes(need)} of traces, more than "
-            f"the {format_bytes(have)} of memory available; use fewer accesses (or the uniform_stream generator)"
+            f"workload.params.n_processes: generator '{cfg.generator}' would hold about "
+            f"{format_bytes(need)} of trace chunks, more than "
+            f"the {format_bytes(have)} of memory available; use fewer processes"
         )
     try:
-        return params.generate()
+        return params.generate()  # cheap: each trace is drawn block by block while it is read
     except (ValueError, TypeError) as e:
         raise ConfigError(f"workload.params: generator '{cfg.generator}': {e}") from None
     except MemoryError:

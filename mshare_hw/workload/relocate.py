@@ -21,7 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from mshare_hw.config.errors import ConfigError
-from mshare_hw.traces._io import file_key, stream_digest
+from mshare_hw.traces import digest_cache
+from mshare_hw.traces._io import stream_digest
 from mshare_hw.traces.source import DEFAULT_CHUNK, TraceSource
 
 SLOT_SHIFT = 39  # 512 GiB: what one P4D entry maps, the coarsest alignment any share level needs
@@ -86,7 +87,18 @@ class RelocatedTrace:
 
 def used_slots(source: TraceSource, exclude: Iterable[tuple[int, int]] = ()) -> set[int]:
     """The 512 GiB slots the trace's accesses fall into, leaving out accesses in the `exclude` ranges.
-    One pass; a lackey or ChampSim reader's digest is computed in the same pass and cached."""
+    One pass, recorded in the scan cache (mshare_hw.traces.digest_cache) for a trace file, so a later run
+    reads the file only to replay it; a lackey or ChampSim reader's digest is computed in the same pass
+    and recorded too."""
+    exclude = [(int(s), int(e)) for s, e in exclude]
+    where = source.cache_where() if hasattr(source, "cache_where") else None
+    if where is not None:
+        path, reader, options, modules = where
+        where = (path, reader, {**options, "used_slots_excluding": exclude}, modules)
+        hit = digest_cache.lookup(*where)
+        if hit is not None:
+            return set(hit["slots"])
+        before = digest_cache.scan_stamp(path)
     ex = [(np.uint64(s), np.uint64(e)) for s, e in exclude]
     slots: set[int] = set()
     shift = np.uint64(SLOT_SHIFT)
@@ -103,13 +115,13 @@ def used_slots(source: TraceSource, exclude: Iterable[tuple[int, int]] = ()) -> 
                 slots.update(int(x) for x in np.unique(keep >> shift))
             yield a, k
 
-    path = getattr(source, "path", None)
-    if path is not None and hasattr(source, "_scan"):
-        d, n, counts = stream_digest(tap())
-        source._scan = (file_key(path), d, n, counts)
+    if hasattr(source, "record_scan"):
+        source.record_scan(before, *stream_digest(tap()))
     else:
         for _ in tap():
             pass
+    if where is not None:
+        digest_cache.store(*where, before, {"slots": sorted(slots)})
     return slots
 
 

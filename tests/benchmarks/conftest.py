@@ -21,6 +21,7 @@ from mshare_hw.engine.driver import run_workload
 from mshare_hw.engine.layout import build_layout
 from mshare_hw.engine.params import SimParams, build_params
 from mshare_hw.workload.generators import strided_workload, uniform_workload
+from mshare_hw.workload.generators.blocks import materialise, to_array
 from mshare_hw.workload.model import ArrayTrace, Process, Workload
 
 ROUNDS = 3  # timed rounds per benchmark when benchmarking is enabled
@@ -50,7 +51,7 @@ def make_params(skylake) -> Callable[..., SimParams]:
 @pytest.fixture(scope="session")
 def hit_workload() -> Workload:
     """One process, 4M uniform loads over 64 KiB: TLB-hit dominated."""
-    return uniform_workload(1, HIT_ACCESSES, HIT_WORKING_SET, seed=1)
+    return materialise(uniform_workload(1, HIT_ACCESSES, HIT_WORKING_SET, seed=1))
 
 
 @pytest.fixture(scope="session")
@@ -63,7 +64,7 @@ def walk_workload() -> Workload:
     touch = strided_workload(1, WALK_WORKING_SET // 4096, WALK_WORKING_SET, 4096, seed=1)
     uni = uniform_workload(1, WALK_UNIFORM_ACCESSES, WALK_WORKING_SET, seed=1)
     assert touch.regions == uni.regions
-    t, u = touch.processes[0].trace, uni.processes[0].trace
+    t, u = to_array(touch.processes[0].trace), to_array(uni.processes[0].trace)
     trace = ArrayTrace(np.concatenate([t.addrs, u.addrs]), np.concatenate([t.kinds, u.kinds]))
     return Workload(
         processes=[Process(name="walker", trace=trace)],

@@ -19,6 +19,7 @@ from mshare_hw.engine.driver import run_workload
 from mshare_hw.engine.layout import build_layout
 from mshare_hw.reference.run import run_reference
 from mshare_hw.workload.generators import database_workload
+from mshare_hw.workload.generators.blocks import materialise
 
 ROUNDS = 3
 
@@ -143,13 +144,15 @@ def test_engine_vs_reference(benchmark, make_params, timed):
     workload (2 clients on 2 CPUs: faults, walks, a shared pool). The benchmark times the reference;
     the engine is timed alongside (best of several runs, it takes milliseconds). Both must agree."""
     benchmark.group = "engine vs reference"
-    workload = database_workload(
-        n_processes=REF_PROCESSES,
-        accesses_per_process=REF_ACCESSES_PER_PROCESS,
-        pool_bytes=16 << 20,
-        private_bytes=1 << 20,
-        text_bytes=256 << 10,
-        seed=1,
+    workload = materialise(
+        database_workload(
+            n_processes=REF_PROCESSES,
+            accesses_per_process=REF_ACCESSES_PER_PROCESS,
+            pool_bytes=16 << 20,
+            private_bytes=1 << 20,
+            text_bytes=256 << 10,
+            seed=1,
+        )
     )
     n = workload.total_accesses()
     params = make_params(n_cpus=2)  # data caches and oracle on, as in tests

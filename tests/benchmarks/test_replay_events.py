@@ -33,6 +33,7 @@ from mshare_hw.engine.driver import run_workload
 from mshare_hw.engine.layout import build_layout
 from mshare_hw.engine.shootdown import EventLoop
 from mshare_hw.runner import WorkloadCache, devices_for, events_for, prepare_point
+from mshare_hw.workload.generators.blocks import materialise
 
 EXPERIMENT_RATE = 20_000  # events per simulated second, as in configs/experiments/flush_strategies.toml
 HIGH_RATE = 200_000
@@ -121,6 +122,7 @@ def cache() -> WorkloadCache:
 def replay(exp: Experiment, cache: WorkloadCache, monkeypatch) -> dict:
     """One run as the runner does it, timed; returns its measurements."""
     workload, _, params = prepare_point(exp, cache)
+    workload = materialise(workload)  # drawn here, outside the timed replay
     layout = build_layout(workload, params)
     monkeypatch.setattr(driver, "EventLoop", TimedEventLoop)
     TimedEventLoop.seconds = 0.0

@@ -23,6 +23,7 @@ from mshare_hw.engine.driver import run_workload
 from mshare_hw.engine.layout import build_layout
 from mshare_hw.engine.params import build_params
 from mshare_hw.workload.generators import database_workload
+from mshare_hw.workload.generators.blocks import materialise
 
 N_PROCESSES = 1500
 ACCESSES = int(os.environ.get("MSHARE_HW_SCALE_ACCESSES", "2000"))
@@ -30,8 +31,10 @@ ACCESSES = int(os.environ.get("MSHARE_HW_SCALE_ACCESSES", "2000"))
 
 @pytest.fixture(scope="module")
 def cover_letter_workload():
-    return database_workload(
-        n_processes=N_PROCESSES, accesses_per_process=ACCESSES, pool_bytes=300 << 30, private_bytes=8 << 20
+    return materialise(  # drawn here, outside the timed replay
+        database_workload(
+            n_processes=N_PROCESSES, accesses_per_process=ACCESSES, pool_bytes=300 << 30, private_bytes=8 << 20
+        )
     )
 
 

@@ -35,9 +35,6 @@ SKIPPED = {
     ("scale.md", "mshare-hw sweep configs/experiments/flush_strategies.toml -o fs.h5"): FULL_SWEEP + ", on Dask",
     ("scale.md", "mshare-hw sweep configs/experiments/flush_strategies.toml --shard"): "a SLURM job array's task",
     ("scale.md", "mshare-hw merge flush_strategies.h5 parts/part"): "merges the SLURM job array's outputs",
-    ("scale.md", "mshare-hw validate configs/experiments/cover_letter.toml"): (
-        "generates the cover letter's workloads for their digests (1.5 x 10^8 accesses, ~3 GB): about a minute"
-    ),
     ("tlb_reach.md", "mshare-hw run -q configs/experiments/tlb_reach.toml"): "1,188 runs, about a minute",
     ("traces.md", "mshare-hw trace capture"): "runs a program under valgrind",
     ("traces.md", "mshare-hw run cap/workload.toml"): "reads the manifest trace capture writes",

@@ -14,6 +14,7 @@ from mshare_hw.engine.driver import run_workload
 from mshare_hw.engine.layout import build_layout
 from mshare_hw.engine.params import SetAssoc, SimParams
 from mshare_hw.reference.run import run_reference
+from mshare_hw.workload.generators.blocks import to_array
 from mshare_hw.workload.model import ArrayTrace, Process, Region, Workload
 
 # ---- determinism --------------------------------------------------------------------------------------
@@ -71,7 +72,11 @@ def test_runs_are_deterministic_and_chunking_is_invisible():
 def test_reference_agrees_on_the_mixed_workload():
     wl, params = _mixed_workload(5)
     small = Workload(
-        [Process(p.name, ArrayTrace(p.trace.addrs[:600], p.trace.kinds[:600])) for p in wl.processes], wl.regions
+        [
+            Process(p.name, ArrayTrace(to_array(p.trace).addrs[:600], to_array(p.trace).kinds[:600]))
+            for p in wl.processes
+        ],
+        wl.regions,
     )
     params = dataclasses.replace(params, warmup_accesses=300, interval_accesses=700)
     _same(run_workload(small, params, chunk_size=50), run_reference(small, params))

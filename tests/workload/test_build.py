@@ -12,6 +12,7 @@ from mshare_hw.runner import WorkloadCache
 from mshare_hw.workload import generators
 from mshare_hw.workload.build import build_workload
 from mshare_hw.workload.generators import generator_params
+from mshare_hw.workload.generators.blocks import to_array
 
 SMALL_DB = {
     "n_processes": 2,
@@ -91,7 +92,7 @@ def test_size_strings_for_micro_benchmarks():
     )
     w = build_workload(cfg, 1)
     assert w.regions[0].size == 64 << 10
-    addrs = w.processes[0].trace.addrs
+    addrs = to_array(w.processes[0].trace).addrs
     assert len(addrs) == 10
     assert all(int(b - a) % (64 << 10) == 4096 for a, b in zip(addrs[:-1], addrs[1:]))
 

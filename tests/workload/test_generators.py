@@ -24,6 +24,7 @@ from mshare_hw.workload.generators import (
     zipf_cdf,
     zipf_sample,
 )
+from mshare_hw.workload.generators.blocks import to_array
 from mshare_hw.workload.model import Workload
 
 MiB = 1 << 20
@@ -38,12 +39,12 @@ def db() -> Workload:
 
 
 def _arrays(w: Workload):
-    return [(p.trace.addrs, p.trace.kinds) for p in w.processes]
+    return [(to_array(p.trace).addrs, to_array(p.trace).kinds) for p in w.processes]
 
 
 def _assert_inside_mapped_regions(w: Workload):
     for pid, p in enumerate(w.processes):
-        addrs = p.trace.addrs
+        addrs = to_array(p.trace).addrs
         inside = np.zeros(addrs.shape, dtype=bool)
         for r in w.regions:
             if r.maps(pid):
@@ -119,7 +120,7 @@ def test_database_zipf_ranking_same_for_every_process():
     pool = next(r for r in w.regions if r.name == "buffer_pool")
     order = pool_block_order(pool.size // 4096, 3)
     for p in w.processes:
-        a = p.trace.addrs
+        a = to_array(p.trace).addrs
         blocks = ((a[(a >= pool.start) & (a < pool.end)] - np.uint64(pool.start)) // np.uint64(4096)).astype(np.int64)
         counts = np.bincount(blocks, minlength=pool.size // 4096)
         top = np.argsort(-counts, kind="stable")[:2]
@@ -140,7 +141,7 @@ def test_database_rows_per_visit_stay_in_one_block():
         pool_fraction=1.0,
         seed=5,
     )
-    a = w.processes[0].trace.addrs
+    a = to_array(w.processes[0].trace).addrs
     blocks = (a // np.uint64(4096)).reshape(-1, 5)
     assert (blocks == blocks[:, :1]).all()
 
@@ -244,13 +245,13 @@ def test_micro_layout_determinism_and_bounds(which, shared):
 
 def test_uniform_covers_working_set():
     w = uniform_workload(1, 50_000, 1 * MiB, seed=1)
-    pages = np.unique((w.processes[0].trace.addrs - np.uint64(1 << 39)) >> np.uint64(12))
+    pages = np.unique((to_array(w.processes[0].trace).addrs - np.uint64(1 << 39)) >> np.uint64(12))
     assert len(pages) == 256
 
 
 def test_strided_steps():
     w = strided_workload(1, 1000, 1 * MiB, stride_bytes=4096, seed=1)
-    a = w.processes[0].trace.addrs.astype(np.int64) - (1 << 39)
+    a = to_array(w.processes[0].trace).addrs.astype(np.int64) - (1 << 39)
     d = np.diff(a) % MiB
     assert (d == 4096).all()
 
@@ -272,15 +273,15 @@ def test_pointer_chase_visits_every_element_once_per_cycle(element_bytes):
     n = ws // element_bytes
     w = pointer_chase_workload(2, 3 * n, ws, seed=9, element_bytes=element_bytes)
     for p in w.processes:
-        elem = ((p.trace.addrs - np.uint64(1 << 39)) // np.uint64(element_bytes)).astype(np.int64)
+        elem = ((to_array(p.trace).addrs - np.uint64(1 << 39)) // np.uint64(element_bytes)).astype(np.int64)
         for c in range(3):
             assert np.array_equal(np.sort(elem[c * n : (c + 1) * n]), np.arange(n))
         assert np.array_equal(elem[:n], elem[n : 2 * n])  # the same cycle again
         # every visit of an element touches the same line in it
-        assert len(np.unique(p.trace.addrs)) == n
+        assert len(np.unique(to_array(p.trace).addrs)) == n
     # same list in every process, from different start elements
-    e0 = ((w.processes[0].trace.addrs - np.uint64(1 << 39)) // np.uint64(element_bytes)).astype(np.int64)
-    e1 = ((w.processes[1].trace.addrs - np.uint64(1 << 39)) // np.uint64(element_bytes)).astype(np.int64)
+    e0 = ((to_array(w.processes[0].trace).addrs - np.uint64(1 << 39)) // np.uint64(element_bytes)).astype(np.int64)
+    e1 = ((to_array(w.processes[1].trace).addrs - np.uint64(1 << 39)) // np.uint64(element_bytes)).astype(np.int64)
     shift = int(np.nonzero(e0[:n] == e1[0])[0][0])
     assert np.array_equal(e0[shift : shift + n], e1[:n])
 
@@ -390,7 +391,9 @@ def test_threads_per_process_draws_the_clients_traces():
     assert [p.thread_of for p in one.processes] == [None, 0, 0, 0]
     assert [p.name for p in one.processes] == ["client0.0", "client0.1", "client0.2", "client0.3"]
     for a, b in zip(four.processes, one.processes):
-        assert np.array_equal(a.trace.addrs, b.trace.addrs) and np.array_equal(a.trace.kinds, b.trace.kinds)
+        assert np.array_equal(to_array(a.trace).addrs, to_array(b.trace).addrs) and np.array_equal(
+            to_array(a.trace).kinds, to_array(b.trace).kinds
+        )
     assert [r.processes for r in one.regions if r.name.startswith("heap")] == [(0,)] * 4
     assert [p.thread_of for p in two.processes] == [None, 0, None, 2, None]
     pool = next(r for r in two.regions if r.name == "buffer_pool")

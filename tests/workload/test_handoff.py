@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from mshare_hw.workload.generators import database_workload
+from mshare_hw.workload.generators.blocks import to_array
 from mshare_hw.workload.generators.stream import uniform_stream_workload
 from mshare_hw.workload.handoff import can_hand_off, load_workload, save_workload
 
@@ -22,6 +23,8 @@ def test_round_trip(tmp_path):
         seed=5,
         cpu_of=[1, 0],
     )
+    for p in w.processes:  # generated traces are drawn while read: hand-off files are for traces in memory
+        p.trace = to_array(p.trace)
     digests = w.trace_digests()
     assert can_hand_off(w)
     meta, files = save_workload(w, digests, tmp_path / "shards", "key")
@@ -45,3 +48,4 @@ def test_round_trip(tmp_path):
 
 def test_streams_are_not_handed_off():
     assert not can_hand_off(uniform_stream_workload(1, 10, 1 << 16, seed=1))
+    assert not can_hand_off(database_workload(n_processes=1, accesses_per_process=10, pool_bytes=1 << 20, seed=1))

@@ -39,16 +39,14 @@ one N-threaded process and N single-threaded clients run the same accesses.
 
 from __future__ import annotations
 
-import os
-from concurrent.futures import ThreadPoolExecutor
 from typing import ClassVar
 
 import numba
 import numpy as np
 from pydantic import Field, NonNegativeInt, PositiveInt, model_validator
 
-from mshare_hw.traces.source import ArrayTrace
 from mshare_hw.units import PAGE_SIZES, PageSize
+from mshare_hw.workload.generators.blocks import BlockTrace, Lazy
 from mshare_hw.workload.generators.params import GIB, SLOT_BYTES, USER_TOP, Bytes, Fraction, GeneratorParams
 from mshare_hw.workload.generators.random import (
     TAG_POOL_PERM,
@@ -61,6 +59,8 @@ from mshare_hw.workload.generators.random import (
     zipf_cdf,
     zipf_distinct,
     zipf_draw,
+    zipf_draw_guided,
+    zipf_guide,
 )
 from mshare_hw.workload.model import Process, Region, Workload
 
@@ -83,10 +83,26 @@ def _text_func_order(n_funcs: int, seed: int) -> np.ndarray:
     return permutation_kernel(int(n_funcs), np.uint64(derive_seed(seed, TAG_TEXT_PERM)), False)
 
 
-@numba.njit(cache=True, nogil=True)  # nogil: the processes' streams are drawn in parallel threads
+# the draw state a database trace carries from one block to the next (`_database_kernel`'s `st`)
+_ST_RNG, _ST_PC, _ST_FSTART, _ST_ROWS_LEFT, _ST_BLOCK_BASE = range(5)
+
+
+@numba.njit(cache=True, nogil=True)
+def _database_start(st, text_start, func_bytes, func_cdf, func_order):
+    """The state before a trace's first access: the instruction stream starts in a Zipf-drawn function."""
+    state, z = next_draw(st[_ST_RNG])
+    fstart = text_start + np.uint64(func_order[zipf_draw(func_cdf, z)]) * np.uint64(func_bytes)
+    st[_ST_RNG] = state
+    st[_ST_PC] = fstart
+    st[_ST_FSTART] = fstart
+    st[_ST_ROWS_LEFT] = 0
+    st[_ST_BLOCK_BASE] = 0
+
+
+@numba.njit(cache=True, nogil=True)  # nogil: traces are drawn while replaying, and their digests in parallel
 def _database_kernel(
     n,
-    state,
+    st,
     text_start,
     func_bytes,
     func_cdf,
@@ -94,6 +110,7 @@ def _database_kernel(
     pool_start,
     block_bytes,
     block_cdf,
+    block_guide,
     block_order,
     rows_per_visit,
     heap_start,
@@ -115,13 +132,13 @@ def _database_kernel(
     hot_words = np.uint64(heap_hot_bytes // 8)
     fbytes = np.uint64(func_bytes)
 
+    state = st[_ST_RNG]
     # instruction-stream state
-    state, z = next_draw(state)
-    fstart = text_start + np.uint64(func_order[zipf_draw(func_cdf, z)]) * fbytes
-    pc = fstart
-    # buffer-pool visit state
-    rows_left = 0
-    block_base = pool_start
+    fstart = st[_ST_FSTART]
+    pc = st[_ST_PC]
+    # buffer-pool visit state (block_base is read only after a visit's first row has set it)
+    rows_left = np.int64(st[_ST_ROWS_LEFT])
+    block_base = st[_ST_BLOCK_BASE]
 
     for i in range(n):
         state, z = next_draw(state)
@@ -151,7 +168,8 @@ def _database_kernel(
         if (z >> s11) < thr_pool:
             if rows_left == 0:
                 state, z = next_draw(state)
-                block_base = pool_start + np.uint64(block_order[zipf_draw(block_cdf, z)]) * np.uint64(block_bytes)
+                rank = zipf_draw_guided(block_cdf, block_guide, z)
+                block_base = pool_start + np.uint64(block_order[rank]) * np.uint64(block_bytes)
                 rows_left = rows_per_visit
             state, z = next_draw(state)
             addrs[i] = block_base + eight * (z % block_words)
@@ -166,6 +184,11 @@ def _database_kernel(
                 addrs[i] = heap_start + eight * (z % heap_words)
         state, z = next_draw(state)
         kinds[i] = 2 if (z >> s11) < thr_store else 1
+    st[_ST_RNG] = state
+    st[_ST_PC] = pc
+    st[_ST_FSTART] = fstart
+    st[_ST_ROWS_LEFT] = np.uint64(rows_left)
+    st[_ST_BLOCK_BASE] = block_base
     return addrs, kinds
 
 
@@ -230,8 +253,8 @@ class DatabaseParams(GeneratorParams):
         """Traces (and scheduled tasks): every client thread, then the unrelated processes."""
         return self.n_processes * self.threads_per_process + self.n_unrelated
 
-    def trace_bytes(self) -> int:
-        return self.n_tasks() * self.accesses_per_process * self.bytes_per_access
+    def n_traces(self) -> int:
+        return self.n_tasks()
 
     def heap_starts(self) -> list[int]:
         """Where each process's heap starts: one 1 GiB-aligned slot each below HEAP_TOP, clear of the text
@@ -266,6 +289,18 @@ class DatabaseParams(GeneratorParams):
         its int32 copy, per block."""
         return (self.pool_bytes // self.block_bytes) * (8 + 8 + 4)
 
+    def tables(self) -> tuple[np.ndarray, ...]:
+        """What every process's draws share: the text functions' Zipf CDF and popularity order, the pool
+        blocks' Zipf CDF, its guide table (`zipf_guide`) and their popularity order (`pool_block_order`)."""
+        n_blocks = self.pool_bytes // self.block_bytes
+        block_cdf = zipf_cdf(n_blocks, self.zipf_s)
+        block_order = pool_block_order(n_blocks, self.seed)
+        if n_blocks < (1 << 31):
+            block_order = block_order.astype(np.int32)
+        n_funcs = self.text_bytes // min(TEXT_FUNC_BYTES, self.text_bytes)
+        func_cdf, func_order = zipf_cdf(n_funcs, TEXT_ZIPF_S), _text_func_order(n_funcs, self.seed)
+        return func_cdf, func_order, block_cdf, zipf_guide(block_cdf), block_order
+
     def leaf_entries(self, fault_around: int, shared_tables: bool) -> int:
         """Pool: the expected distinct blocks of the clients' visits (Zipf), each faulting in at most
         `fault_around` pages (shmem fault-around) or its own pages; the clients' union once when the
@@ -290,45 +325,50 @@ class DatabaseParams(GeneratorParams):
         n_clients = self.n_processes * threads  # client traces (threads); client i's are i*threads + 0..threads-1
         n = n_clients + self.n_unrelated
         heap_starts = self.heap_starts()
-        n_blocks = self.pool_bytes // self.block_bytes
-        block_cdf = zipf_cdf(n_blocks, self.zipf_s)
-        block_order = pool_block_order(n_blocks, self.seed)
-        if n_blocks < (1 << 31):
-            block_order = block_order.astype(np.int32)
         func_bytes = min(TEXT_FUNC_BYTES, self.text_bytes)
-        n_funcs = self.text_bytes // func_bytes
-        func_cdf = zipf_cdf(n_funcs, TEXT_ZIPF_S)
-        func_order = _text_func_order(n_funcs, self.seed)
+        tables = Lazy(self.tables)  # built when a trace is first read, shared by every process
         hot_bytes = max(8, int(self.private_bytes * self.private_hot_bytes_fraction) // 8 * 8)
         data_fraction = 1.0 - self.ifetch_fraction
         pool_given_data = 0.0 if data_fraction <= 0 else min(1.0, self.pool_fraction / data_fraction)
 
-        def kernel_args(i: int) -> tuple:
-            return (
-                self.accesses_per_process,
-                np.uint64(derive_seed(self.seed, TAG_PROC, i)),
-                np.uint64(TEXT_BASE),
-                func_bytes,
-                func_cdf,
-                func_order,
-                np.uint64(self.pool_base),
-                self.block_bytes,
-                block_cdf,
-                block_order,
-                self.rows_per_visit,
-                np.uint64(heap_starts[i]),
-                self.private_bytes,
-                hot_bytes,
-                threshold(self.ifetch_fraction),
-                threshold(0.0 if i >= n_clients else pool_given_data),
-                threshold(self.store_fraction),
-                threshold(self.private_hot_access_fraction),
-                threshold(TEXT_BRANCH_PROB),
-            )
+        def trace(i: int) -> BlockTrace:
+            """Task i's trace: its own stream, derived from (seed, i), drawn block by block."""
+            seed = derive_seed(self.seed, TAG_PROC, i)
+            thr_pool = threshold(0.0 if i >= n_clients else pool_given_data)
 
-        # each process's stream depends only on its own seed: drawn in parallel, the result is the same
-        with ThreadPoolExecutor(max(1, min(n, os.cpu_count() or 1))) as pool:
-            traces = list(pool.map(lambda i: _database_kernel(*kernel_args(i)), range(n)))
+            def start() -> np.ndarray:
+                st = np.zeros(5, dtype=np.uint64)
+                st[_ST_RNG] = seed
+                func_cdf, func_order = tables.get()[:2]
+                _database_start(st, np.uint64(TEXT_BASE), func_bytes, func_cdf, func_order)
+                return st
+
+            def draw(st: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
+                func_cdf, func_order, block_cdf, block_guide, block_order = tables.get()
+                return _database_kernel(
+                    m,
+                    st,
+                    np.uint64(TEXT_BASE),
+                    func_bytes,
+                    func_cdf,
+                    func_order,
+                    np.uint64(self.pool_base),
+                    self.block_bytes,
+                    block_cdf,
+                    block_guide,
+                    block_order,
+                    self.rows_per_visit,
+                    np.uint64(heap_starts[i]),
+                    self.private_bytes,
+                    hot_bytes,
+                    threshold(self.ifetch_fraction),
+                    thr_pool,
+                    threshold(self.store_fraction),
+                    threshold(self.private_hot_access_fraction),
+                    threshold(TEXT_BRANCH_PROB),
+                )
+
+            return BlockTrace(self.accesses_per_process, start, draw)
 
         def name(i: int) -> str:
             if i >= n_clients:
@@ -341,12 +381,12 @@ class DatabaseParams(GeneratorParams):
         processes = [
             Process(
                 name=name(i),
-                trace=ArrayTrace(addrs, kinds),
+                trace=trace(i),
                 cpu=self.cpu(i),
                 dependent=self.dependent,
                 thread_of=None if leader(i) == i else leader(i),
             )
-            for i, (addrs, kinds) in enumerate(traces)
+            for i in range(n)
         ]
         text = Region(name="text", start=TEXT_BASE, size=self.text_bytes, kind="file", shared=True, share_tables=False)
         pool_region = Region(

@@ -12,6 +12,7 @@ from typing import Annotated, Any, ClassVar, Self
 from pydantic import BeforeValidator, Field, NonNegativeInt, PositiveInt, ValidationError, model_validator
 
 from mshare_hw.config.uarch import Strict
+from mshare_hw.traces.source import buffer_bytes
 from mshare_hw.units import parse_size
 from mshare_hw.workload.generators.sleeps import describe_sleeps, sleep_schedule
 from mshare_hw.workload.model import Workload
@@ -54,7 +55,6 @@ class GeneratorParams(Strict):
     """A generator's parameters; subclasses add theirs and `generate()`."""
 
     label: ClassVar[str]  # how its workload descriptions start
-    bytes_per_access: ClassVar[int] = 9  # a generated trace holds a uint64 address and a uint8 kind per access
     positional: ClassVar[tuple[str, ...]] = ()  # the parameters its function takes by position
 
     # sleeping clients (mshare_hw.workload.generators.sleeps): each process blocks after ~every accesses
@@ -97,10 +97,14 @@ class GeneratorParams(Strict):
     def generate(self) -> Workload:
         raise NotImplementedError
 
+    def n_traces(self) -> int:
+        """The workload's traces (processes, or threads)."""
+        return getattr(self, "n_processes", 1) + getattr(self, "n_unrelated", 0)
+
     def trace_bytes(self) -> int:
-        """The memory `generate()` takes for its traces (every process's accesses, held at once)."""
-        processes = getattr(self, "n_processes", 1) + getattr(self, "n_unrelated", 0)
-        return processes * getattr(self, "accesses_per_process", 0) * self.bytes_per_access
+        """The memory the traces take while replayed: traces are drawn in chunks as they are read, so the
+        chunks held at once (`mshare_hw.traces.source.buffer_bytes`), not the accesses, set it."""
+        return buffer_bytes(self.n_traces(), getattr(self, "accesses_per_process", 0))
 
     def scratch_bytes(self) -> int:
         """Memory `generate()` takes besides the traces (popularity tables and the like), at its peak."""

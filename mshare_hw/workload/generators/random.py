@@ -108,6 +108,35 @@ def zipf_draw(cdf, z):
     return lo
 
 
+GUIDE_BITS = 16  # a guide table's buckets: the top bits of a draw
+
+
+def zipf_guide(cdf: np.ndarray) -> np.ndarray:
+    """A guide table for `zipf_draw_guided`: entry b (0..2**GUIDE_BITS) is the first rank whose CDF value
+    exceeds b / 2**GUIDE_BITS."""
+    edges = np.arange((1 << GUIDE_BITS) + 1, dtype=np.float64) / (1 << GUIDE_BITS)
+    return np.searchsorted(cdf, edges, side="right").astype(np.int64)
+
+
+@numba.njit(cache=True, inline="always")
+def zipf_draw_guided(cdf, guide, z):
+    """`zipf_draw(cdf, z)`, the same rank for every z, with the binary search confined to the ranks of z's
+    guide bucket: a draw u in [b, b + 1) / 2**GUIDE_BITS has its rank between guide[b] and guide[b + 1]
+    (the last rank at most), so a search over a large CDF takes a few probes close together instead of
+    ~log2(ranks) spread over it."""
+    u = np.float64(z >> np.uint64(11)) * (1.0 / 9007199254740992.0)
+    b = z >> np.uint64(64 - GUIDE_BITS)  # floor(u * 2**GUIDE_BITS): the same top bits
+    lo = guide[b]
+    hi = min(guide[b + np.uint64(1)], cdf.shape[0] - 1)
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if cdf[mid] > u:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
 @numba.njit(cache=True, nogil=True)
 def _zipf_sample_kernel(cdf, n, state):
     out = np.empty(n, dtype=np.int64)

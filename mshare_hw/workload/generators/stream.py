@@ -49,11 +49,21 @@ class UniformStream:
         m = min(STREAM_BLOCK, self.n - k * STREAM_BLOCK)
         if k < 0 or m <= 0:
             raise IndexError(f"block {k} outside a stream of {self.n} accesses")
-        state = np.uint64(derive_seed(self.seed, _TAG_STREAM, k))
+        state = np.array([derive_seed(self.seed, _TAG_STREAM, k)], dtype=np.uint64)
         return uniform_kernel(m, state, np.uint64(self.start), self.size // 8, threshold(self.store_fraction))
 
+    def _pieces(self, size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Every block in pieces of at most `size` accesses (the kernel carries its state from one piece to
+        the next, so a block in pieces is the block): a reader of small chunks holds no whole block."""
+        thr, start, words = threshold(self.store_fraction), np.uint64(self.start), self.size // 8
+        for k in range(-(-self.n // STREAM_BLOCK)):
+            m_block = min(STREAM_BLOCK, self.n - k * STREAM_BLOCK)
+            state = np.array([derive_seed(self.seed, _TAG_STREAM, k)], dtype=np.uint64)
+            for done in range(0, m_block, size):
+                yield uniform_kernel(min(size, m_block - done), state, start, words, thr)
+
     def chunks(self, chunk_size: int = DEFAULT_CHUNK) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        return rechunk((self.block(k) for k in range(-(-self.n // STREAM_BLOCK))), chunk_size)
+        return rechunk(self._pieces(min(chunk_size, STREAM_BLOCK)), chunk_size)
 
     def digest(self) -> str:
         h = hashlib.blake2b(digest_size=16)
@@ -69,7 +79,6 @@ class UniformStreamParams(WorkingSetParams):
     replayed: memory stays flat however many accesses there are. Its draws differ from `uniform`'s."""
 
     label: ClassVar[str] = "uniform_stream"
-    bytes_per_access: ClassVar[int] = 0  # blocks are drawn while replaying
     prefix: ClassVar[str] = "stream"
 
     def generate(self) -> Workload:

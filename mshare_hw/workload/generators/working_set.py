@@ -15,8 +15,9 @@ import numba
 import numpy as np
 from pydantic import NonNegativeInt, PositiveInt, model_validator
 
-from mshare_hw.traces.source import ArrayTrace, TraceSource
+from mshare_hw.traces.source import TraceSource
 from mshare_hw.units import PAGE_SIZES, PageSize
+from mshare_hw.workload.generators.blocks import BlockTrace, Lazy
 from mshare_hw.workload.generators.params import GIB, SLOT_BYTES, USER_TOP, Bytes, Fraction, GeneratorParams
 from mshare_hw.workload.generators.random import (
     TAG_CYCLE,
@@ -121,24 +122,33 @@ class WorkingSetParams(GeneratorParams):
         return self.with_sleeps(Workload(processes=procs, regions=regions, description=description))
 
 
+# The kernels draw the next n accesses of a trace and carry their state between calls in `st` (a uint64
+# array, read on entry, written back on exit), so a trace drawn in blocks equals the trace drawn at once
+# (mshare_hw.workload.generators.blocks). st[0] is the splitmix64 stream's state.
+
+
 @numba.njit(cache=True, nogil=True)  # nogil: streams are drawn during replay, maybe in two worker threads
-def uniform_kernel(n, state, start, words, thr_store):
+def uniform_kernel(n, st, start, words, thr_store):
     addrs = np.empty(n, dtype=np.uint64)
     kinds = np.empty(n, dtype=np.uint8)
     w = np.uint64(words)
+    state = st[0]
     for i in range(n):
         state, z = next_draw(state)
         addrs[i] = start + np.uint64(8) * (z % w)
         state, z = next_draw(state)
         kinds[i] = 2 if (z >> np.uint64(11)) < thr_store else 1
+    st[0] = state
     return addrs, kinds
 
 
 @numba.njit(cache=True, nogil=True)
-def _strided_kernel(n, state, start, size, stride, offset, thr_store):
+def _strided_kernel(n, st, start, size, stride, thr_store):
+    """st: [stream state, offset of the next access]."""
     addrs = np.empty(n, dtype=np.uint64)
     kinds = np.empty(n, dtype=np.uint8)
-    off = np.uint64(offset)
+    state = st[0]
+    off = st[1]
     for i in range(n):
         addrs[i] = start + off
         off += np.uint64(stride)
@@ -146,20 +156,30 @@ def _strided_kernel(n, state, start, size, stride, offset, thr_store):
             off -= np.uint64(size)
         state, z = next_draw(state)
         kinds[i] = 2 if (z >> np.uint64(11)) < thr_store else 1
+    st[0] = state
+    st[1] = off
     return addrs, kinds
 
 
 @numba.njit(cache=True, nogil=True)
-def _chase_kernel(n, state, start, nxt, elem_offsets, element_bytes, first, thr_store):
+def _chase_kernel(n, st, start, nxt, elem_offsets, element_bytes, thr_store):
+    """st: [stream state, element of the next access]."""
     addrs = np.empty(n, dtype=np.uint64)
     kinds = np.empty(n, dtype=np.uint8)
-    e = first
+    state = st[0]
+    e = np.int64(st[1])
     for i in range(n):
         addrs[i] = start + np.uint64(e) * np.uint64(element_bytes) + np.uint64(elem_offsets[e])
         e = nxt[e]
         state, z = next_draw(state)
         kinds[i] = 2 if (z >> np.uint64(11)) < thr_store else 1
+    st[0] = state
+    st[1] = np.uint64(e)
     return addrs, kinds
+
+
+def _state(*values: int) -> np.ndarray:
+    return np.array(values, dtype=np.uint64)
 
 
 class UniformParams(WorkingSetParams):
@@ -171,9 +191,12 @@ class UniformParams(WorkingSetParams):
     def generate(self) -> Workload:
         thr = threshold(self.store_fraction)
 
-        def trace(r: Region, pseed: int) -> ArrayTrace:
-            return ArrayTrace(
-                *uniform_kernel(self.accesses_per_process, np.uint64(pseed), np.uint64(r.start), r.size // 8, thr)
+        def trace(r: Region, pseed: int) -> BlockTrace:
+            start, words = np.uint64(r.start), r.size // 8
+            return BlockTrace(
+                self.accesses_per_process,
+                lambda: _state(pseed),
+                lambda st, m: uniform_kernel(m, st, start, words, thr),
             )
 
         return self.workload(trace, self.describe())
@@ -206,10 +229,14 @@ class StridedParams(WorkingSetParams):
         stride = self.stride_bytes % self.working_set_bytes
         thr = threshold(self.store_fraction)
 
-        def trace(r: Region, pseed: int) -> ArrayTrace:
+        def trace(r: Region, pseed: int) -> BlockTrace:
             offset = 8 * (mix64(pseed ^ TAG_MISC) % (r.size // 8))
-            n = self.accesses_per_process
-            return ArrayTrace(*_strided_kernel(n, np.uint64(pseed), np.uint64(r.start), r.size, stride, offset, thr))
+            start, size = np.uint64(r.start), r.size
+            return BlockTrace(
+                self.accesses_per_process,
+                lambda: _state(pseed, offset),
+                lambda st, m: _strided_kernel(m, st, start, size, stride, thr),
+            )
 
         return self.workload(trace, self.describe(f", stride {self.stride_bytes} B"))
 
@@ -238,7 +265,8 @@ class PointerChaseParams(WorkingSetParams):
             )
         return self
 
-    def generate(self) -> Workload:
+    def cycle(self) -> tuple[np.ndarray, np.ndarray]:
+        """The list every process follows: next element of each element, and each element's line offset."""
         element_bytes = self.element_bytes
         n_elem = self.working_set_bytes // element_bytes
         nxt = random_cycle(n_elem, self.seed)
@@ -250,13 +278,27 @@ class PointerChaseParams(WorkingSetParams):
         if n_elem < (1 << 31):
             nxt = nxt.astype(np.int32)
             offs = offs.astype(np.int32)
+        return nxt, offs
+
+    def scratch_bytes(self) -> int:
+        """The cycle and the line offsets (int64 while drawn)."""
+        return (self.working_set_bytes // self.element_bytes) * 16
+
+    def generate(self) -> Workload:
+        element_bytes = self.element_bytes
+        n_elem = self.working_set_bytes // element_bytes
+        cycle = Lazy(self.cycle)  # built when a trace is first read, shared by every process
         thr = threshold(self.store_fraction)
 
-        def trace(r: Region, pseed: int) -> ArrayTrace:
+        def trace(r: Region, pseed: int) -> BlockTrace:
             first = mix64(pseed ^ TAG_CYCLE) % n_elem
             start = np.uint64(r.start)
-            n = self.accesses_per_process
-            return ArrayTrace(*_chase_kernel(n, np.uint64(pseed), start, nxt, offs, element_bytes, first, thr))
+
+            def draw(st: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
+                nxt, offs = cycle.get()
+                return _chase_kernel(m, st, start, nxt, offs, element_bytes, thr)
+
+            return BlockTrace(self.accesses_per_process, lambda: _state(pseed, first), draw)
 
         return self.workload(trace, self.describe(f", one cycle of {n_elem} x {element_bytes} B elements"))
 
