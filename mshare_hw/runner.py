@@ -21,10 +21,12 @@ from mshare_hw.engine.secondary import DeviceSpec, SecondaryCosts, SecondaryMMUs
 from mshare_hw.results.hdf5 import read_runs, tool_version, write_results
 from mshare_hw.results.record import RunRecord
 from mshare_hw.results.summary import EXTRA_COLUMNS, STABLE_COLUMNS, summary_row
+from mshare_hw.traces.source import HELD_TRACE_BYTES
 from mshare_hw.units import format_bytes
 from mshare_hw.workload.build import available_memory, build_workload
 from mshare_hw.workload.events import file_schedule, fixed_schedule, rate_schedule
 from mshare_hw.workload.generators import generator_params
+from mshare_hw.workload.generators.blocks import BlockTrace, materialise
 from mshare_hw.workload.model import Workload
 
 
@@ -262,25 +264,40 @@ def workload_key(point: Experiment) -> str:
 
 
 class WorkloadCache:
-    """Points that differ only in machine or page-table configuration replay the same workload."""
+    """Points that differ only in machine or page-table configuration replay the same workload. A generated
+    workload small enough is drawn once and held (up to HELD_TRACE_BYTES in all), so its points do not
+    each draw it again; larger ones are drawn chunk by chunk in every replay."""
 
     def __init__(self) -> None:
         self._cache: dict[str, tuple[Workload, list[str]]] = {}
+        self._held_bytes = 0
 
     def get(self, point: Experiment) -> tuple[Workload, list[str]]:
         key = workload_key(point)
         if key not in self._cache:
-            self._cache[key] = generate_workload(point)
+            self._cache[key] = generate_workload(point, self._hold)
         return self._cache[key]
+
+    def _hold(self, workload: Workload) -> Workload:
+        """The workload with its traces drawn and held if they are generated and fit the budget left."""
+        size = 9 * workload.total_accesses()
+        generated = all(isinstance(p.trace, BlockTrace) for p in workload.processes)
+        if not generated or self._held_bytes + size > HELD_TRACE_BYTES:
+            return workload
+        self._held_bytes += size
+        return materialise(workload)
 
     def put(self, key: str, workload: Workload, digests: list[str]) -> None:
         """Add a workload built elsewhere (its `workload_key` and trace digests)."""
         self._cache[key] = (workload, digests)
 
 
-def generate_workload(point: Experiment) -> tuple[Workload, list[str]]:
-    """The point's workload and its trace digests."""
-    w = build_workload(point.workload, point.seed)
+def generate_workload(
+    point: Experiment, hold: Callable[[Workload], Workload] = lambda w: w
+) -> tuple[Workload, list[str]]:
+    """The point's workload (passed through `hold`, which may draw its traces into memory) and its trace
+    digests."""
+    w = hold(build_workload(point.workload, point.seed))
     digests = w.trace_digests()
     _log_bad_lines(w)
     return w, digests

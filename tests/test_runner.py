@@ -289,3 +289,19 @@ def test_machine_replacement_forces_a_policy_end_to_end(tmp_path: Path):
         configs = [json.loads(f["runs"][r["run_id"]].attrs["config"]) for r in rows]
     assert [c["machine"]["replacement"] for c in configs] == ["lru", "plru", "random"]
     assert len({r["l1_dtlb_misses"] for r in rows}) == 3 and len({r["run_id"] for r in rows}) == 3
+
+
+def test_small_generated_workloads_are_held_and_large_ones_streamed(make_tiny, monkeypatch):
+    """The cache draws a small generated workload once and holds it (its points do not draw it again), up to
+    HELD_TRACE_BYTES in all; past the budget a workload stays a stream, and its digests are the same."""
+    from mshare_hw.config.experiment import load_experiment
+    from mshare_hw.traces.source import ArrayTrace
+    from mshare_hw.workload.generators.blocks import BlockTrace
+
+    point = expand(load_experiment(make_tiny(accesses=1000)))[0]
+    held, held_digests = WorkloadCache().get(point)
+    assert all(isinstance(p.trace, ArrayTrace) for p in held.processes)
+    monkeypatch.setattr(runner, "HELD_TRACE_BYTES", 9 * held.total_accesses() - 1)
+    streamed, streamed_digests = WorkloadCache().get(point)
+    assert all(isinstance(p.trace, BlockTrace) for p in streamed.processes)
+    assert streamed_digests == held_digests

@@ -22,6 +22,8 @@ CHASE_RANDOM, CHASE_SEQUENTIAL = 0, 1  # the chase probe's node orders
 STRIDED_SPACING = 8192  # the held-out random chase's node spacing: every other page (half the nodes per PTE line)
 PINGPONG_PAGES = 64  # pages each side of the held-out ping-pong touches per round
 RESPONDER_GAP_NS = 300  # a gap longer than this in a spinning responder's clock reads was taken by the kernel
+# a gap longer than this is not an IPI (tens of us even through a VM exit) but the host descheduling the vCPU
+RESPONDER_GAP_MAX_NS = 50_000
 SHMEM_PAGES = 4096
 FAULT_AROUND_PAGES = 16  # Linux's default fault_around_bytes (64 KiB) in 4 KiB pages
 
@@ -64,13 +66,14 @@ def steps(plan: Plan, host: Host, cpus: list[int], out: dict) -> list[Step]:
     """The probes as (label, run) pairs that fill `out`; the caller runs them in order (a progress bar)."""
     from mshare_hw import _probes as p
 
-    tsc_threshold = 0
+    tsc_threshold = tsc_ceiling = 0
 
     def clocks() -> None:
-        nonlocal tsc_threshold
+        nonlocal tsc_threshold, tsc_ceiling
         out["tsc_ghz"] = p.tsc_ghz(50.0)
         out["core_ghz"] = p.core_ghz(20000, 9)
         tsc_threshold = int(RESPONDER_GAP_NS * out["tsc_ghz"])
+        tsc_ceiling = int(RESPONDER_GAP_MAX_NS * out["tsc_ghz"])
 
     def chase(key: str, sizes: list[int], spacing: int, huge: bool, order: int = CHASE_RANDOM) -> Step:
         def run() -> None:
@@ -91,7 +94,9 @@ def steps(plan: Plan, host: Host, cpus: list[int], out: dict) -> list[Step]:
             series = []
             for remote in range(len(cpus)):
                 for n in pages:
-                    ns, stolen = p.shootdown(cpus[: remote + 1], n, op, plan.rounds, plan.trials, tsc_threshold)
+                    ns, stolen = p.shootdown(
+                        cpus[: remote + 1], n, op, plan.rounds, plan.trials, tsc_threshold, tsc_ceiling
+                    )
                     series.append(
                         {"remote": remote, "pages": n, "ns": ns, "responder_ns": [s / out["tsc_ghz"] for s in stolen]}
                     )

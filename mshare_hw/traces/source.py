@@ -20,6 +20,9 @@ MIN_CHUNK = 1 << 13
 # the engine replays, the driver's look-ahead, the one being read or drawn meanwhile) of 9 bytes per access.
 TRACE_BUFFER_BYTES = 64 << 20
 CHUNKS_HELD = 3
+# A generated workload whose traces take at most this in all is drawn once and held while its grid points
+# run (each private/mshare/uarch point would otherwise draw it again); the runner holds no more than this.
+HELD_TRACE_BYTES = 256 << 20
 
 
 def chunk_for(n_traces: int) -> int:

@@ -12,7 +12,7 @@ from typing import Annotated, Any, ClassVar, Self
 from pydantic import BeforeValidator, Field, NonNegativeInt, PositiveInt, ValidationError, model_validator
 
 from mshare_hw.config.uarch import Strict
-from mshare_hw.traces.source import buffer_bytes
+from mshare_hw.traces.source import HELD_TRACE_BYTES, buffer_bytes
 from mshare_hw.units import parse_size
 from mshare_hw.workload.generators.sleeps import describe_sleeps, sleep_schedule
 from mshare_hw.workload.model import Workload
@@ -102,9 +102,12 @@ class GeneratorParams(Strict):
         return getattr(self, "n_processes", 1) + getattr(self, "n_unrelated", 0)
 
     def trace_bytes(self) -> int:
-        """The memory the traces take while replayed: traces are drawn in chunks as they are read, so the
-        chunks held at once (`mshare_hw.traces.source.buffer_bytes`), not the accesses, set it."""
-        return buffer_bytes(self.n_traces(), getattr(self, "accesses_per_process", 0))
+        """The memory the traces take while replayed: a small workload's whole traces (held across the runs
+        that replay it, up to `HELD_TRACE_BYTES`), else the chunks drawn as they are read
+        (`mshare_hw.traces.source.buffer_bytes`): then the accesses do not set it."""
+        n, per = self.n_traces(), getattr(self, "accesses_per_process", 0)
+        whole = n * per * 9
+        return whole if whole <= HELD_TRACE_BYTES else buffer_bytes(n, per)
 
     def scratch_bytes(self) -> int:
         """Memory `generate()` takes besides the traces (popularity tables and the like), at its peak."""
