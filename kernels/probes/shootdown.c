@@ -7,6 +7,7 @@ struct spinner {
     pthread_t th;
     int cpu, err;
     uint64_t threshold;          /* TSC ticks: a longer gap between two reads was taken by the kernel */
+    uint64_t ceiling;            /* TSC ticks: a longer gap was the host descheduling the vCPU, not an IPI */
     volatile int started, stop, counting;
     volatile uint64_t stolen;    /* ticks in such gaps while counting */
 };
@@ -19,7 +20,7 @@ static void *spin(void *arg)
     uint64_t last = __rdtsc(), stolen = 0;
     while (!s->stop) {
         uint64_t t = __rdtsc();
-        if (t - last > s->threshold && s->counting)
+        if (t - last > s->threshold && t - last <= s->ceiling && s->counting)
             stolen += t - last;
         if (!s->counting && stolen) {
             s->stolen += stolen;
@@ -33,18 +34,47 @@ static void *spin(void *arg)
 
 enum { OP_MADVISE = 0, OP_MPROTECT = 1 };
 
+#define ROUND_OUTLIER 4 /* a round this many times the median was preempted (or hit a rare slow path) */
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* mean of the rounds no longer than ROUND_OUTLIER times their median */
+static double trimmed_mean(const uint64_t *ticks, uint64_t *sorted, long rounds)
+{
+    memcpy(sorted, ticks, rounds * sizeof(uint64_t));
+    qsort(sorted, rounds, sizeof(uint64_t), cmp_u64);
+    uint64_t limit = sorted[rounds / 2] * ROUND_OUTLIER;
+    double sum = 0;
+    long kept = 0;
+    for (long r = 0; r < rounds; r++)
+        if (ticks[r] <= limit)
+            sum += (double)ticks[r], kept++;
+    return sum / kept;
+}
+
 /* `rounds` rounds of `op` on `n` pages: madvise(MADV_DONTNEED) then write-refault every page, or an
  * mprotect(PROT_READ) + mprotect(PROT_READ|PROT_WRITE) round trip; the caller runs on cpus[0] and the mm
  * is loaded on cpus[1..n_remote] by threads spinning in user space. Returns (ns per round of each trial,
- * TSC ticks stolen per round from each remote thread summed over threads, per trial). */
+ * TSC ticks stolen per round from each remote thread summed over threads, per trial). On a virtual machine
+ * the host may deschedule a vCPU for milliseconds at any time: a round longer than ROUND_OUTLIER times the
+ * trial's median round is left out of the trial's mean, and a responder's gap longer than `ceiling` ticks is
+ * not counted as stolen by the kernel. */
 PyObject *py_shootdown(PyObject *self, PyObject *args)
 {
     PyObject *cpus_obj;
     long n, rounds;
     int op, trials;
-    unsigned long long threshold;
-    if (!PyArg_ParseTuple(args, "OliliK", &cpus_obj, &n, &op, &rounds, &trials, &threshold))
+    unsigned long long threshold, ceiling;
+    if (!PyArg_ParseTuple(args, "OliliKK", &cpus_obj, &n, &op, &rounds, &trials, &threshold, &ceiling))
         return NULL;
+    if (rounds < 1 || trials < 1) {
+        PyErr_SetString(PyExc_ValueError, "rounds and trials must be positive");
+        return NULL;
+    }
     PyObject *seq = PySequence_Fast(cpus_obj, "cpus must be a sequence of CPU numbers");
     if (!seq)
         return NULL;
@@ -61,6 +91,7 @@ PyObject *py_shootdown(PyObject *self, PyObject *args)
     if (PyErr_Occurred())
         return NULL;
     double *ns = calloc(trials, sizeof(double)), *stolen = calloc(trials, sizeof(double));
+    uint64_t *ticks = calloc(rounds, sizeof(uint64_t)), *sorted = calloc(rounds, sizeof(uint64_t));
     struct spinner *sp = calloc(ncpu, sizeof(struct spinner));
     int err = 0;
     cpu_set_t saved;
@@ -74,6 +105,7 @@ PyObject *py_shootdown(PyObject *self, PyObject *args)
     for (Py_ssize_t k = 1; k < ncpu && !err; k++) {
         sp[k].cpu = cpus[k];
         sp[k].threshold = threshold;
+        sp[k].ceiling = ceiling;
         if ((err = pthread_create(&sp[k].th, NULL, spin, &sp[k])))
             break;
         started = (int)k;
@@ -91,7 +123,9 @@ PyObject *py_shootdown(PyObject *self, PyObject *args)
                 sp[k].counting = 1;
             }
             double t0 = now_ns();
+            uint64_t c0 = __rdtsc();
             for (long r = 0; r < rounds; r++) {
+                uint64_t r0 = __rdtsc();
                 if (op == OP_MADVISE) {
                     madvise(b, n * PAGE, MADV_DONTNEED);
                     for (long i = 0; i < n; i++)
@@ -100,8 +134,10 @@ PyObject *py_shootdown(PyObject *self, PyObject *args)
                     mprotect(b, n * PAGE, PROT_READ);
                     mprotect(b, n * PAGE, PROT_READ | PROT_WRITE);
                 }
+                ticks[r] = __rdtsc() - r0;
             }
-            ns[t] = (now_ns() - t0) / rounds;
+            double ns_per_tick = (now_ns() - t0) / (double)(__rdtsc() - c0);
+            ns[t] = trimmed_mean(ticks, sorted, rounds) * ns_per_tick;
             for (int k = 1; k <= started; k++)
                 sp[k].counting = 0;
             for (int k = 1; k <= started; k++) { /* wait for each spinner to publish its count */
@@ -134,6 +170,6 @@ PyObject *py_shootdown(PyObject *self, PyObject *args)
         }
         res = Py_BuildValue("(NN)", a, s);
     }
-    free(ns), free(stolen), free(sp);
+    free(ns), free(stolen), free(ticks), free(sorted), free(sp);
     return res;
 }
