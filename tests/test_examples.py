@@ -50,7 +50,7 @@ def test_example_table_is_mshare_hw_table_and_the_readme_table(example_output, c
     ]
     assert main(["table", str(RESULTS / "flush_strategies.h5"), "--markdown", *where, "--columns", columns]) == 0
     assert printed == capsys.readouterr().out
-    assert printed.count("\n") == 11  # header, rule and nine runs
+    assert printed.count("\n") == 12  # header, rule and ten runs
     assert printed.strip() in (ROOT / "README.md").read_text()
 
 

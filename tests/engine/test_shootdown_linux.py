@@ -479,7 +479,7 @@ def test_events_out_of_order_are_refused(run):
         run(wl, p, events=iter(evs))
 
 
-# ---- known divergences from Linux (xfail: they document bugs) ---------------------------------------------
+# ---- divergences from Linux found in review, now fixed: each test keeps it so ---------------------------------
 
 
 @RUNNERS

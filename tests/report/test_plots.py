@@ -59,10 +59,11 @@ def test_private_vs_mshare_bars_are_the_summary_counters(shipped):
     drawn = plot_private_vs_mshare(_frame(shipped("default")))
     data = drawn.data
     assert set(data["metric"]) == {"page_faults", "walk_cycles", "walk_reads_dram"}
-    configs = summary[["uarch", "sleep_every_accesses"]].drop_duplicates()
+    configs = summary[["uarch", "sleep_every_accesses", "pool_page_size"]].drop_duplicates()
     assert set(data["uarch"]) == set(summary["uarch"]) and len(data) == 3 * len(configs)
+    assert set(data["pool_page_size"]) == {"4K", "2M"}  # the 2 MiB pool variant drawn beside the 4 KiB one
     for r in data.itertuples():
-        same = {"uarch": r.uarch, "sleep_every_accesses": r.sleep_every_accesses}
+        same = {"uarch": r.uarch, "sleep_every_accesses": r.sleep_every_accesses, "pool_page_size": r.pool_page_size}
         priv = _run(summary, pt_config="private", **same)[r.metric]
         msh = _run(summary, pt_config="mshare", **same)[r.metric]
         assert (r.private, r.mshare) == (priv, msh)
@@ -125,21 +126,25 @@ def test_pt_vs_processes_spanning_a_decade_is_drawn_on_log_axes(shipped):
 def test_projection_is_the_analytic_model_of_the_configured_region(shipped):
     drawn = plot_projection(_frame(shipped("default")))
     data = drawn.data
-    # the default experiment's buffer pool: 1 GiB of 4 KiB pages, 4-level paging, mshare at the P4D
+    # the default experiment's buffer pool: 1 GiB of 4 KiB pages (and its 2 MiB variant), 4-level paging,
+    # mshare at the P4D
     assert set(zip(data["region_bytes"], data["page_size"], data["levels"], data["share_level"])) == {
-        (1 << 30, "4K", 4, "p4d")
+        (1 << 30, "4K", 4, "p4d"),
+        (1 << 30, "2M", 4, "p4d"),
     }
     assert data["n_processes"].min() == 1 and data["n_processes"].max() == 2000
     for r in data.iloc[::10].itertuples():
-        model = ptmem(r.n_processes, 1 << 30, "4K", "p4d", 4)
+        model = ptmem(r.n_processes, 1 << 30, r.page_size, "p4d", 4)
         assert (r.private_bytes, r.shared_bytes) == (model.private_total_bytes, model.shared_total_bytes)
     assert (data["shared_bytes"] < data["private_bytes"]).iloc[-1]
     ax = drawn.figure.axes[0]
     assert ax.get_xscale() == ax.get_yscale() == "log"
-    private, shared = ax.get_lines()[:2]
-    np.testing.assert_allclose(private.get_ydata(), data["private_bytes"] / MIB)
-    np.testing.assert_allclose(shared.get_ydata(), data["shared_bytes"] / MIB)
-    assert "1 GiB region of 4 KiB pages" in ax.get_title()
+    private, shared = ax.get_lines()[:2]  # the first region's (4 KiB pages)
+    first = data[data["page_size"] == "4K"]
+    np.testing.assert_allclose(private.get_ydata(), first["private_bytes"] / MIB)
+    np.testing.assert_allclose(shared.get_ydata(), first["shared_bytes"] / MIB)
+    assert "the shared regions of this file" in ax.get_title()
+    assert private.get_label() == "private page tables, 1 GiB of 4 KiB pages"
 
 
 def test_shootdown_bars_are_cycles_per_event_of_each_run_with_events(events_file: Path):

@@ -46,7 +46,8 @@ def _bars(ax, pairs, key: str, ticks: list[str]) -> list[dict]:
     ax.grid(axis="y", alpha=0.3)
     return [
         {"uarch": p.uarch, "n_cpus": int(p.n_cpus), "n_sharers": int(p.n_sharers),
-         "n_processes": int(p.n_processes), "sleep_every_accesses": int(p.sleep_every_accesses), "metric": key,
+         "n_processes": int(p.n_processes), "sleep_every_accesses": int(p.sleep_every_accesses),
+         "pool_page_size": str(p.get("pool_page_size", "")), "metric": key,
          "private": old, "mshare": new, "label": percent(new, old)}
         for (p, _), old, new in zip(pairs, priv, msh)
     ]  # fmt: skip
@@ -58,8 +59,8 @@ def _legend(fig, ax) -> None:
 
 
 def plot_private_vs_mshare(df: pd.DataFrame) -> Drawn | None:
-    """Data: one row per pair of bars (uarch, n_cpus, n_sharers, n_processes, sleep_every_accesses, metric,
-    private, mshare, label = mshare's change)."""
+    """Data: one row per pair of bars (uarch, n_cpus, n_sharers, n_processes, sleep_every_accesses,
+    pool_page_size ("" where the workload has none), metric, private, mshare, label = mshare's change)."""
     pairs = private_mshare_pairs(df)
     if not pairs:
         return None

@@ -97,7 +97,7 @@ def plot_projection(df: pd.DataFrame) -> Drawn | None:
         models = [ptmem(int(n), size, page, share_level, levels) for n in ns]
         priv = np.array([m.private_total_bytes for m in models]) / MIB
         shared = np.array([m.shared_total_bytes for m in models]) / MIB
-        tag = f", {format_bytes(size)} region" if len(regions) > 1 else ""
+        tag = f", {format_bytes(size)} of {page_label(page)} pages" if len(regions) > 1 else ""
         ax.plot(ns, priv, style, color=PT_COLORS["private"], label=f"private page tables{tag}")
         ax.plot(ns, shared, style, color=PT_COLORS["mshare"], label=f"{shared_name}{tag}")
         for ys in (priv, shared):
