@@ -91,19 +91,16 @@ def steps(plan: Plan, host: Host, cpus: list[int], out: dict) -> list[Step]:
 
     def shootdown(kind: str, op: int, pages: tuple[int, ...]) -> Step:
         def run() -> None:
-            # one trial of every (pages, remote CPUs) case in turn, `trials` times over: a slow spell of the
-            # host falls on all cases alike instead of on one, so differences between cases repeat
-            cases = [(remote, n) for remote in range(len(cpus)) for n in pages]
-            got: dict = {case: ([], []) for case in cases}
-            for _ in range(plan.trials):
-                for remote, n in cases:
-                    ns, stolen = p.shootdown(cpus[: remote + 1], n, op, plan.rounds, 1, tsc_threshold, tsc_ceiling)
-                    got[(remote, n)][0].extend(ns)
-                    got[(remote, n)][1].extend(s / out["tsc_ghz"] for s in stolen)
-            out[kind] = [
-                {"remote": remote, "pages": n, "ns": got[(remote, n)][0], "responder_ns": got[(remote, n)][1]}
-                for remote, n in cases
-            ]
+            series = []
+            for remote in range(len(cpus)):
+                for n in pages:
+                    ns, stolen = p.shootdown(
+                        cpus[: remote + 1], n, op, plan.rounds, plan.trials, tsc_threshold, tsc_ceiling
+                    )
+                    series.append(
+                        {"remote": remote, "pages": n, "ns": ns, "responder_ns": [s / out["tsc_ghz"] for s in stolen]}
+                    )
+            out[kind] = series
 
         return (f"{kind.split('.')[-1]} on {len(cpus)} CPUs", run)
 
