@@ -94,11 +94,8 @@ def zipf_cdf(n_items: int, s: float) -> np.ndarray:
 
 
 @numba.njit(cache=True, inline="always")
-def zipf_draw(cdf, z):
-    """Rank (0-based) whose CDF interval holds the uniform draw z (first k with cdf[k] > u)."""
-    u = np.float64(z >> np.uint64(11)) * (1.0 / 9007199254740992.0)
-    lo = 0
-    hi = cdf.shape[0] - 1
+def _first_above(cdf, u, lo, hi):
+    """The first rank k in [lo, hi] with cdf[k] > u (hi if none): a binary search."""
     while lo < hi:
         mid = (lo + hi) >> 1
         if cdf[mid] > u:
@@ -106,6 +103,13 @@ def zipf_draw(cdf, z):
         else:
             lo = mid + 1
     return lo
+
+
+@numba.njit(cache=True, inline="always")
+def zipf_draw(cdf, z):
+    """Rank (0-based) whose CDF interval holds the uniform draw z (first k with cdf[k] > u)."""
+    u = np.float64(z >> np.uint64(11)) * (1.0 / 9007199254740992.0)
+    return _first_above(cdf, u, 0, cdf.shape[0] - 1)
 
 
 GUIDE_BITS = 16  # a guide table's buckets: the top bits of a draw
@@ -126,15 +130,7 @@ def zipf_draw_guided(cdf, guide, z):
     ~log2(ranks) spread over it."""
     u = np.float64(z >> np.uint64(11)) * (1.0 / 9007199254740992.0)
     b = z >> np.uint64(64 - GUIDE_BITS)  # floor(u * 2**GUIDE_BITS): the same top bits
-    lo = guide[b]
-    hi = min(guide[b + np.uint64(1)], cdf.shape[0] - 1)
-    while lo < hi:
-        mid = (lo + hi) >> 1
-        if cdf[mid] > u:
-            hi = mid
-        else:
-            lo = mid + 1
-    return lo
+    return _first_above(cdf, u, guide[b], min(guide[b + np.uint64(1)], cdf.shape[0] - 1))
 
 
 @numba.njit(cache=True, nogil=True)
