@@ -266,16 +266,16 @@ def write_profile(path: Path, m: dict, host: Host, when: datetime.date | None = 
         load_uarch(path)  # what it wrote must load
 
     if host.hypervisor and load_uarch(parent).nested is not None:
-        best = None
+        fits = {}
         for entries in NESTED_TLB_ENTRIES:
             tlb = Value("nested.tlb.entries", entries, "chase_pages", None)
             write(vals + [tlb, Value("nested.walk_cycles", 0, "chase_pages", None)])
             walk = fit_walk_cycles(path, m)
             write(vals + [tlb, walk])
             err, note = walk_regime_error(path, m)
-            if best is None or err < best[0] - NESTED_TLB_TIE:  # ties go to the smaller TLB
-                best = (err, Value("nested.tlb.entries", entries, "chase_pages", None, note), walk)
-        vals += [best[1], best[2]]
+            fits[entries] = (err, Value("nested.tlb.entries", entries, "chase_pages", None, note), walk)
+        best = pick_nested_tlb({e: f[0] for e, f in fits.items()})
+        vals += list(fits[best][1:])
     write(vals)
     return vals
 
@@ -297,6 +297,16 @@ def walk_regime_error(profile: Path, m: dict) -> tuple[float, str]:
 # the parent's): the one whose replay of the page chase's walk regime is closest to the measurement
 NESTED_TLB_ENTRIES = (32, 256, 2048)
 NESTED_TLB_TIE = 0.01  # a larger TLB must fit better by this much (mean |log ratio|) to be taken
+
+
+def pick_nested_tlb(errors: dict[int, float]) -> int:
+    """The nested TLB size to keep, from each size's walk-regime error: the smallest, unless a larger one
+    fits better by more than NESTED_TLB_TIE (a larger TLB only where the measurement asks for its reach)."""
+    best = None
+    for entries in sorted(errors):
+        if best is None or errors[entries] < errors[best] - NESTED_TLB_TIE:
+            best = entries
+    return best
 
 
 def fit_walk_cycles(profile: Path, m: dict) -> Value:

@@ -116,3 +116,12 @@ def test_a_creeping_plateau_separates_two_rises_and_close_points_do_not():
     assert 3000 < rises[0].position < 3500
     assert 20 <= rises[1].before <= 21.6 and rises[1].after == pytest.approx(40, rel=0.05)
     assert 14000 < rises[1].position < 16000
+
+
+def test_nested_tlb_pick_takes_the_smallest_unless_a_larger_fits_clearly_better():
+    from mshare_hw.calibrate.profile import NESTED_TLB_TIE, pick_nested_tlb
+
+    assert pick_nested_tlb({32: 0.30, 256: 0.05, 2048: 0.05}) == 256  # 2048 no better than 256: the smaller
+    assert pick_nested_tlb({32: 0.05, 256: 0.05 - NESTED_TLB_TIE / 2, 2048: 0.01}) == 2048
+    assert pick_nested_tlb({2048: 0.10, 32: 0.10, 256: 0.10}) == 32  # all alike: the smallest
+    assert pick_nested_tlb({32: 0.20, 256: 0.10, 2048: 0.30}) == 256  # a larger one that fits worse is not taken
