@@ -12,7 +12,9 @@ The parts, each from the structures that hold it (kernels/state.pxi, kernels/pag
 - per leaf page-table entry expected present (the generator's `leaf_entries`): its share of a sparse
   table's hash slot at the lowest load, and the table it sits in;
 - per interval row: one row of counters;
-- the generated traces (none for a streamed workload), and the generator's popularity tables, which are
+- the generated traces: whole for a workload of at most 256 MiB of them, which the runner draws once and
+  holds for its grid points (at most that much in all, so other points' held traces add at most the same
+  again), else the chunks drawn while they are replayed; and the generator's popularity tables, which are
   freed before the replay: the peak holds them or the page tables, whichever is larger.
 """
 
