@@ -22,7 +22,9 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/futex.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -81,6 +83,7 @@ PyObject *py_chase(PyObject *self, PyObject *args);
 PyObject *py_fault_anon(PyObject *self, PyObject *args);
 PyObject *py_fault_shmem(PyObject *self, PyObject *args);
 PyObject *py_shootdown(PyObject *self, PyObject *args);
+PyObject *py_shootdown_pairs(PyObject *self, PyObject *args);
 PyObject *py_pingpong(PyObject *self, PyObject *args);
 PyObject *py_tsc_ghz(PyObject *self, PyObject *args);
 PyObject *py_core_ghz(PyObject *self, PyObject *args);

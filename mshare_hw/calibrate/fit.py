@@ -6,8 +6,10 @@
   capacity for an LRU structure (its cliff is right after it); on a gradual rise (non-LRU replacement, set
   conflicts) it is where the rise begins.
 * `linear_fit`: least squares y = intercept + slope x, with the spread of the residuals.
-* `ipi_costs`: the initiator's base and per-target cost and the responder's cost from the
-  madvise-with-N-CPUs series.
+* `fastest_placement`: from paired madvise rounds (the mm on the caller's CPU only, then on k more), the
+  initiator's extra time and the responder's lost time under the fastest vCPU placement the host used.
+* `ipi_costs`: the initiator's base and per-target cost and the responder's cost from the extras at each
+  remote CPU count.
 """
 
 from __future__ import annotations
@@ -162,6 +164,42 @@ def ipi_costs(remote_counts, extra_ns, responder_ns) -> IpiCosts:
         return IpiCosts(float(np.median(e)) - responder, None, responder)
     f = linear_fit(k, e)
     return IpiCosts(f.intercept - responder, f.slope, responder)
+
+
+@dataclass(frozen=True)
+class PairedExtra:
+    extra_ns: float  # the initiator's time with the mm held elsewhere less without: median of the kept pairs
+    responder_ns: float  # the time the responders lost per round: median of the kept pairs
+    kept: int  # pairs under the fastest placement
+    valid: int  # pairs whose IPIs were sent
+    spread: float  # relative spread of the kept pairs' extras
+
+
+PLACEMENT_TOL = 0.03  # pairs this close to the fastest held-mm round share its placement
+SKIPPED_IPI = 0.5  # a pair whose extra is below this fraction of the median extra sent no IPI
+
+
+def fastest_placement(alone_ns, held_ns, responder_ns, tol: float = PLACEMENT_TOL) -> PairedExtra:
+    """The IPI's share of paired rounds under the fastest placement the host gave the vCPUs.
+
+    On a virtual machine the host moves vCPUs between physical cores every few seconds, and each placement
+    has its own IPI latency: pairs of rounds fall in clusters a few hundred ns apart (the spread inside one is
+    about 1%). Pairs whose held-mm round is within `tol` of the fastest are kept, and the medians of their
+    extras (held - alone) and responder times returned: the least the host adds, as every other timing
+    here takes the least of its trials. A pair with no responder time, or an extra below SKIPPED_IPI of the
+    median, sent no IPI (KVM's paravirtual flush only marks a preempted vCPU to flush on its next entry,
+    kvm_flush_tlb_multi in arch/x86/kernel/kvm.c) and is left out before the fastest is looked for."""
+    a, h, r = (np.asarray(v, dtype=float) for v in (alone_ns, held_ns, responder_ns))
+    if not (len(a) == len(h) == len(r)) or len(a) == 0:
+        raise ValueError("fastest_placement needs equally long, non-empty series")
+    extra = h - a
+    valid = (r > 0) & (extra >= SKIPPED_IPI * np.median(extra))
+    if not valid.any():
+        raise ValueError("no pair sent an IPI: the responders lost no time")
+    keep = valid & (h <= h[valid].min() * (1 + tol))
+    return PairedExtra(
+        float(np.median(extra[keep])), float(np.median(r[keep])), int(keep.sum()), int(valid.sum()), spread(extra[keep])
+    )
 
 
 def spread(values) -> float:

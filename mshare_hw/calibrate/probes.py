@@ -15,7 +15,8 @@ import numpy as np
 
 from mshare_hw.calibrate.host import Host
 
-FIT_PAGES = (1, 8, 32, 64)  # madvise series the IPI and local-flush costs are fitted on
+FIT_PAGES = (1, 8, 32, 64)  # madvise series with the mm on 0, 1, ... N-1 other CPUs (raw data, saved)
+IPI_PAGES = 1  # the paired madvise rounds the IPI costs are fitted on: the least flush work on either side
 HELD_OUT_PAGES = (16, 48)  # madvise and mprotect series only the validation uses (48: above the 33-page ceiling)
 MPROTECT_FIT_PAGES = (1, 8, 32)
 CHASE_RANDOM, CHASE_SEQUENTIAL = 0, 1  # the chase probe's node orders
@@ -36,8 +37,10 @@ class Plan:
     line_sizes: list[int]  # pointer chase over random lines (huge pages): working sets in lines
     loads: int
     trials: int
-    rounds: int  # madvise / mprotect rounds per trial
+    rounds: int  # madvise / mprotect rounds per trial (and per half of an IPI pair)
     pingpong_rounds: int
+    ipi_pairs: int  # IPI pairs per burst and remote CPU count
+    ipi_bursts: int  # bursts spread over the calibration: the host moves vCPUs every few seconds
 
     @classmethod
     def make(cls, quick: bool) -> Plan:
@@ -51,6 +54,8 @@ class Plan:
             trials=3 if quick else 7,
             rounds=200 if quick else 1500,
             pingpong_rounds=2000 if quick else 20000,
+            ipi_pairs=10 if quick else 40,
+            ipi_bursts=2 if quick else 5,
         )
 
 
@@ -104,6 +109,26 @@ def steps(plan: Plan, host: Host, cpus: list[int], out: dict) -> list[Step]:
 
         return (f"{kind.split('.')[-1]} on {len(cpus)} CPUs", run)
 
+    def ipi_pairs(burst: int) -> Step:
+        def run() -> None:
+            rows = out.setdefault("fit.ipi_pairs", [])
+            for remote in range(1, len(cpus)):
+                alone, held, stolen = p.shootdown_pairs(
+                    cpus[: remote + 1], IPI_PAGES, plan.rounds, plan.ipi_pairs, tsc_threshold, tsc_ceiling
+                )
+                rows.append(
+                    {
+                        "remote": remote,
+                        "pages": IPI_PAGES,
+                        "burst": burst,
+                        "alone_ns": alone,
+                        "held_ns": held,
+                        "responder_ns": [s / out["tsc_ghz"] for s in stolen],
+                    }
+                )
+
+        return (f"IPI pairs on {len(cpus)} CPUs ({burst + 1} of {plan.ipi_bursts})", run)
+
     def pingpong() -> None:
         cpu = cpus[0]
         out["fit.pipe_self_ns"] = p.pingpong(cpu, plan.pingpong_rounds, 0, plan.trials, False)
@@ -114,8 +139,7 @@ def steps(plan: Plan, host: Host, cpus: list[int], out: dict) -> list[Step]:
             "ns": p.pingpong(cpu, plan.pingpong_rounds // 4, PINGPONG_PAGES, plan.trials, True),
         }
 
-    return [
-        ("clocks", clocks),
+    probes = [
         chase("fit.chase_pages", plan.page_sizes, 4096, False),
         chase("fit.chase_lines", plan.line_sizes, 64, True),
         chase("held_out.chase_sequential_pages", plan.sequential_sizes, 4096, False, CHASE_SEQUENTIAL),
@@ -127,3 +151,13 @@ def steps(plan: Plan, host: Host, cpus: list[int], out: dict) -> list[Step]:
         shootdown("held_out.mprotect", 1, HELD_OUT_PAGES),
         ("context switches", pingpong),
     ]
+    # the IPI pairs in bursts between the other probes, so that they sample the host's vCPU placements
+    # over the whole calibration (each placement lasts seconds and has its own IPI latency)
+    every = len(probes) / plan.ipi_bursts
+    at = {int(round(b * every)): b for b in range(plan.ipi_bursts)}
+    out_steps: list[Step] = [("clocks", clocks)]
+    for i, step in enumerate(probes):
+        if i in at:
+            out_steps.append(ipi_pairs(at[i]))
+        out_steps.append(step)
+    return out_steps

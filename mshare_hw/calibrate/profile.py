@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mshare_hw.calibrate.fit import find_rises, ipi_costs, linear_fit, spread, to_cycles
+from mshare_hw.calibrate.fit import fastest_placement, find_rises, ipi_costs, linear_fit, spread, to_cycles
 from mshare_hw.calibrate.host import Host, nearest_part
 from mshare_hw.calibrate.probes import FAULT_AROUND_PAGES
 from mshare_hw.config.uarch import load_uarch
@@ -26,6 +26,9 @@ class Value:
     probe: str
     spread: float | None  # relative spread (max - min) / min of the trials behind it; None: not a timing
     note: str = ""
+
+
+PAIR_KEYS = ("alone_ns", "held_ns", "responder_ns")  # an IPI pair row's series, pooled over its bursts
 
 
 def _series(rows: list[dict], remote: int) -> dict[int, float]:
@@ -109,36 +112,31 @@ def derive(m: dict, host: Host) -> list[Value]:
     sp = max(spread(one), spread(around))
     vals.append(Value("costs.fault_per_page_cycles", max(0, round(extra * ghz)), "fault_shmem", sp))
 
-    # shootdowns: the initiator's extra time with k remote CPUs over none and each responder's lost time, at
-    # the smallest page count (the least flush work on either side, which the model adds itself), as minima
-    # of the trials like every other timing (and the validation's measured figures): a trial the host
-    # interfered with only takes longer. A responder's trials with no time lost are left out: its vCPU was
-    # not running, so it received no IPI (the probe already drops preempted rounds and descheduled gaps)
-    mad = m["fit.madvise"]
-    n0 = min(r["pages"] for r in mad)
-    at_n0 = {r["remote"]: r for r in mad if r["pages"] == n0}
-    remotes = sorted(k for k in at_n0 if k > 0 and any(x > 0 for x in at_n0[k]["responder_ns"]))
-    if remotes and 0 in at_n0:
-        local = min(at_n0[0]["ns"])
-        extras = [min(at_n0[k]["ns"]) - local for k in remotes]
-        resp = [min(x for x in at_n0[k]["responder_ns"] if x > 0) / k for k in remotes]
-        ipi = ipi_costs(remotes, extras, resp)
-        sp = max(spread(at_n0[k]["ns"]) for k in [0, *remotes])
+    # shootdowns: for each count of remote CPUs, the initiator's extra time and each responder's lost time
+    # under the fastest vCPU placement in the paired rounds (`fastest_placement`), on one page: the least
+    # flush work on either side, which the model adds itself
+    pairs = m.get("fit.ipi_pairs", [])
+    remotes = sorted({r["remote"] for r in pairs})
+    if remotes:
+        fits = {}
+        for k in remotes:
+            rows = [r for r in pairs if r["remote"] == k]
+            fits[k] = fastest_placement(*([x for r in rows for x in r[key]] for key in PAIR_KEYS))
+        ipi = ipi_costs(remotes, [fits[k].extra_ns for k in remotes], [fits[k].responder_ns / k for k in remotes])
+        sp = max(f.spread for f in fits.values())
+        kept = ", ".join(f"{fits[k].kept} of {fits[k].valid}" for k in remotes)
+        note = f"{pairs[0]['pages']}-page rounds; pairs under the fastest placement: {kept}"
         per_target = ipi.per_target_ns
-        note = f"{n0}-page rounds"
         if per_target is None:  # one remote CPU: base and per-target are not separable
             per_target = load_uarch(nearest_part(host)).costs.ipi_per_target_cycles / ghz
             note += "; one remote CPU: base = extra - responder - the inherited per-target cost"
         else:
-            vals.append(Value("costs.ipi_per_target_cycles", cyc(per_target), "madvise_ipi", sp, note))
+            vals.append(Value("costs.ipi_per_target_cycles", cyc(per_target), "madvise_ipi_pairs", sp, note))
         base = ipi.base_ns - (per_target if ipi.per_target_ns is None else 0.0)
         if base < 0:  # cyc() keeps 1 cycle: the model cannot wait less than its responders work
             note += f"; extra - responder = {base:.0f} ns < 0: base kept at 1 cycle"
-        vals.append(Value("costs.ipi_initiator_base_cycles", cyc(base), "madvise_ipi", sp, note))
-        rsp = max(spread(at_n0[k]["responder_ns"]) for k in remotes)
-        vals.append(
-            Value("costs.ipi_responder_cycles", cyc(ipi.responder_ns), "madvise_responder", rsp, f"{n0}-page rounds")
-        )
+        vals.append(Value("costs.ipi_initiator_base_cycles", cyc(base), "madvise_ipi_pairs", sp, note))
+        vals.append(Value("costs.ipi_responder_cycles", cyc(ipi.responder_ns), "madvise_ipi_pairs", sp, note))
     # mprotect round trip: two PTE changes and two single-page flushes per page (below Linux's 33-page
     # tlb_single_page_flush_ceiling, arch/x86/mm/tlb.c): half the slope bounds INVLPG from above
     mp = _series(m["fit.mprotect"], 0)

@@ -5,7 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mshare_hw.calibrate.fit import find_rises, find_steps, ipi_costs, linear_fit, plateaus, spread, to_cycles
+from mshare_hw.calibrate.fit import (
+    fastest_placement,
+    find_rises,
+    find_steps,
+    ipi_costs,
+    linear_fit,
+    plateaus,
+    spread,
+    to_cycles,
+)
 
 
 def _sizes(lo: int = 8, hi: int = 65536, per_octave: int = 4) -> np.ndarray:
@@ -85,6 +94,44 @@ def test_ipi_costs_with_one_remote_cpu_is_base_only():
     assert c.base_ns == 1200 and c.per_target_ns is None
     with pytest.raises(ValueError):
         ipi_costs([0, 1], [0, 1], [1])
+
+
+def _placements(clusters: list[tuple[int, float, float]], alone: float = 4000.0):
+    """Pairs from (count, extra, responder) clusters, each pair's times jittered by a few ns (seeded)."""
+    rng = np.random.default_rng(7)
+    a, h, r = [], [], []
+    for count, extra, resp in clusters:
+        for _ in range(count):
+            base = alone + rng.uniform(-10, 10)
+            a.append(base)
+            h.append(base + extra + rng.uniform(-5, 5))
+            r.append(resp + rng.uniform(-5, 5) if resp else 0.0)  # a skipped IPI costs no responder time
+    return a, h, r
+
+
+def test_fastest_placement_keeps_the_fastest_cluster_of_pairs():
+    """Three placements (extras 3300, 4250 and 4400 ns; held rounds 7300, 8250, 8400) and pairs whose IPI
+    was skipped (extra ~0, no responder time): the kept pairs are the 7300-ns cluster, its medians returned."""
+    a, h, r = _placements([(30, 4250, 4000), (12, 3300, 2800), (40, 4400, 3350), (5, 0, 0), (3, 10, 600)])
+    f = fastest_placement(a, h, r)
+    assert f.kept == 12 and f.valid == 82
+    assert f.extra_ns == pytest.approx(3300, abs=15) and f.responder_ns == pytest.approx(2800, abs=5)
+    assert f.spread < 0.01
+
+
+def test_fastest_placement_keeps_a_placement_within_the_tolerance():
+    """Held rounds 7300 and 7450 ns (2% apart) are one placement at a 3% tolerance, two at 1%."""
+    a, h, r = _placements([(10, 3300, 2800), (10, 3450, 2900)])
+    assert fastest_placement(a, h, r, tol=0.03).kept == 20
+    assert fastest_placement(a, h, r, tol=0.01).kept == 10
+
+
+def test_fastest_placement_refuses_pairs_without_ipis():
+    a, h, r = _placements([(5, 0, 0)])
+    with pytest.raises(ValueError, match="no pair sent an IPI"):
+        fastest_placement(a, h, r)
+    with pytest.raises(ValueError):
+        fastest_placement([1.0], [2.0, 3.0], [1.0])
 
 
 def test_spread_and_cycles():
