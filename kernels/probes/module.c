@@ -12,7 +12,8 @@ static PyMethodDef methods[] = {
      "shootdown(cpus, pages, op, rounds, trials, threshold_ticks, ceiling_ticks) -> ([ns per round], [stolen ticks per round])"},
     {"shootdown_pairs", py_shootdown_pairs, METH_VARARGS,
      "shootdown_pairs(cpus, pages, rounds, pairs, threshold_ticks, ceiling_ticks) -> ([median round ns, mm on "
-     "the caller only], [median round ns, mm on all cpus], [stolen ticks per round]) per pair"},
+     "the caller only], [median round ns, mm on all cpus], [median ticks taken from a spinner], [gaps per round "
+     "per spinner]) per pair"},
     {"pingpong", py_pingpong, METH_VARARGS,
      "pingpong(cpu, rounds, pages, trials, fork_child) -> [ns per pipe round trip of each trial]"},
     {"tsc_ghz", py_tsc_ghz, METH_VARARGS, "tsc_ghz(ms) -> TSC ticks per ns"},

@@ -12,6 +12,9 @@ struct spinner {
     volatile int park;           /* 1: block in the kernel (the CPU goes idle; the mm stays only lazily) */
     volatile int running;        /* 0 while parked */
     volatile uint64_t stolen;    /* ticks in such gaps while counting */
+    uint64_t *gaps;              /* each such gap's ticks while counting, up to gap_cap (NULL: not kept) */
+    long gap_cap;
+    volatile long n_gaps;
 };
 
 static void *spin(void *arg)
@@ -31,8 +34,11 @@ static void *spin(void *arg)
             continue;
         }
         uint64_t t = __rdtsc();
-        if (t - last > s->threshold && t - last <= s->ceiling && s->counting)
+        if (t - last > s->threshold && t - last <= s->ceiling && s->counting) {
             stolen += t - last;
+            if (s->n_gaps < s->gap_cap)
+                s->gaps[s->n_gaps++] = t - last;
+        }
         if (!s->counting && stolen) {
             s->stolen += stolen;
             stolen = 0;
@@ -171,7 +177,7 @@ static void count_stolen(struct bench *w, int on)
 {
     for (int k = 1; k <= w->started; k++) {
         if (on)
-            w->sp[k].stolen = 0;
+            w->sp[k].stolen = 0, w->sp[k].n_gaps = 0;
         w->sp[k].counting = on;
     }
 }
@@ -255,10 +261,12 @@ PyObject *py_shootdown(PyObject *self, PyObject *args)
 /* Paired madvise(MADV_DONTNEED) + refault of `n` pages: each of `pairs` pairs runs `rounds` rounds with
  * the spinners on cpus[1..] parked (blocked in the kernel: their CPUs idle with the mm at most lazily
  * loaded, which x86 skips for a flush that frees no page tables, arch/x86/mm/tlb.c), then `rounds` with them
- * spinning in user space, the same threads throughout. Returns (ns of the median round with none holding
- * the mm, the same with all holding it, TSC ticks stolen per round from the spinners summed, per pair).
- * The two halves of a pair are moments apart, so a change on the host between them (a vCPU moved to
- * another core: the IPI's latency changes for seconds) shows as a pair of its own, not as a difference. */
+ * spinning in user space, the same threads throughout. Returns, per pair: the median round's ns with none
+ * holding the mm, the same with all holding it, the median gap (TSC ticks) the kernel took from a spinner
+ * (one per IPI), and the gaps per round per spinner (about 1 when every flush interrupted every spinner).
+ * Medians, not means: the host's interruptions only ever lengthen a round or a gap. The two halves of a
+ * pair are milliseconds apart, so a change on the host between them (a vCPU moved to another core: the
+ * IPI's latency changes for seconds) shows as a pair of its own, not as a difference. */
 PyObject *py_shootdown_pairs(PyObject *self, PyObject *args)
 {
     PyObject *cpus_obj;
@@ -278,10 +286,14 @@ PyObject *py_shootdown_pairs(PyObject *self, PyObject *args)
         PyErr_SetString(PyExc_ValueError, "cpus: a pair needs the caller's CPU and at least one other");
         return NULL;
     }
+    long cap = 4 * rounds + 64; /* gaps kept per spinner and half pair: an IPI each round, and timer ticks */
     double *alone = calloc(pairs, sizeof(double)), *held = calloc(pairs, sizeof(double));
-    double *stolen = calloc(pairs, sizeof(double));
+    double *gap = calloc(pairs, sizeof(double)), *per_round = calloc(pairs, sizeof(double));
     uint64_t *ticks = calloc(rounds, sizeof(uint64_t)), *sorted = calloc(rounds, sizeof(uint64_t));
+    uint64_t *all_gaps = calloc(cap * (w.ncpu - 1), sizeof(uint64_t));
     w.sp = calloc(w.ncpu, sizeof(struct spinner));
+    for (Py_ssize_t k = 1; k < w.ncpu; k++)
+        w.sp[k].gaps = calloc(cap, sizeof(uint64_t)), w.sp[k].gap_cap = cap;
     int err;
     Py_BEGIN_ALLOW_THREADS;
     err = bench_start(&w, threshold, ceiling, 1);
@@ -296,7 +308,17 @@ PyObject *py_shootdown_pairs(PyObject *self, PyObject *args)
         ns_per_tick = run_rounds(w.b, n, OP_MADVISE, rounds, ticks);
         held[t] = median(ticks, sorted, rounds) * ns_per_tick;
         count_stolen(&w, 0);
-        stolen[t] = stolen_ticks(&w) / rounds;
+        stolen_ticks(&w); /* waits for the spinners to stop recording */
+        long total = 0;
+        for (int k = 1; k <= w.started; k++) {
+            memcpy(all_gaps + total, w.sp[k].gaps, w.sp[k].n_gaps * sizeof(uint64_t));
+            total += w.sp[k].n_gaps;
+        }
+        if (total) {
+            qsort(all_gaps, total, sizeof(uint64_t), cmp_u64);
+            gap[t] = (double)all_gaps[total / 2];
+        }
+        per_round[t] = (double)total / rounds / (w.started ? w.started : 1);
     }
     bench_stop(&w);
     Py_END_ALLOW_THREADS;
@@ -305,8 +327,11 @@ PyObject *py_shootdown_pairs(PyObject *self, PyObject *args)
         errno = err;
         PyErr_SetFromErrno(PyExc_OSError);
     } else {
-        res = Py_BuildValue("(NNN)", trial_list(alone, pairs), trial_list(held, pairs), trial_list(stolen, pairs));
+        res = Py_BuildValue("(NNNN)", trial_list(alone, pairs), trial_list(held, pairs), trial_list(gap, pairs),
+                            trial_list(per_round, pairs));
     }
-    free(alone), free(held), free(stolen), free(ticks), free(sorted), free(w.sp);
+    for (Py_ssize_t k = 1; k < w.ncpu; k++)
+        free(w.sp[k].gaps);
+    free(alone), free(held), free(gap), free(per_round), free(ticks), free(sorted), free(all_gaps), free(w.sp);
     return res;
 }

@@ -102,8 +102,7 @@ def find_rises(sizes, latencies, min_rise: float = 0.15, flat: float = 0.10, spa
     for s in steps:
         if groups:
             inside = (x > groups[-1][-1].position) & (x <= s.position)
-            between, where = y[inside], x[inside]
-            if len(between) < 2 or between.max() / between.min() - 1 > flat or where[-1] / where[0] < span:
+            if not _has_plateau(x[inside], y[inside], flat, span):
                 groups[-1].append(s)
                 continue
         groups.append([s])
@@ -119,6 +118,20 @@ def find_rises(sizes, latencies, min_rise: float = 0.15, flat: float = 0.10, spa
             position = float(np.exp(np.log(x[k - 1]) + t * (np.log(x[k]) - np.log(x[k - 1]))))
         rises.append(Step(position=position, before=before, after=after))
     return rises
+
+
+def _has_plateau(x: np.ndarray, y: np.ndarray, flat: float, span: float) -> bool:
+    """Whether consecutive points within `flat` of each other span a working-set ratio of `span` or more
+    (one point off the level, such as the next step's first rising point, does not undo a plateau)."""
+    for i in range(len(x)):
+        lo = hi = y[i]
+        for j in range(i + 1, len(x)):
+            lo, hi = min(lo, y[j]), max(hi, y[j])
+            if hi / lo - 1 > flat:
+                break
+            if x[j] / x[i] >= span:
+                return True
+    return False
 
 
 def plateaus(sizes, latencies, min_rise: float = 0.15) -> list[float]:
@@ -169,31 +182,32 @@ def ipi_costs(remote_counts, extra_ns, responder_ns) -> IpiCosts:
 @dataclass(frozen=True)
 class PairedExtra:
     extra_ns: float  # the initiator's time with the mm held elsewhere less without: median of the kept pairs
-    responder_ns: float  # the time the responders lost per round: median of the kept pairs
+    responder_ns: float  # the time an IPI takes from a responder: median of the kept pairs
     kept: int  # pairs under the fastest placement
     valid: int  # pairs whose IPIs were sent
     spread: float  # relative spread of the kept pairs' extras
 
 
 PLACEMENT_TOL = 0.03  # pairs this close to the fastest held-mm round share its placement
-SKIPPED_IPI = 0.5  # a pair whose extra is below this fraction of the median extra sent no IPI
+SKIPPED_IPI = 0.5  # a pair with fewer interrupts per round, or an extra below this fraction of the median, sent no IPI
 
 
-def fastest_placement(alone_ns, held_ns, responder_ns, tol: float = PLACEMENT_TOL) -> PairedExtra:
+def fastest_placement(alone_ns, held_ns, responder_ns, interrupts, tol: float = PLACEMENT_TOL) -> PairedExtra:
     """The IPI's share of paired rounds under the fastest placement the host gave the vCPUs.
 
     On a virtual machine the host moves vCPUs between physical cores every few seconds, and each placement
     has its own IPI latency: pairs of rounds fall in clusters a few hundred ns apart (the spread inside one is
     about 1%). Pairs whose held-mm round is within `tol` of the fastest are kept, and the medians of their
     extras (held - alone) and responder times returned: the least the host adds, as every other timing
-    here takes the least of its trials. A pair with no responder time, or an extra below SKIPPED_IPI of the
-    median, sent no IPI (KVM's paravirtual flush only marks a preempted vCPU to flush on its next entry,
+    here takes the least of its trials. A pair whose responders were interrupted in fewer than SKIPPED_IPI
+    of its rounds (`interrupts` per round), or whose extra is below SKIPPED_IPI of the median, sent no IPI
+    in most rounds (KVM's paravirtual flush only marks a preempted vCPU to flush on its next entry,
     kvm_flush_tlb_multi in arch/x86/kernel/kvm.c) and is left out before the fastest is looked for."""
-    a, h, r = (np.asarray(v, dtype=float) for v in (alone_ns, held_ns, responder_ns))
-    if not (len(a) == len(h) == len(r)) or len(a) == 0:
+    a, h, r, n = (np.asarray(v, dtype=float) for v in (alone_ns, held_ns, responder_ns, interrupts))
+    if not (len(a) == len(h) == len(r) == len(n)) or len(a) == 0:
         raise ValueError("fastest_placement needs equally long, non-empty series")
     extra = h - a
-    valid = (r > 0) & (extra >= SKIPPED_IPI * np.median(extra))
+    valid = (n >= SKIPPED_IPI) & (extra >= SKIPPED_IPI * np.median(extra))
     if not valid.any():
         raise ValueError("no pair sent an IPI: the responders lost no time")
     keep = valid & (h <= h[valid].min() * (1 + tol))

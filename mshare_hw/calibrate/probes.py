@@ -113,7 +113,7 @@ def steps(plan: Plan, host: Host, cpus: list[int], out: dict) -> list[Step]:
         def run() -> None:
             rows = out.setdefault("fit.ipi_pairs", [])
             for remote in range(1, len(cpus)):
-                alone, held, stolen = p.shootdown_pairs(
+                alone, held, gap, per_round = p.shootdown_pairs(
                     cpus[: remote + 1], IPI_PAGES, plan.rounds, plan.ipi_pairs, tsc_threshold, tsc_ceiling
                 )
                 rows.append(
@@ -123,7 +123,8 @@ def steps(plan: Plan, host: Host, cpus: list[int], out: dict) -> list[Step]:
                         "burst": burst,
                         "alone_ns": alone,
                         "held_ns": held,
-                        "responder_ns": [s / out["tsc_ghz"] for s in stolen],
+                        "responder_ns": [g / out["tsc_ghz"] for g in gap],
+                        "interrupts_per_round": per_round,
                     }
                 )
 

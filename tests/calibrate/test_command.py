@@ -47,3 +47,17 @@ def test_one_cpu_is_refused_politely(capsys):
     assert main(_args("--quick", "--cpus", str(min(os.sched_getaffinity(0))))) == 2
     out = capsys.readouterr().out.strip()
     assert "two or more CPUs" in out and "\n" not in out
+
+
+def test_shootdown_pairs_give_both_halves_of_every_pair():
+    """Each pair: the caller's median round alone and with the mm held by a spinning thread, the median time
+    an interrupt took from the spinner and the interrupts per round; the flush IPIs reach the spinner in
+    some pair at least."""
+    cpus = sorted(os.sched_getaffinity(0))[:2]
+    ticks_per_ns = probes.tsc_ghz(10.0)
+    pairs = probes.shootdown_pairs(cpus, 1, 100, 4, int(300 * ticks_per_ns), int(50_000 * ticks_per_ns))
+    alone, held, gap, per_round = pairs
+    assert all(len(x) == 4 for x in pairs)
+    assert min(alone) > 0 and min(held) > 0 and max(gap) > 0 and max(per_round) > 0.5
+    with pytest.raises(ValueError, match="at least one other"):
+        probes.shootdown_pairs(cpus[:1], 1, 100, 4, 1, 1)

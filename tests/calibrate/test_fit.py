@@ -97,23 +97,25 @@ def test_ipi_costs_with_one_remote_cpu_is_base_only():
 
 
 def _placements(clusters: list[tuple[int, float, float]], alone: float = 4000.0):
-    """Pairs from (count, extra, responder) clusters, each pair's times jittered by a few ns (seeded)."""
+    """Pairs from (count, extra, responder) clusters, each pair's times jittered by a few ns (seeded); a
+    cluster with no responder time sent no IPIs (no interrupts)."""
     rng = np.random.default_rng(7)
-    a, h, r = [], [], []
+    a, h, r, n = [], [], [], []
     for count, extra, resp in clusters:
         for _ in range(count):
             base = alone + rng.uniform(-10, 10)
             a.append(base)
             h.append(base + extra + rng.uniform(-5, 5))
-            r.append(resp + rng.uniform(-5, 5) if resp else 0.0)  # a skipped IPI costs no responder time
-    return a, h, r
+            r.append(resp + rng.uniform(-5, 5) if resp else 0.0)  # a skipped IPI interrupts no responder
+            n.append(1.0 if resp else 0.0)
+    return a, h, r, n
 
 
 def test_fastest_placement_keeps_the_fastest_cluster_of_pairs():
     """Three placements (extras 3300, 4250 and 4400 ns; held rounds 7300, 8250, 8400) and pairs whose IPI
     was skipped (extra ~0, no responder time): the kept pairs are the 7300-ns cluster, its medians returned."""
-    a, h, r = _placements([(30, 4250, 4000), (12, 3300, 2800), (40, 4400, 3350), (5, 0, 0), (3, 10, 600)])
-    f = fastest_placement(a, h, r)
+    a, h, r, n = _placements([(30, 4250, 4000), (12, 3300, 2800), (40, 4400, 3350), (5, 0, 0), (3, 10, 600)])
+    f = fastest_placement(a, h, r, n)
     assert f.kept == 12 and f.valid == 82
     assert f.extra_ns == pytest.approx(3300, abs=15) and f.responder_ns == pytest.approx(2800, abs=5)
     assert f.spread < 0.01
@@ -121,17 +123,16 @@ def test_fastest_placement_keeps_the_fastest_cluster_of_pairs():
 
 def test_fastest_placement_keeps_a_placement_within_the_tolerance():
     """Held rounds 7300 and 7450 ns (2% apart) are one placement at a 3% tolerance, two at 1%."""
-    a, h, r = _placements([(10, 3300, 2800), (10, 3450, 2900)])
-    assert fastest_placement(a, h, r, tol=0.03).kept == 20
-    assert fastest_placement(a, h, r, tol=0.01).kept == 10
+    pairs = _placements([(10, 3300, 2800), (10, 3450, 2900)])
+    assert fastest_placement(*pairs, tol=0.03).kept == 20
+    assert fastest_placement(*pairs, tol=0.01).kept == 10
 
 
 def test_fastest_placement_refuses_pairs_without_ipis():
-    a, h, r = _placements([(5, 0, 0)])
     with pytest.raises(ValueError, match="no pair sent an IPI"):
-        fastest_placement(a, h, r)
+        fastest_placement(*_placements([(5, 0, 0)]))
     with pytest.raises(ValueError):
-        fastest_placement([1.0], [2.0, 3.0], [1.0])
+        fastest_placement([1.0], [2.0, 3.0], [1.0], [1.0])
 
 
 def test_spread_and_cycles():
@@ -163,6 +164,18 @@ def test_a_creeping_plateau_separates_two_rises_and_close_points_do_not():
     assert 3000 < rises[0].position < 3500
     assert 20 <= rises[1].before <= 21.6 and rises[1].after == pytest.approx(40, rel=0.05)
     assert 14000 < rises[1].position < 16000
+
+
+def test_a_plateau_ending_in_a_rising_point_still_separates_two_rises():
+    """Levels 1.2 -> 3.4 (a cliff after 64) -> 6.2 (a gradual rise after 256 whose first point, 304 at 3.9,
+    the step fit may keep on the lower level): the flat 76..256 is a plateau, so two rises, the first 2.2
+    high."""
+    x = [16, 32, 64, 76, 91, 108, 128, 152, 181, 215, 256, 304, 362, 431, 512, 609, 724, 861, 1024, 1218]
+    y = [1.23] * 3 + [3.41] * 8 + [3.93, 4.79, 4.55, 5.12, 5.37, 5.97, 6.16, 6.24, 6.23]
+    rises = find_rises(x, y)
+    assert len(rises) == 2
+    assert rises[0].height == pytest.approx(2.18, abs=0.01) and 64 < rises[0].position < 76
+    assert rises[1].after == pytest.approx(6.2, abs=0.1)
 
 
 def test_nested_tlb_pick_takes_the_smallest_unless_a_larger_fits_clearly_better():
