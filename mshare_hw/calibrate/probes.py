@@ -41,6 +41,7 @@ class Plan:
     pingpong_rounds: int
     ipi_pairs: int  # IPI pairs per burst and remote CPU count
     ipi_bursts: int  # bursts spread over the calibration: the host moves vCPUs every few seconds
+    chase_repeats: int  # later runs of the page chase's largest working sets, spread over the calibration
 
     @classmethod
     def make(cls, quick: bool) -> Plan:
@@ -56,6 +57,7 @@ class Plan:
             pingpong_rounds=2000 if quick else 20000,
             ipi_pairs=10 if quick else 40,
             ipi_bursts=2 if quick else 5,
+            chase_repeats=1 if quick else 2,
         )
 
 
@@ -85,9 +87,26 @@ def steps(plan: Plan, host: Host, cpus: list[int], out: dict) -> list[Step]:
             trials = p.chase(sizes, spacing, huge, plan.loads, plan.trials, 1, order)
             out[key] = {"sizes": sizes, "ns": [min(t) for t in trials], "trials": trials}
 
-        what = "in address order" if order == CHASE_SEQUENTIAL else "random"
+        unit = key.rsplit("_", 1)[-1]
+        what = f"{unit} in address order" if order == CHASE_SEQUENTIAL else f"random {unit}"
         apart = f" {spacing // 1024} KiB apart" if spacing > 4096 else ""
-        return (f"pointer chase over {what} {key.rsplit('_', 1)[-1]}{apart}", run)
+        return (f"pointer chase over {what}{apart}", run)
+
+    def chase_again(key: str, spacing: int, repeat: int) -> Step:
+        """The chase's largest three octaves once more (a new random cycle), their trials added to the first
+        run's: the host slows the largest working sets for seconds at a time, so their minimum is taken
+        over trials spread across the calibration."""
+
+        def run() -> None:
+            rec = out[key]
+            big = [i for i, s in enumerate(rec["sizes"]) if s >= rec["sizes"][-1] / 8]
+            sizes = [rec["sizes"][i] for i in big]
+            trials = p.chase(sizes, spacing, False, plan.loads, plan.trials, 1 + repeat * len(rec["sizes"]))
+            for i, t in zip(big, trials):
+                rec["trials"][i] = rec["trials"][i] + t
+                rec["ns"][i] = min(rec["trials"][i])
+
+        return (f"pointer chase over random pages, largest ({repeat} of {plan.chase_repeats} again)", run)
 
     def faults() -> None:
         out["fit.fault_anon_ns"] = p.fault_anon(2048, plan.trials)
@@ -107,7 +126,8 @@ def steps(plan: Plan, host: Host, cpus: list[int], out: dict) -> list[Step]:
                     )
             out[kind] = series
 
-        return (f"{kind.split('.')[-1]} on {len(cpus)} CPUs", run)
+        held = " (held out)" if kind.startswith("held_out") else ""
+        return (f"{kind.split('.')[-1]}{held} on {len(cpus)} CPUs", run)
 
     def ipi_pairs(burst: int) -> Step:
         def run() -> None:
@@ -152,13 +172,24 @@ def steps(plan: Plan, host: Host, cpus: list[int], out: dict) -> list[Step]:
         shootdown("held_out.mprotect", 1, HELD_OUT_PAGES),
         ("context switches", pingpong),
     ]
-    # the IPI pairs in bursts between the other probes, so that they sample the host's vCPU placements
-    # over the whole calibration (each placement lasts seconds and has its own IPI latency)
-    every = len(probes) / plan.ipi_bursts
-    at = {int(round(b * every)): b for b in range(plan.ipi_bursts)}
-    out_steps: list[Step] = [("clocks", clocks)]
-    for i, step in enumerate(probes):
+    # the repeated probes spread between the others, so that they sample the host's states over the whole
+    # calibration: the IPI pairs from the start, the chase's largest working sets after its first run
+    ipi = [ipi_pairs(b) for b in range(plan.ipi_bursts)]
+    again = [chase_again("fit.chase_pages", 4096, r + 1) for r in range(plan.chase_repeats)]
+    return [("clocks", clocks), *_spread(_spread(probes, again, after=1), ipi, after=0)]
+
+
+def _spread(steps: list[Step], extra: list[Step], after: int) -> list[Step]:
+    """`steps` with `extra` inserted at even intervals after the first `after` of them, each in the middle
+    of its interval."""
+    if not extra:
+        return steps
+    head, tail = steps[:after], steps[after:]
+    every = len(tail) / len(extra)
+    at = {int((k + 0.5) * every): k for k in range(len(extra))}
+    out = list(head)
+    for i, step in enumerate(tail):
         if i in at:
-            out_steps.append(ipi_pairs(at[i]))
-        out_steps.append(step)
-    return out_steps
+            out.append(extra[at[i]])
+        out.append(step)
+    return out
