@@ -75,10 +75,17 @@ def steps(plan: Plan, host: Host, cpus: list[int], out: dict) -> list[Step]:
 
     tsc_threshold = tsc_ceiling = 0
 
+    def core_clock() -> None:
+        """Sample the core clock: the host's boost moves it with its other load, so the calibration samples it
+        with every repeated probe and converts ns to cycles at the median."""
+        samples = out.setdefault("core_ghz_samples", [])
+        samples.append(p.core_ghz(20000, 9))
+        out["core_ghz"] = float(np.median(samples))
+
     def clocks() -> None:
         nonlocal tsc_threshold, tsc_ceiling
         out["tsc_ghz"] = p.tsc_ghz(50.0)
-        out["core_ghz"] = p.core_ghz(20000, 9)
+        core_clock()
         tsc_threshold = int(RESPONDER_GAP_NS * out["tsc_ghz"])
         tsc_ceiling = int(RESPONDER_GAP_MAX_NS * out["tsc_ghz"])
 
@@ -98,6 +105,7 @@ def steps(plan: Plan, host: Host, cpus: list[int], out: dict) -> list[Step]:
         over trials spread across the calibration."""
 
         def run() -> None:
+            core_clock()
             rec = out[key]
             big = [i for i, s in enumerate(rec["sizes"]) if s >= rec["sizes"][-1] / 8]
             sizes = [rec["sizes"][i] for i in big]
@@ -131,6 +139,7 @@ def steps(plan: Plan, host: Host, cpus: list[int], out: dict) -> list[Step]:
 
     def ipi_pairs(burst: int) -> Step:
         def run() -> None:
+            core_clock()
             rows = out.setdefault("fit.ipi_pairs", [])
             for remote in range(1, len(cpus)):
                 alone, held, gap, per_round = p.shootdown_pairs(

@@ -159,6 +159,13 @@ def derive(m: dict, host: Host) -> list[Value]:
     return vals
 
 
+def _clock_samples(m: dict) -> str:
+    samples = m.get("core_ghz_samples", [m["core_ghz"]])
+    if len(samples) == 1:
+        return "one sample"
+    return f"median of {len(samples)} samples over the calibration, {min(samples):.3f}-{max(samples):.3f}"
+
+
 def _toml(v: int | bool) -> str:
     return ("true" if v else "false") if isinstance(v, bool) else str(v)
 
@@ -176,9 +183,9 @@ def render(vals: list[Value], host: Host, m: dict, name: str, parent: str, when:
 
     lines = [
         f"# Measured profile of {where}, written by `mshare-hw calibrate`.",
-        f"# Core clock {m['core_ghz']:.3f} GHz (dependent-add chain), TSC {m['tsc_ghz']:.3f} GHz: ns -> cycles at",
-        "# the core clock. Keys marked MEASURED come from a probe on this host; the commented-out keys are",
-        f"# inherited from {parent} (see its file for their sources).",
+        f"# Core clock {m['core_ghz']:.3f} GHz (dependent-add chain, {_clock_samples(m)}), TSC {m['tsc_ghz']:.3f} GHz:",
+        "# ns -> cycles at the core clock. Keys marked MEASURED come from a probe on this host; the commented-out",
+        f"# keys are inherited from {parent} (see its file for their sources).",
     ]
     if host.hypervisor:
         lines.append(
