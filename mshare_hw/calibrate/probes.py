@@ -41,7 +41,7 @@ class Plan:
     pingpong_rounds: int
     ipi_pairs: int  # IPI pairs per burst and remote CPU count
     ipi_bursts: int  # bursts spread over the calibration: the host moves vCPUs every few seconds
-    chase_repeats: int  # later runs of the page chase's largest working sets, spread over the calibration
+    repeats: int  # later runs of the fitted probes (the chases' largest working sets), spread over the calibration
 
     @classmethod
     def make(cls, quick: bool) -> Plan:
@@ -57,7 +57,7 @@ class Plan:
             pingpong_rounds=2000 if quick else 20000,
             ipi_pairs=10 if quick else 40,
             ipi_bursts=2 if quick else 5,
-            chase_repeats=1 if quick else 2,
+            repeats=1 if quick else 2,
         )
 
 
@@ -99,27 +99,23 @@ def steps(plan: Plan, host: Host, cpus: list[int], out: dict) -> list[Step]:
         apart = f" {spacing // 1024} KiB apart" if spacing > 4096 else ""
         return (f"pointer chase over {what}{apart}", run)
 
-    def chase_again(key: str, spacing: int, repeat: int) -> Step:
-        """The chase's largest three octaves once more (a new random cycle), their trials added to the first
-        run's: the host slows the largest working sets for seconds at a time, so their minimum is taken
-        over trials spread across the calibration."""
+    def add(key: str, trials: list[float]) -> None:
+        out[key] = out.get(key, []) + trials
 
-        def run() -> None:
-            core_clock()
-            rec = out[key]
-            big = [i for i, s in enumerate(rec["sizes"]) if s >= rec["sizes"][-1] / 8]
-            sizes = [rec["sizes"][i] for i in big]
-            trials = p.chase(sizes, spacing, False, plan.loads, plan.trials, 1 + repeat * len(rec["sizes"]))
-            for i, t in zip(big, trials):
-                rec["trials"][i] = rec["trials"][i] + t
-                rec["ns"][i] = min(rec["trials"][i])
-
-        return (f"pointer chase over random pages, largest ({repeat} of {plan.chase_repeats} again)", run)
+    def chase_again(key: str, spacing: int, huge: bool, octaves: int, seed: int) -> None:
+        """The chase's largest `octaves` octaves once more (a new random cycle), their trials added to the
+        first run's: the host slows the largest working sets for seconds at a time."""
+        rec = out[key]
+        big = [i for i, s in enumerate(rec["sizes"]) if s >= rec["sizes"][-1] / 2**octaves]
+        trials = p.chase([rec["sizes"][i] for i in big], spacing, huge, plan.loads, plan.trials, seed)
+        for i, t in zip(big, trials):
+            rec["trials"][i] = rec["trials"][i] + t
+            rec["ns"][i] = min(rec["trials"][i])
 
     def faults() -> None:
-        out["fit.fault_anon_ns"] = p.fault_anon(2048, plan.trials)
-        out["fit.fault_shmem_one_ns"] = p.fault_shmem(SHMEM_PAGES, FAULT_AROUND_PAGES, False, plan.trials)
-        out["fit.fault_shmem_around_ns"] = p.fault_shmem(SHMEM_PAGES, FAULT_AROUND_PAGES, True, plan.trials)
+        add("fit.fault_anon_ns", p.fault_anon(2048, plan.trials))
+        add("fit.fault_shmem_one_ns", p.fault_shmem(SHMEM_PAGES, FAULT_AROUND_PAGES, False, plan.trials))
+        add("fit.fault_shmem_around_ns", p.fault_shmem(SHMEM_PAGES, FAULT_AROUND_PAGES, True, plan.trials))
 
     def shootdown(kind: str, op: int, pages: tuple[int, ...]) -> Step:
         def run() -> None:
@@ -132,10 +128,32 @@ def steps(plan: Plan, host: Host, cpus: list[int], out: dict) -> list[Step]:
                     series.append(
                         {"remote": remote, "pages": n, "ns": ns, "responder_ns": [s / out["tsc_ghz"] for s in stolen]}
                     )
+            for row, earlier in zip(series, out.get(kind, [])):  # a repeat: each row's trials added
+                for k in ("ns", "responder_ns"):
+                    row[k] = earlier[k] + row[k]
             out[kind] = series
 
         held = " (held out)" if kind.startswith("held_out") else ""
         return (f"{kind.split('.')[-1]}{held} on {len(cpus)} CPUs", run)
+
+    def context_switches() -> None:
+        add("fit.pipe_self_ns", p.pingpong(cpus[0], plan.pingpong_rounds, 0, plan.trials, False))
+        add("fit.pingpong_ns", p.pingpong(cpus[0], plan.pingpong_rounds, 0, plan.trials, True))
+
+    def repeat(r: int) -> Step:
+        """The single-shot fitted probes once more, their trials added to the first run's: every value is a
+        minimum of trials, and the host's slow spells last seconds, so the trials are spread over the
+        calibration. The held-out probes run once."""
+
+        def run() -> None:
+            core_clock()
+            chase_again("fit.chase_pages", 4096, False, 3, 1 + r * len(plan.page_sizes))
+            chase_again("fit.chase_lines", 64, True, 1, 1 + r * len(plan.line_sizes))
+            faults()
+            shootdown("fit.mprotect", 1, MPROTECT_FIT_PAGES)[1]()
+            context_switches()
+
+        return (f"fitted probes again ({r} of {plan.repeats})", run)
 
     def ipi_pairs(burst: int) -> Step:
         def run() -> None:
@@ -160,13 +178,11 @@ def steps(plan: Plan, host: Host, cpus: list[int], out: dict) -> list[Step]:
         return (f"IPI pairs on {len(cpus)} CPUs ({burst + 1} of {plan.ipi_bursts})", run)
 
     def pingpong() -> None:
-        cpu = cpus[0]
-        out["fit.pipe_self_ns"] = p.pingpong(cpu, plan.pingpong_rounds, 0, plan.trials, False)
-        out["fit.pingpong_ns"] = p.pingpong(cpu, plan.pingpong_rounds, 0, plan.trials, True)
+        context_switches()
         out["held_out.pingpong_touch"] = {
             "pages": PINGPONG_PAGES,
             "rounds": plan.pingpong_rounds // 4,
-            "ns": p.pingpong(cpu, plan.pingpong_rounds // 4, PINGPONG_PAGES, plan.trials, True),
+            "ns": p.pingpong(cpus[0], plan.pingpong_rounds // 4, PINGPONG_PAGES, plan.trials, True),
         }
 
     probes = [
@@ -182,10 +198,10 @@ def steps(plan: Plan, host: Host, cpus: list[int], out: dict) -> list[Step]:
         ("context switches", pingpong),
     ]
     # the repeated probes spread between the others, so that they sample the host's states over the whole
-    # calibration: the IPI pairs from the start, the chase's largest working sets after its first run
+    # calibration: the IPI pairs from the start, the fitted probes again once both chases have run
     ipi = [ipi_pairs(b) for b in range(plan.ipi_bursts)]
-    again = [chase_again("fit.chase_pages", 4096, r + 1) for r in range(plan.chase_repeats)]
-    return [("clocks", clocks), *_spread(_spread(probes, again, after=1), ipi, after=0)]
+    again = [repeat(r + 1) for r in range(plan.repeats)]
+    return [("clocks", clocks), *_spread(_spread(probes, again, after=2), ipi, after=0)]
 
 
 def _spread(steps: list[Step], extra: list[Step], after: int) -> list[Step]:
