@@ -47,7 +47,7 @@ class Plan:
     def make(cls, quick: bool) -> Plan:
         per_octave = 2 if quick else 4
         return cls(
-            page_sizes=_geometric(16, 16384 if quick else 32768, per_octave),
+            page_sizes=_geometric(16, 16384 if quick else 65536, per_octave),  # to 256 MiB: the 2-D walk's reach
             sequential_sizes=_geometric(32, 8192 if quick else 16384, 1 if quick else 2),
             strided_sizes=_geometric(16, 16384 if quick else 32768, 2),
             line_sizes=_geometric(64, 1 << (18 if quick else 22), per_octave),  # past 4x a 32 MiB LLC: DRAM
@@ -147,7 +147,7 @@ def steps(plan: Plan, host: Host, cpus: list[int], out: dict) -> list[Step]:
 
         def run() -> None:
             core_clock()
-            chase_again("fit.chase_pages", 4096, False, 3, 1 + r * len(plan.page_sizes))
+            chase_again("fit.chase_pages", 4096, False, 2, 1 + r * len(plan.page_sizes))
             chase_again("fit.chase_lines", 64, True, 1, 1 + r * len(plan.line_sizes))
             faults()
             shootdown("fit.mprotect", 1, MPROTECT_FIT_PAGES)[1]()

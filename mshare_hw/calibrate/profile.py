@@ -338,9 +338,9 @@ def fit_walk_cycles(profile: Path, m: dict) -> Value:
 
 def _walk_regime(profile: Path, m: dict) -> list[tuple[int, float]]:
     """(pages, measured ns) of the random page chase at working sets of at least twice the L2 TLB's 4K
-    entries, two per octave (the largest working set if none is that large): seven points from 4096 to
-    32768 pages with a 2048-entry L2 TLB, so that the median over them is not decided by the largest ones,
-    which the host slows in some calibrations and not in others."""
+    entries, two per octave (the largest working set if none is that large): nine points from 4096 to
+    65536 pages with a 2048-entry L2 TLB. The nested TLB sizes differ only at the largest of them (the
+    model's 32 and 256 entries predict 23% apart at 32768 pages, 31% at 65536), so the chase reaches 256 MiB."""
     u = load_uarch(profile)
     pages = m["fit.chase_pages"]
     l2 = sum(s.entries for s in u.tlb.l2d if "4K" in s.sizes)

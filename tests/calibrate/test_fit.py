@@ -193,6 +193,6 @@ def test_walk_regime_takes_two_working_sets_per_octave_from_twice_the_l2_tlb():
     from mshare_hw.calibrate.probes import _geometric
     from mshare_hw.calibrate.profile import _walk_regime
 
-    sizes = _geometric(16, 32768, 4)
+    sizes = _geometric(16, 65536, 4)
     at = _walk_regime("zen3", {"fit.chase_pages": {"sizes": sizes, "ns": [1.0] * len(sizes)}})
-    assert [s for s, _ in at] == [4096, 5793, 8192, 11585, 16384, 23170, 32768]
+    assert [s for s, _ in at] == [4096, 5793, 8192, 11585, 16384, 23170, 32768, 46341, 65536]
