@@ -163,7 +163,7 @@ def _clock_samples(m: dict) -> str:
     samples = m.get("core_ghz_samples", [m["core_ghz"]])
     if len(samples) == 1:
         return "one sample"
-    return f"median of {len(samples)} samples over the calibration, {min(samples):.3f}-{max(samples):.3f}"
+    return f"the fastest of {len(samples)} samples over the calibration, {min(samples):.3f}-{max(samples):.3f}"
 
 
 def _toml(v: int | bool) -> str:
