@@ -103,13 +103,11 @@ def steps(plan: Plan, host: Host, cpus: list[int], out: dict) -> list[Step]:
     def add(key: str, trials: list[float]) -> None:
         out[key] = out.get(key, []) + trials
 
-    def chase_again(key: str, spacing: int, huge: bool, octaves: int, seed: int, every: bool) -> None:
-        """The chase's working sets in its largest `octaves` octaves (`every` one, or two per octave) once
-        more (a new random cycle), their trials added to the first run's: the host slows the largest
-        working sets for seconds at a time."""
+    def chase_again(key: str, spacing: int, huge: bool, octaves: int, seed: int) -> None:
+        """The chase's largest `octaves` octaves once more (a new random cycle), their trials added to the
+        first run's: the host slows the largest working sets for seconds at a time."""
         rec = out[key]
-        last = rec["sizes"][-1]
-        big = [i for i, s in enumerate(rec["sizes"]) if s >= last / 2**octaves and (every or half_octave(s / last))]
+        big = [i for i, s in enumerate(rec["sizes"]) if s >= rec["sizes"][-1] / 2**octaves]
         trials = p.chase([rec["sizes"][i] for i in big], spacing, huge, plan.loads, plan.trials, seed)
         for i, t in zip(big, trials):
             rec["trials"][i] = rec["trials"][i] + t
@@ -150,8 +148,8 @@ def steps(plan: Plan, host: Host, cpus: list[int], out: dict) -> list[Step]:
 
         def run() -> None:
             core_clock()
-            chase_again("fit.chase_pages", 4096, False, 4, 1 + r * len(plan.page_sizes), False)  # the walk regime
-            chase_again("fit.chase_lines", 64, True, 1, 1 + r * len(plan.line_sizes), True)  # DRAM
+            chase_again("fit.chase_pages", 4096, False, 2, 1 + r * len(plan.page_sizes))
+            chase_again("fit.chase_lines", 64, True, 1, 1 + r * len(plan.line_sizes))
             faults()
             shootdown("fit.mprotect", 1, MPROTECT_FIT_PAGES)[1]()
             context_switches()
@@ -205,11 +203,6 @@ def steps(plan: Plan, host: Host, cpus: list[int], out: dict) -> list[Step]:
     ipi = [ipi_pairs(b) for b in range(plan.ipi_bursts)]
     again = [repeat(r + 1) for r in range(plan.repeats)]
     return [("clocks", clocks), *_spread(_spread(probes, again, after=2), ipi, after=0)]
-
-
-def half_octave(ratio: float) -> bool:
-    """Whether `ratio` is a whole power of the square root of two."""
-    return abs(2 * np.log2(ratio) - round(2 * np.log2(ratio))) < 0.01
 
 
 def _spread(steps: list[Step], extra: list[Step], after: int) -> list[Step]:

@@ -15,7 +15,7 @@ import numpy as np
 
 from mshare_hw.calibrate.fit import fastest_placement, find_rises, ipi_costs, linear_fit, spread, to_cycles
 from mshare_hw.calibrate.host import Host, nearest_part
-from mshare_hw.calibrate.probes import FAULT_AROUND_PAGES, half_octave
+from mshare_hw.calibrate.probes import FAULT_AROUND_PAGES
 from mshare_hw.config.uarch import load_uarch
 
 
@@ -344,5 +344,6 @@ def _walk_regime(profile: Path, m: dict) -> list[tuple[int, float]]:
     u = load_uarch(profile)
     pages = m["fit.chase_pages"]
     l2 = sum(s.entries for s in u.tlb.l2d if "4K" in s.sizes)
+    half_octave = lambda s: abs(2 * np.log2(s) - round(2 * np.log2(s))) < 0.01  # noqa: E731
     at = [(s, ns) for s, ns in zip(pages["sizes"], pages["ns"]) if s >= 2 * l2 and half_octave(s)]
     return at or [(pages["sizes"][-1], pages["ns"][-1])]
