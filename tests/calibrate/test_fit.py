@@ -187,12 +187,12 @@ def test_nested_tlb_pick_takes_the_smallest_unless_a_larger_fits_clearly_better(
     assert pick_nested_tlb({32: 0.20, 256: 0.10, 2048: 0.30}) == 256  # a larger one that fits worse is not taken
 
 
-def test_walk_regime_takes_two_working_sets_per_octave_from_twice_the_l2_tlb():
-    """Zen 3's L2 DTLB holds 2048 4K entries: the regime starts at 4096 pages and keeps the half-octave
-    sizes of a four-per-octave plan up to its largest working set."""
+def test_walk_regime_takes_two_working_sets_per_octave_from_eight_times_the_l2_tlb():
+    """Zen 3's L2 DTLB holds 2048 4K entries: the regime starts at eight times that, 16384 pages, and keeps
+    the half-octave sizes of a four-per-octave plan up to its largest working set."""
     from mshare_hw.calibrate.probes import _geometric
     from mshare_hw.calibrate.profile import _walk_regime
 
     sizes = _geometric(16, 65536, 4)
     at = _walk_regime("zen3", {"fit.chase_pages": {"sizes": sizes, "ns": [1.0] * len(sizes)}})
-    assert [s for s, _ in at] == [4096, 5793, 8192, 11585, 16384, 23170, 32768, 46341, 65536]
+    assert [s for s, _ in at] == [16384, 23170, 32768, 46341, 65536]
