@@ -216,6 +216,18 @@ def fastest_placement(alone_ns, held_ns, responder_ns, interrupts, tol: float = 
     )
 
 
+def typical(trials, per_burst: int) -> float:
+    """A repeated probe's value: the median over its bursts (consecutive runs of `per_burst` trials, taken
+    at different times in the calibration) of each burst's fastest trial. The fastest within a burst drops
+    the moments the host interrupted; the median across bursts drops a burst the host slowed, or sped up,
+    throughout (a host state that lasts seconds: page faults 1.9 us in one burst and 2.3 us in the others).
+    One burst: its fastest trial."""
+    v = np.asarray(trials, dtype=float)
+    if len(v) == 0 or per_burst < 1:
+        raise ValueError("typical needs trials and a positive burst length")
+    return float(np.median([v[i : i + per_burst].min() for i in range(0, len(v), per_burst)]))
+
+
 def spread(values) -> float:
     """Relative spread of repeated measurements: (max - min) / min."""
     v = np.asarray(values, dtype=float)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mshare_hw.calibrate.fit import typical
 from mshare_hw.calibrate.host import Host
 
 FIT_PAGES = (1, 8, 32, 64)  # madvise series with the mm on 0, 1, ... N-1 other CPUs (raw data, saved)
@@ -86,6 +87,7 @@ def steps(plan: Plan, host: Host, cpus: list[int], out: dict) -> list[Step]:
     def clocks() -> None:
         nonlocal tsc_threshold, tsc_ceiling
         out["tsc_ghz"] = p.tsc_ghz(50.0)
+        out["trials_per_burst"] = plan.trials  # a repeated probe's trials come in bursts of this many
         core_clock()
         tsc_threshold = int(RESPONDER_GAP_NS * out["tsc_ghz"])
         tsc_ceiling = int(RESPONDER_GAP_MAX_NS * out["tsc_ghz"])
@@ -93,7 +95,7 @@ def steps(plan: Plan, host: Host, cpus: list[int], out: dict) -> list[Step]:
     def chase(key: str, sizes: list[int], spacing: int, huge: bool, order: int = CHASE_RANDOM) -> Step:
         def run() -> None:
             trials = p.chase(sizes, spacing, huge, plan.loads, plan.trials, 1, order)
-            out[key] = {"sizes": sizes, "ns": [min(t) for t in trials], "trials": trials}
+            out[key] = {"sizes": sizes, "ns": [typical(t, plan.trials) for t in trials], "trials": trials}
 
         unit = key.rsplit("_", 1)[-1]
         what = f"{unit} in address order" if order == CHASE_SEQUENTIAL else f"random {unit}"
@@ -111,7 +113,7 @@ def steps(plan: Plan, host: Host, cpus: list[int], out: dict) -> list[Step]:
         trials = p.chase([rec["sizes"][i] for i in big], spacing, huge, plan.loads, plan.trials, seed)
         for i, t in zip(big, trials):
             rec["trials"][i] = rec["trials"][i] + t
-            rec["ns"][i] = min(rec["trials"][i])
+            rec["ns"][i] = typical(rec["trials"][i], plan.trials)
 
     def faults() -> None:
         add("fit.fault_anon_ns", p.fault_anon(2048, plan.trials))

@@ -13,7 +13,15 @@ from pathlib import Path
 
 import numpy as np
 
-from mshare_hw.calibrate.fit import fastest_placement, find_rises, ipi_costs, linear_fit, spread, to_cycles
+from mshare_hw.calibrate.fit import (
+    fastest_placement,
+    find_rises,
+    ipi_costs,
+    linear_fit,
+    spread,
+    to_cycles,
+    typical,
+)
 from mshare_hw.calibrate.host import Host, nearest_part
 from mshare_hw.calibrate.probes import FAULT_AROUND_PAGES
 from mshare_hw.config.uarch import load_uarch
@@ -32,8 +40,13 @@ class Value:
 PAIR_KEYS = ("alone_ns", "held_ns", "responder_ns", "interrupts_per_round")
 
 
-def _series(rows: list[dict], remote: int) -> dict[int, float]:
-    return {r["pages"]: min(r["ns"]) for r in rows if r["remote"] == remote}
+def fastest(m: dict, trials: list[float]) -> float:
+    """A fitted probe's value from its trials (`fit.typical`: bursts of `trials_per_burst`)."""
+    return typical(trials, m.get("trials_per_burst", len(trials)))
+
+
+def _series(m: dict, rows: list[dict], remote: int) -> dict[int, float]:
+    return {r["pages"]: fastest(m, r["ns"]) for r in rows if r["remote"] == remote}
 
 
 def _chase_spread(chase: dict, lo: float = 0, hi: float = float("inf")) -> float:
@@ -107,9 +120,9 @@ def derive(m: dict, host: Host) -> list[Value]:
 
     # page faults
     anon = m["fit.fault_anon_ns"]
-    vals.append(Value("costs.fault_cycles", cyc(min(anon)), "fault_anon", spread(anon)))
+    vals.append(Value("costs.fault_cycles", cyc(fastest(m, anon)), "fault_anon", spread(anon)))
     one, around = m["fit.fault_shmem_one_ns"], m["fit.fault_shmem_around_ns"]
-    extra = (min(around) - min(one)) / (FAULT_AROUND_PAGES - 1)
+    extra = (fastest(m, around) - fastest(m, one)) / (FAULT_AROUND_PAGES - 1)
     sp = max(spread(one), spread(around))
     vals.append(Value("costs.fault_per_page_cycles", max(0, round(extra * ghz)), "fault_shmem", sp))
 
@@ -140,13 +153,13 @@ def derive(m: dict, host: Host) -> list[Value]:
         vals.append(Value("costs.ipi_responder_cycles", cyc(ipi.responder_ns), "madvise_ipi_pairs", sp, note))
     # mprotect round trip: two PTE changes and two single-page flushes per page (below Linux's 33-page
     # tlb_single_page_flush_ceiling, arch/x86/mm/tlb.c): half the slope bounds INVLPG from above
-    mp = _series(m["fit.mprotect"], 0)
+    mp = _series(m, m["fit.mprotect"], 0)
     f = linear_fit(list(mp), list(mp.values()))
     vals.append(Value("costs.invlpg_cycles", cyc(f.slope / 2), "mprotect", f.spread, "upper bound: PTE update in"))
 
     # context switch: half a ping-pong round trip less the same pipe syscalls without a switch
     pp, pipe = m["fit.pingpong_ns"], m["fit.pipe_self_ns"]
-    cs = (min(pp) - min(pipe)) / 2
+    cs = (fastest(m, pp) - fastest(m, pipe)) / 2
     sp = max(spread(pp), spread(pipe))
     vals.append(Value("costs.context_switch_cycles", max(0, round(cs * ghz)), "pingpong", sp))
 

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from mshare_hw.calibrate import replay
+from mshare_hw.calibrate.profile import fastest
 
 REACH_PAGES = (32, 128, 512, 1024, 4096, 16384)  # replayed working sets (a subset: replay is slow)
 COLUMNS = ["probe", "case", "measured_ns", "predicted_ns", "error_pct", "fitted_on", "note"]
@@ -72,7 +73,7 @@ def validate(profile_path: str | Path, measurements: dict, reach_pages=REACH_PAG
             add(probe, f"{n} pages, {k} remote CPUs", min(r["ns"]), replay.shootdown(profile, kind, n, k, ghz))
     pp = measurements.get("held_out.pingpong_touch")
     if pp is not None:
-        pipe = min(measurements["fit.pipe_self_ns"])
+        pipe = fastest(measurements, measurements["fit.pipe_self_ns"])
         add(
             "ping-pong+touch",
             f"{pp['pages']} pages a side",

@@ -14,6 +14,7 @@ from mshare_hw.calibrate.fit import (
     plateaus,
     spread,
     to_cycles,
+    typical,
 )
 
 
@@ -196,3 +197,13 @@ def test_walk_regime_takes_two_working_sets_per_octave_from_eight_times_the_l2_t
     sizes = _geometric(16, 65536, 4)
     at = _walk_regime("zen3", {"fit.chase_pages": {"sizes": sizes, "ns": [1.0] * len(sizes)}})
     assert [s for s, _ in at] == [16384, 23170, 32768, 46341, 65536]
+
+
+def test_typical_is_the_median_of_each_bursts_fastest_trial():
+    """Three bursts of three trials: fastest 1.9 (a fast host state), 2.2 and 2.5 (a slow one): 2.2; one
+    burst: its fastest trial."""
+    assert typical([2.0, 1.9, 1.95, 2.3, 2.2, 2.4, 2.5, 2.6, 2.7], 3) == pytest.approx(2.2)
+    assert typical([2.3, 2.2, 2.4], 3) == pytest.approx(2.2)
+    assert typical([2.3, 2.2, 2.4, 1.0], 3) == pytest.approx(1.6)  # a short last burst counts as one
+    with pytest.raises(ValueError):
+        typical([], 3)
