@@ -105,13 +105,14 @@ def steps(plan: Plan, host: Host, cpus: list[int], out: dict) -> list[Step]:
     def add(key: str, trials: list[float]) -> None:
         out[key] = out.get(key, []) + trials
 
-    def chase_again(key: str, spacing: int, huge: bool, octaves: int, seed: int) -> None:
-        """The chase's largest `octaves` octaves once more (a new random cycle), their trials added to the
-        first run's: the host slows the largest working sets for seconds at a time."""
+    def chase_again(key: str, spacing: int, huge: bool, seed: int, below: int = 0, octaves: int = 64) -> None:
+        """The chase's working sets up to `below` nodes and in its largest `octaves` octaves once more (a
+        new random cycle), their trials added to the first run's as a new burst."""
         rec = out[key]
-        big = [i for i, s in enumerate(rec["sizes"]) if s >= rec["sizes"][-1] / 2**octaves]
-        trials = p.chase([rec["sizes"][i] for i in big], spacing, huge, plan.loads, plan.trials, seed)
-        for i, t in zip(big, trials):
+        last = rec["sizes"][-1]
+        again = [i for i, s in enumerate(rec["sizes"]) if s <= below or s >= last / 2**octaves]
+        trials = p.chase([rec["sizes"][i] for i in again], spacing, huge, plan.loads, plan.trials, seed)
+        for i, t in zip(again, trials):
             rec["trials"][i] = rec["trials"][i] + t
             rec["ns"][i] = typical(rec["trials"][i], plan.trials)
 
@@ -144,14 +145,15 @@ def steps(plan: Plan, host: Host, cpus: list[int], out: dict) -> list[Step]:
         add("fit.pingpong_ns", p.pingpong(cpus[0], plan.pingpong_rounds, 0, plan.trials, True))
 
     def repeat(r: int) -> Step:
-        """The single-shot fitted probes once more, their trials added to the first run's: every value is a
-        minimum of trials, and the host's slow spells last seconds, so the trials are spread over the
-        calibration. The held-out probes run once."""
+        """The fitted probes once more, their trials added to the first run's as a burst (`fit.typical`): the
+        host's slow and fast spells last seconds, so the bursts are spread over the calibration. The
+        held-out probes run once."""
 
         def run() -> None:
             core_clock()
-            chase_again("fit.chase_pages", 4096, False, 2, 1 + r * len(plan.page_sizes))
-            chase_again("fit.chase_lines", 64, True, 1, 1 + r * len(plan.line_sizes))
+            chase_again("fit.chase_pages", 4096, False, 1 + r * len(plan.page_sizes))  # all of it: 5 s
+            # the cache levels' plateaus and DRAM; the working sets between (30 s, the LLC giving way) run once
+            chase_again("fit.chase_lines", 64, True, 1 + r * len(plan.line_sizes), below=1 << 18, octaves=1)
             faults()
             shootdown("fit.mprotect", 1, MPROTECT_FIT_PAGES)[1]()
             context_switches()
