@@ -228,6 +228,12 @@ def typical(trials, per_burst: int) -> float:
     return float(np.median([v[i : i + per_burst].min() for i in range(0, len(v), per_burst)]))
 
 
+def fastest(m: dict, trials) -> float:
+    """A fitted probe's value from its trials in measurements `m` (`typical` over bursts of
+    `m["trials_per_burst"]`; one burst where the measurements predate bursts)."""
+    return typical(trials, m.get("trials_per_burst", len(trials)))
+
+
 def spread(values) -> float:
     """Relative spread of repeated measurements: (max - min) / min."""
     v = np.asarray(values, dtype=float)

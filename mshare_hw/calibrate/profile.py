@@ -14,13 +14,13 @@ from pathlib import Path
 import numpy as np
 
 from mshare_hw.calibrate.fit import (
+    fastest,
     fastest_placement,
     find_rises,
     ipi_costs,
     linear_fit,
     spread,
     to_cycles,
-    typical,
 )
 from mshare_hw.calibrate.host import Host, nearest_part
 from mshare_hw.calibrate.probes import FAULT_AROUND_PAGES
@@ -38,11 +38,6 @@ class Value:
 
 # an IPI pair row's series, pooled over its bursts
 PAIR_KEYS = ("alone_ns", "held_ns", "responder_ns", "interrupts_per_round")
-
-
-def fastest(m: dict, trials: list[float]) -> float:
-    """A fitted probe's value from its trials (`fit.typical`: bursts of `trials_per_burst`)."""
-    return typical(trials, m.get("trials_per_burst", len(trials)))
 
 
 def _series(m: dict, rows: list[dict], remote: int) -> dict[int, float]:

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from mshare_hw.calibrate import replay
-from mshare_hw.calibrate.profile import fastest
+from mshare_hw.calibrate.fit import fastest
 
 REACH_PAGES = (32, 128, 512, 1024, 4096, 16384)  # replayed working sets (a subset: replay is slow)
 COLUMNS = ["probe", "case", "measured_ns", "predicted_ns", "error_pct", "fitted_on", "note"]
