@@ -2,8 +2,9 @@
 order; raw results gathered into one JSON-able dict (saved beside the profile so `--check` can replay).
 
 Fitted series and held-out series are kept apart: `fit.*` feed the profile, `held_out.*` only the
-validation table. Every timing keeps all its trials (a list of ns); the profile takes their minimum and
-reports their spread.
+validation table. Every timing keeps all its trials (a list of ns); a fitted probe's trials come in
+bursts spread over the calibration (`repeat`), and its value is the median of the bursts' fastest trials
+(`fit.typical`; a held-out probe runs once: its fastest trial). The profile reports their spread.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ class Plan:
     pingpong_rounds: int
     ipi_pairs: int  # IPI pairs per burst and remote CPU count
     ipi_bursts: int  # bursts spread over the calibration: the host moves vCPUs every few seconds
-    repeats: int  # later runs of the fitted probes (the chases' largest working sets), spread over the calibration
+    repeats: int  # later bursts of the fitted probes, spread over the calibration
 
     @classmethod
     def make(cls, quick: bool) -> Plan:
